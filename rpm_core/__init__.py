@@ -1,0 +1,1 @@
+"""rpm_core package."""

@@ -4,9 +4,11 @@ The agent builds every scanner and client at one construction point; with emulat
 passes the bound backend classes of an :class:`EmulatedRadio` instead of the platform default::
 
     radio = await EmulatedRadio.open(air)            # or EmulatedRadio.open_hci(process.hci)
-    backends = radio.backends                         # BleakBackends(scanner=..., client=...)
-    scanner = BleakScanner(callback, backend=backends.scanner)
-    client = await establish_connection(BleakClient, device, name, backend=backends.client)
+    scanner = BleakScanner(callback, backend=radio.scanner_backend)
+    client = await establish_connection(BleakClient, device, name, backend=radio.client_backend)
+
+``radio.backends`` bundles both as :class:`BleakBackends`, whose ``None`` fields mean "platform
+default", for an agent that takes one settings-built object either way.
 
 Behaviour follows bleak's BlueZ backend where the spike found differences matter: the GAP (0x1800)
 and GATT (0x1801) services are hidden, a characteristic's handle is its declaration handle (value
@@ -144,22 +146,23 @@ class EmulatedRadio:
         self._listeners: set[ScanListener] = set()
         self._echo_candidates: dict[str, AdStructures] = {}
         self._names: dict[str, str] = {}
-        self.backends = BleakBackends(scanner=self._bind_scanner(), client=self._bind_client())
+        self.scanner_backend = self._bind_scanner()
+        self.client_backend = self._bind_client()
+        self.backends = BleakBackends(scanner=self.scanner_backend, client=self.client_backend)
         device.on("advertisement", self._on_advertisement)
 
     @classmethod
-    async def open(cls, air: VirtualAir, *, name: str = "vigil-agent",
-                   address: str | None = None) -> EmulatedRadio:  # fmt: skip
+    async def open(cls, air: VirtualAir, *, name: str = "vigil-agent", address: str | None = None) -> EmulatedRadio:
         """A central on an in-process :class:`VirtualAir`."""
         address = address or air.allocate_address(central=True)
-        device = Device(name=name, address=hci.Address(address),
-                        host=air.attach_host(name, address))  # fmt: skip
+        device = Device(name=name, address=hci.Address(address), host=air.attach_host(name, address))
         await device.power_on()
         return cls(device)
 
     @classmethod
-    async def open_hci(cls, transport_name: str, *, name: str = "vigil-agent",
-                       address: str = "C0:00:00:00:FF:01") -> EmulatedRadio:  # fmt: skip
+    async def open_hci(
+        cls, transport_name: str, *, name: str = "vigil-agent", address: str = "C0:00:00:00:FF:01"
+    ) -> EmulatedRadio:
         """A central whose controller lives in another process (``DeviceProcess.hci``)."""
         host, transport = await open_hci_host(transport_name)
         device = Device(name=name, address=hci.Address(address), host=host)
@@ -214,9 +217,7 @@ class EmulatedRadio:
 
     def _on_advertisement(self, advertisement: Advertisement) -> None:
         key = advertisement.address.to_string(False)
-        structures: AdStructures = tuple(dict.fromkeys(
-            (int(t), bytes(v)) for t, v in advertisement.data.ad_structures
-        ))  # fmt: skip
+        structures: AdStructures = tuple(dict.fromkeys((int(t), bytes(v)) for t, v in advertisement.data.ad_structures))
         if advertisement.is_scan_response:
             # bumble's virtual controller answers every scan with the advertising data again.
             if self._echo_candidates.pop(key, None) == structures:
@@ -235,9 +236,13 @@ class BumbleScanner(BaseBleakScanner):
 
     bound_radio: ClassVar[EmulatedRadio | None] = None
 
-    def __init__(self, detection_callback: AdvertisementDataCallback | None,
-                 service_uuids: list[str] | None, scanning_mode: str = "active",
-                 **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        detection_callback: AdvertisementDataCallback | None,
+        service_uuids: list[str] | None,
+        scanning_mode: str = "active",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(detection_callback, service_uuids)
         if self.bound_radio is None:
             raise EmulatedLinkError("radio", "scan", "use EmulatedRadio.backends.scanner")
@@ -251,8 +256,7 @@ class BumbleScanner(BaseBleakScanner):
     async def stop(self) -> None:
         await self._radio.remove_scan_listener(self._on_advertisement)
 
-    def _on_advertisement(self, address: hci.Address, name: str | None,
-                          adv: AdvertisementData) -> None:  # fmt: skip
+    def _on_advertisement(self, address: hci.Address, name: str | None, adv: AdvertisementData) -> None:
         if not self.is_allowed_uuid(adv.service_uuids):
             return
         text = address.to_string(False)
@@ -265,20 +269,21 @@ class BumbleClient(BaseBleakClient):
 
     bound_radio: ClassVar[EmulatedRadio | None] = None
 
-    def __init__(self, address_or_ble_device: BLEDevice | str, *,
-                 disconnected_callback: Callable[[], None] | None = None,
-                 timeout: float = 30.0, services: set[str] | None = None,
-                 **kwargs: Any) -> None:  # fmt: skip
-        super().__init__(address_or_ble_device, disconnected_callback=disconnected_callback,
-                         timeout=timeout)  # fmt: skip
+    def __init__(
+        self,
+        address_or_ble_device: BLEDevice | str,
+        *,
+        disconnected_callback: Callable[[], None] | None = None,
+        timeout: float = 30.0,
+        services: set[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(address_or_ble_device, disconnected_callback=disconnected_callback, timeout=timeout)
         if self.bound_radio is None:
             raise EmulatedLinkError("radio", "connect", "use EmulatedRadio.backends.client")
         self._radio = self.bound_radio
         details = getattr(address_or_ble_device, "details", None)
-        self._peer_address = (
-            details.address if isinstance(details, BumbleDeviceDetails)
-            else hci.Address(self.address)
-        )  # fmt: skip
+        self._peer_address = details.address if isinstance(details, BumbleDeviceDetails) else hci.Address(self.address)
         self._name = getattr(address_or_ble_device, "name", None)
         self._service_filter = services
         self._connection: Connection | None = None
@@ -379,14 +384,16 @@ class BumbleClient(BaseBleakClient):
             for char in await peer.discover_characteristics(service=service):
                 properties = [n for flag, n in _PROPERTY_NAMES.items() if char.properties & flag]
                 bleak_char = BleakGATTCharacteristic(
-                    char, char.handle - 1, _uuid_str(char.uuid), properties,
-                    lambda: self.mtu_size - 3, bleak_service,
-                )  # fmt: skip
+                    char,
+                    char.handle - 1,
+                    _uuid_str(char.uuid),
+                    properties,
+                    lambda: self.mtu_size - 3,
+                    bleak_service,
+                )
                 collection.add_characteristic(bleak_char)
                 for desc in await peer.discover_descriptors(char):
-                    collection.add_descriptor(
-                        BleakGATTDescriptor(desc, desc.handle, _uuid_str(desc.type), bleak_char)
-                    )
+                    collection.add_descriptor(BleakGATTDescriptor(desc, desc.handle, _uuid_str(desc.type), bleak_char))
         return collection
 
     def _require_connection(self) -> Connection:
@@ -416,8 +423,9 @@ class BumbleClient(BaseBleakClient):
                 raise
             raise EmulatedLinkError(self.address, what, "disconnected") from None
 
-    async def read_gatt_char(self, characteristic: BleakGATTCharacteristic, *,
-                             use_cached: bool = False, **kwargs: Any) -> bytearray:  # fmt: skip
+    async def read_gatt_char(
+        self, characteristic: BleakGATTCharacteristic, *, use_cached: bool = False, **kwargs: Any
+    ) -> bytearray:
         peer = self._require_peer()
         if use_cached and (cached := peer.gatt_client.cached_values.get(characteristic.handle + 1)):
             return bytearray(cached[1])
@@ -431,20 +439,19 @@ class BumbleClient(BaseBleakClient):
         with self._gatt_errors("read descriptor"):
             return bytearray(await peer.read_value(descriptor.obj))
 
-    async def write_gatt_char(self, characteristic: BleakGATTCharacteristic, data: SizedBuffer,
-                              response: bool) -> None:  # fmt: skip
+    async def write_gatt_char(self, characteristic: BleakGATTCharacteristic, data: SizedBuffer, response: bool) -> None:
         peer = self._require_peer()
         with self._gatt_errors("write"):
             await peer.write_value(characteristic.obj, bytes(data), with_response=response)
 
-    async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor,
-                                    data: SizedBuffer) -> None:  # fmt: skip
+    async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor, data: SizedBuffer) -> None:
         peer = self._require_peer()
         with self._gatt_errors("write descriptor"):
             await peer.write_value(descriptor.obj, bytes(data), with_response=True)
 
-    async def start_notify(self, characteristic: BleakGATTCharacteristic,
-                           callback: NotifyCallback, **kwargs: Any) -> None:  # fmt: skip
+    async def start_notify(
+        self, characteristic: BleakGATTCharacteristic, callback: NotifyCallback, **kwargs: Any
+    ) -> None:
         """Subscribe (notifications preferred over indications, as bleak specifies)."""
         peer = self._require_peer()
 
@@ -456,8 +463,7 @@ class BumbleClient(BaseBleakClient):
             with self._gatt_errors("start_notify"):
                 await peer.subscribe(characteristic.obj, on_value, prefer_notify=True)
         except BaseException:
-            for table in (peer.gatt_client.notification_subscribers,
-                          peer.gatt_client.indication_subscribers):  # fmt: skip
+            for table in (peer.gatt_client.notification_subscribers, peer.gatt_client.indication_subscribers):
                 table.pop(value_handle, None)
             raise
         self._subscriptions[characteristic.handle] = on_value

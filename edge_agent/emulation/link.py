@@ -159,9 +159,7 @@ class DeviceProcess:
         self._reader = asyncio.create_task(self._read_replies())
 
     @classmethod
-    async def start(
-        cls, devices: Sequence[Mapping[str, Any]], *, startup_timeout: float = 20.0
-    ) -> DeviceProcess:
+    async def start(cls, devices: Sequence[Mapping[str, Any]], *, startup_timeout: float = 20.0) -> DeviceProcess:
         """Spawn ``python -m edge_agent.emulation.link`` with these device specs.
 
         Each spec is ``{"profile": <factory name in peripheral.PROFILES>, "name": ..., **kwargs}``.
@@ -326,8 +324,9 @@ async def _apply_op(  # pragma: no cover - child process
                 None if context is None else bytes.fromhex(context),
             )
         case "inject_error":
-            device.inject_error(uuid, int(message["code"]), op=message.get("on", "read"),
-                                times=int(message.get("times", 1)))  # fmt: skip
+            device.inject_error(
+                uuid, int(message["code"]), op=message.get("on", "read"), times=int(message.get("times", 1))
+            )
         case "drop_link":
             await device.drop_link()
         case "stream":

@@ -175,17 +175,19 @@ class EmulatedPeripheral:
     def _standard_services(self, battery_level: int) -> list[ServiceSpec]:
         info = self.info
         return [
-            ServiceSpec(0x180F, (CharacteristicSpec(0x2A19, read=True, notify=True,
-                                                    value=bytes([battery_level])),)),
-            ServiceSpec(0x180A, (
-                CharacteristicSpec(0x2A29, read=True, value=info.manufacturer.encode()),
-                CharacteristicSpec(0x2A24, read=True, value=info.model.encode()),
-                CharacteristicSpec(0x2A25, read=True, value=info.serial.encode()),
-                CharacteristicSpec(0x2A26, read=True, value=info.firmware.encode()),
-                CharacteristicSpec(0x2A23, read=True, value=info.system_id),
-            )),
+            ServiceSpec(0x180F, (CharacteristicSpec(0x2A19, read=True, notify=True, value=bytes([battery_level])),)),
+            ServiceSpec(
+                0x180A,
+                (
+                    CharacteristicSpec(0x2A29, read=True, value=info.manufacturer.encode()),
+                    CharacteristicSpec(0x2A24, read=True, value=info.model.encode()),
+                    CharacteristicSpec(0x2A25, read=True, value=info.serial.encode()),
+                    CharacteristicSpec(0x2A26, read=True, value=info.firmware.encode()),
+                    CharacteristicSpec(0x2A23, read=True, value=info.system_id),
+                ),
+            ),
             ServiceSpec(0x1805, (CharacteristicSpec(0x2A2B, read=True, notify=True),)),
-        ]  # fmt: skip
+        ]
 
     def _build_service(self, spec: ServiceSpec) -> Service:
         return Service(sig_uuid(spec.uuid), [self._build_char(c) for c in spec.characteristics])
@@ -221,10 +223,7 @@ class EmulatedPeripheral:
                 | att.Attribute.Permissions.WRITE_REQUIRES_ENCRYPTION
             )
             cccd_value = self.device.gatt_server.make_descriptor_value(char)
-            char.descriptors = [
-                Descriptor(GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR, cccd_perms,
-                           cccd_value)
-            ]  # fmt: skip
+            char.descriptors = [Descriptor(GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR, cccd_perms, cccd_value)]
         self._specs[key] = spec
         self._values[key] = spec.value
         self._chars[key] = char
@@ -257,9 +256,17 @@ class EmulatedPeripheral:
         """Current Time (0x2A2B): Date Time, day of week (Mon=1), fractions256, adjust reason."""
         now = self.clock() + self.clock_offset
         return struct.pack(
-            "<HBBBBBBBB", now.year, now.month, now.day, now.hour, now.minute, now.second,
-            now.isoweekday(), now.microsecond * 256 // 1_000_000, 0,
-        )  # fmt: skip
+            "<HBBBBBBBB",
+            now.year,
+            now.month,
+            now.day,
+            now.hour,
+            now.minute,
+            now.second,
+            now.isoweekday(),
+            now.microsecond * 256 // 1_000_000,
+            0,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -269,11 +276,16 @@ class EmulatedPeripheral:
         short = [sig_uuid(u) for u in self._advertised if len(sig_uuid(u).uuid_bytes) == 2]
         long = [sig_uuid(u) for u in self._advertised if len(sig_uuid(u).uuid_bytes) != 2]
         if short:
-            structures.append((AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS,
-                               b"".join(u.to_bytes() for u in short)))  # fmt: skip
+            structures.append(
+                (AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS, b"".join(u.to_bytes() for u in short))
+            )
         if long:
-            structures.append((AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
-                               b"".join(u.to_bytes(force_128=True) for u in long)))  # fmt: skip
+            structures.append(
+                (
+                    AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
+                    b"".join(u.to_bytes(force_128=True) for u in long),
+                )
+            )
         data = bytes(AdvertisingData(structures))
         if len(data) > _MAX_LEGACY_ADV:
             raise ValueError(len(data))  # legacy advertising PDUs carry 31 bytes
@@ -317,8 +329,7 @@ class EmulatedPeripheral:
             self.connections.remove(connection)
         self._touch()
 
-    def _on_subscription(self, connection: Connection, char: object, notify: bool,
-                         indicate: bool) -> None:  # fmt: skip
+    def _on_subscription(self, connection: Connection, char: object, notify: bool, indicate: bool) -> None:
         self._touch()
 
     def _touch(self) -> None:
@@ -362,8 +373,7 @@ class EmulatedPeripheral:
         """Indicate ``payload`` and wait for each subscriber's confirmation."""
         return await self._push(bleak_uuid(uuid), payload, indicate=True)
 
-    async def _push(self, key: str, payload: bytes, *, indicate: bool,
-                    only: Connection | None = None) -> int:  # fmt: skip
+    async def _push(self, key: str, payload: bytes, *, indicate: bool, only: Connection | None = None) -> int:
         delivered = 0
         for connection in self._subscribers(key, 0x02 if indicate else 0x01, only):
             if len(payload) > connection.att_mtu - 3:
@@ -375,8 +385,7 @@ class EmulatedPeripheral:
                 delivered += 1
         return delivered
 
-    async def _indicate_one(self, connection: Connection, char: Characteristic[bytes],
-                            payload: bytes) -> int:  # fmt: skip
+    async def _indicate_one(self, connection: Connection, char: Characteristic[bytes], payload: bytes) -> int:
         # bumble waits 15 s for a confirmation that a dropped link never sends: race the drop.
         lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -407,8 +416,7 @@ class EmulatedPeripheral:
         self.set_value(0x2A19, bytes([level]))
         await self.notify(0x2A19, bytes([level]))
 
-    def inject_error(self, uuid: UuidLike, code: int, *, op: Literal["read", "write"] = "read",
-                     times: int = 1) -> None:  # fmt: skip
+    def inject_error(self, uuid: UuidLike, code: int, *, op: Literal["read", "write"] = "read", times: int = 1) -> None:
         """Answer the next ``times`` reads (or writes) of ``uuid`` with ATT error ``code``."""
         self._errors.setdefault((bleak_uuid(uuid), op), deque()).extend([code] * times)
 

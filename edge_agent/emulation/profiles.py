@@ -52,60 +52,105 @@ __all__ = [
 C = CharacteristicSpec
 
 
-def heart_rate_strap(air: VirtualAir, *, name: str = "Vigil HR", encrypted: bool = False,
-                     body_sensor_location: int = 1,
-                     **options: Unpack[PeripheralOptions]) -> EmulatedPeripheral:  # fmt: skip
+def heart_rate_strap(
+    air: VirtualAir,
+    *,
+    name: str = "Vigil HR",
+    encrypted: bool = False,
+    body_sensor_location: int = 1,
+    **options: Unpack[PeripheralOptions],
+) -> EmulatedPeripheral:
     """Heart Rate 0x180D: 0x2A37 measurement (notify), 0x2A38 body sensor location (1 chest)."""
-    service = ServiceSpec(0x180D, (
-        C(0x2A37, notify=True, encrypted=encrypted),
-        C(0x2A38, read=True, value=bytes([body_sensor_location])),
-    ), advertised=True)  # fmt: skip
+    service = ServiceSpec(
+        0x180D,
+        (
+            C(0x2A37, notify=True, encrypted=encrypted),
+            C(0x2A38, read=True, value=bytes([body_sensor_location])),
+        ),
+        advertised=True,
+    )
     return EmulatedPeripheral(air, name=name, services=[service], **options)
 
 
-def blood_pressure_cuff(air: VirtualAir, *, name: str = "Vigil BP", encrypted: bool = False,
-                        feature: int = 0x0000,
-                        **options: Unpack[PeripheralOptions]) -> EmulatedPeripheral:  # fmt: skip
+def blood_pressure_cuff(
+    air: VirtualAir,
+    *,
+    name: str = "Vigil BP",
+    encrypted: bool = False,
+    feature: int = 0x0000,
+    **options: Unpack[PeripheralOptions],
+) -> EmulatedPeripheral:
     """Blood Pressure 0x1810: 0x2A35 (indicate), 0x2A36 intermediate cuff (notify), 0x2A49."""
-    service = ServiceSpec(0x1810, (
-        C(0x2A35, indicate=True, encrypted=encrypted),
-        C(0x2A36, notify=True, encrypted=encrypted),
-        C(0x2A49, read=True, value=struct.pack("<H", feature)),
-    ), advertised=True)  # fmt: skip
+    service = ServiceSpec(
+        0x1810,
+        (
+            C(0x2A35, indicate=True, encrypted=encrypted),
+            C(0x2A36, notify=True, encrypted=encrypted),
+            C(0x2A49, read=True, value=struct.pack("<H", feature)),
+        ),
+        advertised=True,
+    )
     return EmulatedPeripheral(air, name=name, services=[service], **options)
 
 
-def thermometer(air: VirtualAir, *, name: str = "Vigil Temp", encrypted: bool = False,
-                temperature_type: int = 6,
-                **options: Unpack[PeripheralOptions]) -> EmulatedPeripheral:  # fmt: skip
+def thermometer(
+    air: VirtualAir,
+    *,
+    name: str = "Vigil Temp",
+    encrypted: bool = False,
+    temperature_type: int = 6,
+    **options: Unpack[PeripheralOptions],
+) -> EmulatedPeripheral:
     """Health Thermometer 0x1809: 0x2A1C (indicate), 0x2A1D temperature type (6 mouth)."""
-    service = ServiceSpec(0x1809, (
-        C(0x2A1C, indicate=True, encrypted=encrypted),
-        C(0x2A1D, read=True, value=bytes([temperature_type])),
-    ), advertised=True)  # fmt: skip
+    service = ServiceSpec(
+        0x1809,
+        (
+            C(0x2A1C, indicate=True, encrypted=encrypted),
+            C(0x2A1D, read=True, value=bytes([temperature_type])),
+        ),
+        advertised=True,
+    )
     return EmulatedPeripheral(air, name=name, services=[service], **options)
 
 
-def pulse_oximeter(air: VirtualAir, *, name: str = "Vigil SpO2", encrypted: bool = False,
-                   features: bytes = b"\x00\x00",
-                   **options: Unpack[PeripheralOptions]) -> EmulatedPeripheral:  # fmt: skip
+def pulse_oximeter(
+    air: VirtualAir,
+    *,
+    name: str = "Vigil SpO2",
+    encrypted: bool = False,
+    features: bytes = b"\x00\x00",
+    **options: Unpack[PeripheralOptions],
+) -> EmulatedPeripheral:
     """Pulse Oximeter 0x1822: 0x2A5E spot-check (indicate), 0x2A5F continuous, 0x2A60."""
-    service = ServiceSpec(0x1822, (
-        C(0x2A5E, indicate=True, encrypted=encrypted),
-        C(0x2A5F, notify=True, encrypted=encrypted),
-        C(0x2A60, read=True, value=features),
-    ), advertised=True)  # fmt: skip
+    service = ServiceSpec(
+        0x1822,
+        (
+            C(0x2A5E, indicate=True, encrypted=encrypted),
+            C(0x2A5F, notify=True, encrypted=encrypted),
+            C(0x2A60, read=True, value=features),
+        ),
+        advertised=True,
+    )
     return EmulatedPeripheral(air, name=name, services=[service], **options)
 
 
-def weight_scale(air: VirtualAir, *, name: str = "Vigil Scale", encrypted: bool = False,
-                 feature: int = 0,
-                 **options: Unpack[PeripheralOptions]) -> EmulatedPeripheral:  # fmt: skip
+def weight_scale(
+    air: VirtualAir,
+    *,
+    name: str = "Vigil Scale",
+    encrypted: bool = False,
+    feature: int = 0,
+    **options: Unpack[PeripheralOptions],
+) -> EmulatedPeripheral:
     """Weight Scale 0x181D: 0x2A9D measurement (indicate), 0x2A9E feature (uint32)."""
-    service = ServiceSpec(0x181D, (
-        C(0x2A9D, indicate=True, encrypted=encrypted),
-        C(0x2A9E, read=True, value=struct.pack("<I", feature)),
-    ), advertised=True)  # fmt: skip
+    service = ServiceSpec(
+        0x181D,
+        (
+            C(0x2A9D, indicate=True, encrypted=encrypted),
+            C(0x2A9E, read=True, value=struct.pack("<I", feature)),
+        ),
+        advertised=True,
+    )
     return EmulatedPeripheral(air, name=name, services=[service], **options)
 
 
@@ -157,8 +202,7 @@ class GlucoseRecord:
     context: bytes | None = None
 
 
-def select_records(records: list[GlucoseRecord], operator: int,
-                   operand: bytes) -> list[GlucoseRecord] | RacpResponse:  # fmt: skip
+def select_records(records: list[GlucoseRecord], operator: int, operand: bytes) -> list[GlucoseRecord] | RacpResponse:
     """Pure RACP record selection; a :class:`RacpResponse` when the request is malformed."""
     ordered = sorted(records, key=lambda r: r.sequence)
     if operator == RacpOperator.NULL:
@@ -168,8 +212,9 @@ def select_records(records: list[GlucoseRecord], operator: int,
     if operator in (RacpOperator.ALL, RacpOperator.FIRST, RacpOperator.LAST):
         if operand:
             return RacpResponse.INVALID_OPERAND
-        return {RacpOperator.ALL: ordered, RacpOperator.FIRST: ordered[:1],
-                RacpOperator.LAST: ordered[-1:]}[RacpOperator(operator)]  # fmt: skip
+        return {RacpOperator.ALL: ordered, RacpOperator.FIRST: ordered[:1], RacpOperator.LAST: ordered[-1:]}[
+            RacpOperator(operator)
+        ]
     if not operand:
         return RacpResponse.INVALID_OPERAND
     if operand[0] != FILTER_SEQUENCE_NUMBER:
@@ -196,10 +241,17 @@ class GlucoseMeter(EmulatedPeripheral):
     ``record_interval`` paces the record notifications (seconds) so an abort can land mid-report.
     """
 
-    def __init__(self, air: VirtualAir, *, name: str = "Vigil Glucose", encrypted: bool = False,
-                 with_context: bool = False, feature: int = 0x0000,
-                 record_interval: float = 0.0,
-                 **options: Unpack[PeripheralOptions]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        air: VirtualAir,
+        *,
+        name: str = "Vigil Glucose",
+        encrypted: bool = False,
+        with_context: bool = False,
+        feature: int = 0x0000,
+        record_interval: float = 0.0,
+        **options: Unpack[PeripheralOptions],
+    ) -> None:
         chars = [C(0x2A18, notify=True, encrypted=encrypted)]
         if with_context:
             chars.append(C(0x2A34, notify=True, encrypted=encrypted))
@@ -236,8 +288,7 @@ class GlucoseMeter(EmulatedPeripheral):
 
     async def _abort(self, connection: Connection, data: bytes, running: bool) -> None:
         if data[1:] != bytes([RacpOperator.NULL]):
-            await self._respond(connection, RacpOpCode.ABORT_OPERATION,
-                                RacpResponse.INVALID_OPERATOR)  # fmt: skip
+            await self._respond(connection, RacpOpCode.ABORT_OPERATION, RacpResponse.INVALID_OPERATOR)
             return
         if running and self._procedure is not None:
             self._procedure.cancel()
@@ -255,18 +306,15 @@ class GlucoseMeter(EmulatedPeripheral):
         if isinstance(selected, RacpResponse):
             await self._respond(connection, opcode, selected)
         elif opcode == RacpOpCode.REPORT_NUMBER_OF_RECORDS:
-            payload = struct.pack("<BBH", RacpOpCode.NUMBER_OF_RECORDS_RESPONSE,
-                                  RacpOperator.NULL, len(selected))  # fmt: skip
+            payload = struct.pack("<BBH", RacpOpCode.NUMBER_OF_RECORDS_RESPONSE, RacpOperator.NULL, len(selected))
             await self._push(RACP, payload, indicate=True, only=connection)
         elif not selected:
             await self._respond(connection, opcode, RacpResponse.NO_RECORDS_FOUND)
         else:
             for record in selected:
-                await self._push(GLUCOSE_MEASUREMENT, record.measurement, indicate=False,
-                                 only=connection)  # fmt: skip
+                await self._push(GLUCOSE_MEASUREMENT, record.measurement, indicate=False, only=connection)
                 if record.context is not None and GLUCOSE_CONTEXT in self._chars:
-                    await self._push(GLUCOSE_CONTEXT, record.context, indicate=False,
-                                     only=connection)  # fmt: skip
+                    await self._push(GLUCOSE_CONTEXT, record.context, indicate=False, only=connection)
                 await asyncio.sleep(self.record_interval)
             await self._respond(connection, opcode, RacpResponse.SUCCESS)
 

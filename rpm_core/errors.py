@@ -49,7 +49,9 @@ class VigilError(Exception):
     reason: str = "error"
 
 
-class ContractError(VigilError):
+class ContractError(VigilError, ValueError):
+    """Also a ``ValueError`` so that pydantic validators report it as a validation error."""
+
     reason = "contract"
 
 

@@ -1,0 +1,100 @@
+"""Render a complete Mosquitto configuration from a typed spec.
+
+The template lives in ``templates/mosquitto.conf.tmpl``; everything variable comes from a
+:class:`MosquittoSpec`, so tests, the demo and production render the same file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Final, Literal
+
+__all__ = ["MosquittoSpec", "TlsFiles", "render_mosquitto", "write_mosquitto"]
+
+CONF_NAME: Final = "mosquitto.conf"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    # Agents authenticate with client certificates; their CN becomes the MQTT username.
+    require_certificate: bool = True
+    use_identity_as_username: bool = True
+    tls_version: Literal["tlsv1.2", "tlsv1.3"] = "tlsv1.2"
+
+
+@dataclass(frozen=True, slots=True)
+class MosquittoSpec:
+    data_dir: Path
+    port: int = 8883
+    bind_address: str = "127.0.0.1"
+    tls: TlsFiles | None = None
+    allow_anonymous: bool = False
+    password_file: Path | None = None
+    acl_file: Path | None = None
+    persistence: bool = True
+    autosave_interval: int = 60
+    max_packet_size: int = 512 * 1024
+    max_inflight_messages: int = 1000
+    max_queued_messages: int = 200_000
+    max_keepalive: int = 300
+    persistent_client_expiration: str = "14d"
+    log_dest: str = "stderr"
+    # Mosquitto started as root drops privileges to this user (tests run it as themselves).
+    user: str = "mosquitto"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError("port out of range")
+        if self.tls is None and not self.allow_anonymous and self.password_file is None:
+            raise ValueError("without TLS client certificates, anonymous access or a password file is needed")
+
+
+def _tls_block(tls: TlsFiles | None) -> str:
+    if tls is None:
+        return "# plain TCP listener (tests only; production listeners use TLS)"
+    lines = [
+        f"cafile {tls.cafile}",
+        f"certfile {tls.certfile}",
+        f"keyfile {tls.keyfile}",
+        f"tls_version {tls.tls_version}",
+        f"require_certificate {str(tls.require_certificate).lower()}",
+        f"use_identity_as_username {str(tls.use_identity_as_username).lower()}",
+    ]
+    return "\n".join(lines)
+
+
+def render_mosquitto(spec: MosquittoSpec) -> str:
+    template = Template(resources.files("broker_config").joinpath("templates/mosquitto.conf.tmpl").read_text())
+    return template.substitute(
+        allow_anonymous=str(spec.allow_anonymous).lower(),
+        password_line=f"password_file {spec.password_file}" if spec.password_file else "# no password file",
+        acl_line=f"acl_file {spec.acl_file}" if spec.acl_file else "# no ACL file",
+        persistence=str(spec.persistence).lower(),
+        data_dir=spec.data_dir,
+        autosave_interval=spec.autosave_interval,
+        max_packet_size=spec.max_packet_size,
+        max_inflight_messages=spec.max_inflight_messages,
+        max_queued_messages=spec.max_queued_messages,
+        max_keepalive=spec.max_keepalive,
+        persistent_client_expiration=spec.persistent_client_expiration,
+        log_dest=spec.log_dest,
+        port=spec.port,
+        bind_address=spec.bind_address,
+        tls_block=_tls_block(spec.tls),
+        user=spec.user,
+    )
+
+
+def write_mosquitto(spec: MosquittoSpec, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec.data_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / CONF_NAME
+    path.write_text(render_mosquitto(spec))
+    path.chmod(0o640)
+    return path

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from broker_config.mosquitto import MosquittoSpec, TlsFiles, render_mosquitto
+from tests.support.mosquitto import MosquittoProcess
+
+
+def test_rendered_config_has_the_production_directives(tmp_path: Path) -> None:
+    tls = TlsFiles(cafile=tmp_path / "ca.pem", certfile=tmp_path / "s.pem", keyfile=tmp_path / "s.key")
+    text = render_mosquitto(MosquittoSpec(data_dir=tmp_path / "d", port=8883, tls=tls, acl_file=tmp_path / "acl"))
+    lines = {line.strip() for line in text.splitlines()}
+    for expected in (
+        "allow_anonymous false",
+        "listener 8883 127.0.0.1",
+        "tls_version tlsv1.2",
+        "require_certificate true",
+        "use_identity_as_username true",
+        f"acl_file {tmp_path / 'acl'}",
+        "persistence true",
+        "max_inflight_messages 1000",
+    ):
+        assert expected in lines
+    assert "$" not in text  # every template variable was filled
+
+
+def test_spec_refuses_a_listener_nobody_could_authenticate_to(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        MosquittoSpec(data_dir=tmp_path, allow_anonymous=False)
+
+
+def roundtrip(broker: MosquittoProcess, topic: str, payload: bytes) -> bytes:
+    got: list[bytes] = []
+    done = threading.Event()
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="t-sub", protocol=mqtt.MQTTv5)
+    sub.on_message = lambda _c, _u, msg: (got.append(msg.payload), done.set())
+    sub.connect(broker.host, broker.port)
+    sub.subscribe(topic, qos=1)
+    sub.loop_start()
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="t-pub", protocol=mqtt.MQTTv5)
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    try:
+        for _ in range(50):  # the subscription may not be active yet on the first publish
+            pub.publish(topic, payload, qos=1).wait_for_publish(5)
+            if done.wait(0.2):
+                break
+    finally:
+        for c in (pub, sub):
+            c.loop_stop()
+            c.disconnect()
+    assert got, broker.log()
+    return got[0]
+
+
+def test_fixture_broker_carries_messages_and_restarts_on_the_same_port(mosquitto: MosquittoProcess) -> None:
+    assert roundtrip(mosquitto, "vigil/v1/o/a/up/readings", b"x") == b"x"
+    port = mosquitto.port
+    mosquitto.kill()
+    mosquitto.start()
+    assert mosquitto.port == port
+    assert roundtrip(mosquitto, "vigil/v1/o/a/up/status", b"y") == b"y"

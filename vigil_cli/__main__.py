@@ -1,0 +1,3 @@
+from vigil_cli.main import main
+
+main()

@@ -283,7 +283,12 @@ class GlucoseMeter(EmulatedPeripheral):
         self._procedure = self._spawn(self._run(connection, data))
 
     async def _respond(self, connection: Connection, request: int, code: RacpResponse) -> None:
-        payload = bytes([RacpOpCode.RESPONSE_CODE, RacpOperator.NULL, request, code])
+        await self._finish(connection, bytes([RacpOpCode.RESPONSE_CODE, RacpOperator.NULL, request, code]))
+
+    async def _finish(self, connection: Connection, payload: bytes) -> None:
+        """Send the procedure's final indication; the next request may start once it is sent."""
+        if self._procedure is asyncio.current_task():
+            self._procedure = None
         await self._push(RACP, payload, indicate=True, only=connection)
 
     async def _abort(self, connection: Connection, data: bytes, running: bool) -> None:
@@ -307,7 +312,7 @@ class GlucoseMeter(EmulatedPeripheral):
             await self._respond(connection, opcode, selected)
         elif opcode == RacpOpCode.REPORT_NUMBER_OF_RECORDS:
             payload = struct.pack("<BBH", RacpOpCode.NUMBER_OF_RECORDS_RESPONSE, RacpOperator.NULL, len(selected))
-            await self._push(RACP, payload, indicate=True, only=connection)
+            await self._finish(connection, payload)
         elif not selected:
             await self._respond(connection, opcode, RacpResponse.NO_RECORDS_FOUND)
         else:

@@ -69,11 +69,14 @@ __all__ = [
     "MAX_ENVELOPE_BYTES",
     "MAX_READINGS",
     "ReadingBatch",
+    "decrypt_envelope",
     "external_aad",
     "open_batch",
     "open_envelope",
     "seal_batch",
     "seal_envelope",
+    "signed_payload_unverified",
+    "verify_signed",
 ]
 
 ENVELOPE_VERSION: Final = 1
@@ -219,6 +222,33 @@ def _parse_recipient(rec: object) -> _Outer:
         raise MalformedEnvelope("bad recipient kid") from exc
 
 
+def decrypt_envelope(
+    data: bytes,
+    *,
+    topic: Topic,
+    server_keys: Mapping[str, ServerKey],
+    sender_kex: bytes | None,
+) -> tuple[bytes, bytes]:
+    """Decrypt the outer layer; return the (still unverified) COSE_Sign1 and the sender's X25519 key.
+
+    ``sender_kex`` is the agent's registered key agreement key; None accepts any sender and is only
+    for the enrollment registration, whose signature is then checked against keys in the body.
+    """
+    outer = _parse_outer(data)
+    server = server_keys.get(outer.recipient_kid)
+    if server is None:
+        raise UnknownKey(outer.recipient_kid)
+    if sender_kex is not None and outer.sender_kex != sender_kex:
+        raise UnknownKey(kid_of(outer.sender_kex))
+    spub = server.public()
+    server_cose = _okp(_X25519, _ECDH_SS_HKDF_256, spub.kex, _raw_private(server.kex), spub.kid)
+    try:
+        signed = _cose.decode(data, keys=[server_cose], context=_CONTEXT, external_aad=external_aad(topic))
+    except (CWTError, ValueError, TypeError, KeyError) as exc:
+        raise DecryptionFailed from exc
+    return signed, outer.sender_kex
+
+
 def open_envelope(
     data: bytes,
     *,
@@ -231,29 +261,33 @@ def open_envelope(
     ``server_keys`` maps key ids to the server keys currently accepted (rotation keeps the previous
     generation here for a while); ``agent`` is the agent's registered public keys.
     """
-    outer = _parse_outer(data)
-    server = server_keys.get(outer.recipient_kid)
-    if server is None:
-        raise UnknownKey(outer.recipient_kid)
-    if outer.sender_kex != agent.kex:
-        raise UnknownKey(kid_of(outer.sender_kex))
-    aad = external_aad(topic)
-    spub = server.public()
-    server_cose = _okp(_X25519, _ECDH_SS_HKDF_256, spub.kex, _raw_private(server.kex), spub.kid)
-    try:
-        signed = _cose.decode(data, keys=[server_cose], context=_CONTEXT, external_aad=aad)
-    except (CWTError, ValueError, TypeError, KeyError) as exc:
-        raise DecryptionFailed from exc
-    return _verify_signed(signed, aad=aad, agent=agent)
+    signed, _ = decrypt_envelope(data, topic=topic, server_keys=server_keys, sender_kex=agent.kex)
+    return verify_signed(signed, topic=topic, agent=agent)
 
 
-def _verify_signed(signed: bytes, *, aad: bytes, agent: AgentPublicKeys) -> bytes:
+def signed_payload_unverified(signed: bytes) -> bytes:
+    """The payload of a COSE_Sign1 before verification (enrollment reads the key it must verify with)."""
+    payload: bytes = _sign1_parts(signed)[2]
+    return payload
+
+
+def _sign1_parts(signed: bytes) -> list[Any]:
     msg = _cbor(signed, "inner message")
     v = msg.value if isinstance(msg, cbor2.CBORTag) and msg.tag == 18 else None
     if not (isinstance(v, list) and len(v) == 4 and isinstance(v[0], bytes) and isinstance(v[1], dict)):
         raise MalformedEnvelope("inner message is not a COSE_Sign1")
     if not (isinstance(v[2], bytes) and isinstance(v[3], bytes)):
         raise MalformedEnvelope("inner message is not a COSE_Sign1")
+    return v
+
+
+def verify_signed(signed: bytes, *, topic: Topic, agent: AgentPublicKeys) -> bytes:
+    """Verify the agent's COSE_Sign1 (bound to ``topic``); return its payload."""
+    return _verify_signed(signed, aad=external_aad(topic), agent=agent)
+
+
+def _verify_signed(signed: bytes, *, aad: bytes, agent: AgentPublicKeys) -> bytes:
+    v = _sign1_parts(signed)
     kid = v[1].get(_KID)
     if kid != agent.sign_kid.encode():
         raise UnknownKey(kid.decode("ascii", "replace") if isinstance(kid, bytes) else "?")

@@ -1,0 +1,115 @@
+"""Agent status (``.../up/status``): online/offline, devices, outbox depth, alarms.
+
+Sealed in the same envelope as readings (device ids and battery levels identify a household's
+equipment). The agent publishes it on connect, on every change and periodically; its MQTT last will
+is a sealed status with ``online = false`` prepared at connect time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Final
+
+import cbor2
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from rpm_core.clock import ensure_utc
+from rpm_core.envelope import ENVELOPE_VERSION, open_envelope, seal_envelope
+from rpm_core.errors import BindingMismatch, MalformedEnvelope, UnsupportedVersion
+from rpm_core.ids import AgentId, OrgId
+from rpm_core.keys import AgentKeys, AgentPublicKeys, ServerKey, ServerPublicKey
+from rpm_core.topics import Topic
+
+__all__ = ["ALARMS", "AgentStatus", "DeviceStatus", "open_status", "seal_status"]
+
+# Conditions an agent raises locally and reports (stable strings; the alert engine keys on them).
+ALARMS: Final = frozenset(
+    {"outbox_overflow", "disk_full", "clock_skew", "ble_adapter_down", "broker_unreachable", "client_id_takeover"}
+)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_Text = Annotated[str, Field(max_length=128)]
+
+
+class DeviceStatus(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    device_id: Annotated[str, Field(min_length=1, max_length=128)]
+    profile: _Text
+    name: _Text | None = None
+    connected: bool = False
+    last_seen: datetime | None = None
+    battery_pct: Annotated[int, Field(ge=0, le=100)] | None = None
+    manufacturer: _Text | None = None
+    model: _Text | None = None
+    serial: _Text | None = None
+    firmware: _Text | None = None
+    clock_skew_s: float | None = None
+
+    @field_validator("last_seen")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        return None if v is None else ensure_utc(v)
+
+
+class AgentStatus(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    org: OrgId
+    agent: AgentId
+    online: bool
+    sent_at: datetime
+    agent_version: _Text = ""
+    outbox_depth: Annotated[int, Field(ge=0)] = 0
+    outbox_oldest: datetime | None = None
+    last_receipt: Annotated[int, Field(ge=0)] = 0
+    devices: Annotated[tuple[DeviceStatus, ...], Field(max_length=64)] = ()
+    alarms: frozenset[str] = frozenset()
+
+    @field_validator("sent_at", "outbox_oldest")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        return None if v is None else ensure_utc(v)
+
+    @field_validator("alarms")
+    @classmethod
+    def _known(cls, v: frozenset[str]) -> frozenset[str]:
+        unknown = v - ALARMS
+        if unknown:
+            raise ValueError(f"unknown alarms {sorted(unknown)}")
+        return v
+
+
+def _to_wire(status: AgentStatus) -> bytes:
+    doc = status.model_dump(mode="json")
+    doc["v"] = ENVELOPE_VERSION
+    return cbor2.dumps(doc, canonical=True)
+
+
+def seal_status(status: AgentStatus, *, agent: AgentKeys, server: ServerPublicKey) -> tuple[Topic, bytes]:
+    topic = Topic.status(status.org, status.agent)
+    return topic, seal_envelope(_to_wire(status), topic=topic, agent=agent, server=server)
+
+
+def open_status(
+    data: bytes, *, topic: Topic, server_keys: Mapping[str, ServerKey], agent: AgentPublicKeys
+) -> AgentStatus:
+    body = open_envelope(data, topic=topic, server_keys=server_keys, agent=agent)
+    try:
+        doc: Any = cbor2.loads(body)
+    except (cbor2.CBORDecodeError, RecursionError, ValueError, TypeError, OverflowError) as exc:
+        raise MalformedEnvelope("status body is not CBOR") from exc
+    if not isinstance(doc, dict):
+        raise MalformedEnvelope("status body is not a map")
+    if doc.pop("v", None) != ENVELOPE_VERSION:
+        raise UnsupportedVersion(doc.get("v"))
+    if doc.get("org") != topic.org or doc.get("agent") != topic.agent:
+        raise BindingMismatch("agent")
+    try:
+        return AgentStatus.model_validate(doc)
+    except ValidationError as exc:
+        raise MalformedEnvelope("invalid status") from exc
+
+
+def micros(t: datetime) -> int:
+    return (t - _EPOCH) // timedelta(microseconds=1)

@@ -18,6 +18,10 @@ reserved            0x0801    0x00800001    error
 The standard defines the specials with exponent 0. A special mantissa with another exponent is
 decoded as the same special (as Nordic's parser does): no number is ever made from those codes.
 Encoding always writes the canonical exponent-0 code.
+
+Constructing a number the format cannot carry raises
+:class:`~edge_agent.devices.errors.InvalidMeasurement` with ``characteristic`` 0 (a bare number
+belongs to no characteristic); decoding never does, since every bit pattern has a meaning.
 """
 
 from __future__ import annotations

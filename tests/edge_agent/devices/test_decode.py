@@ -110,7 +110,7 @@ def _check_readings(characteristic: int, readings: list[DecodedReading]) -> None
         assert all(flag == flag.lower() and " " not in flag for flag in reading.flags)
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(sorted(REGISTRY)), st.binary(max_size=48))
 def test_random_bytes_only_ever_give_readings_or_decode_error(characteristic: int, payload: bytes) -> None:
     outcome = _decode_or_error(characteristic, payload)
@@ -151,7 +151,7 @@ def _mutated(draw: st.DrawFn) -> tuple[int, bytes]:
     return characteristic, bytes(payload)
 
 
-@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_mutated())
 def test_mutated_payloads_only_ever_give_readings_or_decode_error(case: tuple[int, bytes]) -> None:
     characteristic, payload = case
@@ -162,7 +162,7 @@ def test_mutated_payloads_only_ever_give_readings_or_decode_error(case: tuple[in
         _check_readings(characteristic, outcome)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(sorted(_VALID)).flatmap(lambda c: st.tuples(st.just(c), _VALID[c])))
 def test_generated_measurements_round_trip_through_parse(case: tuple[int, Measurement]) -> None:
     characteristic, measurement = case

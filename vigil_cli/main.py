@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 _GROUPS: tuple[tuple[str, str, str], ...] = (
     ("db", "store.cli", "Database migrations and status."),
     ("edge", "edge_agent.cli", "The edge agent that runs on the patient's Raspberry Pi."),
-    ("broker", "broker_config.cli", "Render the MQTT broker configuration."),
-    ("agents", "ingest.provisioning_cli", "Provision, assign and revoke edge agents."),
+    ("broker", "vigil_cli.broker", "Render the MQTT broker configuration."),
+    ("agents", "vigil_cli.agents", "Provision, assign and revoke edge agents."),
     ("ingest", "ingest.cli", "The ingestion service."),
     ("alerts", "alerts.cli", "The alert engine and replay."),
     ("api", "clinician_api.cli", "The clinician API and dashboard."),

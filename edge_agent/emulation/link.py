@@ -5,12 +5,16 @@ peripheral and the central radio get their own :class:`EmulatedController` on it
 real bumble host stack, so ATT/GATT/SMP bytes travel as ACL data between two host stacks.
 
 Cross-process (benchmarks that measure the agent process alone): bumble 0.0.236 ships only
-``LocalLink`` (the ``RemoteLink``/link-relay is gone) and ``hci_socket`` needs a kernel we do not
-have. We split at the HCI boundary instead, exactly where a USB dongle sits: the *device process*
-owns the link, the peripherals and the central's controller, and serves that controller as HCI H4
-over TCP (bumble's ``tcp-server`` transport); the agent process runs only the central host stack
-(bumble ``Host`` + ``Device``), attached with the ``tcp-client`` transport. The peripherals are
-driven through a JSON-lines protocol on the child's stdin/stdout:
+``LocalLink`` (``RemoteLink`` and the link relay were removed: ``open_transport_or_link`` is a
+deprecated alias of ``open_transport``), and ``hci_socket`` needs a kernel we do not have. We split
+at the HCI boundary instead, exactly where a USB dongle sits: the *device process* owns the link,
+the peripherals and the central's controller, and serves that controller as HCI H4 over TCP
+(bumble's ``tcp-server`` transport, one host at a time); the agent process runs only the central
+host stack (bumble ``Host`` + ``Device``), attached with the ``tcp-client`` transport. Start it with
+:meth:`DeviceProcess.start` (or by hand: ``python -c "from edge_agent.emulation.link import
+run_device_process; run_device_process()"``); device specs are the profile factory's keyword
+arguments plus ``"profile"`` (a key of ``profiles.PROFILES``) and ``"clock_offset"`` in seconds.
+The peripherals are driven through a JSON-lines protocol on the child's stdin/stdout:
 
     parent -> child, first line:  {"devices": [{"profile": "heart_rate", "name": "HR-1", ...}]}
     child -> parent, first line:  {"hci": "tcp-client:127.0.0.1:PORT", "addresses": {name: addr}}
@@ -46,7 +50,7 @@ from bumble.transport.tcp_server import open_tcp_server_transport_with_socket
 if TYPE_CHECKING:
     from edge_agent.emulation.peripheral import EmulatedPeripheral
 
-__all__ = ["DeviceProcess", "DeviceProcessError", "EmulatedController", "VirtualAir"]
+__all__ = ["DeviceProcess", "DeviceProcessError", "EmulatedController", "VirtualAir", "run_device_process"]
 
 
 class EmulatedController(Controller):
@@ -108,7 +112,9 @@ class VirtualAir:
         Returns the transport (close it when done) and the bumble transport name a host in
         another process opens to reach the controller.
         """
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto must be IPPROTO_TCP: asyncio only sets TCP_NODELAY on sockets that say so, and
+        # with Nagle on, every ATT round trip waits ~40 ms for the peer's delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
         transport = await open_tcp_server_transport_with_socket(sock)
@@ -160,14 +166,14 @@ class DeviceProcess:
 
     @classmethod
     async def start(cls, devices: Sequence[Mapping[str, Any]], *, startup_timeout: float = 20.0) -> DeviceProcess:
-        """Spawn ``python -m edge_agent.emulation.link`` with these device specs.
+        """Spawn a Python child running :func:`run_device_process` with these device specs.
 
         Each spec is ``{"profile": <factory name in peripheral.PROFILES>, "name": ..., **kwargs}``.
         """
         process = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "edge_agent.emulation.link",
+            "-c",
+            _CHILD_COMMAND,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -354,5 +360,10 @@ def _write_line(message: Mapping[str, Any]) -> None:  # pragma: no cover - child
     sys.stdout.flush()
 
 
-if __name__ == "__main__":  # pragma: no cover - child process entry point
+def run_device_process() -> None:  # pragma: no cover - child process entry point
+    """Serve the devices described on stdin (the child side of :class:`DeviceProcess`)."""
     asyncio.run(_serve_child())
+
+
+# Not ``-m edge_agent.emulation.link``: the package imports this module first and runpy warns.
+_CHILD_COMMAND = "from edge_agent.emulation.link import run_device_process; run_device_process()"

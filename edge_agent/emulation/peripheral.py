@@ -434,7 +434,7 @@ class EmulatedPeripheral:
             return
         if self._window_timer is not None:
             self._window_timer.cancel()
-        if not self.device.is_advertising():
+        if not self.device.is_advertising:
             await self._advertise(auto_restart=False)
         self._window_timer = asyncio.get_running_loop().call_later(
             self.connectable_window, lambda: self._spawn(self._close_window())

@@ -159,6 +159,7 @@ class EmulatedPeripheral:
         self._values: dict[str, bytes] = {}
         self._chars: dict[str, Characteristic[bytes]] = {}
         self._errors: dict[tuple[str, str], deque[int]] = {}
+        self._read_delays: dict[str, float] = {}
         self._stored: deque[tuple[str, bytes]] = deque()
         self._window_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -234,7 +235,9 @@ class EmulatedPeripheral:
         if queue:
             raise att.ATT_Error(queue.popleft())
 
-    def _read(self, key: str, connection: Connection) -> bytes:
+    async def _read(self, key: str, connection: Connection) -> bytes:
+        if delay := self._read_delays.get(key):
+            await asyncio.sleep(delay)
         self._raise_injected(key, "read")
         if not self._specs[key].read:
             raise att.ATT_Error(att.ErrorCode.READ_NOT_PERMITTED)
@@ -419,6 +422,10 @@ class EmulatedPeripheral:
     def inject_error(self, uuid: UuidLike, code: int, *, op: Literal["read", "write"] = "read", times: int = 1) -> None:
         """Answer the next ``times`` reads (or writes) of ``uuid`` with ATT error ``code``."""
         self._errors.setdefault((bleak_uuid(uuid), op), deque()).extend([code] * times)
+
+    def delay_reads(self, uuid: UuidLike, seconds: float) -> None:
+        """Answer reads of ``uuid`` only after ``seconds`` (a slow device; 0 turns it off)."""
+        self._read_delays[bleak_uuid(uuid)] = seconds
 
     async def drop_link(self) -> None:
         """Cut every link abruptly: the central sees reason 0x08 (connection timeout)."""

@@ -59,7 +59,7 @@ async def test_scan_reports_each_advertisement_once(air: VirtualAir, radio: Emul
     assert {d.address for _, d, _ in seen} == {strap.address}
     times = [t for t, _, _ in seen]
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-    assert 6 <= len(seen) <= 14  # one report per 50 ms advertising event
+    assert 3 <= len(seen) <= 13  # one report per 50 ms advertising event (fewer if the loop is busy)
     assert min(gaps) > 0.025  # the scan-response echo would arrive at the same instant
     _, device, adv = seen[-1]
     assert device.name == "HR-1"
@@ -197,6 +197,21 @@ async def test_drop_link_and_own_disconnect_fire_the_disconnected_callback(
         await client.connect()  # the strap advertises again after the link loss
         await client.disconnect()
         assert await downs.get() is client
+
+
+@pytest.mark.asyncio
+async def test_request_cut_by_a_link_drop_raises_bleak_error_not_cancellation(
+    air: VirtualAir, radio: EmulatedRadio, started: Started
+) -> None:
+    strap = await started(heart_rate_strap(air, name="HR-1"))
+    strap.delay_reads(0x2A19, 5.0)
+    async with asyncio.timeout(10):
+        async with BleakClient(await find(radio, "HR-1"), backend=radio.client_backend) as client:
+            read = asyncio.create_task(client.read_gatt_char(bleak_uuid(0x2A19)))
+            await asyncio.sleep(0.05)
+            await strap.drop_link()
+            with pytest.raises(BleakError):
+                await read
 
 
 @pytest.mark.asyncio

@@ -27,7 +27,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, cast
 
 from bleak.args import SizedBuffer
 from bleak.assigned_numbers import CharacteristicPropertyName
@@ -70,6 +70,7 @@ _PROPERTY_NAMES: dict[Characteristic.Properties, CharacteristicPropertyName] = {
 }
 
 AdStructures = tuple[tuple[int, bytes], ...]
+_Backend = TypeVar("_Backend", "BumbleScanner", "BumbleClient")
 ScanListener = Callable[[hci.Address, str | None, AdvertisementData], None]
 
 
@@ -146,8 +147,8 @@ class EmulatedRadio:
         self._listeners: set[ScanListener] = set()
         self._echo_candidates: dict[str, AdStructures] = {}
         self._names: dict[str, str] = {}
-        self.scanner_backend = self._bind_scanner()
-        self.client_backend = self._bind_client()
+        self.scanner_backend = self._bind(BumbleScanner)
+        self.client_backend = self._bind(BumbleClient)
         self.backends = BleakBackends(scanner=self.scanner_backend, client=self.client_backend)
         device.on("advertisement", self._on_advertisement)
 
@@ -184,23 +185,9 @@ class EmulatedRadio:
         if asyncio.get_running_loop() is not self.loop:
             raise EmulatedLinkError("radio", "use", "called from another event loop")
 
-    def _bind_scanner(self) -> type[BumbleScanner]:
-        radio = self
-
-        class BoundScanner(BumbleScanner):
-            bound_radio: ClassVar[EmulatedRadio | None] = radio
-
-        BoundScanner.__name__ = BoundScanner.__qualname__ = "BumbleScanner"
-        return BoundScanner
-
-    def _bind_client(self) -> type[BumbleClient]:
-        radio = self
-
-        class BoundClient(BumbleClient):
-            bound_radio: ClassVar[EmulatedRadio | None] = radio
-
-        BoundClient.__name__ = BoundClient.__qualname__ = "BumbleClient"
-        return BoundClient
+    def _bind(self, base: type[_Backend]) -> type[_Backend]:
+        """A subclass of ``base`` bound to this radio, keeping ``base``'s name (bleak's backend_id)."""
+        return cast(type[_Backend], type(base.__name__, (base,), {"bound_radio": self}))
 
     # -------------------------------------------------------------- scanning
 

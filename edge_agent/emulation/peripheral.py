@@ -258,18 +258,8 @@ class EmulatedPeripheral:
     def current_time_bytes(self) -> bytes:
         """Current Time (0x2A2B): Date Time, day of week (Mon=1), fractions256, adjust reason."""
         now = self.clock() + self.clock_offset
-        return struct.pack(
-            "<HBBBBBBBB",
-            now.year,
-            now.month,
-            now.day,
-            now.hour,
-            now.minute,
-            now.second,
-            now.isoweekday(),
-            now.microsecond * 256 // 1_000_000,
-            0,
-        )
+        date_time = struct.pack("<HBBBBB", now.year, now.month, now.day, now.hour, now.minute, now.second)
+        return date_time + bytes([now.isoweekday(), now.microsecond * 256 // 1_000_000, 0])
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -467,11 +457,11 @@ class EmulatedPeripheral:
                         or connection not in self.connections
                     )
                 )
-            while self._stored and connection in self.connections:
+            while self._stored:
                 key, payload = self._stored[0]
-                indicate = self._specs[key].indicate
-                if await self._push(key, payload, indicate=indicate, only=connection):
-                    self._stored.popleft()
+                if not await self._push(key, payload, indicate=self._specs[key].indicate, only=connection):
+                    break  # link lost or the central unsubscribed: keep it for next time
+                self._stored.popleft()
         except TimeoutError:
             pass
         if connection in self.connections:

@@ -20,11 +20,10 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, Unpack
 
 from bumble import att
 from bumble.device import Connection
-from typing_extensions import Unpack
 
 from edge_agent.emulation.link import VirtualAir
 from edge_agent.emulation.peripheral import (

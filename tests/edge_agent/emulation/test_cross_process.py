@@ -23,12 +23,15 @@ async def remote() -> AsyncIterator[tuple[DeviceProcess, EmulatedRadio]]:
         {"profile": "heart_rate", "name": "HR-R", "battery_level": 42},
         {"profile": "glucose", "name": "GLU-R", "clock_offset": -300},
     ]
-    async with asyncio.timeout(30), await DeviceProcess.start(devices) as process:
+    async with asyncio.timeout(30):
+        process = await DeviceProcess.start(devices)
         radio = await EmulatedRadio.open_hci(process.hci)
-        try:
-            yield process, radio
-        finally:
+    try:
+        yield process, radio
+    finally:
+        async with asyncio.timeout(30):
             await radio.close()
+            await process.aclose()
 
 
 @pytest.mark.asyncio

@@ -72,14 +72,20 @@ async def meter(air: VirtualAir, started: Started) -> GlucoseMeter:
 
 @pytest_asyncio.fixture
 async def session(radio: EmulatedRadio, meter: GlucoseMeter) -> AsyncIterator[Session]:
-    device = await BleakScanner.find_device_by_name("GLU-1", timeout=5.0, backend=radio.scanner_backend)
-    assert device is not None
-    async with BleakClient(device, backend=radio.client_backend) as client:
+    async with asyncio.timeout(10):
+        device = await BleakScanner.find_device_by_name("GLU-1", timeout=5.0, backend=radio.scanner_backend)
+        assert device is not None
+        client = BleakClient(device, backend=radio.client_backend)
+        await client.connect()
         result = Session(client)
         await client.start_notify(MEASUREMENT, result.collector("measurement"))
         await client.start_notify(CONTEXT, result.collector("context"))
         await client.start_notify(RACP, result.collector("racp"))
+    try:
         yield result
+    finally:
+        async with asyncio.timeout(10):
+            await client.disconnect()
 
 
 @pytest.mark.asyncio

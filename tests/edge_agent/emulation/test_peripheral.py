@@ -102,10 +102,8 @@ async def test_payload_longer_than_the_att_mtu_is_refused(
                 await strap.notify(0x2A37, bytes(21))
 
 
-def test_advertising_data_must_fit_a_legacy_pdu() -> None:
-    async def build() -> None:
-        strap = heart_rate_strap(VirtualAir(), name="A very long device name for a PDU")
-        with pytest.raises(ValueError):
-            strap.advertising_data()
-
-    asyncio.run(build())
+@pytest.mark.asyncio
+async def test_advertising_data_must_fit_a_legacy_pdu(air: VirtualAir) -> None:
+    strap = heart_rate_strap(air, name="A very long device name for a PDU")
+    with pytest.raises(ValueError):
+        strap.advertising_data()

@@ -177,6 +177,8 @@ async def test_pair_at_connect(air: VirtualAir, radio: EmulatedRadio, started: S
         device = await find(radio, "HR-1")
         async with BleakClient(device, pair=True, backend=radio.client_backend) as client:
             await client.start_notify(HR_MEASUREMENT, lambda _c, _d: None)
+            await client.unpair()  # forgets the bond and, as on BlueZ, disconnects
+            assert not client.is_connected
 
 
 @pytest.mark.asyncio

@@ -22,9 +22,11 @@ class TlsFiles:
     cafile: Path
     certfile: Path
     keyfile: Path
-    # Agents authenticate with client certificates; their CN becomes the MQTT username.
-    require_certificate: bool = True
-    use_identity_as_username: bool = True
+    # Agents authenticate with username/password over TLS (their keys are generated on the Pi, so
+    # there is no client certificate to check). Client certificates remain possible for other setups.
+    require_certificate: bool = False
+    use_identity_as_username: bool = False
+    # The minimum version (Mosquitto >= 2.0): TLS 1.2 and 1.3 are accepted, 1.0 and 1.1 refused.
     tls_version: Literal["tlsv1.2", "tlsv1.3"] = "tlsv1.2"
 
 
@@ -47,18 +49,25 @@ class MosquittoSpec:
     log_dest: str = "stderr"
     # Mosquitto started as root drops privileges to this user (tests run it as themselves).
     user: str = "mosquitto"
+    # Where Mosquitto writes its pid: `vigil agents create/revoke` send SIGHUP there to reload the
+    # password and ACL files.
+    pid_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ValueError("port out of range")
-        if self.tls is None and not self.allow_anonymous and self.password_file is None:
+        cert_users = self.tls is not None and self.tls.use_identity_as_username
+        if not (cert_users or self.allow_anonymous or self.password_file is not None):
             raise ValueError("without TLS client certificates, anonymous access or a password file is needed")
+        if self.max_inflight_messages < 1:
+            raise ValueError("max_inflight_messages must be set (0 would mean unlimited)")
 
 
 def _tls_block(tls: TlsFiles | None) -> str:
     if tls is None:
         return "# plain TCP listener (tests only; production listeners use TLS)"
     lines = [
+        "# TLS: our CA, TLS 1.2 minimum, no plaintext listener.",
         f"cafile {tls.cafile}",
         f"certfile {tls.certfile}",
         f"keyfile {tls.keyfile}",
@@ -88,6 +97,7 @@ def render_mosquitto(spec: MosquittoSpec) -> str:
         bind_address=spec.bind_address,
         tls_block=_tls_block(spec.tls),
         user=spec.user,
+        pid_line=f"pid_file {spec.pid_file}" if spec.pid_file else "# no pid file",
     )
 
 

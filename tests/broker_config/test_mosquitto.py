@@ -13,15 +13,25 @@ from tests.support.mosquitto import MosquittoProcess
 
 def test_rendered_config_has_the_production_directives(tmp_path: Path) -> None:
     tls = TlsFiles(cafile=tmp_path / "ca.pem", certfile=tmp_path / "s.pem", keyfile=tmp_path / "s.key")
-    text = render_mosquitto(MosquittoSpec(data_dir=tmp_path / "d", port=8883, tls=tls, acl_file=tmp_path / "acl"))
+    spec = MosquittoSpec(
+        data_dir=tmp_path / "d",
+        port=8883,
+        tls=tls,
+        password_file=tmp_path / "passwd",
+        acl_file=tmp_path / "acl",
+        pid_file=tmp_path / "m.pid",
+    )
+    text = render_mosquitto(spec)
     lines = {line.strip() for line in text.splitlines()}
     for expected in (
         "allow_anonymous false",
         "listener 8883 127.0.0.1",
         "tls_version tlsv1.2",
-        "require_certificate true",
-        "use_identity_as_username true",
+        "require_certificate false",
+        "use_identity_as_username false",
+        f"password_file {tmp_path / 'passwd'}",
         f"acl_file {tmp_path / 'acl'}",
+        f"pid_file {tmp_path / 'm.pid'}",
         "persistence true",
         "max_inflight_messages 1000",
     ):

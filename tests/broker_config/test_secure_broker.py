@@ -39,7 +39,8 @@ def test_our_hash_matches_mosquitto_passwd(tmp_path: Path) -> None:
     assert verify_password("s3cret", theirs)
     assert not verify_password("wrong", theirs)
     ours = hash_password("s3cret", salt=b"0123456789ab")
-    assert ours.startswith("$7$101$") and verify_password("s3cret", ours)
+    assert ours.startswith("$7$101$")
+    assert verify_password("s3cret", ours)
 
 
 def test_mosquitto_accepts_our_hashes_and_refuses_bad_passwords(broker: SecureBroker) -> None:

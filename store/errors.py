@@ -5,14 +5,16 @@
     VigilError
     └── StoreError                 .reason
         ├── MigrationError         a migration failed, or the schema on disk and in the database disagree
-        └── DatabaseUnavailable    the server cannot be reached (translated from psycopg.OperationalError)
+        ├── DatabaseUnavailable    the server cannot be reached (translated from psycopg.OperationalError)
+        ├── NotFound               .kind .key  a row the caller named does not exist
+        └── Conflict               .kind .key  the row exists already, or is in the wrong state
 """
 
 from __future__ import annotations
 
 from rpm_core.errors import VigilError
 
-__all__ = ["DatabaseUnavailable", "MigrationError", "StoreError"]
+__all__ = ["Conflict", "DatabaseUnavailable", "MigrationError", "NotFound", "StoreError"]
 
 
 class StoreError(VigilError):
@@ -25,3 +27,22 @@ class MigrationError(StoreError):
 
 class DatabaseUnavailable(StoreError):
     reason = "database_unavailable"
+
+
+class NotFound(StoreError):
+    reason = "not_found"
+
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"no {kind} {key!r}")
+        self.kind = kind
+        self.key = key
+
+
+class Conflict(StoreError):
+    reason = "conflict"
+
+    def __init__(self, kind: str, key: str, why: str) -> None:
+        super().__init__(f"{kind} {key!r}: {why}")
+        self.kind = kind
+        self.key = key
+        self.why = why

@@ -1,0 +1,216 @@
+"""What the ingest service writes besides readings, in the same transaction as the readings.
+
+* receipts: per agent the highest contiguous resolved sequence (``agent_receipts.through``) and the
+  resolved ranges above it (``agent_resolved``); :func:`merge_resolved` is the pure core.
+  Rows are locked in agent-id order (``FOR UPDATE``) so concurrent workers handling the same agent
+  serialise instead of deadlocking, and never move ``through`` backwards.
+* dead letters, declared gaps, agent last-seen and device status rows.
+* the ``synchronous_commit`` check and the post-commit watermark ``NOTIFY``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import psycopg
+from psycopg import sql
+
+__all__ = [
+    "READINGS_CHANNEL",
+    "DeadLetterRow",
+    "DeviceRow",
+    "GapRow",
+    "advance_receipts",
+    "insert_dead_letters",
+    "merge_resolved",
+    "notify_watermark",
+    "record_gaps",
+    "synchronous_commit",
+    "touch_agents",
+    "upsert_devices",
+]
+
+READINGS_CHANNEL: Final = "vigil_readings"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRow:
+    topic: str
+    reason: str
+    detail: str
+    payload: bytes
+    org_id: str | None
+    agent_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GapRow:
+    agent_id: str
+    org_id: str
+    first_seq: int
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    device_id: str
+    org_id: str
+    agent_id: str
+    profile: str | None
+    name: str | None
+    manufacturer: str | None
+    model: str | None
+    serial: str | None
+    firmware: str | None
+    battery_pct: int | None
+    last_seen_at: datetime | None
+
+
+def merge_resolved(through: int, ranges: Iterable[tuple[int, int]]) -> tuple[int, list[tuple[int, int]]]:
+    """Advance ``through`` over resolved inclusive ranges; return it and the ranges still above a hole.
+
+    Ranges may overlap, touch, repeat or lie below ``through`` (duplicates): all are absorbed.
+    """
+    merged: list[list[int]] = []
+    for first, last in sorted(r for r in ranges if r[1] > through):
+        first = max(first, through + 1)
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    if merged and merged[0][0] == through + 1:
+        through = merged.pop(0)[1]
+    return through, [(a, b) for a, b in merged]
+
+
+def advance_receipts(
+    conn: psycopg.Connection[Any], resolved: Mapping[str, tuple[str, Sequence[tuple[int, int]]]], *, now: datetime
+) -> dict[str, int]:
+    """Add resolved ranges per agent (``agent -> (org, ranges)``); return every such agent's ``through``."""
+    agents = sorted(resolved)
+    if not agents:
+        return {}
+    conn.execute(
+        "INSERT INTO agent_receipts (agent_id, org_id) SELECT * FROM unnest(%s::text[], %s::text[]) "
+        "ON CONFLICT (agent_id) DO NOTHING",
+        (agents, [resolved[a][0] for a in agents]),
+    )
+    current = dict(
+        conn.execute(
+            "SELECT agent_id, through FROM agent_receipts WHERE agent_id = ANY(%s) ORDER BY agent_id FOR UPDATE",
+            (agents,),
+        ).fetchall()
+    )
+    pending: dict[str, list[tuple[int, int]]] = {a: list(resolved[a][1]) for a in agents}
+    for agent, first, last in conn.execute(
+        "SELECT agent_id, first_seq, last_seq FROM agent_resolved WHERE agent_id = ANY(%s)", (agents,)
+    ):
+        pending[agent].append((first, last))
+    out: dict[str, int] = {}
+    rest: list[tuple[str, int, int]] = []
+    for agent in agents:
+        through, remaining = merge_resolved(int(current[agent]), pending[agent])
+        out[agent] = through
+        rest.extend((agent, a, b) for a, b in remaining)
+    conn.execute(
+        "UPDATE agent_receipts r SET through = u.through, updated_at = %s "
+        "FROM unnest(%s::text[], %s::bigint[]) AS u(agent_id, through) "
+        "WHERE r.agent_id = u.agent_id AND r.through <> u.through",
+        (now, agents, [out[a] for a in agents]),
+    )
+    conn.execute("DELETE FROM agent_resolved WHERE agent_id = ANY(%s)", (agents,))
+    if rest:
+        conn.execute(
+            "INSERT INTO agent_resolved (agent_id, first_seq, last_seq) "
+            "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bigint[])",
+            ([r[0] for r in rest], [r[1] for r in rest], [r[2] for r in rest]),
+        )
+    return out
+
+
+def insert_dead_letters(conn: psycopg.Connection[Any], rows: Sequence[DeadLetterRow]) -> None:
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO dead_letters (org_id, agent_id, topic, reason, detail, payload) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            [(r.org_id, r.agent_id, r.topic, r.reason, r.detail, r.payload) for r in rows],
+        )
+
+
+def record_gaps(conn: psycopg.Connection[Any], rows: Sequence[GapRow]) -> None:
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO agent_gaps (agent_id, org_id, first_seq, last_seq) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT DO NOTHING",
+            [(g.agent_id, g.org_id, g.first_seq, g.last_seq) for g in rows],
+        )
+
+
+def touch_agents(conn: psycopg.Connection[Any], seen: Mapping[str, datetime]) -> None:
+    """``last_seen_at`` moves forward only (workers may commit out of order)."""
+    if not seen:
+        return
+    agents = sorted(seen)
+    conn.execute(
+        "UPDATE agents a SET last_seen_at = greatest(a.last_seen_at, u.seen) "
+        "FROM unnest(%s::text[], %s::timestamptz[]) AS u(agent_id, seen) WHERE a.agent_id = u.agent_id",
+        (agents, [seen[a] for a in agents]),
+    )
+
+
+def upsert_devices(conn: psycopg.Connection[Any], rows: Sequence[DeviceRow]) -> None:
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO devices (device_id, org_id, agent_id, profile, name, manufacturer, model, serial, firmware, "
+            "battery_pct, last_seen_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (device_id) DO UPDATE SET agent_id = excluded.agent_id, org_id = excluded.org_id, "
+            "profile = coalesce(excluded.profile, devices.profile), name = coalesce(excluded.name, devices.name), "
+            "manufacturer = coalesce(excluded.manufacturer, devices.manufacturer), "
+            "model = coalesce(excluded.model, devices.model), serial = coalesce(excluded.serial, devices.serial), "
+            "firmware = coalesce(excluded.firmware, devices.firmware), "
+            "battery_pct = coalesce(excluded.battery_pct, devices.battery_pct), "
+            "last_seen_at = greatest(devices.last_seen_at, excluded.last_seen_at)",
+            [
+                (
+                    d.device_id,
+                    d.org_id,
+                    d.agent_id,
+                    d.profile,
+                    d.name,
+                    d.manufacturer,
+                    d.model,
+                    d.serial,
+                    d.firmware,
+                    d.battery_pct,
+                    d.last_seen_at,
+                )
+                for d in rows
+            ],
+        )
+
+
+def synchronous_commit(conn: psycopg.Connection[Any]) -> str:
+    row = conn.execute("SHOW synchronous_commit").fetchone()
+    return str(row[0]) if row else ""
+
+
+def notify_watermark(conn: psycopg.Connection[Any], channel: str = READINGS_CHANNEL) -> int:
+    """After a commit: NOTIFY ``channel`` with the current horizon (see ``store.feed``); return it.
+
+    The payload is a wake-up hint; consumers recompute the watermark themselves.
+    """
+    row = conn.execute(
+        sql.SQL(
+            "SELECT h, pg_notify({}, h::text) FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS h) s"
+        ).format(sql.Literal(channel))
+    ).fetchone()
+    return int(row[0]) if row else 0

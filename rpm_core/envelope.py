@@ -37,6 +37,7 @@ Errors raised while opening are :class:`rpm_core.errors.EnvelopeError` subclasse
 from __future__ import annotations
 
 import math
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,9 +60,10 @@ from rpm_core.errors import (
     UnsupportedAlgorithm,
     UnsupportedVersion,
 )
-from rpm_core.ids import AgentId, OrgId
+from rpm_core.ids import AgentId, DeviceId, OrgId
 from rpm_core.keys import AgentKeys, AgentPublicKeys, ServerKey, ServerPublicKey, kid_of
-from rpm_core.reading import Reading, SeqRange
+from rpm_core.metrics import CATALOGUE
+from rpm_core.reading import MAX_FLAGS, MAX_SEQ, Reading, SeqRange
 from rpm_core.topics import Topic
 
 __all__ = [
@@ -69,6 +71,8 @@ __all__ = [
     "MAX_ENVELOPE_BYTES",
     "MAX_READINGS",
     "ReadingBatch",
+    "declared_sequences",
+    "decode_batch",
     "decrypt_envelope",
     "external_aad",
     "open_batch",
@@ -354,16 +358,93 @@ def _reading(agent: AgentId, row: object) -> Reading:
         raise MalformedEnvelope("bad reading row")
     if not math.isfinite(value):
         raise MalformedEnvelope("non-finite value")
+    measured_at = _from_micros(measured)
+    fast = _fast_reading(agent, seq, device, metric, float(value), measured_at, device_time, flags)
+    if fast is not None:
+        return fast
     return Reading(
         agent_id=agent,
         device_id=device,
         seq=seq,
         metric=metric,
         value=float(value),
-        measured_at=_from_micros(measured),
+        measured_at=measured_at,
         device_time=device_time,
         flags=frozenset(flags),
     )
+
+
+_DEVICE_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9:_.-]{0,127}")
+_AGENT_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_FLAG_RE: Final = re.compile(r"[a-z0-9_:.-]{1,48}")
+
+
+def _fast_reading(
+    agent: str,
+    seq: object,
+    device: object,
+    metric: object,
+    value: float,
+    measured_at: datetime,
+    device_time: object,
+    flags: list[Any],
+) -> Reading | None:
+    """The validated fast path: the same checks as :class:`Reading`'s validators, without pydantic.
+
+    It handles only the canonical wire types (exact ``int``/``str``, at most ``MAX_FLAGS`` flags) and
+    returns None for anything else, which then goes through the pydantic model; a hypothesis test
+    (tests/rpm_core/test_envelope_fastpath.py) checks both paths accept and reject the same rows and
+    build equal readings. When a check fails it also returns None, so the model raises the error.
+    """
+    if type(seq) is not int or type(device) is not str or type(metric) is not str:
+        return None
+    if not (0 <= seq <= MAX_SEQ) or _DEVICE_RE.fullmatch(device) is None or _AGENT_RE.fullmatch(agent) is None:
+        return None
+    entry = CATALOGUE.get(metric)
+    if entry is None or not entry.is_plausible(value):
+        return None
+    if device_time is not None and (type(device_time) is not str or len(device_time) > 40):
+        return None
+    if len(flags) > MAX_FLAGS or any(type(f) is not str or _FLAG_RE.fullmatch(f) is None for f in flags):
+        return None
+    return Reading.model_construct(
+        agent_id=AgentId(agent),
+        device_id=DeviceId(device),
+        seq=seq,
+        metric=metric,
+        value=value,
+        measured_at=measured_at,
+        device_time=device_time,
+        flags=frozenset(flags),
+    )
+
+
+def declared_sequences(body: bytes) -> list[tuple[int, int]]:
+    """The sequence ranges a *verified* readings body names (its rows and its gaps), leniently.
+
+    For a body whose signature verified but which fails validation (an implausible value, a
+    broken row): those sequence numbers will never be accepted, so the receipt may count them as
+    resolved and the agent's outbox can drain. Anything unreadable is simply skipped.
+    """
+    try:
+        doc = cbor2.loads(body)
+    except (cbor2.CBORDecodeError, RecursionError, ValueError, TypeError, OverflowError):
+        return []
+    if not isinstance(doc, dict):
+        return []
+    out: list[tuple[int, int]] = []
+    rows, gaps = doc.get("r"), doc.get("gaps")
+    for row in rows[:MAX_READINGS] if isinstance(rows, list) else []:
+        if isinstance(row, list) and row and _is_seq(row[0]):
+            out.append((row[0], row[0]))
+    for gap in gaps[:MAX_READINGS] if isinstance(gaps, list) else []:
+        if isinstance(gap, list) and len(gap) == 2 and _is_seq(gap[0]) and _is_seq(gap[1]) and gap[0] <= gap[1]:
+            out.append((gap[0], gap[1]))
+    return out
+
+
+def _is_seq(x: object) -> bool:
+    return type(x) is int and 0 <= x <= MAX_SEQ
 
 
 def decode_batch(body: bytes, *, topic: Topic) -> ReadingBatch:

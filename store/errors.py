@@ -7,14 +7,15 @@
         ├── MigrationError         a migration failed, or the schema on disk and in the database disagree
         ├── DatabaseUnavailable    the server cannot be reached (translated from psycopg.OperationalError)
         ├── NotFound               .kind .key  a row the caller named does not exist
-        └── Conflict               .kind .key  the row exists already, or is in the wrong state
+        ├── Conflict               .kind .key  the row exists already, or is in the wrong state
+        └── TransientConflict      .sqlstate   deadlock or serialization failure: retry at once (.transient)
 """
 
 from __future__ import annotations
 
 from rpm_core.errors import VigilError
 
-__all__ = ["Conflict", "DatabaseUnavailable", "MigrationError", "NotFound", "StoreError"]
+__all__ = ["Conflict", "DatabaseUnavailable", "MigrationError", "NotFound", "StoreError", "TransientConflict"]
 
 
 class StoreError(VigilError):
@@ -46,3 +47,12 @@ class Conflict(StoreError):
         self.kind = kind
         self.key = key
         self.why = why
+
+
+class TransientConflict(StoreError):
+    reason = "transient_conflict"
+    transient = True  # rpm_core.backoff retries it from the base delay
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"transaction conflict ({sqlstate}); retry")
+        self.sqlstate = sqlstate

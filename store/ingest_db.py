@@ -1,0 +1,132 @@
+"""The ingest service's database session: one connection, one transaction per batch.
+
+The ingest package never sees psycopg: it hands a :class:`BatchWrite` to :meth:`IngestDatabase.commit`
+and gets a :class:`BatchResult` back, or a :class:`~store.errors.StoreError`:
+
+* ``DatabaseUnavailable`` (connection refused or lost, server shutting down): the batch is not
+  committed; reconnect with backoff and write it again (it is idempotent).
+* ``TransientConflict`` (deadlock, serialization failure): retry at once.
+
+Inside the transaction: activations, readings (COPY staging + ``INSERT ... ON CONFLICT DO NOTHING``),
+dead letters, gaps, agent last-seen and devices, receipt high-water marks; then COMMIT; then the
+watermark ``NOTIFY`` (``store.ingest_state.notify_watermark``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+
+from rpm_core.keys import AgentPublicKeys
+from store.agents import AgentRecord, activate_agent, load_agents
+from store.errors import DatabaseUnavailable, StoreError, TransientConflict
+from store.ingest_state import (
+    DeadLetterRow,
+    DeviceRow,
+    GapRow,
+    advance_receipts,
+    insert_dead_letters,
+    notify_watermark,
+    record_gaps,
+    synchronous_commit,
+    touch_agents,
+    upsert_devices,
+)
+from store.readings import ReadingRow, insert_readings
+
+__all__ = ["Activation", "BatchResult", "BatchWrite", "IngestDatabase"]
+
+
+@dataclass(frozen=True, slots=True)
+class Activation:
+    agent_id: str
+    keys: AgentPublicKeys
+    agent_version: str
+
+
+@dataclass(slots=True)
+class BatchWrite:
+    readings: list[ReadingRow] = field(default_factory=list)
+    dead_letters: list[DeadLetterRow] = field(default_factory=list)
+    gaps: list[GapRow] = field(default_factory=list)
+    activations: list[Activation] = field(default_factory=list)
+    devices: list[DeviceRow] = field(default_factory=list)
+    seen: dict[str, datetime] = field(default_factory=dict)
+    # agent -> (org, resolved inclusive sequence ranges) for the receipt high-water mark
+    resolved: dict[str, tuple[str, list[tuple[int, int]]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    inserted: int
+    activated: tuple[str, ...]
+    through: Mapping[str, int]
+    watermark: int
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except (pgerrors.DeadlockDetected, pgerrors.SerializationFailure, pgerrors.LockNotAvailable) as exc:
+        raise TransientConflict(exc.sqlstate or "") from exc
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        raise DatabaseUnavailable(f"database unavailable ({exc.sqlstate or type(exc).__name__})") from exc
+    except psycopg.Error as exc:
+        raise StoreError(f"database error {exc.sqlstate or type(exc).__name__}") from exc
+
+
+class IngestDatabase:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    @classmethod
+    def connect(cls, url: str, *, application_name: str = "vigil-ingest", timeout_s: int = 5) -> IngestDatabase:
+        with _translated():
+            conn = psycopg.connect(url, autocommit=True, application_name=application_name, connect_timeout=timeout_s)
+        return cls(conn)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._conn.closed
+
+    def synchronous_commit(self) -> str:
+        with _translated():
+            return synchronous_commit(self._conn)
+
+    def load_agents(self, agent_ids: Iterable[str]) -> dict[str, AgentRecord]:
+        with _translated():
+            return load_agents(self._conn, agent_ids)
+
+    def commit(self, batch: BatchWrite, *, now: datetime) -> BatchResult:
+        """Write ``batch`` in one transaction and commit it; then notify the watermark."""
+        conn = self._conn
+        with _translated():
+            with conn.transaction():
+                activated = tuple(
+                    a.agent_id
+                    for a in batch.activations
+                    if activate_agent(conn, a.agent_id, a.keys, agent_version=a.agent_version, now=now)
+                )
+                inserted = insert_readings(conn, _ordered(batch.readings)) if batch.readings else 0
+                insert_dead_letters(conn, batch.dead_letters)
+                record_gaps(conn, batch.gaps)
+                touch_agents(conn, batch.seen)
+                upsert_devices(conn, batch.devices)
+                through = advance_receipts(conn, batch.resolved, now=now)
+            watermark = notify_watermark(conn)
+        return BatchResult(inserted, activated, through, watermark)
+
+
+def _ordered(rows: Sequence[ReadingRow]) -> list[ReadingRow]:
+    """Insert in dedup-key order: two workers inserting overlapping duplicates then wait, not deadlock."""
+    return sorted(rows, key=lambda r: (r.agent_id, r.seq, r.time))

@@ -1,0 +1,65 @@
+"""The validated fast path of the readings decoder accepts and rejects exactly what ``Reading`` does."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from rpm_core import envelope
+from rpm_core.errors import MalformedEnvelope
+from rpm_core.ids import agent_id
+from rpm_core.metrics import CATALOGUE
+from rpm_core.reading import Reading
+
+AGENT = agent_id("agt-0001")
+T = datetime(2026, 3, 1, tzinfo=UTC)
+
+texts = st.one_of(
+    st.sampled_from(["F0:12:34:56:78:9A", "dev_1.x", "", "a" * 128, "a" * 129, "-bad", "é", "ok\n"]),
+    st.text(max_size=50),
+)
+seqs = st.one_of(st.integers(-3, 3), st.integers(2**63 - 3, 2**63 + 3), st.booleans(), st.floats(0, 5), st.just("7"))
+metrics = st.one_of(st.sampled_from([*CATALOGUE, "nope", ""]), st.binary(max_size=3))
+values = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-10, max_value=3000), st.integers(-10, 3000)
+)
+flag = st.one_of(
+    st.sampled_from(["contact", "a:b.c-d_e", "", "UPPER", "x" * 48, "x" * 49, "sp ace"]), st.text(max_size=6)
+)
+flags = st.lists(st.one_of(flag, st.integers(0, 3)), max_size=18)
+device_times = st.one_of(st.none(), st.text(max_size=45), st.integers(0, 3))
+
+
+def outcome(row: list[object]) -> Reading | str:
+    try:
+        return envelope._reading(AGENT, row)
+    except (ValidationError, MalformedEnvelope) as exc:
+        return type(exc).__name__
+
+
+@settings(max_examples=400, deadline=None)
+@given(seqs, texts, metrics, values, st.integers(0, 10**15), device_times, flags)
+def test_fast_path_equals_the_model(seq, device, metric, value, micros, device_time, flag_list) -> None:
+    row = [seq, device, metric, value, micros, device_time, flag_list]
+    fast = outcome(row)
+    original = envelope._fast_reading
+    envelope._fast_reading = lambda *_a: None  # the pydantic-only path
+    try:
+        slow = outcome(row)
+    finally:
+        envelope._fast_reading = original
+    assert fast == slow
+    if isinstance(fast, Reading):
+        assert fast.model_dump() == slow.model_dump()  # type: ignore[union-attr]
+        assert fast.measured_at == datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+
+
+def test_declared_sequences_reads_rows_and_gaps_leniently() -> None:
+    import cbor2
+
+    body = cbor2.dumps({"r": [[5, "x"], ["bad"], [True, 1], [7]], "gaps": [[1, 3], [9, 8], ["a", 2]]})
+    assert envelope.declared_sequences(body) == [(5, 5), (7, 7), (1, 3)]
+    assert envelope.declared_sequences(b"\xff") == []

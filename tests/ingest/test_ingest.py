@@ -1,0 +1,51 @@
+"""The ingest service against real PostgreSQL and the project's TLS+ACL Mosquitto."""
+
+from __future__ import annotations
+
+import psycopg
+
+from rpm_core.reading import SeqRange
+from rpm_core.status import AgentStatus, DeviceStatus, seal_status
+from tests.ingest.conftest import scalar, wait_until
+from tests.support.agents import readings
+
+
+def test_register_send_store_receipt_status(db: str, start_ingest, agents) -> None:
+    svc = start_ingest()
+    a = agents("agt-1")  # registration activated the agent and was answered with a receipt
+    assert scalar(db, "SELECT status FROM agents WHERE agent_id = 'agt-1'") == "active"
+    assert scalar(db, "SELECT enrollment_token_sha256 IS NULL FROM agents WHERE agent_id = 'agt-1'")
+    with psycopg.connect(db, autocommit=True) as listener:
+        listener.execute("LISTEN vigil_readings")
+        a.send(readings("agt-1", 1, 20))
+        a.send(readings("agt-1", 21, 20), gaps=[SeqRange(first=41, last=45)])
+        a.wait_receipt(45)
+        note = next(listener.notifies(timeout=5, stop_after=1))
+        assert int(note.payload) > 0
+    assert scalar(db, "SELECT count(*) FROM readings WHERE patient_id = 'p1' AND org_id = 'clinic-1'") == 40
+    assert scalar(db, "SELECT first_seq || '-' || last_seq FROM agent_gaps") == "41-45"
+    status = AgentStatus(
+        org=a.org,
+        agent=a.agent,
+        online=True,
+        sent_at=a.bundle().expires_at,
+        devices=(DeviceStatus(device_id="F0:12:34:56:78:9A", profile="heart_rate", battery_pct=42),),
+    )
+    topic, data = seal_status(status, agent=a.keys, server=a.server.public())
+    a.publish_raw(topic, data)
+    wait_until(lambda: scalar(db, "SELECT battery_pct FROM devices") == 42, 10, "device row")
+    assert scalar(db, "SELECT last_seen_at IS NOT NULL FROM agents WHERE agent_id = 'agt-1'")
+    assert svc.metrics.registry.get_sample_value("vigil_ingest_readings_total") == 40
+
+
+def test_same_envelope_three_times_is_one_row(db: str, start_ingest, agents) -> None:
+    # Catalogue 12 (and 18, replay of an old envelope): absorbed by the dedup key.
+    svc = start_ingest()
+    a = agents("agt-1")
+    topic, data = a.sealed(readings("agt-1", 1, 20))
+    for _ in range(3):
+        a.publish_raw(topic, data)
+    wait_until(lambda: svc.metrics.registry.get_sample_value("vigil_ingest_duplicates_total") == 40, 20, "dups")
+    assert scalar(db, "SELECT count(*) FROM readings") == 20
+    a.wait_receipt(20)
+    assert scalar(db, "SELECT count(*) FROM dead_letters") == 0

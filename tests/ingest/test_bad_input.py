@@ -1,0 +1,130 @@
+"""Hostile and broken input: catalogue 17, 18, 19, 20 and the enrollment checks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import cbor2
+import psycopg
+
+from rpm_core.envelope import ReadingBatch, seal_batch
+from rpm_core.keys import AgentKeys, ServerKey
+from rpm_core.topics import Topic
+from store.agents import revoke_agent
+from tests.ingest.conftest import scalar, wait_until
+from tests.support.agents import readings
+
+NOT_AUTHORIZED = 0x87
+
+
+def dead(db: str) -> list[tuple[str, str | None]]:
+    with psycopg.connect(db) as conn:
+        return conn.execute("SELECT reason, agent_id FROM dead_letters ORDER BY id").fetchall()
+
+
+def test_agent_on_another_agents_topic_is_refused_by_the_broker(db: str, start_ingest, agents) -> None:
+    # Catalogue 17: the ACL refuses the PUBLISH (0x87); nothing reaches ingest, no row, no dead letter.
+    start_ingest()
+    a, b = agents("agt-a"), agents("agt-b")
+    _, data = a.sealed(readings("agt-a", 1, 5))
+    assert a.publish_raw(Topic.readings(b.org, b.agent), data) == NOT_AUTHORIZED
+    assert a.publish_raw(Topic.status(b.org, b.agent), data) == NOT_AUTHORIZED
+    a.send(readings("agt-a", 1, 5))
+    a.wait_receipt(5)
+    assert scalar(db, "SELECT count(*) FROM readings WHERE agent_id = 'agt-b'") == 0
+    assert dead(db) == []
+
+
+def test_replayed_on_another_topic_is_dead_lettered(db: str, start_ingest, agents) -> None:
+    # Catalogue 18: B (compromised) republishes A's captured envelope on its own topic.
+    start_ingest()
+    a, b = agents("agt-a"), agents("agt-b")
+    _, data = a.sealed(readings("agt-a", 1, 5))
+    b.publish_raw(Topic.readings(b.org, b.agent), data)
+    wait_until(lambda: dead(db), 10, "dead letter")
+    assert dead(db)[0] in (("unknown_key", "agt-b"), ("decryption_failed", "agt-b"))
+    assert scalar(db, "SELECT count(*) FROM readings") == 0
+
+
+def test_every_single_byte_flip_is_dead_lettered(db: str, start_ingest, agents) -> None:
+    # Catalogue 19: authentication fails for every flipped byte, nothing crashes, the stream goes on.
+    svc = start_ingest(batch_max_messages=200)
+    a = agents("agt-a")
+    topic, data = a.sealed(readings("agt-a", 1, 20))
+    for i in range(len(data)):
+        flipped = bytearray(data)
+        flipped[i] ^= 0xFF
+        a.publish_raw(topic, bytes(flipped), wait=False)
+    wait_until(lambda: scalar(db, "SELECT count(*) FROM dead_letters") == len(data), 120, "all flips dead-lettered")
+    assert scalar(db, "SELECT count(*) FROM readings") == 0
+    reasons = {r for r, _ in dead(db)}
+    assert reasons <= {"malformed", "decryption_failed", "unknown_key", "unsupported_algorithm", "unsupported_version"}
+    a.publish_raw(topic, data)  # the original still goes through
+    a.wait_receipt(20)
+    assert svc.failure is None
+
+
+def test_unknown_algorithm_rotated_out_server_key_and_revoked_agent(
+    db: str, start_ingest, agents, server_key: ServerKey
+) -> None:
+    # Catalogue 20.
+    start_ingest()
+    a = agents("agt-a")
+    topic, data = a.sealed(readings("agt-a", 1, 5))
+    msg = cbor2.loads(data)
+    msg.value[0] = cbor2.dumps({1: 3, -65537: 1})  # A256GCM instead of ChaCha20/Poly1305
+    a.publish_raw(topic, cbor2.dumps(msg))
+    retired = ServerKey.generate()  # an envelope sealed to a key the server no longer holds
+    batch = ReadingBatch(a.org, a.agent, datetime.now(UTC), tuple(readings("agt-a", 6, 5)))
+    a.publish_raw(topic, seal_batch(batch, agent=a.keys, server=retired.public())[1])
+    stranger = ReadingBatch(a.org, a.agent, datetime.now(UTC), tuple(readings("agt-a", 11, 5)))
+    a.publish_raw(topic, seal_batch(stranger, agent=AgentKeys.generate(), server=server_key.public())[1])
+    wait_until(lambda: len(dead(db)) == 3, 10, "three dead letters")
+    assert [r for r, _ in dead(db)] == ["unsupported_algorithm", "unknown_key", "unknown_key"]
+    with psycopg.connect(db) as conn:
+        revoke_agent(conn, "agt-a", now=datetime.now(UTC))  # broker not reloaded yet: ingest must refuse
+    a.send(readings("agt-a", 16, 5))
+    wait_until(lambda: len(dead(db)) == 4, 10, "revoked dead letter")
+    assert dead(db)[-1] == ("revoked", "agt-a")
+    assert scalar(db, "SELECT count(*) FROM readings") == 0
+
+
+def test_registration_needs_the_right_unexpired_token(db: str, start_ingest, agents) -> None:
+    start_ingest()
+    a = agents("agt-a", register=False)
+    a.token = "not-the-token"
+    a.register()
+    wait_until(lambda: dead(db), 10, "dead letter")
+    assert dead(db) == [("bad_token", "agt-a")]
+    b = agents("agt-b", register=False)
+    with psycopg.connect(db) as conn:
+        conn.execute("UPDATE agents SET enrollment_expires_at = now() - interval '1 s' WHERE agent_id = 'agt-b'")
+    b.register()
+    wait_until(lambda: len(dead(db)) == 2, 10, "dead letter")
+    assert dead(db)[-1] == ("enrollment_expired", "agt-b")
+    # Readings of a pending agent are refused: it has no registered keys.
+    b.send(readings("agt-b", 1, 3))
+    wait_until(lambda: len(dead(db)) == 3, 10, "dead letter")
+    assert dead(db)[-1] == ("unknown_key", "agt-b")
+    assert scalar(db, "SELECT count(*) FROM agents WHERE status = 'pending'") == 2
+
+
+def test_signed_but_implausible_readings_are_dead_lettered_and_resolved(db: str, start_ingest, agents) -> None:
+    # The agent signed it, so it will never become valid: its sequence numbers count for the receipt.
+    start_ingest()
+    a = agents("agt-a")
+    a.send(readings("agt-a", 1, 5))
+    bad = readings("agt-a", 6, 5)
+    topic = Topic.readings(a.org, a.agent)
+    body_hack = ReadingBatch(a.org, a.agent, datetime.now(UTC), tuple(bad))
+    # SpO2 120 % cannot be built as a Reading, so forge the row inside a correctly signed body.
+    from rpm_core import envelope
+
+    encoded = cbor2.loads(envelope.encode_batch(body_hack))
+    encoded["r"][0][2], encoded["r"][0][3] = "spo2", 120.0
+    signed = envelope.seal_envelope(cbor2.dumps(encoded), topic=topic, agent=a.keys, server=a.server.public())
+    a.publish_raw(topic, signed)
+    a.send(readings("agt-a", 11, 5))
+    a.wait_receipt(15)
+    assert dead(db) == [("malformed", "agt-a")]
+    assert scalar(db, "SELECT count(*) FROM readings") == 10

@@ -83,6 +83,7 @@ class IngestService:
         self._worker: threading.Thread | None = None
         self.committed_batches = 0
         self.failure: BaseException | None = None
+        self.last_session_present: bool | None = None
         self._consumer = MqttConsumer(
             host=settings.mqtt_host,
             port=settings.mqtt_port,
@@ -130,6 +131,12 @@ class IngestService:
     def connected(self) -> bool:
         return self._consumer.is_connected()
 
+    @property
+    def unacknowledged(self) -> int:
+        """Messages of the current connection received and not yet acknowledged."""
+        with self._cond:
+            return self._tracker.outstanding
+
     # -- paho thread ----------------------------------------------------------------------------
 
     def _connected(self, session_present: bool) -> None:
@@ -137,6 +144,7 @@ class IngestService:
             self._tracker.connected()
             self._connects += 1
             first = self._connects == 1
+            self.last_session_present = session_present
         if not session_present and not first:
             self.metrics.sessions_lost.inc()
             log.error(

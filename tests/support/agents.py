@@ -137,6 +137,14 @@ class SimAgent:
         topic, data = seal_registration(self.bundle(), self.keys, agent_version="sim-0.1")
         self.publish_raw(topic, data)
 
+    def register_until_receipt(self, timeout: float = 60) -> None:
+        """As an agent does: repeat the registration until the first receipt says it is active."""
+        deadline = time.monotonic() + timeout
+        while not self.receipts:
+            assert time.monotonic() < deadline, "registration never confirmed"
+            self.register()
+            self._event.wait(1.0)
+
     def sealed(self, rs: Sequence[Reading], gaps: Sequence[SeqRange] = ()) -> tuple[Topic, bytes]:
         batch = ReadingBatch(self.org, self.agent, datetime.now(UTC), tuple(rs), tuple(gaps))
         return seal_batch(batch, agent=self.keys, server=self.server.public())

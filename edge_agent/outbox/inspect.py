@@ -1,0 +1,51 @@
+"""``vigil edge status`` reads the outbox without its key and without disturbing the running agent."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_agent.errors import OutboxMissing
+from edge_agent.outbox.store import OutboxStats, connect, stats_from, translating
+from rpm_core.reading import SeqRange
+from rpm_core.status import DeviceStatus
+
+__all__ = ["LocalState", "inspect_outbox"]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalState:
+    """What ``vigil edge status`` shows: read without the outbox key, never decrypting a reading."""
+
+    stats: OutboxStats
+    devices: tuple[DeviceStatus, ...]
+    state: dict[str, Any]
+    schema_version: int
+
+
+def inspect_outbox(path: Path) -> LocalState:
+    if not path.is_file():
+        raise OutboxMissing(path)
+    db = connect(path, read_only=True)
+    try:
+        with translating():
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            meta = dict(db.execute("SELECT key, value FROM meta"))
+            first, oldest = db.execute("SELECT seq, queued_at FROM readings ORDER BY seq LIMIT 1").fetchone() or (
+                None,
+                None,
+            )
+            gaps = tuple(
+                SeqRange(first=a, last=b) for a, b in db.execute("SELECT first, last FROM gaps ORDER BY first")
+            )
+            docs = [doc for (doc,) in db.execute("SELECT doc FROM devices ORDER BY device_id")]
+    finally:
+        db.close()
+    return LocalState(
+        stats=stats_from(meta, first, oldest, gaps),
+        devices=tuple(DeviceStatus.model_validate_json(d) for d in docs),
+        state={k.removeprefix("state."): json.loads(v) for k, v in meta.items() if k.startswith("state.")},
+        schema_version=version,
+    )

@@ -1,0 +1,405 @@
+"""The durable outbox: an SQLite file in the state directory (blocking; see :mod:`.aio` for asyncio).
+
+Guarantees
+    * A reading is durable when :meth:`SqliteOutbox.append` returns: WAL mode, ``synchronous=FULL``
+      (with ``NORMAL`` a power cut can roll back committed rows).
+    * Sequence numbers are allocated in the same transaction that inserts the readings, from a
+      counter in ``meta`` that only grows: a number is never reused, even after the readings that
+      carried it were receipted or dropped.
+    * Rows leave only through :meth:`acknowledge` (the server's signed receipt) or an overflow,
+      which drops the oldest readings and records the range as a gap reported to the server.
+      Both delete a prefix, so the live rows are always the contiguous range ``[first, last]``.
+    * Readings are encrypted at rest (:mod:`.codec`); a glucose meter's RACP cursor is updated in
+      the same transaction as the readings of its record, so a stored record is taken exactly once.
+
+Schema version 1 (``PRAGMA user_version``)::
+
+    meta(key PRIMARY KEY, value)                 next_seq, agent, kid, key_check, last_receipt, ...
+    readings(seq INTEGER PRIMARY KEY, queued_at INTEGER ms, sealed BLOB)
+    gaps(first INTEGER PRIMARY KEY, last, recorded_at ms, reason)
+    symbols(id INTEGER PRIMARY KEY, tag BLOB UNIQUE, sealed BLOB)
+    cursors(device_id, kind, value, PRIMARY KEY (device_id, kind))
+    devices(device_id PRIMARY KEY, doc TEXT JSON of DeviceStatus, updated_at ms)
+
+Every ``sqlite3.Error`` is translated into an :class:`~edge_agent.errors.OutboxError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from edge_agent.errors import (
+    OutboxCorrupt,
+    OutboxError,
+    OutboxFull,
+    OutboxKeyMismatch,
+    OutboxMissing,
+    OutboxSchemaTooNew,
+)
+from edge_agent.outbox.codec import RowCipher, decode_reading, encode_reading
+from rpm_core.clock import Clock
+from rpm_core.ids import AgentId
+from rpm_core.reading import Reading, SeqRange
+from rpm_core.status import DeviceStatus
+
+__all__ = ["SCHEMA_VERSION", "Backlog", "Cursor", "OutboxStats", "SqliteOutbox", "connect", "stats_from", "translating"]
+
+SCHEMA_VERSION: Final = 1
+_MIGRATIONS: Final = {
+    1: """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+    CREATE TABLE readings (seq INTEGER PRIMARY KEY, queued_at INTEGER NOT NULL, sealed BLOB NOT NULL);
+    CREATE TABLE gaps (first INTEGER PRIMARY KEY, last INTEGER NOT NULL, recorded_at INTEGER NOT NULL,
+                       reason TEXT NOT NULL);
+    CREATE TABLE symbols (id INTEGER PRIMARY KEY, tag BLOB NOT NULL UNIQUE, sealed BLOB NOT NULL);
+    CREATE TABLE cursors (device_id TEXT NOT NULL, kind TEXT NOT NULL, value INTEGER NOT NULL,
+                          PRIMARY KEY (device_id, kind)) WITHOUT ROWID;
+    CREATE TABLE devices (device_id TEXT PRIMARY KEY, doc TEXT NOT NULL, updated_at INTEGER NOT NULL) WITHOUT ROWID;
+    """,
+}
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_SQLITE_FULL: Final = 13
+_SQLITE_CORRUPT: Final = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+# When the disk is full, make room by dropping this share of the oldest readings (recorded as a gap).
+_EVICT_FRACTION: Final = 0.01
+_EVICT_MIN: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A per-device position persisted with readings (``kind`` "glucose": last RACP record taken)."""
+
+    device_id: str
+    kind: str
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Readings after some sequence number: how many (up to the limit asked) and the oldest's age."""
+
+    count: int
+    oldest_queued_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    depth: int
+    first_seq: int | None
+    last_allocated: int
+    oldest_queued_at: datetime | None
+    last_receipt: int
+    last_receipt_at: datetime | None
+    registered_at: datetime | None
+    gaps: tuple[SeqRange, ...]
+
+
+def _ms(t: datetime) -> int:
+    return (t - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _from_ms(ms: int | None) -> datetime | None:
+    return None if ms is None else _EPOCH + timedelta(milliseconds=ms)
+
+
+@contextlib.contextmanager
+def translating() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+        if code == _SQLITE_FULL:
+            raise OutboxFull from exc
+        if code in _SQLITE_CORRUPT:
+            raise OutboxCorrupt(getattr(exc, "sqlite_errorname", "corrupt")) from exc
+        raise OutboxError(f"outbox database error: {getattr(exc, 'sqlite_errorname', type(exc).__name__)}") from exc
+
+
+def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    with translating():
+        if read_only:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        else:
+            db = sqlite3.connect(path, isolation_level=None)
+        db.execute("PRAGMA busy_timeout = 5000")
+        if not read_only:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA journal_size_limit = 4194304")
+        return db
+
+
+def _check_outbox(db: sqlite3.Connection, cipher: RowCipher, *, agent: AgentId, kid: str) -> None:
+    """Refuse an outbox of a newer schema, of another identity, or that this key does not open."""
+    with translating():
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('agent', 'kid', 'key_check')"))
+    if version > SCHEMA_VERSION:
+        raise OutboxSchemaTooNew(version, SCHEMA_VERSION)
+    if version < 1:
+        raise OutboxCorrupt("not an initialised outbox")
+    if meta.get("agent") != agent or meta.get("kid") != kid or not cipher.verify_key_check(meta["key_check"]):
+        raise OutboxKeyMismatch
+
+
+class SqliteOutbox:
+    """One open outbox. Not thread-safe: use it from one thread (:class:`.aio.AsyncOutbox` does)."""
+
+    def __init__(self, db: sqlite3.Connection, *, cipher: RowCipher, agent: AgentId, clock: Clock, max_readings: int):
+        self._db = db
+        self._cipher = cipher
+        self._agent = agent
+        self._clock = clock
+        self.max_readings = max_readings
+        self._symbols: dict[str, int] = {}
+        self._texts: dict[int, str] = {}
+        with translating():
+            for sid, sealed in db.execute("SELECT id, sealed FROM symbols"):
+                text = cipher.open(sid, sealed, kind=b"s").decode()
+                self._symbols[text], self._texts[sid] = sid, text
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: Path, *, key: bytes, agent: AgentId, kid: str, clock: Clock) -> None:
+        """Create a new, empty outbox (enrollment does this once per identity)."""
+        if path.exists():
+            raise OutboxError(f"an outbox already exists at {path}")
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        db = connect(path)
+        cipher = RowCipher(key, agent)
+        try:
+            with translating():
+                db.execute("BEGIN IMMEDIATE")
+                for version in sorted(_MIGRATIONS):
+                    for statement in filter(str.strip, _MIGRATIONS[version].split(";")):
+                        db.execute(statement)
+                rows: dict[str, Any] = {
+                    "agent": agent,
+                    "kid": kid,
+                    "key_check": cipher.key_check(),
+                    "next_seq": 1,
+                    "last_receipt": 0,
+                    "created_at": _ms(clock.now()),
+                }
+                db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows.items())
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                db.execute("COMMIT")
+        finally:
+            db.close()
+        path.chmod(0o600)
+
+    @classmethod
+    def open(cls, path: Path, *, key: bytes, agent: AgentId, kid: str, clock: Clock, max_readings: int) -> SqliteOutbox:
+        if not path.is_file():
+            raise OutboxMissing(path)
+        db = connect(path)
+        try:
+            cipher = RowCipher(key, agent)
+            _check_outbox(db, cipher, agent=agent, kid=kid)
+            return cls(db, cipher=cipher, agent=agent, clock=clock, max_readings=max_readings)
+        except BaseException:
+            db.close()
+            raise
+
+    def close(self) -> None:
+        with translating():
+            self._db.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._db
+        with translating():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            finally:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+
+    def _meta(self, key: str) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def _set_meta(self, db: sqlite3.Connection, key: str, value: Any) -> None:
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # -- writing readings ----------------------------------------------------------------------
+
+    def _intern(self, texts: set[str]) -> None:
+        missing = sorted(t for t in texts if t not in self._symbols)
+        if not missing:
+            return
+        with self._transaction() as db:
+            new: dict[str, int] = {}
+            for text in missing:
+                sid = int(db.execute("SELECT coalesce(max(id), 0) + 1 FROM symbols").fetchone()[0])
+                sealed = self._cipher.seal(sid, text.encode(), kind=b"s")
+                db.execute(
+                    "INSERT INTO symbols (id, tag, sealed) VALUES (?, ?, ?)", (sid, self._cipher.tag(text), sealed)
+                )
+                new[text] = sid
+        for text, sid in new.items():
+            self._symbols[text], self._texts[sid] = sid, text
+
+    def append(self, readings: Sequence[Reading], *, cursor: Cursor | None = None) -> list[int]:
+        """Store ``readings`` (their ``seq`` is ignored) and return the sequence numbers given.
+
+        ``cursor`` is saved in the same transaction. On a full disk the oldest readings are
+        evicted (recorded as a ``disk_full`` gap) and the write is tried once more.
+        """
+        self._intern({t for r in readings for t in (r.device_id, r.metric, *r.flags)})
+        try:
+            return self._append(readings, cursor)
+        except OutboxFull:
+            self.evict(max(_EVICT_MIN, int(self.stats().depth * _EVICT_FRACTION)), reason="disk_full")
+            return self._append(readings, cursor)
+
+    def _append(self, readings: Sequence[Reading], cursor: Cursor | None) -> list[int]:
+        now_ms = _ms(self._clock.now())
+        with self._transaction() as db:
+            next_seq = int(self._meta("next_seq"))
+            self._make_room(db, next_seq, len(readings), now_ms)
+            seqs = list(range(next_seq, next_seq + len(readings)))
+            rows = []
+            for seq, reading in zip(seqs, readings, strict=True):
+                plain = encode_reading(reading, queued_at_ms=now_ms, symbol=self._symbols.__getitem__)
+                rows.append((seq, now_ms, self._cipher.seal(seq, plain)))
+            db.executemany("INSERT INTO readings (seq, queued_at, sealed) VALUES (?, ?, ?)", rows)
+            self._set_meta(db, "next_seq", next_seq + len(readings))
+            if cursor is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO cursors (device_id, kind, value) VALUES (?, ?, ?)",
+                    (cursor.device_id, cursor.kind, cursor.value),
+                )
+        return seqs
+
+    def _make_room(self, db: sqlite3.Connection, next_seq: int, incoming: int, now_ms: int) -> None:
+        first = db.execute("SELECT min(seq) FROM readings").fetchone()[0]
+        depth = 0 if first is None else next_seq - first
+        excess = depth + incoming - self.max_readings
+        if first is not None and excess > 0:
+            self._drop_oldest(db, first, min(excess, depth), now_ms, "outbox_overflow")
+
+    def _drop_oldest(self, db: sqlite3.Connection, first: int, count: int, now_ms: int, reason: str) -> None:
+        last = first + count - 1
+        db.execute("DELETE FROM readings WHERE seq <= ?", (last,))
+        previous = db.execute("SELECT first, last FROM gaps ORDER BY first DESC LIMIT 1").fetchone()
+        if previous is not None and previous[1] + 1 >= first:
+            db.execute("UPDATE gaps SET last = ?, recorded_at = ? WHERE first = ?", (last, now_ms, previous[0]))
+        else:
+            db.execute(
+                "INSERT INTO gaps (first, last, recorded_at, reason) VALUES (?, ?, ?, ?)", (first, last, now_ms, reason)
+            )
+
+    def evict(self, count: int, *, reason: str) -> None:
+        """Drop the ``count`` oldest readings, recording them as a gap."""
+        with self._transaction() as db:
+            first = db.execute("SELECT min(seq) FROM readings").fetchone()[0]
+            if first is not None:
+                depth = int(self._meta("next_seq")) - first
+                self._drop_oldest(db, first, min(count, depth), _ms(self._clock.now()), reason)
+
+    # -- reading back --------------------------------------------------------------------------
+
+    def backlog(self, after: int, limit: int) -> Backlog:
+        with translating():
+            count = self._db.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM readings WHERE seq > ? LIMIT ?)", (after, limit)
+            ).fetchone()[0]
+            row = self._db.execute(
+                "SELECT queued_at FROM readings WHERE seq > ? ORDER BY seq LIMIT 1", (after,)
+            ).fetchone()
+        return Backlog(int(count), None if row is None else _from_ms(row[0]))
+
+    def fetch(self, after: int, limit: int) -> list[Reading]:
+        """Up to ``limit`` readings with ``seq > after``, in sequence order, decrypted."""
+        with translating():
+            rows = self._db.execute(
+                "SELECT seq, queued_at, sealed FROM readings WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            ).fetchall()
+        return [
+            decode_reading(
+                self._cipher.open(seq, sealed), agent=self._agent, seq=seq, queued_at_ms=queued, text=self._text
+            )
+            for seq, queued, sealed in rows
+        ]
+
+    def _text(self, sid: int) -> str:
+        return self._texts[sid]
+
+    def cursor(self, device_id: str, kind: str) -> int | None:
+        with translating():
+            row = self._db.execute(
+                "SELECT value FROM cursors WHERE device_id = ? AND kind = ?", (device_id, kind)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def gaps(self) -> tuple[SeqRange, ...]:
+        with translating():
+            rows = self._db.execute("SELECT first, last FROM gaps ORDER BY first").fetchall()
+        return tuple(SeqRange(first=a, last=b) for a, b in rows)
+
+    def stats(self) -> OutboxStats:
+        with translating():
+            first, oldest = self._db.execute("SELECT seq, queued_at FROM readings ORDER BY seq LIMIT 1").fetchone() or (
+                None,
+                None,
+            )
+            meta = dict(self._db.execute("SELECT key, value FROM meta"))
+        return stats_from(meta, first, oldest, self.gaps())
+
+    # -- receipts and agent state --------------------------------------------------------------
+
+    def acknowledge(self, through: int, at: datetime) -> int:
+        """The server committed every reading with ``seq <= through``: delete them. Returns how many."""
+        with self._transaction() as db:
+            deleted = db.execute("DELETE FROM readings WHERE seq <= ?", (through,)).rowcount
+            db.execute("DELETE FROM gaps WHERE last <= ?", (through,))
+            if through > int(self._meta("last_receipt")):
+                self._set_meta(db, "last_receipt", through)
+            self._set_meta(db, "last_receipt_at", _ms(at))
+        return int(deleted)
+
+    def set_registered(self, at: datetime) -> None:
+        with self._transaction() as db:
+            self._set_meta(db, "registered_at", _ms(at))
+
+    def save_state(self, key: str, value: object) -> None:
+        """Persist agent state shown by ``vigil edge status`` (JSON), e.g. alarms, broker link."""
+        with self._transaction() as db:
+            self._set_meta(db, f"state.{key}", json.dumps(value, sort_keys=True))
+
+    def save_devices(self, devices: Sequence[DeviceStatus]) -> None:
+        now_ms = _ms(self._clock.now())
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO devices (device_id, doc, updated_at) VALUES (?, ?, ?)",
+                [(d.device_id, d.model_dump_json(), now_ms) for d in devices],
+            )
+
+    def integrity_check(self) -> list[str]:
+        with translating():
+            return [str(r[0]) for r in self._db.execute("PRAGMA integrity_check").fetchall()]
+
+
+def stats_from(meta: dict[str, Any], first: int | None, oldest: int | None, gaps: tuple[SeqRange, ...]) -> OutboxStats:
+    next_seq = int(meta["next_seq"])
+    return OutboxStats(
+        depth=0 if first is None else next_seq - first,
+        first_seq=first,
+        last_allocated=next_seq - 1,
+        oldest_queued_at=_from_ms(oldest),
+        last_receipt=int(meta.get("last_receipt", 0)),
+        last_receipt_at=_from_ms(meta.get("last_receipt_at")),
+        registered_at=_from_ms(meta.get("registered_at")),
+        gaps=gaps,
+    )

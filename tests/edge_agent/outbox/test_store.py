@@ -1,0 +1,204 @@
+"""The SQLite outbox: durability settings, sequence numbers, overflow gaps, receipts, encryption at rest."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge_agent.errors import (
+    OutboxCorrupt,
+    OutboxError,
+    OutboxKeyMismatch,
+    OutboxMissing,
+    OutboxSchemaTooNew,
+)
+from edge_agent.outbox import SCHEMA_VERSION, Cursor, SqliteOutbox, inspect_outbox
+from rpm_core.clock import ManualClock
+from rpm_core.reading import SeqRange
+from rpm_core.status import DeviceStatus
+from tests.edge_agent.outbox.conftest import AGENT, KID, START, reading
+
+
+def reopen(path: Path, key: bytes, clock: ManualClock, max_readings: int = 1000) -> SqliteOutbox:
+    return SqliteOutbox.open(path, key=key, agent=AGENT, kid=KID, clock=clock, max_readings=max_readings)
+
+
+def test_durability_pragmas_schema_version_and_file_mode(path: Path, outbox: SqliteOutbox) -> None:
+    db = outbox._db
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_round_trip_in_sequence(outbox: SqliteOutbox) -> None:
+    stored = [reading(i) for i in range(5)]
+    assert outbox.append(stored[:2]) == [1, 2]
+    assert outbox.append(stored[2:]) == [3, 4, 5]
+    back = outbox.fetch(0, 10)
+    assert [r.seq for r in back] == [1, 2, 3, 4, 5]
+    assert back == [r.model_copy(update={"seq": i + 1}) for i, r in enumerate(stored)]
+    assert [r.seq for r in outbox.fetch(3, 10)] == [4, 5]
+    assert outbox.backlog(2, 2).count == 2
+    assert outbox.backlog(0, 100).oldest_queued_at == START
+
+
+def test_sequence_numbers_survive_restarts_and_are_never_reused(
+    path: Path, key: bytes, clock: ManualClock, outbox: SqliteOutbox
+) -> None:
+    outbox.append([reading(i) for i in range(3)])
+    assert outbox.acknowledge(3, START) == 3  # everything delivered: the outbox is empty
+    outbox.close()
+    box = reopen(path, key, clock)
+    try:
+        assert box.append([reading(9)]) == [4]
+        assert box.stats().last_allocated == 4
+    finally:
+        box.close()
+
+
+def test_acknowledge_deletes_the_prefix_and_records_the_receipt(outbox: SqliteOutbox, clock: ManualClock) -> None:
+    outbox.append([reading(i) for i in range(10)])
+    clock.advance(5)
+    assert outbox.acknowledge(4, clock.now()) == 4
+    stats = outbox.stats()
+    assert (stats.depth, stats.first_seq, stats.last_receipt, stats.last_receipt_at) == (6, 5, 4, clock.now())
+    assert outbox.acknowledge(2, clock.now()) == 0  # an older receipt changes nothing
+    assert outbox.stats().last_receipt == 4
+
+
+def test_overflow_drops_the_oldest_and_records_one_merged_gap(path: Path, key: bytes, clock: ManualClock) -> None:
+    box = reopen(path, key, clock, max_readings=100)
+    try:
+        box.append([reading(i) for i in range(100)])
+        box.append([reading(i) for i in range(30)])
+        box.append([reading(i) for i in range(5)])
+        stats = box.stats()
+        assert (stats.depth, stats.first_seq, stats.last_allocated) == (100, 36, 135)
+        assert stats.gaps == (SeqRange(first=1, last=35),)
+        assert box.acknowledge(40, START) == 5
+        assert box.gaps() == ()  # the server has seen past the gap
+    finally:
+        box.close()
+
+
+def test_disk_full_evicts_the_oldest_as_a_gap_and_keeps_writing(path: Path, key: bytes, clock: ManualClock) -> None:
+    box = reopen(path, key, clock, max_readings=10**7)
+    try:
+        pages = box._db.execute("PRAGMA page_count").fetchone()[0]
+        box._db.execute(f"PRAGMA max_page_count = {pages + 8}")
+        for i in range(150):  # far more than 8 pages hold
+            box.append([reading(i * 10 + j) for j in range(20)])
+        stats = box.stats()
+        assert stats.last_allocated == 3000
+        assert stats.gaps
+        assert stats.gaps[0].first == 1
+        assert stats.gaps[0].last + 1 == stats.first_seq  # contiguous: nothing lost silently
+        assert box._db.execute("SELECT reason FROM gaps").fetchone()[0] == "disk_full"
+    finally:
+        box.close()
+
+
+def test_cursor_commits_with_its_readings(outbox: SqliteOutbox) -> None:
+    assert outbox.cursor("E0:00:00:00:00:06", "glucose") is None
+    outbox.append([reading(1, metric="glucose", value=100)], cursor=Cursor("E0:00:00:00:00:06", "glucose", 7))
+    assert outbox.cursor("E0:00:00:00:00:06", "glucose") == 7
+    bad = reading(2).model_copy(update={"device_id": "E0:00:00:00:00:06", "metric": "no_such_metric"})
+    with pytest.raises(KeyError):  # fails inside the transaction: neither the reading nor the cursor
+        outbox._append([bad], Cursor("E0:00:00:00:00:06", "glucose", 8))
+    assert outbox.cursor("E0:00:00:00:00:06", "glucose") == 7
+    assert outbox.stats().last_allocated == 1
+    outbox.append([], cursor=Cursor("E0:00:00:00:00:06", "glucose", 9))  # a control-solution record
+    assert (outbox.cursor("E0:00:00:00:00:06", "glucose"), outbox.stats().last_allocated) == (9, 1)
+
+
+def test_nothing_is_stored_in_clear(path: Path, outbox: SqliteOutbox) -> None:
+    outbox.append([reading(i * 10, metric="spo2", value=93.25, device="E0:AA:BB:CC:DD:EE") for i in range(50)])
+    outbox.close()
+    raw = b"".join(p.read_bytes() for p in path.parent.iterdir() if p.name.startswith("outbox.db"))
+    for secret in (b"spo2", b"E0:AA:BB:CC:DD:EE", b"sensor_contact", b"93.25"):
+        assert secret not in raw
+
+
+def test_a_row_moved_to_another_sequence_number_does_not_open(outbox: SqliteOutbox) -> None:
+    outbox.append([reading(1), reading(2)])
+    db = outbox._db
+    sealed = db.execute("SELECT sealed FROM readings WHERE seq = 1").fetchone()[0]
+    db.execute("UPDATE readings SET sealed = ? WHERE seq = 2", (sealed,))
+    with pytest.raises(OutboxCorrupt) as caught:
+        outbox.fetch(1, 1)
+    assert caught.value.seq == 2
+
+
+def test_open_refuses_what_it_must(path: Path, key: bytes, clock: ManualClock, tmp_path: Path) -> None:
+    with pytest.raises(OutboxMissing):
+        reopen(tmp_path / "nothing.db", key, clock)
+    with pytest.raises(OutboxKeyMismatch):
+        reopen(path, secrets.token_bytes(32), clock)
+    with pytest.raises(OutboxKeyMismatch):
+        SqliteOutbox.open(path, key=key, agent=AGENT, kid="another-identity", clock=clock, max_readings=10)
+    with pytest.raises(OutboxError):
+        SqliteOutbox.create(path, key=key, agent=AGENT, kid=KID, clock=clock)
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 2")
+    db.close()
+    with pytest.raises(OutboxSchemaTooNew) as caught:
+        reopen(path, key, clock)
+    assert (caught.value.found, caught.value.supported) == (2, 1)
+
+
+def test_inspect_reads_without_the_key(path: Path, outbox: SqliteOutbox, clock: ManualClock) -> None:
+    outbox.append([reading(i) for i in range(4)])
+    outbox.acknowledge(1, clock.now())
+    outbox.set_registered(clock.now())
+    outbox.save_devices([DeviceStatus(device_id="E0:00:00:00:00:01", profile="heart_rate", battery_pct=80)])
+    outbox.save_state("alarms", ["clock_skew"])
+    local = inspect_outbox(path)
+    assert (local.stats.depth, local.stats.last_receipt, local.stats.registered_at) == (3, 1, clock.now())
+    assert local.devices[0].battery_pct == 80
+    assert local.state == {"alarms": ["clock_skew"]}
+    assert outbox.integrity_check() == ["ok"]
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), st.integers(min_value=0, max_value=30)),
+        st.tuples(st.just("ack"), st.integers(min_value=0, max_value=400)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_live_rows_stay_one_contiguous_range(tmp_path: Path, key: bytes, clock: ManualClock, ops: list) -> None:
+    path = tmp_path / f"prop-{os.urandom(4).hex()}.db"
+    SqliteOutbox.create(path, key=key, agent=AGENT, kid=KID, clock=clock)
+    box = reopen(path, key, clock, max_readings=100)
+    try:
+        issued: list[int] = []
+        for op, n in ops:
+            if op == "append":
+                issued += box.append([reading(i) for i in range(n)])
+            else:
+                box.acknowledge(n, clock.now())
+            clock.advance(timedelta(seconds=1).total_seconds())
+        assert issued == list(range(1, len(issued) + 1))  # strictly increasing, never reused
+        stats = box.stats()
+        count = box._db.execute("SELECT count(*) FROM readings").fetchone()[0]
+        assert stats.depth == count
+        seqs = [s for (s,) in box._db.execute("SELECT seq FROM readings ORDER BY seq")]
+        assert seqs == list(range(seqs[0], seqs[0] + count)) if seqs else True
+        covered = set(seqs)
+        for g in stats.gaps:
+            covered.update(range(g.first, g.last + 1))
+        assert all(s in covered or s <= stats.last_receipt for s in issued)
+    finally:
+        box.close()

@@ -1,0 +1,229 @@
+"""NEWS2 (Royal College of Physicians, 2017) from the latest value of each parameter in a window.
+
+Scored parameters: respiration rate, SpO2 (scale 1, or scale 2 for hypercapnic patients),
+supplemental oxygen, systolic blood pressure, pulse, consciousness and temperature. Home devices
+report neither consciousness nor oxygen therapy: consciousness is taken as *alert* and the patient as
+breathing *air* unless the patient's settings say ``supplemental_oxygen``; every alert says so in its
+evidence (``assumed``). Parameters with no reading in the window are listed as ``missing`` and add
+nothing to the score. Observations are rounded as charted: whole numbers, temperature to 0.1 Cel.
+
+Bands: 0-4 low (no alert); a single parameter scoring 3 is low-medium (alert ``medium``); 5-6
+medium (alert ``high``); 7 or more high (alert ``critical``). With fewer than ``min_parameters``
+measured the rule stays silent.
+
+Confirmation (``confirm = 2``, default): below the immediate score (7) each parameter scores the
+lower of its last two readings (taken within 72 hours of each other; a parameter without a
+confirming reading is reported ``unconfirmed`` and scores nothing), so a single artefact reading
+(a cold-finger SpO2 of 89 %) cannot move the aggregate; a score of 7 or more from the latest
+readings alone fires at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from alerts.config import PatientConfig
+from alerts.history import History
+from alerts.model import Candidate, Kind, Obs, Outcome, Severity
+
+__all__ = [
+    "CONFIRM_SPAN",
+    "PARAMETERS",
+    "RULE",
+    "News2Score",
+    "evaluate_news2",
+    "news2_band",
+    "news2_score",
+    "score_pulse",
+    "score_respiration",
+    "score_spo2",
+    "score_systolic",
+    "score_temperature",
+]
+
+RULE: Final = "news2"
+# Readings further apart than this do not confirm each other.
+CONFIRM_SPAN: Final = timedelta(hours=72)
+PARAMETERS: Final = ("respiratory_rate", "spo2", "bp_systolic", "heart_rate", "body_temperature")
+
+_SEVERITY: Final = {"low_medium": Severity.MEDIUM, "medium": Severity.HIGH, "high": Severity.CRITICAL}
+
+
+def _whole(v: float) -> int:
+    return math.floor(v + 0.5)
+
+
+def score_respiration(v: float) -> int:
+    r = _whole(v)
+    if r <= 8:
+        return 3
+    if r <= 11:
+        return 1
+    if r <= 20:
+        return 0
+    if r <= 24:
+        return 2
+    return 3
+
+
+def score_spo2(v: float, *, scale: int = 1, on_oxygen: bool = False) -> int:
+    s = _whole(v)
+    if scale == 1:
+        return 3 if s <= 91 else 2 if s <= 93 else 1 if s <= 95 else 0
+    if s <= 83:
+        return 3
+    if s <= 85:
+        return 2
+    if s <= 87:
+        return 1
+    if s <= 92 or not on_oxygen:  # 88-92, or >= 93 on air
+        return 0
+    return 1 if s <= 94 else 2 if s <= 96 else 3
+
+
+def score_systolic(v: float) -> int:
+    s = _whole(v)
+    if s <= 90:
+        return 3
+    if s <= 100:
+        return 2
+    if s <= 110:
+        return 1
+    return 0 if s <= 219 else 3
+
+
+def score_pulse(v: float) -> int:
+    p = _whole(v)
+    if p <= 40:
+        return 3
+    if p <= 50:
+        return 1
+    if p <= 90:
+        return 0
+    if p <= 110:
+        return 1
+    return 2 if p <= 130 else 3
+
+
+def score_temperature(v: float) -> int:
+    t = math.floor(v * 10 + 0.5) / 10
+    if t <= 35.0:
+        return 3
+    if t <= 36.0:
+        return 1
+    if t <= 38.0:
+        return 0
+    return 1 if t <= 39.0 else 2
+
+
+@dataclass(frozen=True, slots=True)
+class News2Score:
+    total: int
+    subscores: dict[str, int]
+    missing: tuple[str, ...]
+    used: tuple[Obs, ...]
+    on_oxygen: bool
+    unconfirmed: tuple[str, ...] = ()
+
+    @property
+    def band(self) -> str:
+        return news2_band(self.total, self.subscores)
+
+    @property
+    def measured(self) -> int:
+        return len(PARAMETERS) - len(self.missing)
+
+
+def news2_band(total: int, subscores: dict[str, int]) -> str:
+    if total >= 7:
+        return "high"
+    if total >= 5:
+        return "medium"
+    if any(v == 3 for v in subscores.values()):
+        return "low_medium"
+    return "low"
+
+
+def _subscore(name: str, value: float, *, scale: int, on_oxygen: bool) -> int:
+    if name == "respiratory_rate":
+        return score_respiration(value)
+    if name == "spo2":
+        return score_spo2(value, scale=scale, on_oxygen=on_oxygen)
+    if name == "bp_systolic":
+        return score_systolic(value)
+    if name == "heart_rate":
+        return score_pulse(value)
+    return score_temperature(value)
+
+
+def news2_score(
+    history: History, at: datetime, window: timedelta, *, scale: int, on_oxygen: bool, confirm: int = 1
+) -> News2Score:
+    """The score from the latest reading of each parameter in ``(at - window, at]``.
+
+    With ``confirm`` > 1 each parameter scores the lowest of its last ``confirm`` readings, all taken
+    within ``CONFIRM_SPAN`` of the latest; a parameter without such confirming readings is listed as
+    ``unconfirmed`` and scores nothing, so one artefact reading cannot raise the aggregate.
+    """
+    subscores: dict[str, int] = {"consciousness": 0, "supplemental_oxygen": 2 if on_oxygen else 0}
+    used: list[Obs] = []
+    missing: list[str] = []
+    unconfirmed: list[str] = []
+    for name in PARAMETERS:
+        last = history.last(name, at, confirm)
+        if not last or last[-1].time <= at - window:
+            missing.append(name)
+            continue
+        recent = [o for o in last if o.time > last[-1].time - CONFIRM_SPAN]
+        if len(recent) < confirm:
+            unconfirmed.append(name)
+            continue
+        used.extend(recent)
+        subscores[name] = min(_subscore(name, o.value, scale=scale, on_oxygen=on_oxygen) for o in recent)
+    return News2Score(sum(subscores.values()), subscores, tuple(missing), tuple(used), on_oxygen, tuple(unconfirmed))
+
+
+def evaluate_news2(history: History, at: datetime, config: PatientConfig) -> Outcome:
+    cfg = config.news2
+    if not config.enabled(RULE):
+        return Outcome()
+    window = timedelta(hours=cfg.window_h)
+    scale, on_oxygen = config.spo2_scale, config.supplemental_oxygen
+    latest = news2_score(history, at, window, scale=scale, on_oxygen=on_oxygen)
+    if latest.measured < cfg.min_parameters:
+        return Outcome()
+    score = latest
+    if latest.total < cfg.immediate_score and cfg.confirm > 1:
+        score = news2_score(history, at, window, scale=scale, on_oxygen=on_oxygen, confirm=cfg.confirm)
+    if score.band == "low":
+        # Clear only when the latest readings are low too (not while a high one awaits confirmation).
+        return Outcome(clear=frozenset({RULE})) if latest.band == "low" else Outcome()
+    band = score.band
+    assumed = {
+        "consciousness": "alert (assumed: home devices do not report it)",
+        "supplemental_oxygen": "oxygen (patient setting)" if on_oxygen else "air (assumed: not reported)",
+    }
+    candidate = Candidate(
+        rule=RULE,
+        kind=Kind.NEWS2,
+        metric=None,
+        severity=_SEVERITY[band],
+        summary=f"NEWS2 {score.total} ({band.replace('_', '-')} risk)",
+        evidence=score.used,
+        detail={
+            "score": score.total,
+            "band": band,
+            "subscores": score.subscores,
+            "missing": list(score.missing),
+            "unconfirmed": list(score.unconfirmed),
+            "assumed": assumed,
+            "spo2_scale": scale,
+            "latest_score": latest.total,
+            "confirmed": score is not latest,
+            "window_h": cfg.window_h,
+        },
+    )
+    return Outcome((candidate,))

@@ -31,7 +31,8 @@ def test_twice_daily_measurer_uses_the_72_h_floor() -> None:
 def test_an_occasional_measurement_is_not_expected() -> None:
     h = history(("glucose", [(d * 24, 100) for d in range(0, 20, 4)]))  # every 4th day: 5 of 14 days
     out = evaluate_missing_data(h, at(30 * 24), config())
-    assert out.candidates == () and out.clear == frozenset()
+    assert out.candidates == ()
+    assert out.clear == frozenset()
 
 
 def test_one_alert_lists_every_missing_metric() -> None:

@@ -89,9 +89,12 @@ def test_temperature(value, points) -> None:
 
 
 def test_values_are_rounded_as_charted() -> None:
-    assert score_pulse(90.4) == 0 and score_pulse(90.5) == 1
-    assert score_temperature(38.04) == 0 and score_temperature(38.05) == 1
-    assert score_spo2(95.5, scale=1) == 0 and score_spo2(95.4, scale=1) == 1
+    assert score_pulse(90.4) == 0
+    assert score_pulse(90.5) == 1
+    assert score_temperature(38.04) == 0
+    assert score_temperature(38.05) == 1
+    assert score_spo2(95.5, scale=1) == 0
+    assert score_spo2(95.4, scale=1) == 1
 
 
 @pytest.mark.parametrize(
@@ -124,14 +127,16 @@ def normal(hours: float) -> list:
 def test_score_uses_the_latest_value_of_each_parameter_within_the_window() -> None:
     h = history(("heart_rate", [(0, 135), (5, 70)]), ("spo2", [(-30, 85), (5, 97)]), ("bp_systolic", [(-30, 80)]))
     s = news2_score(h, at(6), timedelta(hours=24), scale=1, on_oxygen=False)
-    assert s.subscores["heart_rate"] == 0 and s.subscores["spo2"] == 0
+    assert s.subscores["heart_rate"] == 0
+    assert s.subscores["spo2"] == 0
     assert "bp_systolic" not in s.subscores  # 36 h old: outside the window
     assert set(s.missing) == {"bp_systolic", "respiratory_rate", "body_temperature"}
 
 
 def test_all_normal_is_clear() -> None:
     out = evaluate_news2(history(*normal(0), *normal(1)), at(1), config())
-    assert out.candidates == () and out.clear == {"news2"}
+    assert out.candidates == ()
+    assert out.clear == {"news2"}
 
 
 def test_too_few_parameters_is_silent() -> None:
@@ -143,7 +148,8 @@ def test_a_single_3_is_low_medium_and_reports_missing_and_assumed() -> None:
     h = history(("spo2", [(0, 91), (1, 90)]), ("heart_rate", [(0, 70), (1, 72)]), ("bp_systolic", [(0, 120), (1, 122)]))
     (c,) = evaluate_news2(h, at(1), config()).candidates
     assert (c.kind, c.metric, c.rule, c.severity) == (Kind.NEWS2, None, "news2", Severity.MEDIUM)
-    assert c.detail["score"] == 3 and c.detail["band"] == "low_medium"
+    assert c.detail["score"] == 3
+    assert c.detail["band"] == "low_medium"
     assert set(c.detail["missing"]) == {"respiratory_rate", "body_temperature"}
     assert c.detail["assumed"]["consciousness"].startswith("alert")
     assert c.detail["assumed"]["supplemental_oxygen"].startswith("air")
@@ -169,7 +175,8 @@ def test_medium_and_high_bands() -> None:
 def test_one_artefact_reading_is_not_confirmed() -> None:
     h = history(("spo2", [(0, 97), (1, 88)]), ("heart_rate", [(0, 70), (1, 70)]), ("bp_systolic", [(0, 120), (1, 120)]))
     out = evaluate_news2(h, at(1), config())
-    assert out.candidates == () and out.clear == frozenset()  # pending: neither alert nor clear
+    assert out.candidates == ()
+    assert out.clear == frozenset()
 
 
 def test_a_parameter_read_once_is_unconfirmed_and_scores_nothing() -> None:

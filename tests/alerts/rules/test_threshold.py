@@ -125,7 +125,8 @@ def test_scale_2_patients_use_the_hypercapnic_bands() -> None:
 def test_disabled_rules_are_silent() -> None:
     cfg = config({"disabled_rules": ["threshold:spo2"]})
     out = run("spo2", [(0, 80), (1, 80)], cfg)
-    assert out.candidates == () and out.clear == frozenset()
+    assert out.candidates == ()
+    assert out.clear == frozenset()
 
 
 def test_a_later_reading_is_not_seen_by_an_earlier_evaluation() -> None:

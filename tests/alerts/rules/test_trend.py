@@ -19,7 +19,8 @@ def gain(points, cfg=None):
 
 def test_stable_weight_is_clear() -> None:
     out = gain(weights(80.0, 80.2, 79.9, 80.1, 80.0))
-    assert out.candidates == () and out.clear == {WEIGHT_RULE}
+    assert out.candidates == ()
+    assert out.clear == {WEIGHT_RULE}
 
 
 def test_one_day_gain_over_1_4_kg_confirmed_is_medium() -> None:
@@ -31,18 +32,21 @@ def test_one_day_gain_over_1_4_kg_confirmed_is_medium() -> None:
 
 def test_three_day_gain_over_2_kg_is_high() -> None:
     (c,) = gain(weights(80.0, 80.0, 80.7, 81.4, 82.1, 82.2)).candidates
-    assert c.severity is Severity.HIGH and "3d" in c.detail["gains"]
+    assert c.severity is Severity.HIGH
+    assert "3d" in c.detail["gains"]
 
 
 def test_seven_day_gain_over_2_3_kg_is_high() -> None:
     (c,) = gain(weights(80.0, 80.4, 80.8, 81.1, 81.4, 81.7, 82.0, 82.4, 82.5)).candidates
-    assert c.severity is Severity.HIGH and "7d" in c.detail["gains"]
+    assert c.severity is Severity.HIGH
+    assert "7d" in c.detail["gains"]
     assert c.detail["gains"]["7d"]["limit_kg"] == 2.3
 
 
 def test_a_single_heavy_reading_waits_for_confirmation() -> None:
     out = gain(weights(80.0, 80.1, 80.0, 82.5))
-    assert out.candidates == () and out.clear == frozenset()
+    assert out.candidates == ()
+    assert out.clear == frozenset()
     assert gain(weights(80.0, 80.1, 80.0, 82.5, 80.1)).clear == {WEIGHT_RULE}
 
 
@@ -73,7 +77,8 @@ def test_seven_day_mean_above_goal_is_low() -> None:
     h, t = bp([(133, 78)] * 12)
     (c,) = evaluate_bp_goal(h, t, config()).candidates
     assert (c.rule, c.kind, c.metric, c.severity) == (BP_RULE, Kind.TREND, "bp_systolic", Severity.LOW)
-    assert c.detail["mean_systolic"] == 133.0 and c.detail["goal"] == {"systolic": 130.0, "diastolic": 80.0}
+    assert c.detail["mean_systolic"] == 133.0
+    assert c.detail["goal"] == {"systolic": 130.0, "diastolic": 80.0}
 
 
 def test_stage_2_mean_is_medium_and_diastolic_alone_counts() -> None:

@@ -45,10 +45,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import cbor2
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import serialization as ser
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cwt import COSE, COSEKey, Recipient
 from cwt.cose_key_interface import COSEKeyInterface
 from cwt.exceptions import CWTError
+from cwt.utils import to_recipient_context
 from pydantic import ValidationError
 
 from rpm_core.errors import (
@@ -167,6 +173,10 @@ def seal_envelope(
 class _Outer:
     recipient_kid: str
     sender_kex: bytes
+    recipient_header: dict[str | int, Any]
+    protected: bytes = b""
+    iv: bytes = b""
+    ciphertext: bytes = b""
 
 
 def _cbor(data: bytes, what: str) -> Any:
@@ -199,12 +209,15 @@ def _parse_outer(data: bytes) -> _Outer:
     iv = v[1].get(_IV)
     if not isinstance(iv, bytes) or len(iv) != 12:
         raise MalformedEnvelope("bad nonce")
-    return _parse_recipient(v[3][0])
+    rec = _parse_recipient(v[3][0])
+    return _Outer(rec.recipient_kid, rec.sender_kex, rec.recipient_header, v[0], iv, v[2])
 
 
 def _parse_recipient(rec: object) -> _Outer:
     if not (isinstance(rec, list) and len(rec) == 3 and isinstance(rec[0], bytes) and isinstance(rec[1], dict)):
         raise MalformedEnvelope("bad recipient structure")
+    if rec[2] != b"":  # direct key agreement: the recipient carries no wrapped key
+        raise MalformedEnvelope("unexpected recipient ciphertext")
     r_protected = _cbor(rec[0], "recipient header") if rec[0] else {}
     if not isinstance(r_protected, dict) or r_protected.get(_ALG) != _ECDH_SS_HKDF_256:
         raise UnsupportedAlgorithm(r_protected.get(_ALG) if isinstance(r_protected, dict) else None)
@@ -221,7 +234,7 @@ def _parse_recipient(rec: object) -> _Outer:
     if not isinstance(sender, bytes) or len(sender) != 32 or set(static) - {1, -1, -2, 3}:
         raise MalformedEnvelope("bad sender static key")
     try:
-        return _Outer(recipient_kid=kid.decode("ascii"), sender_kex=sender)
+        return _Outer(recipient_kid=kid.decode("ascii"), sender_kex=sender, recipient_header=header)
     except UnicodeDecodeError as exc:
         raise MalformedEnvelope("bad recipient kid") from exc
 
@@ -244,13 +257,55 @@ def decrypt_envelope(
         raise UnknownKey(outer.recipient_kid)
     if sender_kex is not None and outer.sender_kex != sender_kex:
         raise UnknownKey(kid_of(outer.sender_kex))
+    return _decrypt(outer, server, external_aad(topic)), outer.sender_kex
+
+
+# Static-static ECDH gives the same shared secret for every envelope of one agent to one server
+# key; only the per-message PartyU nonce changes the derived content key. Remember the secret.
+_SHARED: dict[tuple[str, bytes], bytes] = {}
+_SHARED_MAX: Final = 100_000
+
+
+def _shared_secret(server: ServerKey, sender_kex: bytes) -> bytes:
+    key = (server.kid, sender_kex)
+    z = _SHARED.get(key)
+    if z is None:
+        try:
+            z = server.kex.exchange(X25519PublicKey.from_public_bytes(sender_kex))
+        except ValueError as exc:  # e.g. a low-order point: no shared secret
+            raise DecryptionFailed from exc
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        _SHARED[key] = z
+    return z
+
+
+def _decrypt(outer: _Outer, server: ServerKey, aad: bytes) -> bytes:
+    """RFC 9052/9053 COSE_Encrypt with one ECDH-SS + HKDF-256 recipient and ChaCha20/Poly1305.
+
+    The same computation as ``cwt``'s decoder (the KDF context comes from cwt's own
+    ``to_recipient_context``; tests/rpm_core/test_envelope_decrypt.py checks both agree on valid
+    and tampered envelopes), minus its per-message key objects, with the shared secret cached.
+    """
+    context = cbor2.dumps(to_recipient_context(_ECDH_SS_HKDF_256, outer.recipient_header, _CONTEXT))
+    cek = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=context).derive(
+        _shared_secret(server, outer.sender_kex)
+    )
+    try:
+        return ChaCha20Poly1305(cek).decrypt(outer.iv, outer.ciphertext, cbor2.dumps(["Encrypt", outer.protected, aad]))
+    except InvalidTag as exc:
+        raise DecryptionFailed from exc
+
+
+def decrypt_with_cwt(data: bytes, *, topic: Topic, server: ServerKey) -> bytes:
+    """The reference decoder (cwt), kept for the equivalence test of :func:`_decrypt`."""
     spub = server.public()
     server_cose = _okp(_X25519, _ECDH_SS_HKDF_256, spub.kex, _raw_private(server.kex), spub.kid)
     try:
-        signed = _cose.decode(data, keys=[server_cose], context=_CONTEXT, external_aad=external_aad(topic))
+        signed: bytes = _cose.decode(data, keys=[server_cose], context=_CONTEXT, external_aad=external_aad(topic))
     except (CWTError, ValueError, TypeError, KeyError) as exc:
         raise DecryptionFailed from exc
-    return signed, outer.sender_kex
+    return signed
 
 
 def open_envelope(

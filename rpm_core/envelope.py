@@ -66,7 +66,7 @@ from rpm_core.errors import (
     UnsupportedAlgorithm,
     UnsupportedVersion,
 )
-from rpm_core.ids import AgentId, DeviceId, OrgId
+from rpm_core.ids import AgentId, OrgId
 from rpm_core.keys import AgentKeys, AgentPublicKeys, ServerKey, ServerPublicKey, kid_of
 from rpm_core.metrics import CATALOGUE
 from rpm_core.reading import MAX_FLAGS, MAX_SEQ, Reading, SeqRange
@@ -266,8 +266,8 @@ _SHARED: dict[tuple[str, bytes], bytes] = {}
 _SHARED_MAX: Final = 100_000
 
 
-def _shared_secret(server: ServerKey, sender_kex: bytes) -> bytes:
-    key = (server.kid, sender_kex)
+def _shared_secret(server_kid: str, server: ServerKey, sender_kex: bytes) -> bytes:
+    key = (server_kid, sender_kex)
     z = _SHARED.get(key)
     if z is None:
         try:
@@ -289,7 +289,7 @@ def _decrypt(outer: _Outer, server: ServerKey, aad: bytes) -> bytes:
     """
     context = cbor2.dumps(to_recipient_context(_ECDH_SS_HKDF_256, outer.recipient_header, _CONTEXT))
     cek = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=context).derive(
-        _shared_secret(server, outer.sender_kex)
+        _shared_secret(outer.recipient_kid, server, outer.sender_kex)
     )
     try:
         return ChaCha20Poly1305(cek).decrypt(outer.iv, outer.ciphertext, cbor2.dumps(["Encrypt", outer.protected, aad]))
@@ -460,18 +460,37 @@ def _fast_reading(
         return None
     if device_time is not None and (type(device_time) is not str or len(device_time) > 40):
         return None
-    if len(flags) > MAX_FLAGS or any(type(f) is not str or _FLAG_RE.fullmatch(f) is None for f in flags):
+    if len(flags) > MAX_FLAGS:
         return None
-    return Reading.model_construct(
-        agent_id=AgentId(agent),
-        device_id=DeviceId(device),
-        seq=seq,
-        metric=metric,
-        value=value,
-        measured_at=measured_at,
-        device_time=device_time,
-        flags=frozenset(flags),
+    for f in flags:
+        if type(f) is not str or _FLAG_RE.fullmatch(f) is None:
+            return None
+    return _new_reading(
+        {
+            "agent_id": agent,
+            "device_id": device,
+            "seq": seq,
+            "metric": metric,
+            "value": value,
+            "measured_at": measured_at,
+            "device_time": device_time,
+            "flags": frozenset(flags),
+        }
     )
+
+
+_READING_FIELDS: Final = frozenset(Reading.model_fields)
+
+
+def _new_reading(values: dict[str, Any]) -> Reading:
+    """A :class:`Reading` from already validated values: what ``model_construct`` does, at a third of
+    its cost (it is called for every reading at ingest). The equality of both paths is tested."""
+    reading = Reading.__new__(Reading)
+    object.__setattr__(reading, "__dict__", values)
+    object.__setattr__(reading, "__pydantic_fields_set__", set(_READING_FIELDS))
+    object.__setattr__(reading, "__pydantic_extra__", None)
+    object.__setattr__(reading, "__pydantic_private__", None)
+    return reading
 
 
 def declared_sequences(body: bytes) -> list[tuple[int, int]]:

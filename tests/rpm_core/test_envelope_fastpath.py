@@ -63,3 +63,31 @@ def test_declared_sequences_reads_rows_and_gaps_leniently() -> None:
     body = cbor2.dumps({"r": [[5, "x"], ["bad"], [True, 1], [7]], "gaps": [[1, 3], [9, 8], ["a", 2]]})
     assert envelope.declared_sequences(body) == [(5, 5), (7, 7), (1, 3)]
     assert envelope.declared_sequences(b"\xff") == []
+
+
+def test_conformance_canary_fast_construction_is_a_real_reading() -> None:
+    # The fast path fills pydantic's private slots itself; if pydantic changes them this fails.
+    row = [7, "F0:12", "heart_rate", 61.0, 10**12, "2026-03-01T08:30:00", ["contact"]]
+    fast = envelope._reading(AGENT, row)
+    model = Reading(
+        agent_id=AGENT,
+        device_id="F0:12",
+        seq=7,
+        metric="heart_rate",
+        value=61.0,
+        measured_at=datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=10**12),
+        device_time="2026-03-01T08:30:00",
+        flags=frozenset({"contact"}),
+    )
+    assert fast == model
+    assert hash(fast) == hash(model)
+    assert fast.model_dump() == model.model_dump()
+    assert fast.model_fields_set == model.model_fields_set
+    assert fast.model_copy() == model
+    assert fast.key == model.key
+    assert fast.unit == "/min"
+    import pytest
+    from pydantic import ValidationError as VE
+
+    with pytest.raises(VE):
+        fast.seq = 8  # type: ignore[misc]  # still frozen

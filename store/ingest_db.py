@@ -14,6 +14,7 @@ watermark ``NOTIFY`` (``store.ingest_state.notify_watermark``).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ from store.ingest_state import (
 from store.readings import ReadingRow, insert_readings
 
 __all__ = ["Activation", "BatchResult", "BatchWrite", "IngestDatabase"]
+
+_DEDUP_KEY = operator.itemgetter(3, 7, 0)  # ReadingRow (agent_id, seq, time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,4 +132,4 @@ class IngestDatabase:
 
 def _ordered(rows: Sequence[ReadingRow]) -> list[ReadingRow]:
     """Insert in dedup-key order: two workers inserting overlapping duplicates then wait, not deadlock."""
-    return sorted(rows, key=lambda r: (r.agent_id, r.seq, r.time))
+    return sorted(rows, key=_DEDUP_KEY)

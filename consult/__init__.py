@@ -1,1 +1,1 @@
-"""consult package."""
+"""consult package: care-team communication (for now: video consultation requests, see requests.py)."""

@@ -1,0 +1,175 @@
+"""What the alert engine reads and keeps: partition locks, per-partition watermarks, patients,
+readings windows and device state.
+
+Partitions: patients are hashed into ``partition_count`` partitions (the hash is the caller's); a
+worker owns a partition while it holds the session advisory lock ``(ADVISORY_CLASS, partition)``.
+The lock dies with the worker's connection, so a killed worker's partitions are free at once.
+Watermarks are kept per (partition_count, partition) and saved in the transaction that wrote the
+alerts they account for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from store.connection import Connection
+
+__all__ = [
+    "ADVISORY_CLASS",
+    "READINGS_CHANNEL",
+    "DeviceRow",
+    "PatientRow",
+    "WindowReading",
+    "devices_of",
+    "ensure_watermarks",
+    "load_watermarks",
+    "partition_locks",
+    "patients",
+    "readings_windows",
+    "save_watermarks",
+    "try_lock_partition",
+    "unlock_partition",
+]
+
+# The channel ingest NOTIFYs after each commit (payload: the new ingest watermark).
+READINGS_CHANNEL: Final = "vigil_readings"
+# First key of the engine's two-key advisory locks ("al" + "rt"), the second is the partition.
+ADVISORY_CLASS: Final = 0x616C7274 & 0x7FFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRow:
+    patient_id: str
+    org_id: str
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowReading:
+    patient_id: str
+    time: datetime
+    metric: str
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    patient_id: str
+    kind: str  # 'device' | 'agent'
+    id: str
+    last_seen: datetime | None
+    battery_pct: int | None
+
+
+def try_lock_partition(conn: Connection, partition: int) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (ADVISORY_CLASS, partition)).fetchone()
+    return bool(row and row[0])
+
+
+def unlock_partition(conn: Connection, partition: int) -> None:
+    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (ADVISORY_CLASS, partition))
+
+
+def partition_locks(conn: Connection) -> dict[int, int]:
+    """Partition -> backend pid of the worker holding it (every worker, this one included)."""
+    rows = conn.execute(
+        "SELECT objid::text::bigint, pid FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::bigint::oid "
+        "AND objsubid = 2 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        (ADVISORY_CLASS,),
+    ).fetchall()
+    return {int(part): int(pid) for part, pid in rows}
+
+
+def ensure_watermarks(conn: Connection, partition_count: int, partitions: Iterable[int]) -> None:
+    """Create the watermark rows of newly owned partitions (in their own transaction).
+
+    A new partition starts at the lowest watermark recorded under any partition count (a changed
+    partition count re-reads a little, never skips), or at 0 on a fresh database.
+    """
+    conn.execute(
+        "INSERT INTO alert_watermarks (partition_count, partition, watermark) "
+        "SELECT %s, p, coalesce((SELECT min(watermark) FROM alert_watermarks), 0) FROM unnest(%s::int[]) AS p "
+        "ON CONFLICT DO NOTHING",
+        (partition_count, sorted(set(partitions))),
+    )
+
+
+def load_watermarks(conn: Connection, partition_count: int, partitions: Iterable[int]) -> dict[int, int]:
+    """The partitions' watermarks (rows made by :func:`ensure_watermarks`).
+
+    A plain read, deliberately without ``FOR UPDATE``: row locks would give the consumer's
+    transaction an id before the feed computes its horizon, and a transaction's own id holds that
+    horizon back (nothing newer would ever be seen). The advisory lock on each partition already
+    makes its owner the only writer of its watermark.
+    """
+    rows = conn.execute(
+        "SELECT partition, watermark FROM alert_watermarks WHERE partition_count = %s AND partition = ANY(%s)",
+        (partition_count, sorted(set(partitions))),
+    ).fetchall()
+    return {int(p): int(w) for p, w in rows}
+
+
+def save_watermarks(conn: Connection, partition_count: int, watermarks: Mapping[int, int]) -> None:
+    parts = sorted(watermarks)
+    conn.execute(
+        "UPDATE alert_watermarks AS w SET watermark = v.wm, updated_at = now() "
+        "FROM unnest(%s::int[], %s::bigint[]) AS v(p, wm) WHERE w.partition_count = %s AND w.partition = v.p",
+        (parts, [watermarks[p] for p in parts], partition_count),
+    )
+
+
+def patients(conn: Connection, patient_ids: Sequence[str] | None = None) -> list[PatientRow]:
+    """Patients (all, or the given ones) with their organisation and settings document."""
+    rows = conn.execute(
+        "SELECT patient_id, org_id, settings FROM patients WHERE %s::text[] IS NULL OR patient_id = ANY(%s) "
+        "ORDER BY patient_id",
+        (None if patient_ids is None else list(patient_ids), None if patient_ids is None else list(patient_ids)),
+    ).fetchall()
+    return [PatientRow(r[0], r[1], dict(r[2] or {})) for r in rows]
+
+
+def readings_windows(
+    conn: Connection,
+    windows: Sequence[tuple[str, str, datetime, datetime]],
+    metrics: Sequence[str],
+    *,
+    per_metric_limit: int = 2000,
+) -> list[WindowReading]:
+    """Readings of each ``(org, patient, start, end)`` window (``start <= time <= end``) in one round
+    trip: one index range scan of ``readings_patient_metric_time`` per patient and metric."""
+    if not windows:
+        return []
+    rows = conn.execute(
+        "SELECT w.patient_id, r.time, m.metric, r.value "
+        "FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS w(org_id, patient_id, t0, t1) "
+        "CROSS JOIN unnest(%s::text[]) AS m(metric) "
+        "CROSS JOIN LATERAL (SELECT time, value FROM readings WHERE patient_id = w.patient_id AND metric = m.metric "
+        "  AND org_id = w.org_id AND time >= w.t0 AND time <= w.t1 ORDER BY time DESC LIMIT %s) AS r",
+        (
+            [w[0] for w in windows],
+            [w[1] for w in windows],
+            [w[2] for w in windows],
+            [w[3] for w in windows],
+            list(metrics),
+            per_metric_limit,
+        ),
+    ).fetchall()
+    return [WindowReading(r[0], r[1], r[2], float(r[3])) for r in rows]
+
+
+def devices_of(conn: Connection, patient_ids: Sequence[str]) -> list[DeviceRow]:
+    """The edge agents currently assigned to the patients, and those agents' devices."""
+    rows = conn.execute(
+        "SELECT a.patient_id, 'agent', g.agent_id, g.last_seen_at, NULL::smallint "
+        "FROM agent_assignments a JOIN agents g ON g.agent_id = a.agent_id "
+        "WHERE a.valid_to IS NULL AND a.patient_id = ANY(%s) AND g.status = 'active' "
+        "UNION ALL "
+        "SELECT a.patient_id, 'device', d.device_id, d.last_seen_at, d.battery_pct "
+        "FROM agent_assignments a JOIN devices d ON d.agent_id = a.agent_id "
+        "WHERE a.valid_to IS NULL AND a.patient_id = ANY(%s) ORDER BY 1, 2, 3",
+        (list(patient_ids), list(patient_ids)),
+    ).fetchall()
+    return [DeviceRow(r[0], r[1], r[2], r[3], None if r[4] is None else int(r[4])) for r in rows]

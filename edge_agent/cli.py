@@ -1,5 +1,8 @@
 """``vigil edge``: commands of the edge agent.
 
+``decode`` lives here; ``enroll``, ``install``/``uninstall``, ``pair``, ``run`` and ``status`` are
+in :mod:`edge_agent.commands` and mounted on the same app.
+
 ``vigil edge decode CHARACTERISTIC HEX`` decodes one characteristic value with the same pure
 decoders the agent uses and prints exactly one JSON object on stdout::
 
@@ -20,6 +23,7 @@ from typing import Annotated, Any, Final
 
 import typer
 
+from edge_agent import commands
 from edge_agent.devices import DecodedReading, DecodeError, decode
 from edge_agent.devices.datetime_field import DateTime
 
@@ -108,3 +112,6 @@ def decode_command(
         typer.echo(f"error: {exc.reason}: {exc}", err=True)
         raise typer.Exit(EXIT_UNDECODABLE) from exc
     typer.echo(json.dumps({"readings": [reading_to_json(r) for r in readings]}))
+
+
+commands.register(app)

@@ -37,7 +37,7 @@ def local_to_utc(local: datetime, zone: ZoneInfo) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class DeviceClock:
-    """How far a device's clock is off: its time minus the agent's, at the moment it was read."""
+    """How far a device's clock is off (its time minus the agent's when read), in whole seconds."""
 
     skew: timedelta
     threshold: timedelta
@@ -55,7 +55,8 @@ class DeviceClock:
         device_utc = None if local is None else local_to_utc(local, zone)
         if device_utc is None:
             return None
-        return cls(device_utc - agent_now, threshold)
+        # Whole seconds: device timestamps have no finer resolution, and read latency is noise.
+        return cls(timedelta(seconds=round((device_utc - agent_now).total_seconds())), threshold)
 
 
 def measured_at(

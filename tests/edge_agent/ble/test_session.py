@@ -63,6 +63,7 @@ async def test_skewed_thermometer_is_corrected_and_flagged(
         stamp = DateTime.from_datetime(device_now)
         await temp.indicate(0x2A1C, bytes(TemperatureMeasurement(Float(3760, -2), timestamp=stamp)))
         await until(lambda: _stored(outbox, 1))
+        await until(lambda: _true(rig.state.device(temp.address).model is not None))  # read after subscribing
     [reading] = await outbox.fetch(0, 10)
     assert (reading.metric, reading.value, reading.device_id) == ("body_temperature", 37.6, temp.address)
     assert "clock_skew" in reading.flags

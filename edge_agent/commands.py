@@ -1,0 +1,244 @@
+"""The agent's operator commands (mounted on ``vigil edge`` by :mod:`edge_agent.cli`).
+
+``enroll``, ``install``/``uninstall``, ``pair``, ``run`` and ``status``. Settings are built once
+per command (``--config``, else ``VIGIL_CONFIG``, else ``/etc/vigil/edge/agent.toml`` when it
+exists; ``VIGIL_*`` variables override the file) and passed down. Every Vigil error ends the
+command with one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edge_agent.agent import Agent
+from edge_agent.ble.radio import open_radio
+from edge_agent.config_file import add_device
+from edge_agent.enroll import SERVICE_USER, enroll, system_time_zone
+from edge_agent.identity import AgentIdentity
+from edge_agent.install import InstallPlan, install, uninstall
+from edge_agent.outbox import inspect_outbox
+from edge_agent.pairing import scan_candidates
+from edge_agent.settings import CONFIG_NAME, DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR, EdgeSettings, load_edge_settings
+from rpm_core.clock import SystemClock
+from rpm_core.errors import VigilError
+from rpm_core.settings import CONFIG_ENV
+
+__all__ = ["register"]
+
+EXIT_FAILED = 1
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="Agent config (TOML).")]
+BleOption = Annotated[str | None, typer.Option("--ble", help="BLE backend: bluez, or emulated (demo/tests).")]
+HciOption = Annotated[str | None, typer.Option("--emulated-hci", help="A DeviceProcess's HCI (tcp-client:HOST:PORT).")]
+
+
+@contextmanager
+def _failing_cleanly() -> Iterator[None]:
+    try:
+        yield
+    except VigilError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from exc
+
+
+def _config_path(option: Path | None) -> Path | None:
+    if option is not None:
+        return option
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    default = DEFAULT_CONFIG_DIR / CONFIG_NAME
+    return default if default.is_file() else None
+
+
+def _settings(config: Path | None, **overrides: Any) -> EdgeSettings:
+    return load_edge_settings(_config_path(config), **overrides)
+
+
+def enroll_command(
+    bundle: Annotated[Path, typer.Option("--bundle", help="The enrollment bundle from `vigil agents create`.")],
+    directory: Annotated[Path, typer.Option("--dir", help="Enrollment directory.")] = DEFAULT_CONFIG_DIR,
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="State directory (outbox).")] = DEFAULT_STATE_DIR,
+    time_zone: Annotated[str | None, typer.Option("--time-zone", help="IANA zone of the devices' clocks.")] = None,
+    owner: Annotated[str, typer.Option("--owner", help="Service user owning the files.")] = SERVICE_USER,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing identity.")] = False,
+) -> None:
+    """Generate this agent's keys and write its identity, outbox and config from a bundle."""
+    with _failing_cleanly():
+        result = enroll(
+            bundle,
+            directory=directory,
+            state_dir=state_dir,
+            clock=SystemClock(),
+            time_zone=time_zone or system_time_zone(),
+            owner=owner,
+            force=force,
+        )
+    typer.echo(f"enrolled agent {result.agent} (signing key {result.sign_kid}); config {result.config}")
+    typer.echo(f"the bundle holds credentials: delete it now (rm {bundle})")
+
+
+def install_command(
+    root: Annotated[Path, typer.Option("--root", help="Install into this root (an SD-card image).")] = Path("/"),
+    exec_path: Annotated[Path | None, typer.Option("--exec", help="The `vigil` executable on the target.")] = None,
+    user: Annotated[str, typer.Option("--user", help="Service user.")] = SERVICE_USER,
+    config_dir: Annotated[Path, typer.Option("--config-dir")] = DEFAULT_CONFIG_DIR,
+    state_dir: Annotated[Path, typer.Option("--state-dir")] = DEFAULT_STATE_DIR,
+) -> None:
+    """Create the service user, directories and the hardened systemd unit (idempotent)."""
+    executable = exec_path or Path(sys.argv[0]).resolve()
+    plan = InstallPlan(root=root, exec_path=executable, user=user, config_dir=config_dir, state_dir=state_dir)
+    with _failing_cleanly():
+        actions = install(plan)
+    typer.echo("\n".join(actions) if actions else "already installed; nothing changed")
+
+
+def uninstall_command(
+    root: Annotated[Path, typer.Option("--root")] = Path("/"),
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Also delete keys, undelivered readings and the user.")
+    ] = False,
+    user: Annotated[str, typer.Option("--user")] = SERVICE_USER,
+    config_dir: Annotated[Path, typer.Option("--config-dir")] = DEFAULT_CONFIG_DIR,
+    state_dir: Annotated[Path, typer.Option("--state-dir")] = DEFAULT_STATE_DIR,
+) -> None:
+    """Remove the unit (and with --purge the agent's data and user)."""
+    plan = InstallPlan(root=root, exec_path=Path("/unused"), user=user, config_dir=config_dir, state_dir=state_dir)
+    with _failing_cleanly():
+        actions = uninstall(plan, purge=purge)
+    typer.echo("\n".join(actions) if actions else "nothing to remove")
+
+
+def pair_command(
+    config: ConfigOption = None,
+    seconds: Annotated[float, typer.Option("--seconds", help="How long to scan.")] = 10.0,
+    address: Annotated[str | None, typer.Option("--address", help="Pair this one without asking.")] = None,
+    ble: BleOption = None,
+    emulated_hci: HciOption = None,
+) -> None:
+    """Scan for health devices and add one to the agent's allow-list."""
+    with _failing_cleanly():
+        path = _config_path(config)
+        if path is None:
+            raise typer.BadParameter("no agent config: enroll first or pass --config")
+        settings = _settings(path, ble_backend=ble, emulated_hci=emulated_hci)
+
+        async def scan() -> list[Any]:
+            async with open_radio(settings) as radio:
+                return await scan_candidates(radio, seconds)
+
+        candidates = asyncio.run(scan())
+        paired = {d.address for d in settings.devices}
+        for i, c in enumerate(candidates, 1):
+            mark = " (paired)" if c.address in paired else ""
+            typer.echo(f"{i:2d}. {c.address}  {c.profile:<15} {c.name or '-':<20} {c.rssi} dBm{mark}")
+        if not candidates:
+            typer.echo("no health device found; wake the device (take a measurement) and scan again", err=True)
+            raise typer.Exit(EXIT_FAILED)
+        chosen = next((c for c in candidates if c.address == (address or "").upper()), None)
+        if chosen is None and address is not None:
+            typer.echo(f"error: {address} was not seen advertising a health service", err=True)
+            raise typer.Exit(EXIT_FAILED)
+        if chosen is None:
+            number: int = typer.prompt("pair which one (number)", type=int)
+            if not 1 <= number <= len(candidates):
+                raise typer.BadParameter(f"choose 1-{len(candidates)}")
+            chosen = candidates[number - 1]
+        added = add_device(path, chosen.paired())
+    typer.echo(f"{'added' if added else 'already paired:'} {chosen.address} ({chosen.profile}) in {path}")
+    if added:
+        typer.echo("restart the agent to connect to it: systemctl restart vigil-edge")
+
+
+def run_command(
+    config: ConfigOption = None,
+    ble: BleOption = None,
+    emulated_hci: HciOption = None,
+    log_level: Annotated[str | None, typer.Option("--log-level")] = None,
+) -> None:
+    """Run the agent until SIGTERM/SIGINT."""
+    with _failing_cleanly():
+        settings = _settings(config, ble_backend=ble, emulated_hci=emulated_hci, log_level=log_level)
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+            force=True,
+        )
+        if not settings.enrolled:
+            raise typer.BadParameter("this agent is not enrolled: vigil edge enroll --bundle FILE")
+        identity = AgentIdentity.load(settings.enrollment_dir, org=settings.org_id, agent=settings.agent)
+        asyncio.run(_run(Agent(settings, identity)))
+
+
+async def _run(agent: Agent) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await agent.run(stop)
+
+
+def status_command(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Device states, outbox depth and last receipt, from the local state (not the network)."""
+    with _failing_cleanly():
+        settings = _settings(config)
+        local = inspect_outbox(settings.outbox_path)
+    s = local.stats
+    doc = {
+        "agent": settings.agent_id,
+        "registered": s.registered_at is not None,
+        "outbox": {
+            "depth": s.depth,
+            "oldest_queued_at": _iso(s.oldest_queued_at),
+            "last_sequence": s.last_allocated,
+            "gaps": [[g.first, g.last] for g in s.gaps],
+            "schema_version": local.schema_version,
+        },
+        "last_receipt": {"through": s.last_receipt, "at": _iso(s.last_receipt_at)},
+        "devices": [d.model_dump(mode="json", exclude_none=True) for d in local.devices],
+        **local.state,
+    }
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    typer.echo(f"agent {doc['agent']}  registered: {'yes' if doc['registered'] else 'no (buffering)'}")
+    typer.echo(f"outbox: {s.depth} reading(s), oldest {_iso(s.oldest_queued_at) or '-'}, last seq {s.last_allocated}")
+    typer.echo(f"last receipt: through {s.last_receipt} at {_iso(s.last_receipt_at) or 'never'}")
+    for gap in s.gaps:
+        typer.echo(f"gap: readings {gap.first}-{gap.last} dropped (not yet reported)")
+    typer.echo(f"alarms: {', '.join(local.state.get('alarms', [])) or 'none'}")
+    for d in local.devices:
+        state = "connected" if d.connected else "disconnected"
+        battery = "-" if d.battery_pct is None else f"{d.battery_pct}%"
+        seen = _iso(d.last_seen) or "never"
+        typer.echo(f"  {d.device_id}  {d.profile:<15} {state:<12} battery {battery:<5} last seen {seen}")
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else str(value.isoformat())
+
+
+def register(app: typer.Typer) -> None:
+    commands: dict[str, Callable[..., None]] = {
+        "enroll": enroll_command,
+        "install": install_command,
+        "uninstall": uninstall_command,
+        "pair": pair_command,
+        "run": run_command,
+        "status": status_command,
+    }
+    for name, function in commands.items():
+        app.command(name)(function)

@@ -1,0 +1,243 @@
+"""The MQTT link: paho-mqtt 2.x (MQTT v5, TLS, QoS 1) on its own thread, talking to asyncio by events.
+
+paho's blocking calls (DNS, TCP connect, TLS handshake, ``select``) never touch the event loop:
+one thread owns the client. The loop side calls :meth:`MqttLink.publish`, which only enqueues;
+the thread hands connection events and downlink messages back with ``call_soon_threadsafe`` to a
+:class:`LinkListener` (the uplink). A new paho client is made per connection, so nothing paho kept
+in memory from an old session is replayed into a new one; durability is the outbox's job.
+
+Reconnecting is ours, not paho's: after a failure the thread waits
+``backoff_delay(error, attempt)`` (:mod:`rpm_core.backoff`), where the error is a translated
+:class:`~edge_agent.errors.BrokerError` (bad credentials back off longest, a dropped connection
+comes back at once). The broker's certificate must chain to the enrollment CA and name
+``server_name``, whatever address is dialled; TLS 1.2 is the minimum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import random
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge_agent.errors import BrokerDisconnected, BrokerError, BrokerRefused, BrokerUnreachable
+from rpm_core.backoff import BackoffPolicy, backoff_delay
+
+__all__ = ["LinkListener", "MqttLink", "MqttOptions", "tls_context"]
+
+_log = logging.getLogger(__name__)
+_TICK_S: Final = 0.05
+_QOS: Final = 1
+
+
+class _ServerNameContext(ssl.SSLContext):
+    """Verifies the broker certificate against ``expected_name`` (the bundle's ``server_name``)."""
+
+    expected_name: str = ""
+    # paho drops the socket when the handshake fails; we keep it to close it (no fd leak per retry).
+    last_socket: ssl.SSLSocket | None = None
+
+    def wrap_socket(
+        self,
+        sock: socket.socket,
+        server_side: bool = False,
+        do_handshake_on_connect: bool = True,
+        suppress_ragged_eofs: bool = True,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLSocket:
+        self.last_socket = super().wrap_socket(
+            sock,
+            server_side=server_side,
+            do_handshake_on_connect=do_handshake_on_connect,
+            suppress_ragged_eofs=suppress_ragged_eofs,
+            server_hostname=self.expected_name,
+            session=session,
+        )
+        return self.last_socket
+
+
+def tls_context(ca_pem: str, server_name: str) -> _ServerNameContext:
+    ctx = _ServerNameContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.expected_name = server_name
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_verify_locations(cadata=ca_pem)
+    return ctx
+
+
+@dataclass(frozen=True, slots=True)
+class MqttOptions:
+    host: str
+    port: int
+    server_name: str
+    ca_pem: str = field(repr=False)
+    client_id: str
+    username: str
+    password: str = field(repr=False)
+    subscriptions: tuple[str, ...]
+    keepalive_s: int = 30
+    policy: BackoffPolicy = field(default_factory=BackoffPolicy)
+
+
+class LinkListener(Protocol):
+    """Called on the event loop."""
+
+    def on_connected(self, generation: int) -> None: ...
+
+    def on_disconnected(self, error: BrokerError) -> None: ...
+
+    def on_message(self, topic: str, payload: bytes) -> None: ...
+
+
+class MqttLink:
+    """Implements :class:`edge_agent.ports.Publisher`."""
+
+    def __init__(
+        self,
+        options: MqttOptions,
+        *,
+        listener: LinkListener,
+        will: Callable[[], tuple[str, bytes] | None],
+        loop: asyncio.AbstractEventLoop,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.options = options
+        self._listener = listener
+        self._will = will
+        self._loop = loop
+        self._rng = rng
+        self._tls = tls_context(options.ca_pem, options.server_name)
+        self._outgoing: queue.SimpleQueue[tuple[int, str, bytes]] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vigil-mqtt", daemon=True)
+        self._generation = 0
+        self._connected_generation = 0
+        self._ended: BrokerError | None = None
+        self.denied = 0  # PUBACKs with a failure reason code (e.g. 0x87 not authorized)
+
+    # -- loop side ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        await asyncio.to_thread(self._thread.join)
+
+    def publish(self, topic: str, payload: bytes, *, generation: int) -> None:
+        self._outgoing.put((generation, topic, payload))
+
+    def _post(self, callback: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # a closed loop: the agent is shutting down
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    # -- the network thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            self._generation += 1
+            self._ended = None
+            error = self._session(self._new_client())
+            if self._stopping.is_set():
+                break
+            if self._connected_generation == self._generation:
+                attempt = 0  # it worked until it broke: start the backoff over
+            self._post(self._listener.on_disconnected, error)
+            delay = backoff_delay(error, attempt, policy=self.options.policy, jitter=self._rng() * 0.5)
+            attempt += 1
+            _log.warning("%s; reconnecting in %.1f s", error, delay)
+            self._stopping.wait(delay)
+
+    def _new_client(self) -> paho.Client:
+        o = self.options
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=o.client_id, protocol=MQTTProtocolVersion.MQTTv5)
+        client.tls_set_context(self._tls)
+        client.username_pw_set(o.username, o.password)
+        client.max_inflight_messages_set(100)
+        will = self._will()
+        if will is not None:
+            client.will_set(will[0], will[1], qos=_QOS, retain=False)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        return client
+
+    def _session(self, client: paho.Client) -> BrokerError:
+        o = self.options
+        try:
+            client.connect(o.host, o.port, keepalive=o.keepalive_s, clean_start=True)
+        except (OSError, ValueError) as exc:
+            if self._tls.last_socket is not None:
+                self._tls.last_socket.close()
+            return _connect_error(exc)
+        self._tls.last_socket = None
+        while not self._stopping.is_set():
+            rc = client.loop(timeout=_TICK_S)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._ended is not None:
+                return self._ended or BrokerDisconnected(0x80, paho.error_string(rc))
+            self._drain(client)
+        self._drain(client)
+        client.disconnect()
+        for _ in range(10):  # let the last publishes and the DISCONNECT go out
+            if client.loop(timeout=_TICK_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+        return BrokerDisconnected(0, "stopped")
+
+    def _drain(self, client: paho.Client) -> None:
+        while True:
+            try:
+                generation, topic, payload = self._outgoing.get_nowait()
+            except queue.Empty:
+                return
+            if generation == self._connected_generation == self._generation:
+                client.publish(topic, payload, qos=_QOS)
+
+    # paho callbacks (network thread)
+
+    def _on_connect(self, client: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
+        if reason.is_failure:
+            self._ended = BrokerRefused(reason.value, reason.getName())
+            return
+        for topic in self.options.subscriptions:
+            client.subscribe(topic, qos=_QOS)
+        self._connected_generation = self._generation
+        _log.info("connected to the broker (session %d)", self._generation)
+        self._post(self._listener.on_connected, self._generation)
+
+    def _on_disconnect(self, _c: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
+        if self._ended is None:
+            self._ended = BrokerDisconnected(reason.value, reason.getName())
+
+    def _on_message(self, _c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
+        self._post(self._listener.on_message, message.topic, bytes(message.payload))
+
+    def _on_publish(self, _c: paho.Client, _u: object, mid: int, reason: ReasonCode, _p: object) -> None:
+        if reason.is_failure:
+            self.denied += 1
+            _log.warning("broker refused a publish (mid %d): 0x%02X %s", mid, reason.value, reason.getName())
+
+
+def _connect_error(exc: BaseException) -> BrokerError:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return _chain(BrokerUnreachable(f"TLS certificate rejected ({exc.verify_message})"), exc)
+    if isinstance(exc, ssl.SSLError):
+        return _chain(BrokerUnreachable(f"TLS failed ({exc.reason})"), exc)
+    return _chain(BrokerUnreachable(type(exc).__name__), exc)
+
+
+def _chain(error: BrokerError, cause: BaseException) -> BrokerError:
+    error.__cause__ = cause
+    return error

@@ -2,8 +2,10 @@
 readings windows and device state.
 
 Partitions: patients are hashed into ``partition_count`` partitions (the hash is the caller's); a
-worker owns a partition while it holds the session advisory lock ``(ADVISORY_CLASS, partition)``.
-The lock dies with the worker's connection, so a killed worker's partitions are free at once.
+worker owns a partition while it holds the session advisory lock ``(ADVISORY_CLASS, partition)``,
+and shows it is alive with the shared lock ``(PRESENCE_CLASS, 0)`` (so a worker that owns nothing
+yet still counts when the others compute their share). Locks die with the worker's connection, so
+a killed worker's partitions are free at once.
 Watermarks are kept per (partition_count, partition) and saved in the transaction that wrote the
 alerts they account for.
 """
@@ -19,16 +21,19 @@ from store.connection import Connection
 
 __all__ = [
     "ADVISORY_CLASS",
+    "PRESENCE_CLASS",
     "READINGS_CHANNEL",
     "DeviceRow",
     "PatientRow",
     "WindowReading",
     "devices_of",
     "ensure_watermarks",
+    "live_workers",
     "load_watermarks",
     "partition_locks",
     "patients",
     "readings_windows",
+    "register_worker",
     "save_watermarks",
     "try_lock_partition",
     "unlock_partition",
@@ -38,6 +43,8 @@ __all__ = [
 READINGS_CHANNEL: Final = "vigil_readings"
 # First key of the engine's two-key advisory locks ("al" + "rt"), the second is the partition.
 ADVISORY_CLASS: Final = 0x616C7274 & 0x7FFFFFFF
+# Every live worker holds this key shared (second key 0): how workers count each other.
+PRESENCE_CLASS: Final = ADVISORY_CLASS + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +78,21 @@ def try_lock_partition(conn: Connection, partition: int) -> bool:
 
 def unlock_partition(conn: Connection, partition: int) -> None:
     conn.execute("SELECT pg_advisory_unlock(%s, %s)", (ADVISORY_CLASS, partition))
+
+
+def register_worker(conn: Connection) -> None:
+    """Make this session visible to the other workers (until it disconnects)."""
+    conn.execute("SELECT pg_advisory_lock_shared(%s, 0)", (PRESENCE_CLASS,))
+
+
+def live_workers(conn: Connection) -> set[int]:
+    """Backend pids of the registered workers on this database (this one included)."""
+    rows = conn.execute(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::bigint::oid AND objid = 0 "
+        "AND objsubid = 2 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        (PRESENCE_CLASS,),
+    ).fetchall()
+    return {int(r[0]) for r in rows}
 
 
 def partition_locks(conn: Connection) -> dict[int, int]:

@@ -1,0 +1,149 @@
+"""The alert book: a transaction's view of some patients' unresolved alerts, and the lifecycle
+decisions (alerts.lifecycle) written as rows (store.alerts).
+
+The engine opens one per batch: the unresolved alerts of the batch's patients are locked
+(``FOR UPDATE``) for the transaction that also moves the watermark, so concurrent clinician
+actions serialise with it and a crash leaves either all of a batch's changes or none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Final
+
+from alerts.config import LifecycleConfig
+from alerts.escalation import PolicyBook, first_due
+from alerts.lifecycle import (
+    AlertView,
+    AutoResolve,
+    Decision,
+    MarkCleared,
+    Open,
+    Retrigger,
+    State,
+    due_auto_resolves,
+)
+from alerts.model import Severity, evidence_json
+from store import alerts as alert_store
+from store.alerts import AlertRow, NewAlert, Trigger
+from store.connection import Connection
+
+__all__ = ["ENGINE_ACTOR", "AlertBook", "view_of"]
+
+ENGINE_ACTOR: Final = "engine"
+
+
+def view_of(row: AlertRow) -> AlertView:
+    return AlertView(
+        alert_id=row.alert_id,
+        rule=row.rule,
+        kind=row.kind,
+        severity=Severity.parse(row.severity),
+        state=State(row.state),
+        opened_at=row.opened_at,
+        cleared_since=row.cleared_since,
+        snoozed_until=row.snoozed_until,
+    )
+
+
+class AlertBook:
+    def __init__(self, conn: Connection, patient_ids: Sequence[str], lifecycle: LifecycleConfig) -> None:
+        self._conn = conn
+        self._lifecycle = lifecycle
+        self._policies = PolicyBook(conn)
+        self._views: dict[str, dict[str, AlertView]] = {pid: {} for pid in patient_ids}
+        for row in alert_store.unresolved_alerts(conn, list(patient_ids), for_update=True):
+            self._views.setdefault(row.patient_id, {})[row.rule] = view_of(row)
+        self.opened: list[int] = []
+
+    def unresolved(self, patient_id: str) -> dict[str, AlertView]:
+        return self._views.setdefault(patient_id, {})
+
+    def apply(self, org_id: str, patient_id: str, decisions: Sequence[Decision], now: datetime) -> None:
+        views = self.unresolved(patient_id)
+        for d in decisions:
+            if isinstance(d, Open):
+                self._open(org_id, patient_id, d, now, views)
+            elif isinstance(d, Retrigger):
+                self._retrigger(org_id, d, now, views)
+            elif isinstance(d, MarkCleared):
+                alert_store.mark_cleared(self._conn, d.alert_id, org_id, d.since, actor=ENGINE_ACTOR)
+                for rule, v in views.items():
+                    if v.alert_id == d.alert_id:
+                        views[rule] = replace(v, cleared_since=d.since)
+        self.auto_resolve(org_id, patient_id, now)
+
+    def auto_resolve(self, org_id: str, patient_id: str, now: datetime) -> list[AutoResolve]:
+        views = self.unresolved(patient_id)
+        due = due_auto_resolves(views.values(), now, self._lifecycle)
+        for r in due:
+            alert_store.resolve_alert(
+                self._conn,
+                r.alert_id,
+                org_id,
+                now,
+                by=ENGINE_ACTOR,
+                resolution="auto",
+                note=None,
+                data={"cleared_since": r.cleared_since.isoformat()},
+            )
+        gone = {r.alert_id for r in due}
+        for rule in [rule for rule, v in views.items() if v.alert_id in gone]:
+            del views[rule]
+        return due
+
+    def _open(self, org_id: str, patient_id: str, d: Open, now: datetime, views: dict[str, AlertView]) -> None:
+        c = d.candidate
+        policy = self._policies(org_id)
+        alert_id = alert_store.insert_alert(
+            self._conn,
+            NewAlert(
+                org_id=org_id,
+                patient_id=patient_id,
+                rule=c.rule,
+                kind=c.kind.value,
+                metric=c.metric,
+                severity=c.severity.label,
+                summary=c.summary,
+                evidence=evidence_json(c.evidence),
+                detail=dict(c.detail),
+                opened_at=now,
+                esc_next_at=first_due(policy, c.severity.label, now),
+            ),
+            actor=ENGINE_ACTOR,
+        )
+        views[c.rule] = AlertView(alert_id, c.rule, c.kind.value, c.severity, State.OPEN, now)
+        self.opened.append(alert_id)
+
+    def _retrigger(self, org_id: str, d: Retrigger, now: datetime, views: dict[str, AlertView]) -> None:
+        c = d.candidate
+        v = views[c.rule]
+        alert_store.apply_trigger(
+            self._conn,
+            Trigger(
+                alert_id=d.alert_id,
+                org_id=org_id,
+                at=now,
+                severity=d.severity.label,
+                previous_severity=v.severity.label,
+                summary=c.summary,
+                evidence=evidence_json(c.evidence),
+                detail=dict(c.detail),
+                update_evidence=c.severity >= v.severity,
+                raised=d.raised,
+                reopened=d.reopened,
+                unsnoozed=d.unsnoozed,
+                was_cleared=d.was_cleared,
+                esc_next_at=first_due(self._policies(org_id), d.severity.label, now) if d.raised else None,
+            ),
+            actor=ENGINE_ACTOR,
+        )
+        views[c.rule] = replace(
+            v,
+            severity=d.severity,
+            state=State.OPEN if d.reopened else v.state,
+            cleared_since=None,
+            snoozed_until=None if d.unsnoozed else v.snoozed_until,
+        )

@@ -1,0 +1,257 @@
+"""The alert engine (``vigil alerts run``): new readings in, alerts out, exactly once.
+
+Loop: take a fair share of the patient partitions (advisory locks, :mod:`alerts.partitions`);
+consume the readings feed (``store.feed``) from the owned partitions' watermarks in pages; for
+each page, evaluate every patient's new readings in time order and write the resulting lifecycle
+decisions **and** the advanced watermarks in one transaction — a crash (kill -9) anywhere rolls
+back both, so a restart neither skips nor repeats. When caught up, wait for ingest's NOTIFY on
+``vigil_readings`` (or the poll interval, the fallback if a notification is lost). On the schedule:
+missing data and devices, auto-resolution, anomaly model retraining. Escalation walks advance on
+every round (:mod:`alerts.escalation`).
+
+Logs carry ids and counts only.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import groupby
+from typing import Final
+
+from alerts.anomaly.methods import BaselineModel
+from alerts.book import AlertBook
+from alerts.config import PatientConfig
+from alerts.errors import AlertsConfigError
+from alerts.escalation import EscalationSink, run_escalations
+from alerts.evaluator import evaluate_readings, reading_lookback
+from alerts.history import History
+from alerts.lifecycle import reconcile
+from alerts.model import Obs
+from alerts.models_store import ModelTrainer
+from alerts.partitions import partition_of, plan_rebalance, target_share
+from alerts.scheduled import ScheduledRound
+from alerts.settings import AlertsSettings
+from rpm_core.backoff import BackoffPolicy, backoff_delay
+from rpm_core.clock import Clock
+from rpm_core.metrics import METRIC_NAMES
+from store import alert_engine as engine_store
+from store.connection import Connection, connect, listen, translate_errors, wait_for_notification
+from store.errors import DatabaseUnavailable
+from store.feed import FeedReading, readings_since
+
+__all__ = ["Engine", "EngineStats"]
+
+log = logging.getLogger(__name__)
+_RECONNECT: Final = BackoffPolicy(base_s=0.2, factor=2.0, cap_s=10.0)
+
+
+@dataclass
+class EngineStats:
+    readings_seen: int = 0
+    readings_evaluated: int = 0
+    readings_stale: int = 0
+    pages: int = 0
+    alerts_opened: int = 0
+    actions_taken: int = 0
+    scheduled_rounds: int = 0
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: AlertsSettings,
+        *,
+        clock: Clock,
+        sink: EscalationSink,
+        stop: threading.Event | None = None,
+        application_name: str = "vigil-alerts",
+    ) -> None:
+        self.settings = settings
+        self.rules = settings.alerts_rules
+        self.clock = clock
+        self.sink = sink
+        self.stop = stop or threading.Event()
+        self.stats = EngineStats()
+        self.owned: set[int] = set()
+        self._app = application_name
+        self._conn: Connection | None = None
+        self._next_rebalance = 0.0
+        self._next_schedule = 0.0
+        self.models = ModelTrainer(self.rules)
+        self.schedule = ScheduledRound(self.rules)
+
+    # -- process lifecycle -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until :attr:`stop` is set, reconnecting (with backoff) whenever the database goes away."""
+        attempt = 0
+        while not self.stop.is_set():
+            try:
+                conn = self.connect()
+                attempt = 0
+                while not self.stop.is_set():
+                    if not self.run_once():
+                        wait_for_notification(conn, self.settings.alerts_poll_interval_s)
+            except DatabaseUnavailable as exc:
+                delay = backoff_delay(exc, attempt, policy=_RECONNECT, jitter=random.random() * 0.5)  # noqa: S311
+                log.warning("database unavailable (%s); reconnecting in %.1f s", exc.reason, delay)
+                attempt += 1
+                self.close()
+                self.stop.wait(delay)
+        self.close()
+
+    def connect(self) -> Connection:
+        self.close()
+        conn = connect(self.settings.database_url, application_name=self._app)
+        listen(conn, self.settings.alerts_channel)
+        engine_store.register_worker(conn)
+        self._conn = conn
+        self.owned = set()
+        self._next_rebalance = self._next_schedule = 0.0
+        return conn
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        self.owned = set()
+        if conn is not None and not conn.closed:
+            conn.close()  # releases the session's advisory locks
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            raise DatabaseUnavailable("not connected")
+        return self._conn
+
+    # -- one round ---------------------------------------------------------------------------------
+
+    def run_once(self) -> bool:
+        """Rebalance, consume everything available, run the schedule when due, advance escalations.
+        Returns whether any reading was consumed (False: caught up, time to wait)."""
+        with translate_errors():
+            mono = self.clock.monotonic()
+            if mono >= self._next_rebalance:
+                self.rebalance()
+                self._next_rebalance = mono + self.settings.alerts_rebalance_interval_s
+            consumed = self.consume()
+            if mono >= self._next_schedule:
+                self.scheduled(self.clock.now())
+                self._next_schedule = mono + self.settings.alerts_schedule_interval_s
+            self.stats.actions_taken += run_escalations(self.conn, self.clock.now(), self.sink)
+            return consumed > 0
+
+    def rebalance(self) -> None:
+        conn, count = self.conn, self.settings.alerts_partitions
+        locks = engine_store.partition_locks(conn)
+        me = conn.info.backend_pid
+        others = [p for p, pid in locks.items() if pid != me]
+        share = target_share(count, engine_store.live_workers(conn), me)
+        release, take = plan_rebalance(count, self.owned, others, share)
+        for p in release:
+            engine_store.unlock_partition(conn, p)
+            self.owned.discard(p)
+        taken = [p for p in take if engine_store.try_lock_partition(conn, p)]
+        if taken:
+            engine_store.ensure_watermarks(conn, count, taken)
+            self.owned.update(taken)
+        if release or take:
+            log.info("alert partitions: own %d of %d", len(self.owned), count)
+
+    def consume(self) -> int:
+        """Consume pages until the feed is caught up; return this worker's readings evaluated or skipped."""
+        total = 0
+        while self.owned and not self.stop.is_set():
+            mine, more = self.consume_page()
+            total += mine
+            if not more:
+                break
+        return total
+
+    def consume_page(self) -> tuple[int, bool]:
+        """One page in one transaction: evaluate, apply, move the watermarks.
+
+        Returns (readings of the owned partitions, whether the page held any reading at all). An
+        empty page writes nothing: an idle engine does not burn a transaction id per poll.
+        """
+        conn, count = self.conn, self.settings.alerts_partitions
+        with conn.transaction():
+            # Read-only until the feed has taken its horizon (see store.alert_engine.load_watermarks).
+            marks = engine_store.load_watermarks(conn, count, self.owned)
+            page = readings_since(conn, min(marks.values()), limit=self.settings.alerts_batch_limit)
+            mine = [r for r in page.readings if (p := partition_of(r.patient_id, count)) in marks and r.xid >= marks[p]]
+            if mine:
+                self._evaluate(conn, mine, self.clock.now())
+            moved = {p: max(w, page.watermark) for p, w in marks.items()}
+            if page.readings and moved != marks:
+                engine_store.save_watermarks(conn, count, moved)
+        self.stats.pages += 1
+        self.stats.readings_seen += len(mine)
+        return len(mine), bool(page.readings)
+
+    def _evaluate(self, conn: Connection, readings: Sequence[FeedReading], now: datetime) -> None:
+        by_patient: dict[str, list[FeedReading]] = defaultdict(list)
+        for r in readings:
+            by_patient[r.patient_id].append(r)
+        profiles = {p.patient_id: p for p in engine_store.patients(conn, sorted(by_patient))}
+        for pid in sorted(by_patient.keys() - profiles.keys()):
+            log.warning("readings of unknown patient %s not evaluated", pid)
+        configs = {pid: self.patient_config(pid, p.settings) for pid, p in profiles.items()}
+        book = AlertBook(conn, sorted(profiles), self.rules.lifecycle)
+        models = self.models.load(conn, sorted(profiles)) if self.rules.anomaly.enabled else {}
+        histories = self._histories(conn, {pid: by_patient[pid] for pid in profiles}, configs, profiles)
+        stale = timedelta(hours=self.settings.alerts_stale_after_h)
+        for pid, rows in sorted(by_patient.items()):
+            if pid not in profiles:
+                continue
+            org, config, history = profiles[pid].org_id, configs[pid], histories[pid]
+            model: BaselineModel | None = models.get(pid)
+            for at, grouped in groupby(sorted(rows, key=lambda r: r.time), key=lambda r: r.time):
+                group = list(grouped)
+                if now - at > stale:
+                    self.stats.readings_stale += len(group)
+                    continue
+                # A model trained after this reading was taken may have seen it: judge without it.
+                usable = model if model is not None and model.trained_through <= at else None
+                outcome = evaluate_readings(history, at, {r.metric for r in group}, config, usable)
+                book.apply(org, pid, reconcile(book.unresolved(pid), outcome, now), now)
+                self.stats.readings_evaluated += len(group)
+            self.schedule.touch(pid)
+        self.stats.alerts_opened += len(book.opened)
+
+    def _histories(
+        self,
+        conn: Connection,
+        by_patient: dict[str, list[FeedReading]],
+        configs: dict[str, PatientConfig],
+        profiles: dict[str, engine_store.PatientRow],
+    ) -> dict[str, History]:
+        windows = []
+        for pid, rows in by_patient.items():
+            times = [r.time for r in rows]
+            windows.append((profiles[pid].org_id, pid, min(times) - reading_lookback(configs[pid]), max(times)))
+        histories = {pid: History() for pid in by_patient}
+        for w in engine_store.readings_windows(conn, windows, sorted(METRIC_NAMES)):
+            histories[w.patient_id].add(Obs(w.time, w.metric, w.value))
+        return histories
+
+    def patient_config(self, patient_id: str, settings: dict[str, object]) -> PatientConfig:
+        try:
+            return PatientConfig.resolve(self.rules, settings)
+        except AlertsConfigError as exc:
+            log.warning("patient %s: %s; using the organisation defaults", patient_id, exc.why)
+            return PatientConfig.resolve(self.rules, None)
+
+    def scheduled(self, now: datetime) -> None:
+        """Time-based rules, auto-resolution and model retraining for the owned partitions."""
+        count = self.settings.alerts_partitions
+        everyone = engine_store.patients(self.conn)
+        mine = [p for p in everyone if partition_of(p.patient_id, count) in self.owned]
+        configs = {p.patient_id: self.patient_config(p.patient_id, p.settings) for p in mine}
+        self.schedule.run(self.conn, mine, configs, now)
+        self.models.retrain_due(self.conn, mine, configs, now, limit=self.settings.alerts_retrain_per_tick)
+        self.stats.scheduled_rounds += 1

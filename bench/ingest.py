@@ -389,6 +389,10 @@ def main() -> None:
             "published_readings": expected,
             "baseline_readings_stored": baseline_total,
             "cpu_pct": thr["cpu_pct"],
+            # What one fully used core of ingest workers commits (the machine is shared with others).
+            "ingest_readings_per_cpu_s": round(
+                thr["readings_per_s"] / max(thr["cpu_pct"]["ingest_workers"] / 100, 1e-9)
+            ),
             "backlog_drain_s": round(drain_s, 1),
             "load_average_1m": round(os.getloadavg()[0], 2),
             "agents": args.agents,

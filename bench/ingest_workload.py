@@ -10,9 +10,10 @@ envelope's ``sent_at`` is the publish time). Latency = publish -> the signed rec
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import ssl
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -61,7 +62,46 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-def _client(spec: PhaseSpec, creds: AgentCreds, on_receipt: Any) -> mqtt.Client:
+class Pump:
+    """All of a publisher's agent connections driven from one thread with select().
+
+    paho's ``loop_start`` would run a thread per agent connection and wake it through a socket
+    pair on every publish; without it, ``publish`` writes to the socket inline and this pump reads
+    PUBACKs and receipts. The simulator's own CPU is then a small part of the machine.
+    """
+
+    def __init__(self) -> None:
+        self.clients: list[mqtt.Client] = []
+        self._misc_at = time.monotonic()
+
+    def add(self, c: mqtt.Client) -> None:
+        self.clients.append(c)
+
+    def run(self, timeout: float) -> None:
+        socks = {c.socket(): c for c in self.clients if c.socket() is not None}
+        for sock, c in socks.items():  # TLS may hold decrypted bytes select() cannot see
+            if getattr(sock, "pending", lambda: 0)():
+                c.loop_read(1000)
+        writers = [s for s, c in socks.items() if c.want_write()]
+        readable, writable, _ = select.select(list(socks), writers, [], max(0.0, timeout))
+        for sock in readable:
+            socks[sock].loop_read(1000)
+        for sock in writable:
+            socks[sock].loop_write()
+        if time.monotonic() - self._misc_at > 1.0:
+            self._misc_at = time.monotonic()
+            for c in self.clients:
+                c.loop_misc()
+
+    def until(self, deadline: float) -> None:
+        while True:
+            left = deadline - time.monotonic()
+            self.run(left if left > 0 else 0.0)
+            if left <= 0:
+                return
+
+
+def _client(spec: PhaseSpec, creds: AgentCreds, on_receipt: Any, pump: Pump) -> mqtt.Client:
     ctx = ssl.create_default_context(cafile=spec.ca)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{creds.agent}", protocol=mqtt.MQTTv5)
@@ -69,18 +109,21 @@ def _client(spec: PhaseSpec, creds: AgentCreds, on_receipt: Any) -> mqtt.Client:
     c.username_pw_set(creds.agent, creds.password)
     c.max_inflight_messages_set(500)
     c.max_queued_messages_set(0)
-    ready = threading.Event()
+    ready: list[bool] = []
 
     def on_connect(cl: mqtt.Client, *_a: Any) -> None:
         cl.subscribe(f"vigil/v1/{creds.org}/{creds.agent}/down/receipts", qos=1)
 
     c.on_connect = on_connect
-    c.on_subscribe = lambda *_a: ready.set()
+    c.on_subscribe = lambda *_a: ready.append(True)
     c.on_message = on_receipt
     c.connect(spec.host, spec.port, keepalive=60)
-    c.loop_start()
-    if not ready.wait(30):
-        raise RuntimeError(f"agent {creds.agent} could not subscribe")
+    pump.add(c)
+    deadline = time.monotonic() + 30
+    while not ready:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"agent {creds.agent} could not subscribe")
+        pump.run(0.05)
     return c
 
 
@@ -115,7 +158,7 @@ def publisher(spec: PhaseSpec, barrier: Any, results: Any) -> None:
     keys = {a.agent: AgentKeys.from_pem(a.sign_pem, a.kex_pem) for a in spec.agents}
     pending: dict[str, deque[tuple[int, float]]] = {a.agent: deque() for a in spec.agents}
     latencies: list[float] = []
-    lock = threading.Lock()
+    lock = contextlib.nullcontext()  # one thread: callbacks run inside pump.run()
 
     def on_receipt(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         now = time.monotonic()
@@ -126,7 +169,8 @@ def publisher(spec: PhaseSpec, barrier: Any, results: Any) -> None:
             while q and q[0][0] <= through:
                 latencies.append(now - q.popleft()[1])
 
-    clients = {a.agent: _client(spec, a, on_receipt) for a in spec.agents}
+    pump = Pump()
+    clients = {a.agent: _client(spec, a, on_receipt, pump) for a in spec.agents}
     plan = [
         (a, spec.first_seq[a.agent] + i * PER_ENVELOPE) for i in range(spec.envelopes_per_agent) for a in spec.agents
     ]  # round-robin over agents, each agent's sequence increasing
@@ -140,9 +184,7 @@ def publisher(spec: PhaseSpec, barrier: Any, results: Any) -> None:
         due = started + i * interval
         if due - started > spec.duration_s:
             break
-        delay = due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+        pump.until(due)
         topic, data = sealed[i] if spec.presealed else _seal(spec, a, keys[a.agent], server, first)
         with lock:
             pending[a.agent].append((first + PER_ENVELOPE - 1, time.monotonic()))
@@ -150,19 +192,17 @@ def publisher(spec: PhaseSpec, barrier: Any, results: Any) -> None:
         published += 1
     elapsed = time.monotonic() - started
     cpu = cpu_seconds(os.getpid()) - cpu0
-    if spec.wait_receipts:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with lock:
-                if not any(pending.values()):
-                    break
-            time.sleep(0.05)
+    deadline = time.monotonic() + (60 if spec.wait_receipts else 2)
+    while time.monotonic() < deadline:  # flush what is still queued in paho, then receipts
+        pump.run(0.02)
+        if not any(c.want_write() for c in clients.values()) and not (spec.wait_receipts and any(pending.values())):
+            break
     last = {a.agent: spec.first_seq[a.agent] - 1 for a in spec.agents}
     for a, first in plan[:published]:
         last[a.agent] = max(last[a.agent], first + PER_ENVELOPE - 1)
     for c in clients.values():
         c.disconnect()
-        c.loop_stop()
+    pump.run(0.1)
     results.put(
         {
             "published_envelopes": published,

@@ -37,12 +37,10 @@ Errors raised while opening are :class:`rpm_core.errors.EnvelopeError` subclasse
 from __future__ import annotations
 
 import functools
-import math
-import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import cbor2
@@ -69,8 +67,16 @@ from rpm_core.errors import (
 )
 from rpm_core.ids import AgentId, OrgId
 from rpm_core.keys import AgentKeys, AgentPublicKeys, ServerKey, ServerPublicKey, kid_of
-from rpm_core.metrics import CATALOGUE
-from rpm_core.reading import MAX_FLAGS, MAX_SEQ, Reading, SeqRange
+from rpm_core.reading import Reading, SeqRange
+from rpm_core.rows import (
+    MAX_ROWS,
+    declared_sequences,
+    first_error,
+    from_micros,
+    gap_from_row,
+    micros,
+    reading_from_row,
+)
 from rpm_core.topics import Topic
 
 __all__ = [
@@ -92,7 +98,7 @@ __all__ = [
 
 ENVELOPE_VERSION: Final = 1
 MAX_ENVELOPE_BYTES: Final = 256 * 1024
-MAX_READINGS: Final = 1000
+MAX_READINGS: Final = MAX_ROWS
 
 # COSE labels and algorithm ids (RFC 9052/9053 and the IANA registry).
 _ALG, _KID, _IV = 1, 4, 5
@@ -385,145 +391,19 @@ class ReadingBatch:
             raise ValueError("every reading in a batch belongs to the batch's agent")
 
 
-def _micros(t: datetime) -> int:
-    return (t - _EPOCH) // timedelta(microseconds=1)
-
-
-def _from_micros(us: object) -> datetime:
-    if not isinstance(us, int) or isinstance(us, bool) or not (0 <= us < 2**62):
-        raise MalformedEnvelope("bad timestamp")
-    return _EPOCH + timedelta(microseconds=us)
-
-
 def encode_batch(batch: ReadingBatch) -> bytes:
     body = {
         "v": ENVELOPE_VERSION,
         "org": batch.org,
         "agent": batch.agent,
-        "sent": _micros(batch.sent_at),
+        "sent": micros(batch.sent_at),
         "r": [
-            [r.seq, r.device_id, r.metric, r.value, _micros(r.measured_at), r.device_time, sorted(r.flags)]
+            [r.seq, r.device_id, r.metric, r.value, micros(r.measured_at), r.device_time, sorted(r.flags)]
             for r in batch.readings
         ],
         "gaps": [[g.first, g.last] for g in batch.gaps],
     }
     return cbor2.dumps(body, canonical=True)
-
-
-def _reading(agent: AgentId, row: object) -> Reading:
-    if not (isinstance(row, list) and len(row) == 7):
-        raise MalformedEnvelope("bad reading row")
-    seq, device, metric, value, measured, device_time, flags = row
-    if isinstance(value, bool) or not isinstance(value, int | float) or not isinstance(flags, list):
-        raise MalformedEnvelope("bad reading row")
-    if not math.isfinite(value):
-        raise MalformedEnvelope("non-finite value")
-    measured_at = _from_micros(measured)
-    fast = _fast_reading(agent, seq, device, metric, float(value), measured_at, device_time, flags)
-    if fast is not None:
-        return fast
-    return Reading(
-        agent_id=agent,
-        device_id=device,
-        seq=seq,
-        metric=metric,
-        value=float(value),
-        measured_at=measured_at,
-        device_time=device_time,
-        flags=frozenset(flags),
-    )
-
-
-_DEVICE_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9:_.-]{0,127}")
-_AGENT_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-_FLAG_RE: Final = re.compile(r"[a-z0-9_:.-]{1,48}")
-
-
-def _fast_reading(
-    agent: str,
-    seq: object,
-    device: object,
-    metric: object,
-    value: float,
-    measured_at: datetime,
-    device_time: object,
-    flags: list[Any],
-) -> Reading | None:
-    """The validated fast path: the same checks as :class:`Reading`'s validators, without pydantic.
-
-    It handles only the canonical wire types (exact ``int``/``str``, at most ``MAX_FLAGS`` flags) and
-    returns None for anything else, which then goes through the pydantic model; a hypothesis test
-    (tests/rpm_core/test_envelope_fastpath.py) checks both paths accept and reject the same rows and
-    build equal readings. When a check fails it also returns None, so the model raises the error.
-    """
-    if type(seq) is not int or type(device) is not str or type(metric) is not str:
-        return None
-    if not (0 <= seq <= MAX_SEQ) or _DEVICE_RE.fullmatch(device) is None or _AGENT_RE.fullmatch(agent) is None:
-        return None
-    entry = CATALOGUE.get(metric)
-    if entry is None or not entry.is_plausible(value):
-        return None
-    if device_time is not None and (type(device_time) is not str or len(device_time) > 40):
-        return None
-    if len(flags) > MAX_FLAGS:
-        return None
-    for f in flags:
-        if type(f) is not str or _FLAG_RE.fullmatch(f) is None:
-            return None
-    return _new_reading(
-        {
-            "agent_id": agent,
-            "device_id": device,
-            "seq": seq,
-            "metric": metric,
-            "value": value,
-            "measured_at": measured_at,
-            "device_time": device_time,
-            "flags": frozenset(flags),
-        }
-    )
-
-
-_READING_FIELDS: Final = frozenset(Reading.model_fields)
-
-
-def _new_reading(values: dict[str, Any]) -> Reading:
-    """A :class:`Reading` from already validated values: what ``model_construct`` does, at a third of
-    its cost (it is called for every reading at ingest). The equality of both paths is tested."""
-    reading = Reading.__new__(Reading)
-    object.__setattr__(reading, "__dict__", values)
-    object.__setattr__(reading, "__pydantic_fields_set__", set(_READING_FIELDS))
-    object.__setattr__(reading, "__pydantic_extra__", None)
-    object.__setattr__(reading, "__pydantic_private__", None)
-    return reading
-
-
-def declared_sequences(body: bytes) -> list[tuple[int, int]]:
-    """The sequence ranges a *verified* readings body names (its rows and its gaps), leniently.
-
-    For a body whose signature verified but which fails validation (an implausible value, a
-    broken row): those sequence numbers will never be accepted, so the receipt may count them as
-    resolved and the agent's outbox can drain. Anything unreadable is simply skipped.
-    """
-    try:
-        doc = cbor2.loads(body)
-    except (cbor2.CBORDecodeError, RecursionError, ValueError, TypeError, OverflowError):
-        return []
-    if not isinstance(doc, dict):
-        return []
-    out: list[tuple[int, int]] = []
-    rows, gaps = doc.get("r"), doc.get("gaps")
-    for row in rows[:MAX_READINGS] if isinstance(rows, list) else []:
-        if isinstance(row, list) and row and _is_seq(row[0]):
-            out.append((row[0], row[0]))
-    for gap in gaps[:MAX_READINGS] if isinstance(gaps, list) else []:
-        if isinstance(gap, list) and len(gap) == 2 and _is_seq(gap[0]) and _is_seq(gap[1]) and gap[0] <= gap[1]:
-            out.append((gap[0], gap[1]))
-    return out
-
-
-def _is_seq(x: object) -> bool:
-    return type(x) is int and 0 <= x <= MAX_SEQ
 
 
 def decode_batch(body: bytes, *, topic: Topic) -> ReadingBatch:
@@ -545,24 +425,11 @@ def decode_batch(body: bytes, *, topic: Topic) -> ReadingBatch:
     if not isinstance(rows, list) or not isinstance(gaps, list) or len(rows) > MAX_READINGS:
         raise MalformedEnvelope("bad readings list")
     try:
-        readings = tuple(_reading(topic.agent, row) for row in rows)
-        gap_ranges = tuple(_gap(g) for g in gaps[:MAX_READINGS])
+        readings = tuple(reading_from_row(topic.agent, row) for row in rows)
+        gap_ranges = tuple(gap_from_row(g) for g in gaps[:MAX_READINGS])
     except ValidationError as exc:
-        raise MalformedEnvelope(f"invalid reading ({_first_error(exc)})") from exc
-    return ReadingBatch(topic.org, topic.agent, _from_micros(doc.get("sent")), readings, gap_ranges)
-
-
-def _gap(g: object) -> SeqRange:
-    if not (isinstance(g, list) and len(g) == 2):
-        raise MalformedEnvelope("bad gap")
-    return SeqRange(first=g[0], last=g[1])
-
-
-def _first_error(exc: ValidationError) -> str:
-    """Where the first validation error is and what kind it is; never the input value (PHI)."""
-    err = exc.errors(include_input=False, include_url=False)[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "reading"
-    return f"{loc}: {err['type']}"
+        raise MalformedEnvelope(f"invalid reading ({first_error(exc)})") from exc
+    return ReadingBatch(topic.org, topic.agent, from_micros(doc.get("sent")), readings, gap_ranges)
 
 
 def seal_batch(

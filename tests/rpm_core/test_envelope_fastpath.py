@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from rpm_core import envelope
+from rpm_core import envelope, rows
 from rpm_core.errors import MalformedEnvelope
 from rpm_core.ids import agent_id
 from rpm_core.metrics import CATALOGUE
@@ -35,7 +35,7 @@ device_times = st.one_of(st.none(), st.text(max_size=45), st.integers(0, 3))
 
 def outcome(row: list[object]) -> Reading | str:
     try:
-        return envelope._reading(AGENT, row)
+        return rows.reading_from_row(AGENT, row)
     except (ValidationError, MalformedEnvelope) as exc:
         return type(exc).__name__
 
@@ -45,12 +45,12 @@ def outcome(row: list[object]) -> Reading | str:
 def test_fast_path_equals_the_model(seq, device, metric, value, micros, device_time, flag_list) -> None:
     row = [seq, device, metric, value, micros, device_time, flag_list]
     fast = outcome(row)
-    original = envelope._fast_reading
-    envelope._fast_reading = lambda *_a: None  # the pydantic-only path
+    original = rows._fast_reading
+    rows._fast_reading = lambda *_a: None  # the pydantic-only path
     try:
         slow = outcome(row)
     finally:
-        envelope._fast_reading = original
+        rows._fast_reading = original
     assert fast == slow
     if isinstance(fast, Reading):
         assert fast.model_dump() == slow.model_dump()  # type: ignore[union-attr]
@@ -68,7 +68,7 @@ def test_declared_sequences_reads_rows_and_gaps_leniently() -> None:
 def test_conformance_canary_fast_construction_is_a_real_reading() -> None:
     # The fast path fills pydantic's private slots itself; if pydantic changes them this fails.
     row = [7, "F0:12", "heart_rate", 61.0, 10**12, "2026-03-01T08:30:00", ["contact"]]
-    fast = envelope._reading(AGENT, row)
+    fast = rows.reading_from_row(AGENT, row)
     model = Reading(
         agent_id=AGENT,
         device_id="F0:12",

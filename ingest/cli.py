@@ -79,7 +79,13 @@ def run(service: IngestService, settings: IngestSettings) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.metrics_bind, registry=service.metrics.registry)
+        try:
+            start_http_server(settings.metrics_port, addr=settings.metrics_bind, registry=service.metrics.registry)
+        except OSError as exc:  # e.g. a second worker on the same host with the same port
+            typer.echo(
+                f"error: cannot serve metrics on {settings.metrics_bind}:{settings.metrics_port}: {exc}", err=True
+            )
+            raise typer.Exit(2) from exc
     try:
         service.start()
     except RefusedToStart as exc:

@@ -49,3 +49,24 @@ def test_same_envelope_three_times_is_one_row(db: str, start_ingest, agents) -> 
     assert scalar(db, "SELECT count(*) FROM readings") == 20
     a.wait_receipt(20)
     assert scalar(db, "SELECT count(*) FROM dead_letters") == 0
+
+
+def test_vigil_ingest_serves_prometheus_metrics(ingest_process) -> None:
+    import urllib.request
+
+    from tests.support.net import free_port
+
+    port = free_port()
+    proc = ingest_process(metrics_port=port, mqtt_client_id="metrics-probe")
+    proc.start()
+
+    def scrape() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+                return resp.read().decode()
+        except OSError:
+            return ""
+
+    text = wait_until(scrape, 30, "metrics endpoint")
+    assert "vigil_ingest_consumer_lag_messages" in text
+    assert proc.terminate() == 0

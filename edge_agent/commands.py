@@ -169,11 +169,12 @@ def run_command(
     with _failing_cleanly():
         settings = _settings(config, ble_backend=ble, emulated_hci=emulated_hci, log_level=log_level)
         logging.basicConfig(
-            level=settings.log_level.upper(),
+            level=logging.WARNING,  # libraries (bumble, paho, bleak) stay quiet
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
             force=True,
         )
+        logging.getLogger("edge_agent").setLevel(settings.log_level.upper())
         if not settings.enrolled:
             raise typer.BadParameter("this agent is not enrolled: vigil edge enroll --bundle FILE")
         identity = AgentIdentity.load(settings.enrollment_dir, org=settings.org_id, agent=settings.agent)

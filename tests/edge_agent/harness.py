@@ -32,6 +32,7 @@ from rpm_core.clock import SystemClock
 from rpm_core.downlink import Receipt, sign_receipt
 from rpm_core.enrollment import BrokerEndpoint, EnrollmentBundle, ServerKeyInfo, new_token, open_registration
 from rpm_core.envelope import open_batch
+from rpm_core.errors import MalformedEnvelope
 from rpm_core.ids import AgentId, OrgId, agent_id, org_id
 from rpm_core.keys import AgentPublicKeys, ServerKey
 from rpm_core.reading import Reading
@@ -170,7 +171,14 @@ class ReceiptServer:
         if record is None:
             raise ValueError("unregistered agent")
         if topic.kind is Kind.STATUS:
-            record.statuses.append(open_status(data, topic=topic, server_keys=keyring, agent=record.keys))
+            try:
+                record.statuses.append(open_status(data, topic=topic, server_keys=keyring, agent=record.keys))
+            except MalformedEnvelope:
+                # As ingest does: the same keys registering again (the agent crashed before it saw
+                # the receipt) get another receipt.
+                if open_registration(data, topic=topic, server_keys=keyring).keys != record.keys:
+                    raise
+                self._receipt(topic.org, topic.agent)
             return
         batch = open_batch(data, topic=topic, server_keys=keyring, agent=record.keys)
         record.envelopes += 1

@@ -31,7 +31,7 @@ from rpm_core.errors import VigilError
 from rpm_core.settings import load_settings
 from store import alerts as alert_store
 from store.connection import Connection, connect
-from store.errors import DatabaseUnavailable
+from store.errors import DatabaseUnavailable, MigrationError
 
 __all__ = ["app"]
 
@@ -89,7 +89,11 @@ def run(
 
     engine = Engine(settings, clock=SystemClock(), sink=RecordingSink(), stop=stop)
     log.info("alert engine starting (%d partitions)", settings.alerts_partitions)
-    engine.run()
+    try:
+        engine.run()
+    except MigrationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     log.info("alert engine stopped: %s", engine.stats)
 
 

@@ -184,8 +184,9 @@ class AnomalyConfig(_Frozen):
     method: Literal["robust_z", "quantile"] = "robust_z"
     min_days: Annotated[int, Field(ge=3)] = 14
     train_days: Annotated[int, Field(ge=7, le=365)] = 60
-    # The most recent days are left out of training, so a slow drift is judged against the time before it.
-    guard_days: Annotated[int, Field(ge=0, le=60)] = 0
+    # The most recent days are left out of training, so a slow drift is judged against the time before
+    # it instead of being learnt as the new normal (measured: docs/alerts.md).
+    guard_days: Annotated[int, Field(ge=0, le=60)] = 7
     retrain_h: Annotated[float, Field(gt=0)] = 24.0
     z: Annotated[float, Field(gt=0)] = 4.0
     quantile_margin: Annotated[float, Field(ge=0)] = 1.0
@@ -307,5 +308,7 @@ class PatientConfig(_Frozen):
 
     def enabled(self, rule: str) -> bool:
         """A rule key is disabled by its full key or any prefix (``trend`` disables every trend rule)."""
+        if not self.disabled_rules:
+            return True
         parts = rule.split(":")
         return not any(":".join(parts[:i]) in self.disabled_rules for i in range(1, len(parts) + 1))

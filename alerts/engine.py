@@ -5,7 +5,9 @@ consume the readings feed (``store.feed``) from the owned partitions' watermarks
 each page, evaluate every patient's new readings in time order and write the resulting lifecycle
 decisions **and** the advanced watermarks in one transaction — a crash (kill -9) anywhere rolls
 back both, so a restart neither skips nor repeats. When caught up, wait for ingest's NOTIFY on
-``vigil_readings`` (or the poll interval, the fallback if a notification is lost). On the schedule:
+``vigil_readings`` (or the poll interval, the fallback if a notification is lost); after a
+notification, look again every 0.1 s for a few seconds, as the readings it announces may still be
+behind the feed horizon. On the schedule:
 missing data and devices, auto-resolution, anomaly model retraining. Escalation walks advance on
 every round (:mod:`alerts.escalation`).
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +52,10 @@ __all__ = ["Engine", "EngineStats"]
 
 log = logging.getLogger(__name__)
 _RECONNECT: Final = BackoffPolicy(base_s=0.2, factor=2.0, cap_s=10.0)
+# After a NOTIFY the committed readings may still sit behind the feed horizon (another transaction
+# anywhere on the server is older): look again every step for a while before sleeping on LISTEN.
+_NOTIFY_GRACE_S: Final = 5.0
+_HURRY_STEP_S: Final = 0.1
 
 
 @dataclass
@@ -95,9 +102,14 @@ class Engine:
             try:
                 conn = self.connect()
                 attempt = 0
+                hurry_until = 0.0
                 while not self.stop.is_set():
-                    if not self.run_once():
-                        wait_for_notification(conn, self.settings.alerts_poll_interval_s)
+                    if self.run_once():
+                        continue
+                    if time.monotonic() < hurry_until:
+                        self.stop.wait(_HURRY_STEP_S)
+                    elif self._wait(conn):
+                        hurry_until = time.monotonic() + _NOTIFY_GRACE_S
             except DatabaseUnavailable as exc:
                 delay = backoff_delay(exc, attempt, policy=_RECONNECT, jitter=random.random() * 0.5)  # noqa: S311
                 log.warning("database unavailable (%s); reconnecting in %.1f s", exc.reason, delay)
@@ -106,11 +118,24 @@ class Engine:
                 self.stop.wait(delay)
         self.close()
 
+    def _wait(self, conn: Connection) -> bool:
+        """Until a NOTIFY arrives (True), the poll interval passes or we are told to stop (checked
+        each second)."""
+        deadline = time.monotonic() + self.settings.alerts_poll_interval_s
+        while not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if wait_for_notification(conn, min(left, 1.0)):
+                return True
+        return False
+
     def connect(self) -> Connection:
         self.close()
         conn = connect(self.settings.database_url, application_name=self._app)
-        listen(conn, self.settings.alerts_channel)
-        engine_store.register_worker(conn)
+        with translate_errors():
+            listen(conn, self.settings.alerts_channel)
+            engine_store.register_worker(conn)
         self._conn = conn
         self.owned = set()
         self._next_rebalance = self._next_schedule = 0.0

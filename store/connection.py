@@ -2,8 +2,9 @@
 
 Packages above ``store`` never import psycopg: they hold a :data:`Connection` they got from here and
 pass it back into ``store`` functions. A lost server surfaces as
-:class:`~store.errors.DatabaseUnavailable` (retry after a pause); other database errors stay
-psycopg's (bugs, constraint violations) and are not retried.
+:class:`~store.errors.DatabaseUnavailable` (retry after a pause), an unmigrated database as
+:class:`~store.errors.MigrationError`; other database errors stay psycopg's (bugs, constraint
+violations) and are not retried.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, TypeAlias
 import psycopg
 from psycopg import sql
 
-from store.errors import DatabaseUnavailable
+from store.errors import DatabaseUnavailable, MigrationError
 
 __all__ = ["Connection", "connect", "listen", "translate_errors", "wait_for_notification"]
 
@@ -24,9 +25,12 @@ Connection: TypeAlias = psycopg.Connection[Any]
 
 @contextmanager
 def translate_errors() -> Iterator[None]:
-    """Turn a lost connection or an unreachable server into :class:`DatabaseUnavailable`."""
+    """Turn a lost connection or an unreachable server into :class:`DatabaseUnavailable`, and a
+    missing table into :class:`MigrationError` (the database was not migrated)."""
     try:
         yield
+    except psycopg.errors.UndefinedTable as exc:
+        raise MigrationError("the database schema is not migrated: run `vigil db migrate`") from exc
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
         raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
 

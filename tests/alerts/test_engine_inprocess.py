@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -11,7 +12,7 @@ from alerts.config import RulesConfig
 from alerts.engine import Engine
 from alerts.escalation import RecordingSink
 from alerts.settings import AlertsSettings
-from rpm_core.clock import ManualClock
+from rpm_core.clock import ManualClock, SystemClock
 from store import alerts as alert_store
 from tests.alerts.conftest import add_patients, store_readings
 from tests.alerts.helpers import T0
@@ -86,3 +87,28 @@ def test_missing_data_opens_on_schedule_and_auto_resolves_when_readings_resume(
     (row,) = alert_store.list_alerts(conn, org_id="o1")
     assert (row.state, row.resolution) == ("resolved", "auto")
     e.close()
+
+
+def test_a_notify_wakes_the_engine_long_before_its_poll(db: str, conn: psycopg.Connection) -> None:
+    add_patients(conn, ["p1"])
+    stop = threading.Event()
+    settings = AlertsSettings(database_url=db, alerts_partitions=2, alerts_poll_interval_s=600)
+    e = Engine(settings, clock=SystemClock(), sink=RecordingSink(), stop=stop)
+    worker = threading.Thread(target=e.run, daemon=True)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while e.stats.scheduled_rounds == 0:  # first round done: it now sleeps on LISTEN
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.2)
+        store_readings(conn, [("p1", datetime.now(UTC), "glucose", 45.0)])
+        conn.execute("NOTIFY vigil_readings, '0'")  # what ingest does after each commit
+        deadline = time.monotonic() + 15
+        while not alert_store.list_alerts(conn, org_id="o1"):
+            assert time.monotonic() < deadline, f"the NOTIFY did not wake the engine: {e.stats}"
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        worker.join(10)
+    assert not worker.is_alive()

@@ -28,12 +28,13 @@ def patient(days: int, hr: float = 62.0, spo2: float = 97.0, seed: int = 1) -> H
     return History(obs)
 
 
-def test_no_model_before_the_minimum_history() -> None:
-    h = patient(10)
-    assert train_model(FeatureLog.from_history(h), T0 + 10 * DAY, AnomalyConfig(min_days=14)) is None
-    model = train_model(FeatureLog.from_history(patient(20)), T0 + 20 * DAY, AnomalyConfig(min_days=14))
+def test_no_model_before_the_minimum_history_and_the_guard_days_are_left_out() -> None:
+    cfg = AnomalyConfig(min_days=14, guard_days=7)
+    assert train_model(FeatureLog.from_history(patient(20)), T0 + 20 * DAY, cfg) is None  # 13 days usable
+    model = train_model(FeatureLog.from_history(patient(22)), T0 + 22 * DAY, cfg)
     assert model is not None
     assert model.features == {"heart_rate", "spo2"}
+    assert model.trained_through == T0 + 22 * DAY
 
 
 def test_robust_z_centres_on_the_patients_own_median_with_a_floored_spread() -> None:

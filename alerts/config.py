@@ -221,8 +221,9 @@ class RulesConfig(_Frozen):
     @field_validator("thresholds")
     @classmethod
     def _known(cls, v: dict[str, tuple[Band, ...]]) -> dict[str, tuple[Band, ...]]:
+        """Configured metrics replace their defaults; the others keep them (``[]`` turns one off)."""
         _check_metrics(v)
-        return v
+        return {**_DEFAULT_BANDS, **v}
 
 
 class _PatientDoc(_Frozen):

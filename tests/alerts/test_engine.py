@@ -1,6 +1,10 @@
 """``vigil alerts run`` as a process: readings committed one transaction at a time (as ingest
 commits them) become alerts; kill -9 mid-stream and restart, twice: no alert lost, none duplicated,
-and the result equals the replay of the same readings."""
+and the result equals the replay of the same readings.
+
+The readings source is ``store.insert_readings`` (the insert ingest uses) in separate transactions;
+switch it to the real ingest service once that lands.
+"""
 
 from __future__ import annotations
 

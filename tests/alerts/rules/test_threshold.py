@@ -137,3 +137,11 @@ def test_a_later_reading_is_not_seen_by_an_earlier_evaluation() -> None:
 def test_unknown_metrics_in_overrides_are_rejected() -> None:
     with pytest.raises(AlertsConfigError):
         PatientConfig.resolve(RulesConfig(), {"thresholds": {"shoe_size": []}})
+
+
+def test_organisation_settings_override_some_metrics_and_keep_the_other_defaults() -> None:
+    rules = RulesConfig(thresholds={"glucose": [{"op": "<", "value": 60, "severity": "high"}], "spo2": []})
+    cfg = PatientConfig.resolve(rules, None)
+    assert [b.value for b in cfg.bands["glucose"]] == [60]
+    assert cfg.bands["spo2"] == ()
+    assert cfg.bands["heart_rate"] == RulesConfig().thresholds["heart_rate"]

@@ -196,3 +196,16 @@ async def test_missing_receipt_means_sending_again(rig: Rig) -> None:
     first, second = ([r.seq for r in b.readings] for b in rig.recorder.batches(rig.keys))
     assert first == second == list(range(1, 21))
     assert rig.uplink.resends >= 1
+
+
+@pytest.mark.asyncio
+async def test_a_change_right_after_a_status_is_reported_after_the_debounce(rig: Rig) -> None:
+    rig.uplink.on_connected(1)
+    await settle(lambda: rig.recorder.sent)  # the registration
+    rig.receipt(0)
+    await settle(lambda: rig.recorder.kinds().count(Kind.STATUS) == 2)  # then the online status
+    rig.uplink._state.update_device(DEVICE.address, connected=True)  # within the debounce second
+    await settle(lambda: rig.recorder.kinds().count(Kind.STATUS) == 3, within=3)
+    topic, payload, _ = rig.recorder.sent[-1]
+    status = open_status(payload, topic=topic, server_keys={SERVER.kid: SERVER}, agent=rig.keys.public())
+    assert status.devices[0].connected

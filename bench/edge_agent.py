@@ -149,7 +149,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "--config",
             str(enrolled.config),
         ]
-        agent = subprocess.Popen(command, stdout=log, stderr=log)
+        agent = subprocess.Popen(command, stdout=log, stderr=log)  # noqa: ASYNC220 - started once, not awaited
 
         def connected() -> bool:
             record = receipts.record(enrolled.bundle.agent_id)

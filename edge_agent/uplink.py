@@ -180,9 +180,11 @@ class Uplink:
         o = self.options
         if not self.registered:
             return [None if self._registration_at is None else self._registration_at + o.registration_retry_s]
-        status = None if self._status_at is None else self._status_at + o.status_interval_s
-        if status is not None and self._state.version != self._status_version:
-            status = min(status, self._status_at + _STATUS_DEBOUNCE_S)  # a change waiting for the debounce
+        status = None
+        if self._status_at is not None:
+            status = self._status_at + o.status_interval_s
+            if self._state.version != self._status_version:  # a change waiting for the debounce
+                status = min(status, self._status_at + _STATUS_DEBOUNCE_S)
         receipt = self._inflight[0].at + o.receipt_timeout_s if self._inflight else None
         return [status, receipt, self._age_deadline]
 

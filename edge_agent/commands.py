@@ -177,6 +177,10 @@ def run_command(
         logging.getLogger("edge_agent").setLevel(settings.log_level.upper())
         if not settings.enrolled:
             raise typer.BadParameter("this agent is not enrolled: vigil edge enroll --bundle FILE")
+        if settings.ble_backend == "emulated" and settings.emulated_hci is None and not settings.devices:
+            from edge_agent.demo import DEMO_DEVICES  # the built-in demo devices, paired implicitly
+
+            settings = settings.model_copy(update={"devices": DEMO_DEVICES})
         identity = AgentIdentity.load(settings.enrollment_dir, org=settings.org_id, agent=settings.agent)
         asyncio.run(_run(Agent(settings, identity)))
 

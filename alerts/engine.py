@@ -16,6 +16,7 @@ Logs carry ids and counts only.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -91,6 +92,7 @@ class Engine:
         self._next_rebalance = 0.0
         self._next_schedule = 0.0
         self.models = ModelTrainer(self.rules)
+        self._configs: dict[str, PatientConfig] = {}
         self.schedule = ScheduledRound(self.rules)
 
     # -- process lifecycle -------------------------------------------------------------------------
@@ -184,7 +186,7 @@ class Engine:
         if taken:
             engine_store.ensure_watermarks(conn, count, taken)
             self.owned.update(taken)
-        if release or take:
+        if release or taken:
             log.info("alert partitions: own %d of %d", len(self.owned), count)
 
     def consume(self) -> int:
@@ -265,11 +267,19 @@ class Engine:
         return histories
 
     def patient_config(self, patient_id: str, settings: dict[str, object]) -> PatientConfig:
-        try:
-            return PatientConfig.resolve(self.rules, settings)
-        except AlertsConfigError as exc:
-            log.warning("patient %s: %s; using the organisation defaults", patient_id, exc.why)
-            return PatientConfig.resolve(self.rules, None)
+        """The patient's rules (cached per distinct settings document: most patients share one)."""
+        key = json.dumps(settings, sort_keys=True, default=str)
+        config = self._configs.get(key)
+        if config is None:
+            try:
+                config = PatientConfig.resolve(self.rules, settings)
+            except AlertsConfigError as exc:
+                log.warning("patient %s: %s; using the organisation defaults", patient_id, exc.why)
+                config = PatientConfig.resolve(self.rules, None)
+            if len(self._configs) > 10_000:
+                self._configs.clear()
+            self._configs[key] = config
+        return config
 
     def scheduled(self, now: datetime) -> None:
         """Time-based rules, auto-resolution and model retraining for the owned partitions."""

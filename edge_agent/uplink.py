@@ -312,7 +312,8 @@ class Uplink:
             outbox_oldest=stats.oldest_queued_at,
             last_receipt=stats.last_receipt,
             devices=self._state.devices(),
-            alarms=self._state.alarms,
+            # Dropped readings stay an alarm until the server has receipted past the gap.
+            alarms=self._state.alarms | ({"outbox_overflow"} if stats.gaps else set()),
         )
 
     async def _prepare_will(self) -> None:

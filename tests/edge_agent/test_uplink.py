@@ -104,10 +104,10 @@ async def rig(outbox_file: tuple[Path, bytes, AgentKeys], request: pytest.Fixtur
         enrollment_token="token-1", bundle_expires_at=datetime(2030, 1, 1, tzinfo=UTC), ca_pem="CA",
         server_keys=(ServerKeyInfo.of(SERVER.public()),),
     )  # fmt: skip
+    values = {"batch_max_readings": 20, "batch_max_age_s": 0.3, "max_inflight_envelopes": 2, **overrides}
     options = UplinkOptions(
-        broker_host="127.0.0.1", broker_port=8883, broker_server_name="localhost", agent_version="test",
-        batch_max_readings=20, batch_max_age_s=0.3, max_inflight_envelopes=2, **overrides,
-    )  # fmt: skip
+        broker_host="127.0.0.1", broker_port=8883, broker_server_name="localhost", agent_version="test", **values
+    )
     state = AgentState([DEVICE], clock=SystemClock(), clock_skew_threshold_s=120)
     uplink = Uplink(identity=identity, options=options, outbox=outbox, state=state, clock=SystemClock())
     recorder = Recorder()
@@ -209,3 +209,25 @@ async def test_a_change_right_after_a_status_is_reported_after_the_debounce(rig:
     topic, payload, _ = rig.recorder.sent[-1]
     status = open_status(payload, topic=topic, server_keys={SERVER.kid: SERVER}, agent=rig.keys.public())
     assert status.devices[0].connected
+
+
+@pytest.mark.parametrize("rig", [{"batch_max_age_s": 0.0}], indirect=True)
+@pytest.mark.asyncio
+async def test_overflow_gaps_travel_in_envelopes_and_raise_the_alarm(rig: Rig) -> None:
+    await rig.add(5)
+    await rig.outbox.acknowledge(0, datetime.now(UTC))
+    store = rig.outbox._store
+    await rig.outbox._run(lambda: store.evict(3, reason="outbox_overflow"))
+    rig.uplink.on_connected(1)
+    await settle(lambda: rig.recorder.sent)
+    rig.receipt(0)
+    await settle(lambda: rig.recorder.batches(rig.keys))
+    [batch] = rig.recorder.batches(rig.keys)
+    assert [r.seq for r in batch.readings] == [4, 5]
+    assert [(g.first, g.last) for g in batch.gaps] == [(1, 3)]
+    topic, payload, _ = next(s for s in rig.recorder.sent if s[0].kind is Kind.STATUS and s is not rig.recorder.sent[0])
+    status = open_status(payload, topic=topic, server_keys={SERVER.kid: SERVER}, agent=rig.keys.public())
+    assert "outbox_overflow" in status.alarms
+    rig.receipt(5)
+    await settle(lambda: rig.uplink.receipted_through == 5)
+    assert await rig.outbox.gaps() == ()

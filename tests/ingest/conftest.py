@@ -137,6 +137,12 @@ class IngestProcess:
         )
         log.close()
 
+    def wait_connected(self, connections: int = 1, timeout: float = 60) -> None:
+        """Until the log shows ``connections`` broker connections of this worker (it handles SIGTERM by then)."""
+        wait_until(
+            lambda: self.log().count("connected to the broker") >= connections, timeout, "ingest worker connected"
+        )
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)

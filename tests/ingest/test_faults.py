@@ -112,6 +112,8 @@ def test_kill_one_of_three_workers_with_unacked_messages(db: str, agents, ingest
     procs = [ingest_process(mqtt_client_id=f"w{i}", batch_max_messages=20, batch_max_wait_ms=200) for i in range(3)]
     for p in procs:
         p.start()
+    for p in procs:
+        p.wait_connected()
     sims = [agents(f"agt-{i}", register=False) for i in range(3)]
     for s in sims:
         s.register_until_receipt()
@@ -122,6 +124,7 @@ def test_kill_one_of_three_workers_with_unacked_messages(db: str, agents, ingest
         f.join(60)
     time.sleep(0.5)
     procs[1].start()
+    procs[1].wait_connected(2)  # the same log file: its second connection
     for s in sims:
         s.wait_receipt(2000, timeout=120)
         assert_exactly_once(db, s.agent, 2000)

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -43,7 +47,7 @@ from edge_agent.emulation import (
 )
 from edge_agent.settings import PairedDevice
 
-__all__ = ["DEMO_DEVICES", "glucose_record", "run_demo_devices"]
+__all__ = ["DEMO_DEVICES", "DemoPatient", "glucose_record", "run_demo_devices"]
 
 DEMO_DEVICES: Final = (
     PairedDevice(address="E0:00:00:00:00:01", profile="heart_rate", name="Demo HR"),
@@ -54,15 +58,18 @@ DEMO_DEVICES: Final = (
     PairedDevice(address="E0:00:00:00:00:06", profile="glucose", name="Demo Glucose"),
 )
 _WINDOW_S: Final = 5.0
+# A day of stored history (UTC hour, measurement): glucose four times, weight once, blood pressure twice.
+_DAY: Final = ((7.0, "g"), (7.5, "scale"), (8.0, "bp"), (12.5, "g"), (18.5, "g"), (20.0, "bp"), (22.0, "g"))
 
 
-def glucose_record(sequence: int, when: datetime) -> bytes:
-    """Record ``sequence``: ``80 + sequence`` mg/dL (sent in kg/L), capillary plasma, finger."""
+def glucose_record(sequence: int, when: datetime, *, mg_dl: float | None = None) -> bytes:
+    """Record ``sequence``: ``mg_dl`` (default ``80 + sequence``) mg/dL sent in kg/L, capillary plasma, finger."""
+    level = 80 + sequence % 1000 if mg_dl is None else round(mg_dl)
     return bytes(
         GlucoseMeasurement(
             sequence=sequence,
             base_time=DateTime.from_datetime(when),
-            concentration=SFloat(80 + sequence % 1000, -5),
+            concentration=SFloat(level, -5),
             sample_type=SampleType.CAPILLARY_PLASMA,
             sample_location=SampleLocation.FINGER,
         )
@@ -70,28 +77,111 @@ def glucose_record(sequence: int, when: datetime) -> bytes:
 
 
 class _Walk:
-    """A bounded random walk: plausible, slowly changing vital signs."""
+    """A bounded, mean-reverting random walk: plausible, slowly changing vital signs.
 
-    def __init__(self, value: float, low: float, high: float, step: float, rng: random.Random) -> None:
+    The value wanders around ``target`` (pulled back by ``pull`` of the gap each step); moving the
+    target makes the value follow it, which is how a patient deteriorates.
+    """
+
+    def __init__(
+        self, value: float, low: float, high: float, step: float, rng: random.Random, *, pull: float = 0.0
+    ) -> None:
         self.value, self.low, self.high, self.step, self._rng = value, low, high, step, rng
+        self.target, self.pull = value, pull
 
     def next(self) -> float:
-        self.value = min(self.high, max(self.low, self.value + self._rng.uniform(-self.step, self.step)))
+        moved = self.value + self._rng.uniform(-self.step, self.step) + self.pull * (self.target - self.value)
+        self.value = min(self.high, max(self.low, moved))
         return self.value
 
 
+@dataclass(frozen=True)
+class DemoPatient:
+    """Who wears the demo devices: a per-patient baseline, optionally a deterioration and history.
+
+    ``seed`` picks the baseline (heart rate, SpO2, blood pressure, weight, temperature, glucose) and
+    the noise. With ``deteriorate_after_s`` the patient's SpO2 target falls towards 86 % and heart
+    rate rises towards 122 /min over ``deteriorate_over_s`` (both divided by ``speed``). With
+    ``history_days`` the cuff, the scale and the glucose meter start with that many days of stored
+    measurements (two blood pressures, one weight, four glucose records a day), handed to the agent
+    on the first connection as real devices upload their memory; ``memory`` is the file standing in
+    for the devices' flash (what was already handed over, the next glucose sequence), so a restart
+    neither repeats nor loses history.
+    """
+
+    seed: int = 7
+    deteriorate_after_s: float | None = None
+    deteriorate_over_s: float = 90.0
+    history_days: int = 0
+    memory: Path | None = None
+
+
+@dataclass
+class _Memory:
+    """What the emulated devices remember across restarts (their flash)."""
+
+    path: Path | None
+    history_end: datetime | None = None
+    delivered: dict[str, int] = field(default_factory=dict)
+    glucose_next: int | None = None
+
+    @classmethod
+    def load(cls, path: Path | None) -> _Memory:
+        if path is None or not path.exists():
+            return cls(path)
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        end = doc.get("history_end")
+        return cls(
+            path,
+            history_end=None if end is None else datetime.fromisoformat(end),
+            delivered={str(k): int(v) for k, v in doc.get("delivered", {}).items()},
+            glucose_next=doc.get("glucose_next"),
+        )
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        doc = {
+            "history_end": None if self.history_end is None else self.history_end.isoformat(),
+            "delivered": self.delivered,
+            "glucose_next": self.glucose_next,
+        }
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
 class _Driver:
-    def __init__(self, devices: dict[str, EmulatedPeripheral], zone: ZoneInfo, speed: float, records: int) -> None:
+    def __init__(
+        self,
+        devices: dict[str, EmulatedPeripheral],
+        zone: ZoneInfo,
+        speed: float,
+        next_record: int,
+        patient: DemoPatient,
+        memory: _Memory,
+        queued_history: dict[str, int],
+    ) -> None:
         self.devices = devices
         self.zone = zone
         self.speed = speed
-        rng = random.Random(7)  # noqa: S311 - demo vital signs, not secrets
-        self.hr = _Walk(72, 55, 110, 2, rng)
-        self.spo2 = _Walk(97, 93, 99, 0.4, rng)
-        self.systolic = _Walk(128, 105, 160, 4, rng)
-        self.temp = _Walk(36.8, 36.2, 37.6, 0.1, rng)
-        self.weight = _Walk(78.0, 76.0, 80.0, 0.2, rng)
-        self.next_record = records + 1
+        self.patient = patient
+        self.memory = memory
+        rng = random.Random(patient.seed)  # noqa: S311 - demo vital signs, not secrets
+        self.rng = rng
+        self.base = _baseline(patient.seed)
+        b = self.base
+        self.hr = _Walk(b.hr, 45, 140, 2, rng, pull=0.1)
+        self.spo2 = _Walk(b.spo2, 80, 100, 0.5, rng, pull=0.2)
+        self.systolic = _Walk(b.systolic, 95, 175, 4, rng, pull=0.15)
+        self.temp = _Walk(b.temp, 35.8, 38.0, 0.1, rng, pull=0.2)
+        self.weight = _Walk(b.weight, b.weight - 3, b.weight + 3, 0.2, rng, pull=0.3)
+        self.glucose_level = _Walk(b.glucose, 75, 170, 8, rng, pull=0.3)
+        self.next_record = next_record
+        # Stored measurements handed over so far: (device name) -> (history queued, measurements taken live)
+        self._queued = dict(queued_history)
+        self._taken_live: dict[str, int] = {name: 0 for name in queued_history}
+        self._delivered_before = dict(memory.delivered)
 
     def local_now(self) -> datetime:
         return datetime.now(self.zone)
@@ -114,20 +204,15 @@ class _Driver:
         await self.devices["Demo SpO2"].notify(0x2A5F, bytes(value))
 
     async def cuff(self) -> None:
-        systolic = round(self.systolic.next())
-        diastolic = round(systolic * 0.65)
-        value = BloodPressureMeasurement(
-            systolic=SFloat(systolic),
-            diastolic=SFloat(diastolic),
-            mean_arterial_pressure=SFloat(round((systolic + 2 * diastolic) / 3)),
-            timestamp=self.stamp(),
-            pulse_rate=SFloat(round(self.hr.value)),
-        )
-        await self.devices["Demo BP"].take_measurement(0x2A35, bytes(value))
+        if "Demo BP" in self._taken_live:
+            self._taken_live["Demo BP"] += 1
+        payload = _bp(round(self.systolic.next()), round(self.hr.value), self.stamp())
+        await self.devices["Demo BP"].take_measurement(0x2A35, payload)
 
     async def scale(self) -> None:
-        value = WeightMeasurement(weight=round(self.weight.next() / 0.005), timestamp=self.stamp())
-        await self.devices["Demo Scale"].take_measurement(0x2A9D, bytes(value))
+        if "Demo Scale" in self._taken_live:
+            self._taken_live["Demo Scale"] += 1
+        await self.devices["Demo Scale"].take_measurement(0x2A9D, _weight(self.weight.next(), self.stamp()))
 
     async def temperature(self) -> None:
         value = TemperatureMeasurement(
@@ -138,11 +223,51 @@ class _Driver:
     async def glucose(self) -> None:
         meter = self.devices["Demo Glucose"]
         if isinstance(meter, GlucoseMeter):
-            meter.add_record(self.next_record, glucose_record(self.next_record, self.local_now().replace(tzinfo=None)))
+            when = self.local_now().replace(tzinfo=None)
+            level = None if self.patient.history_days == 0 else self.glucose_level.next()
+            meter.add_record(self.next_record, glucose_record(self.next_record, when, mg_dl=level))
             self.next_record += 1
+            self.memory.glucose_next = self.next_record
+            self.memory.save()
+
+    async def deteriorate(self, after_s: float) -> None:
+        """Move the SpO2 and heart-rate targets linearly to 86 % and 122 /min."""
+        await asyncio.sleep(after_s / self.speed)
+        steps = max(1, int(self.patient.deteriorate_over_s / 5))
+        spo2_from, hr_from = self.spo2.target, self.hr.target
+        for n in range(1, steps + 1):
+            self.spo2.target = spo2_from + (86 - spo2_from) * n / steps
+            self.hr.target = hr_from + (122 - hr_from) * n / steps
+            await asyncio.sleep(5 / self.speed)
+
+    def _note_handed_over(self) -> None:
+        # Stored measurements leave a device first in, first out, and the history was queued
+        # before any live one: so the history handed over is what left beyond the live ones.
+        changed = False
+        for name, queued in self._queued.items():
+            pending = len(self.devices[name].stored_measurements)
+            handed = min(queued, max(0, queued + self._taken_live[name] - pending))
+            total = self._delivered_before.get(name, 0) + handed
+            if total != self.memory.delivered.get(name, 0):
+                self.memory.delivered[name] = total
+                changed = True
+        if changed:
+            self.memory.save()
+
+    async def remember(self) -> None:
+        """Record, every second and when stopped, how much stored history was handed over."""
+        try:
+            while True:
+                await asyncio.sleep(1)
+                self._note_handed_over()
+        finally:
+            self._note_handed_over()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.remember())
+            if self.patient.deteriorate_after_s is not None:
+                tasks.create_task(self.deteriorate(self.patient.deteriorate_after_s))
             tasks.create_task(self.every(1, self.heart_rate))
             tasks.create_task(self.every(1, self.oximeter))
             tasks.create_task(self.every(180, self.temperature))
@@ -150,6 +275,102 @@ class _Driver:
             tasks.create_task(self.every(300, self.scale))
             await asyncio.sleep(900 / self.speed)
             tasks.create_task(self.every(900, self.glucose))
+
+
+@dataclass(frozen=True)
+class _Baseline:
+    hr: float
+    spo2: float
+    systolic: float
+    temp: float
+    weight: float
+    glucose: float
+
+
+def _baseline(seed: int) -> _Baseline:
+    if seed == 7:  # the original single-agent demo values
+        return _Baseline(hr=72, spo2=97, systolic=128, temp=36.8, weight=78.0, glucose=110)
+    rng = random.Random(seed * 7919)  # noqa: S311 - demo vital signs, not secrets
+    return _Baseline(
+        hr=rng.uniform(62, 80),
+        spo2=rng.uniform(96.5, 98.5),
+        systolic=rng.uniform(112, 126),
+        temp=rng.uniform(36.5, 36.9),
+        weight=rng.uniform(58, 96),
+        glucose=rng.uniform(95, 125),
+    )
+
+
+def _bp(systolic: int, pulse: int, stamp: DateTime) -> bytes:
+    diastolic = round(systolic * 0.65)
+    return bytes(
+        BloodPressureMeasurement(
+            systolic=SFloat(systolic),
+            diastolic=SFloat(diastolic),
+            mean_arterial_pressure=SFloat(round((systolic + 2 * diastolic) / 3)),
+            timestamp=stamp,
+            pulse_rate=SFloat(pulse),
+        )
+    )
+
+
+def _weight(kg: float, stamp: DateTime) -> bytes:
+    return bytes(WeightMeasurement(weight=round(kg / 0.005), timestamp=stamp))
+
+
+def _history(
+    meter: GlucoseMeter,
+    devices: dict[str, EmulatedPeripheral],
+    patient: DemoPatient,
+    memory: _Memory,
+    zone: ZoneInfo,
+) -> tuple[int, dict[str, int]]:
+    """Fill the devices' memory with ``history_days`` of measurements before ``memory.history_end``.
+
+    Returns the next glucose sequence and, per device, how many stored measurements were queued.
+    Deterministic from the seed, so a restart regenerates the same history and skips what the
+    memory file says was already handed over.
+    """
+    if memory.history_end is None:
+        memory.history_end = datetime.now(UTC).replace(microsecond=0)
+        memory.save()
+    end = memory.history_end
+    rng = random.Random(patient.seed * 104729)  # noqa: S311 - demo vital signs, not secrets
+    b = _baseline(patient.seed)
+    hr = _Walk(b.hr, 50, 110, 3, rng, pull=0.3)
+    systolic = _Walk(b.systolic, 100, 160, 5, rng, pull=0.3)
+    weight = _Walk(b.weight, b.weight - 3, b.weight + 3, 0.3, rng, pull=0.3)
+    glucose = _Walk(b.glucose, 75, 170, 10, rng, pull=0.3)
+    start_day = (end - timedelta(days=patient.history_days)).date()
+
+    def at(day: int, hour: float) -> datetime:
+        t = datetime.combine(start_day + timedelta(days=day), datetime.min.time(), tzinfo=UTC)
+        t += timedelta(hours=hour + rng.uniform(-0.5, 0.5))
+        return t
+
+    cuff, scale = [], []
+    sequence = 0
+    for day in range(patient.history_days + 1):
+        for hour, kind in _DAY:
+            when = at(day, hour)
+            if when >= end:
+                continue
+            device_time = when.astimezone(zone).replace(tzinfo=None)  # devices keep local time
+            stamp = DateTime.from_datetime(device_time)
+            if kind == "bp":
+                cuff.append(_bp(round(systolic.next()), round(hr.next()), stamp))
+            elif kind == "scale":
+                scale.append(_weight(weight.next(), stamp))
+            else:
+                sequence += 1
+                meter.add_record(sequence, glucose_record(sequence, device_time, mg_dl=glucose.next()))
+    queued: dict[str, int] = {}
+    for name, uuid, items in (("Demo BP", 0x2A35, cuff), ("Demo Scale", 0x2A9D, scale)):
+        pending = items[memory.delivered.get(name, 0) :]
+        for payload in pending:
+            devices[name].store_measurement(uuid, payload)
+        queued[name] = len(pending)
+    return max(sequence + 1, memory.glucose_next or 0), queued
 
 
 def _build(air: VirtualAir, zone: ZoneInfo, records: int) -> dict[str, EmulatedPeripheral]:
@@ -172,16 +393,31 @@ def _build(air: VirtualAir, zone: ZoneInfo, records: int) -> dict[str, EmulatedP
 
 @contextlib.asynccontextmanager
 async def run_demo_devices(
-    *, speed: float = 1.0, glucose_records: int = 12, zone: ZoneInfo | None = None
+    *,
+    speed: float = 1.0,
+    glucose_records: int = 12,
+    zone: ZoneInfo | None = None,
+    patient: DemoPatient | None = None,
 ) -> AsyncIterator[EmulatedRadio]:
-    """Start the six devices and the agent's emulated central; yield the central."""
+    """Start the six devices and the agent's emulated central; yield the central.
+
+    Without ``patient.history_days`` the glucose meter holds ``glucose_records`` hourly records
+    reading ``80 + n`` mg/dL; with it, the devices hold that much plausible history instead.
+    """
     zone = zone or ZoneInfo("UTC")
+    patient = patient or DemoPatient()
     air = VirtualAir()
-    devices = _build(air, zone, glucose_records)
+    memory = _Memory.load(patient.memory)
+    devices = _build(air, zone, glucose_records if patient.history_days == 0 else 0)
+    meter = devices["Demo Glucose"]
+    if patient.history_days > 0 and isinstance(meter, GlucoseMeter):
+        next_record, queued = _history(meter, devices, patient, memory, zone)
+    else:
+        next_record, queued = max(glucose_records + 1, memory.glucose_next or 0), {}
     for device in devices.values():
         await device.start()
     radio = await EmulatedRadio.open(air)
-    driver = asyncio.create_task(_Driver(devices, zone, speed, glucose_records).run())
+    driver = asyncio.create_task(_Driver(devices, zone, speed, next_record, patient, memory, queued).run())
     try:
         yield radio
     finally:

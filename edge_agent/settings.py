@@ -101,6 +101,11 @@ class EdgeSettings(VigilSettings):
     emulated_hci: str | None = None
     demo_speed: Annotated[float, Field(gt=0, le=1000)] = 1.0
     demo_glucose_records: Annotated[int, Field(ge=0, le=1000)] = 12
+    # `vigil demo` gives each patient's built-in devices their own baseline (seed), days of stored
+    # history to upload on first start, and optionally a deterioration starting this many seconds in.
+    demo_seed: int = 7
+    demo_history_days: Annotated[int, Field(ge=0, le=90)] = 0
+    demo_deteriorate_after_s: Annotated[float | None, Field(ge=0)] = None
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

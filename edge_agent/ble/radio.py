@@ -77,10 +77,16 @@ async def open_radio(settings: EdgeSettings) -> AsyncIterator[Radio]:
         finally:
             await radio.close()
         return
-    from edge_agent.demo import run_demo_devices
+    from edge_agent.demo import DemoPatient, run_demo_devices
 
     _log.info("BLE: built-in demo devices")
+    patient = DemoPatient(
+        seed=settings.demo_seed,
+        deteriorate_after_s=settings.demo_deteriorate_after_s,
+        history_days=settings.demo_history_days,
+        memory=settings.state_dir / "demo-devices.json",
+    )
     async with run_demo_devices(
-        speed=settings.demo_speed, glucose_records=settings.demo_glucose_records, zone=settings.zone
+        speed=settings.demo_speed, glucose_records=settings.demo_glucose_records, zone=settings.zone, patient=patient
     ) as radio:
         yield Radio(radio.scanner_backend, radio.client_backend)

@@ -437,6 +437,10 @@ class EmulatedPeripheral:
             self.connectable_window, lambda: self._spawn(self._close_window())
         )
 
+    def store_measurement(self, uuid: UuidLike, payload: bytes) -> None:
+        """Put a measurement in the device's memory without advertising (history it holds at start)."""
+        self._stored.append((bleak_uuid(uuid), bytes(payload)))
+
     @property
     def stored_measurements(self) -> list[tuple[str, bytes]]:
         return list(self._stored)

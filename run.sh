@@ -64,7 +64,7 @@ python_env() {
   if [ ! -f "$stamp" ]; then
     log "installing Vigil and its extras into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e '.[edge,emulation,server,dev]'
+    "$VENV/bin/python" -m pip install -q -e '.[edge,emulation,server,demo,dev]'
     touch "$stamp"
   fi
 }

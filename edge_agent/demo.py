@@ -3,7 +3,7 @@
 They live in the agent's process on an in-process :class:`~edge_agent.emulation.VirtualAir`, speak
 real GATT through bleak, and send physiologically plausible values built with the same codecs the
 agent decodes with. At ``speed`` 1: a heart-rate strap and a continuous pulse oximeter notify every
-second; a thermometer indicates every 3 minutes; a cuff (every 2 minutes) and a scale (every
+second; a thermometer indicates every 3 minutes (first 10 s in); a cuff (every 2 minutes) and a scale (every
 5 minutes) store a measurement and open a short connectable window, as real ones do; a glucose
 meter starts with ``glucose_records`` stored records and stores a new one every 15 minutes (the
 agent fetches them through RACP). Glucose record ``n`` reads ``80 + n`` mg/dL so tests can tell
@@ -189,7 +189,8 @@ class _Driver:
     def stamp(self) -> DateTime:
         return DateTime.from_datetime(self.local_now())
 
-    async def every(self, seconds: float, action: Callable[[], Awaitable[object]]) -> None:
+    async def every(self, seconds: float, action: Callable[[], Awaitable[object]], *, first_after: float = 0) -> None:
+        await asyncio.sleep(first_after / self.speed)
         while True:
             await action()
             await asyncio.sleep(seconds / self.speed)
@@ -270,7 +271,7 @@ class _Driver:
                 tasks.create_task(self.deteriorate(self.patient.deteriorate_after_s))
             tasks.create_task(self.every(1, self.heart_rate))
             tasks.create_task(self.every(1, self.oximeter))
-            tasks.create_task(self.every(180, self.temperature))
+            tasks.create_task(self.every(180, self.temperature, first_after=10))  # once subscribed
             tasks.create_task(self.every(120, self.cuff))
             tasks.create_task(self.every(300, self.scale))
             await asyncio.sleep(900 / self.speed)

@@ -106,6 +106,7 @@ class EdgeSettings(VigilSettings):
     demo_seed: int = 7
     demo_history_days: Annotated[int, Field(ge=0, le=90)] = 0
     demo_deteriorate_after_s: Annotated[float | None, Field(ge=0)] = None
+    demo_deteriorate_over_s: Annotated[float, Field(gt=0)] = 60.0
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

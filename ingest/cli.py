@@ -38,6 +38,8 @@ def build_service(settings: IngestSettings) -> IngestService:
         password = settings.password_file().read_text().strip()
     except OSError as exc:
         raise RefusedToStart(f"cannot read the MQTT password file {settings.password_file()}") from exc
+    if settings.mqtt_ca_file is not None and not settings.mqtt_ca_file.is_file():
+        raise RefusedToStart(f"mqtt_ca_file {settings.mqtt_ca_file} does not exist (the broker's CA certificate)")
     return IngestService(settings, keyring=keyring, mqtt_password=password)
 
 

@@ -83,6 +83,7 @@ async def open_radio(settings: EdgeSettings) -> AsyncIterator[Radio]:
     patient = DemoPatient(
         seed=settings.demo_seed,
         deteriorate_after_s=settings.demo_deteriorate_after_s,
+        deteriorate_over_s=settings.demo_deteriorate_over_s,
         history_days=settings.demo_history_days,
         memory=settings.state_dir / "demo-devices.json",
     )

@@ -31,6 +31,10 @@ def inspect_outbox(path: Path) -> LocalState:
     db = connect(path, read_only=True)
     try:
         with translating():
+            # One read transaction (one snapshot): the running agent appends and applies receipts
+            # between these statements, and counters read before a receipt with rows read after it
+            # gave a negative depth.
+            db.execute("BEGIN")
             version = int(db.execute("PRAGMA user_version").fetchone()[0])
             meta = dict(db.execute("SELECT key, value FROM meta"))
             first, oldest = db.execute("SELECT seq, queued_at FROM readings ORDER BY seq LIMIT 1").fetchone() or (
@@ -41,6 +45,7 @@ def inspect_outbox(path: Path) -> LocalState:
                 SeqRange(first=a, last=b) for a, b in db.execute("SELECT first, last FROM gaps ORDER BY first")
             )
             docs = [doc for (doc,) in db.execute("SELECT doc FROM devices ORDER BY device_id")]
+            db.execute("COMMIT")
     finally:
         db.close()
     return LocalState(

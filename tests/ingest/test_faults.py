@@ -205,3 +205,13 @@ def test_vigil_ingest_module_runs() -> None:
     )
     assert out.returncode == 0
     assert "--client-id" in out.stdout
+
+
+def test_missing_ca_file_is_a_clear_error(db: str, ingest_process, tmp_path: Path) -> None:
+    # A config pointing at a CA certificate that is not there: one line naming the setting, exit 3.
+    proc = ingest_process(mqtt_ca_file=tmp_path / "nope" / "ca.pem")
+    proc.start()
+    assert proc.proc is not None
+    assert proc.proc.wait(60) == 3
+    assert "mqtt_ca_file" in proc.log()
+    assert "Traceback" not in proc.log()

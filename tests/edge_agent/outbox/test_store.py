@@ -167,6 +167,37 @@ def test_inspect_reads_without_the_key(path: Path, outbox: SqliteOutbox, clock: 
     assert outbox.integrity_check() == ["ok"]
 
 
+def test_inspect_reads_one_snapshot_while_the_agent_writes(
+    path: Path, outbox: SqliteOutbox, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `vigil edge status` reads while the agent runs: readings appended and a receipt applied between
+    # its reads of the counters and of the oldest row must not show up half (a negative depth).
+    import edge_agent.outbox.inspect as inspect_module
+    from edge_agent.outbox.store import connect as real_connect
+
+    outbox.append([reading(i) for i in range(5)])
+
+    def connect_racing_the_agent(p: Path, *, read_only: bool = False) -> sqlite3.Connection:
+        db = real_connect(p, read_only=read_only)
+        raced: list[str] = []
+
+        def trace(statement: str) -> None:
+            if statement.startswith("SELECT seq, queued_at FROM readings") and not raced:
+                raced.append(statement)
+                outbox.append([reading(i) for i in range(5, 10)])
+                outbox.acknowledge(8, clock.now())
+
+        db.set_trace_callback(trace)
+        return db
+
+    monkeypatch.setattr(inspect_module, "connect", connect_racing_the_agent)
+    stats = inspect_outbox(path).stats
+    assert (stats.depth, stats.first_seq, stats.last_allocated, stats.last_receipt) in (
+        (5, 1, 5, 0),  # before the agent's writes
+        (2, 9, 10, 8),  # after them
+    )
+
+
 OPS = st.lists(
     st.one_of(
         st.tuples(st.just("append"), st.integers(min_value=0, max_value=30)),

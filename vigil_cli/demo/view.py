@@ -120,8 +120,8 @@ def render(snap: Snapshot, *, header: str, started: float, now_mono: float, prog
         )
         spo2_style = "bold red" if spo2 is not None and spo2 <= 92 else ""
         agent = (
-            f"seen {_ago(p.agent_last_seen, snap.at)}, {p.devices_seen} devices"
-            + ("" if p.lowest_battery is None else f", battery >= {p.lowest_battery}%")
+            f"seen {_ago(p.agent_last_seen, snap.at)}, {p.devices_seen} devices reported"
+            + ("" if p.lowest_battery is None else f", lowest battery {p.lowest_battery}%")
             + f", outbox {'-' if p.outbox_depth is None else p.outbox_depth}"
         )
         patients.add_row(

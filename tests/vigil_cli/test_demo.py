@@ -10,6 +10,7 @@ without uploading the history again, and again leaves no process behind.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -158,3 +159,54 @@ def test_demo_runs_the_platform_and_resumes(demo_dir: Path) -> None:
     readings, distinct = _query(demo_dir, "SELECT count(*), count(DISTINCT (agent_id, seq)) FROM readings")[0]
     assert readings == distinct == resumed["readings_stored"]
     assert _processes_mentioning(str(demo_dir)) == [], "processes left behind by the second run"
+
+
+def test_demo_uses_the_configured_database_and_broker(tmp_path: Path) -> None:
+    # An operator's own PostgreSQL (VIGIL_DATABASE_URL) and own Mosquitto, started from
+    # `vigil broker render` output whose key and broker directories the demo is pointed at.
+    from tests.support.mosquitto import mosquitto_binary
+    from tests.support.net import free_port
+    from tests.support.pg import temporary_database
+
+    binary = mosquitto_binary()
+    assert binary is not None, "mosquitto is not installed: run .ci/run"
+    port = free_port()
+    with temporary_database("vigil_demo") as url:
+        env = {
+            **_env(),
+            "VIGIL_DATABASE_URL": url,
+            "VIGIL_KEY_DIR": str(tmp_path / "keys"),
+            "VIGIL_BROKER_DIR": str(tmp_path / "broker"),
+            "VIGIL_BROKER_HOST": "localhost",
+            "VIGIL_BROKER_PORT": str(port),
+            "VIGIL_BROKER_USER": getpass.getuser(),
+        }
+        vigil = [sys.executable, "-m", "vigil_cli"]
+        subprocess.run([*vigil, "agents", "keys", "init"], env=env, check=True, capture_output=True)
+        subprocess.run([*vigil, "broker", "render", "--without-agents"], env=env, check=True, capture_output=True)
+        broker = subprocess.Popen(
+            [binary, "-c", str(tmp_path / "broker" / "mosquitto.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            demo = subprocess.Popen(
+                [*vigil, "demo", "--headless", "--dir", str(tmp_path / "demo"), "--duration", "40"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                start_new_session=True,
+            )
+            summary, _ = _finish(demo, timeout=240)
+        finally:
+            broker.terminate()
+            broker.wait(10)
+        assert summary["database"] == "configured PostgreSQL (VIGIL_DATABASE_URL)"
+        assert summary["broker"] == f"configured MQTT broker localhost:{port}"
+        assert summary["devices"] == PATIENTS * DEVICES_PER_AGENT
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT count(*), count(DISTINCT agent_id) FROM readings").fetchone()
+        assert row == (summary["readings_stored"], PATIENTS)
+        assert not (tmp_path / "demo" / "pgdata").exists()  # no embedded server was started
+    assert _processes_mentioning(str(tmp_path)) == []

@@ -64,50 +64,95 @@ class PairedDevice(BaseModel):
 
 class EdgeSettings(VigilSettings):
     # -- identity, written by `vigil edge enroll` -------------------------------------------
+    # The organisation id from the enrollment bundle (part of every topic the agent uses).
     org: str | None = None
+    # This agent's id from the bundle: its MQTT username and client id, and part of its topics.
     agent_id: str | None = None
+    # Where `vigil edge enroll` wrote the identity: CA, credentials, server keys, the agent's private keys
+    # (keys/) and agent.toml.
     enrollment_dir: Path = DEFAULT_CONFIG_DIR
+    # The agent's writable state: the encrypted outbox (outbox.db) and the demo devices' memory. It must
+    # survive reboots: readings wait here until the server's receipt.
     state_dir: Path = DEFAULT_STATE_DIR
 
     # -- broker ------------------------------------------------------------------------------
+    # Host name or address the agent connects to (from the bundle); TLS checks broker_server_name instead.
     broker_host: str | None = None
+    # The broker's TLS port (from the bundle).
     broker_port: Annotated[int, Field(gt=0, lt=65536)] = 8883
+    # The name the broker's certificate must carry (from the bundle), whatever address broker_host is.
     broker_server_name: str | None = None
+    # MQTT keepalive in seconds: ping interval when idle; the broker drops a connection silent 1.5 times as
+    # long and publishes the agent's last will (an offline status).
     mqtt_keepalive_s: Annotated[int, Field(ge=5, le=600)] = 30
+    # Longest wait in seconds between broker reconnect attempts (exponential backoff from 0.5 s).
     mqtt_backoff_cap_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
     # -- uplink ------------------------------------------------------------------------------
+    # Most readings per envelope (at most rpm_core.envelope.MAX_READINGS); a full batch goes at once.
     batch_max_readings: Annotated[int, Field(ge=1, le=MAX_READINGS)] = 20
+    # A partial batch waits until its oldest reading is this many seconds old: latency versus fewer
+    # messages; 0 sends at once.
     batch_max_age_s: Annotated[float, Field(ge=0, le=300)] = 2.0
+    # Most envelopes sent and not yet receipted at a time; further readings wait in the outbox.
     max_inflight_envelopes: Annotated[int, Field(ge=1, le=100)] = 8
+    # No receipt for the oldest envelope in flight for this many seconds: send every unreceipted reading
+    # again from the outbox (the server drops duplicates).
     receipt_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    # Seconds between periodic status messages; a status also goes out on connect and (at most once a
+    # second) on any change of devices or alarms.
     status_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    # Until the server accepts the registration, send it again this often (seconds) and on every
+    # connect; readings wait in the outbox meanwhile.
     registration_retry_s: Annotated[float, Field(gt=0)] = 30.0
 
     # -- outbox ------------------------------------------------------------------------------
+    # Most readings the outbox holds; beyond it the oldest are dropped and reported as a gap (the
+    # outbox_overflow alarm). The default is about 8.7 days at 4 readings/s, about 175 MB.
     outbox_max_readings: Annotated[int, Field(ge=100)] = 3_000_000
 
     # -- devices -----------------------------------------------------------------------------
+    # The allow-list (`vigil edge pair` adds to it): [[devices]] tables with address, profile and an
+    # optional name. The agent connects to nothing else.
     devices: tuple[PairedDevice, ...] = ()
+    # IANA zone the devices' clocks keep (their timestamps carry no zone); `vigil edge enroll` writes
+    # this machine's zone, or --time-zone.
     time_zone: str = "UTC"
+    # A device clock off by more than this many seconds is wrong: its measured times are corrected by
+    # the skew, the readings flagged clock_skew and the clock_skew alarm raised.
     clock_skew_threshold_s: Annotated[float, Field(gt=0)] = 120.0
+    # Longest wait in seconds after a failed device connection before listening for that device again
+    # (exponential backoff from 0.5 s).
     ble_backoff_cap_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    # While a glucose meter stays connected, ask it for new stored records (RACP) this often (seconds).
     racp_poll_interval_s: Annotated[float, Field(gt=0)] = 300.0
+    # While a device stays connected, read its Battery Level again this often (seconds).
     battery_poll_interval_s: Annotated[float, Field(gt=0)] = 1800.0
-    # "bluez" in production; "emulated" for tests and the demo: with emulated_hci (a
-    # DeviceProcess's "tcp-client:HOST:PORT") the devices live in another process, without it
-    # the agent runs the demo devices of edge_agent.demo in-process.
+    # "bluez" in production; "emulated" for tests and the demo, with the devices emulated_hci names or,
+    # without it, the built-in demo devices of edge_agent.demo.
     ble_backend: Literal["bluez", "emulated"] = "bluez"
+    # With ble_backend "emulated": a DeviceProcess's "tcp-client:HOST:PORT", whose devices live in another
+    # process; None runs the built-in demo devices in-process (paired implicitly when devices is empty).
     emulated_hci: str | None = None
+    # Built-in demo devices: time compression; every device interval and demo_deteriorate_* time is
+    # divided by it.
     demo_speed: Annotated[float, Field(gt=0, le=1000)] = 1.0
+    # Built-in demo glucose meter: stored records it holds at first start (ignored with demo_history_days).
     demo_glucose_records: Annotated[int, Field(ge=0, le=1000)] = 12
-    # `vigil demo` gives each patient's built-in devices their own baseline (seed), days of stored
-    # history to upload on first start, and optionally a deterioration starting this many seconds in.
+    # `vigil demo` gives each patient's built-in devices their own baseline: this seed picks the patient's
+    # heart rate, SpO2, blood pressure, weight, temperature and glucose, and the noise.
     demo_seed: int = 7
+    # Days of stored history (two blood pressures, one weight, four glucose records a day) the built-in
+    # cuff, scale and glucose meter hand over on first connection; 0: none.
     demo_history_days: Annotated[int, Field(ge=0, le=90)] = 0
+    # Seconds after the built-in devices start when the patient begins to deteriorate (SpO2 towards
+    # 86 %, heart rate towards 122 /min); None: never.
     demo_deteriorate_after_s: Annotated[float | None, Field(ge=0)] = None
+    # Seconds the deterioration takes to reach those targets (linearly, in 5 s steps).
     demo_deteriorate_over_s: Annotated[float, Field(gt=0)] = 60.0
 
+    # Level of the agent's own loggers (libraries stay at warning); logs name devices by address, never
+    # values. `vigil edge run --log-level` overrides it.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("time_zone")

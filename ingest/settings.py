@@ -14,33 +14,52 @@ __all__ = ["IngestSettings"]
 
 
 class IngestSettings(VigilSettings):
+    # PostgreSQL URL of the Vigil database; the role's synchronous_commit must not be off or local
+    # (ingest acknowledges after COMMIT and refuses to start otherwise).
     database_url: str = DEFAULT_DATABASE_URL
     # Server key generations (rpm_core.keystore); every generation on disk is accepted.
     key_dir: Path = Path(".vigil/keys")
 
+    # The broker's host name: TLS checks it, so it must be one of the broker certificate's names
+    # (broker_server_names).
     mqtt_host: str = "localhost"
+    # The broker's TLS port (broker_port of `vigil broker render`).
     mqtt_port: int = Field(default=8883, gt=0, lt=65536)
     # The CA that signed the broker certificate; None = {key_dir}/ca/ca.pem. TLS is not optional.
     mqtt_ca_file: Path | None = None
+    # The broker account: `vigil broker render` creates the password and ACL of vigil-ingest only, so
+    # another name needs an account (and ACL) of its own.
     mqtt_username: str = "vigil-ingest"
     # None = {key_dir}/mqtt/{mqtt_username}.password (written by `vigil broker render`).
     mqtt_password_file: Path | None = None
     # Unique per worker: the broker keeps this worker's persistent session under it.
     mqtt_client_id: str = Field(default="vigil-ingest-1", min_length=1, max_length=64)
+    # Seconds the broker keeps this worker's session (subscription, unacknowledged messages) while it is
+    # away: longer than any stop you want to ride out without the broker dropping its queue (default 7 days).
     mqtt_session_expiry_s: int = Field(default=7 * 24 * 3600, ge=60)
     # How many unacknowledged messages the broker may send us (MQTT 5 Receive Maximum). Acks wait
     # for COMMIT, so this bounds the batch; keep batch_max_messages below it.
     mqtt_receive_maximum: int = Field(default=2000, ge=1, le=65535)
+    # MQTT keepalive in seconds: ping interval when idle; the broker drops a connection silent 1.5 times as long.
     mqtt_keepalive_s: int = Field(default=30, ge=5, le=600)
+    # MQTT 5 shared-subscription group ($share/GROUP/...): workers in one group split the messages. Keep it
+    # the same on every worker; the broker ACL must allow it (the rendered ones grant "ingest").
     shared_group: str = INGEST_GROUP
 
+    # Most messages per database transaction: a batch is written once this many have arrived or
+    # batch_max_wait_ms after its first one. Keep it below mqtt_receive_maximum.
     batch_max_messages: int = Field(default=500, ge=1, le=65535)
+    # Milliseconds a batch waits after its first message for more: latency versus fewer, larger commits.
     batch_max_wait_ms: int = Field(default=50, ge=1, le=10_000)
+    # Database outage: seconds before the first retry of the uncommitted batch, doubling per failed attempt
+    # (deadlocks and serialization failures retry after this too).
     db_retry_base_s: float = Field(default=0.2, gt=0)
+    # Database outage: the longest wait in seconds between retries; must be >= db_retry_base_s.
     db_retry_cap_s: float = Field(default=10.0, gt=0)
 
     # Prometheus exposition; 0 disables the HTTP endpoint.
     metrics_port: int = Field(default=9464, ge=0, lt=65536)
+    # Address the metrics endpoint listens on; 0.0.0.0 lets a scraper on another host reach it.
     metrics_bind: str = "127.0.0.1"
 
     def ca_file(self) -> Path:

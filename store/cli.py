@@ -19,7 +19,10 @@ app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 
 class StoreSettings(VigilSettings):
+    # PostgreSQL connection URL (libpq) of the Vigil database to migrate or inspect (`--database-url`).
     database_url: str = DEFAULT_DATABASE_URL
+    # Migration path: "auto" uses TimescaleDB when the server offers the extension, else plain PostgreSQL.
+    # The first migration fixes it; asking for the other flavor later is refused (`--flavor`).
     database_flavor: Flavor = "auto"
 
 

@@ -37,6 +37,7 @@ __all__ = [
 
 
 class ProvisioningSettings(VigilSettings):
+    # PostgreSQL URL of the Vigil database: its agents table is the source of truth for broker access.
     database_url: str = DEFAULT_DATABASE_URL
     # Server keys (envelope key generations), the CA and service passwords; mode 0700/0600.
     key_dir: Path = Path(".vigil/keys")
@@ -44,12 +45,24 @@ class ProvisioningSettings(VigilSettings):
     broker_dir: Path = Path(".vigil/broker")
     # What agents dial and the TLS name they check (goes into enrollment bundles).
     broker_host: str = "localhost"
+    # The broker's TLS port: the rendered listener's port and the port written into enrollment bundles.
     broker_port: int = Field(default=8883, gt=0, lt=65536)
+    # Address the rendered Mosquitto listener binds to; 0.0.0.0 (or a LAN address) to let remote agents in.
     broker_bind: str = "127.0.0.1"
+    # Host names and IP addresses in the broker certificate (SAN), issued anew by every `vigil broker render`:
+    # must include broker_host and the mqtt_host ingest uses, as both check the name.
     broker_server_names: tuple[str, ...] = ("localhost", "127.0.0.1")
+    # Unix user Mosquitto drops to when started as root; rendering as root makes it owner of passwd, acl
+    # and the server key so Mosquitto can read them.
     broker_user: str = "mosquitto"
+    # Mosquitto max_inflight_messages: QoS 1 messages a client (an agent) may have unacknowledged towards
+    # the broker, and the limit towards v3 clients; towards ingest the broker follows mqtt_receive_maximum.
     broker_max_inflight: int = Field(default=1000, ge=1, le=65535)
+    # Mosquitto max_packet_size in bytes: a client sending a bigger packet is disconnected. Keep it above
+    # the 256 KiB envelope limit (rpm_core.envelope.MAX_ENVELOPE_BYTES) plus the topic.
     broker_max_packet: int = Field(default=512 * 1024, ge=64 * 1024)
+    # Hours an enrollment bundle and its one-time token stay valid: `vigil edge enroll` refuses an
+    # expired bundle and ingest dead-letters a late registration (enrollment_expired).
     enrollment_ttl_hours: int = Field(default=168, ge=1, le=24 * 90)
 
 

@@ -33,17 +33,17 @@ _REFRESH_S = 1.0
 
 
 class _Progress:
-    """Set-up messages: on stderr when headless, in the live view's footer otherwise."""
+    """Set-up messages: on stderr, and in the live view's footer while that is on screen."""
 
     def __init__(self, *, echo: bool) -> None:
         self.lines: list[str] = []
-        self._echo = echo
+        self.echo = echo
         self._t0 = time.monotonic()
 
     def __call__(self, message: str) -> None:
         line = f"[{time.monotonic() - self._t0:6.1f} s] {message}"
         self.lines.append(line)
-        if self._echo:
+        if self.echo:
             print(line, file=sys.stderr, flush=True)
 
 
@@ -71,7 +71,7 @@ def demo(
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    progress = _Progress(echo=headless)
+    progress = _Progress(echo=True)
     layout = DemoLayout(directory.resolve())
     try:
         summary = _run(layout, progress, stop, headless=headless, duration=duration, history_days=history_days)
@@ -137,6 +137,7 @@ def _watch(
     baseline = overview.org_counts(conn, ORG)
     live = None if headless else Live(console=Console(), refresh_per_second=2, screen=False)
     last_log = 0.0
+    progress.echo = live is None  # the live view shows the last lines itself
     with live if live is not None else contextlib.nullcontext():
         while not stop.is_set():
             now = time.monotonic()
@@ -160,6 +161,7 @@ def _watch(
                     f"{c.alerts_escalated} escalated, {c.consult_requests} consult requests"
                 )
             stop.wait(_REFRESH_S)
+    progress.echo = True
     return firsts
 
 

@@ -23,7 +23,7 @@ from datetime import datetime
 
 from ingest.acks import AckToken
 from rpm_core.enrollment import open_registration
-from rpm_core.envelope import declared_sequences, decode_batch, open_envelope
+from rpm_core.envelope import declared_sequences, decode_values, open_envelope
 from rpm_core.errors import EnvelopeError, MalformedEnvelope, TopicError
 from rpm_core.keys import ServerKey
 from rpm_core.status import AgentStatus, open_status
@@ -151,26 +151,31 @@ def _readings(
     except EnvelopeError as exc:
         raise _Dead(exc.reason, _detail(exc)) from exc
     try:
-        batch = decode_batch(body, topic=topic)
+        batch = decode_values(body, topic=topic)
     except EnvelopeError as exc:  # signed by the agent, but invalid: it will never become valid
         raise _Dead(exc.reason, _detail(exc), declared_sequences(body)) from exc
-    rows = []
-    for r in batch.readings:
-        patient = rec.patient_at(r.measured_at)
+    org, agent = topic.org, topic.agent
+    sole = _sole_patient(rec)
+    rows = out.write.readings
+    first = len(rows)
+    for seq, device, metric, value, measured_at, device_time, flags in batch.rows:
+        patient = sole if sole is not None else rec.patient_at(measured_at)
         if patient is None:
+            del rows[first:]
             raise _Dead("unassigned", "agent has no patient")
-        rows.append(
-            ReadingRow(
-                r.measured_at, topic.org, patient, topic.agent, r.device_id, r.metric, r.value, r.seq,
-                sorted(r.flags), r.device_time,
-            )
-        )  # fmt: skip
-    out.write.readings.extend(rows)
-    out.write.gaps.extend(GapRow(topic.agent, topic.org, g.first, g.last) for g in batch.gaps)
-    out.write.seen[topic.agent] = max(batch.sent_at, out.write.seen.get(topic.agent, batch.sent_at))
-    _resolve(out, topic, [*seq_ranges([r.seq for r in batch.readings]), *((g.first, g.last) for g in batch.gaps)])
+        rows.append(ReadingRow(measured_at, org, patient, agent, device, metric, value, seq, flags, device_time))
+    out.write.gaps.extend(GapRow(agent, org, g.first, g.last) for g in batch.gaps)
+    out.write.seen[agent] = max(batch.sent_at, out.write.seen.get(agent, batch.sent_at))
+    _resolve(out, topic, [*seq_ranges([r[0] for r in batch.rows]), *((g.first, g.last) for g in batch.gaps)])
     out.kinds["readings"] += 1
     out.sent_at.append(batch.sent_at)
+
+
+def _sole_patient(rec: AgentRecord) -> str | None:
+    """The patient of every reading when the agent has only ever had one, current, assignment
+    (``AgentRecord.patient_at`` then answers it for any time); None: ask per reading."""
+    a = rec.assignments
+    return a[0].patient_id if len(a) == 1 and a[0].valid_to is None else None
 
 
 def _status(

@@ -70,12 +70,14 @@ from rpm_core.keys import AgentKeys, AgentPublicKeys, ServerKey, ServerPublicKey
 from rpm_core.reading import Reading, SeqRange
 from rpm_core.rows import (
     MAX_ROWS,
+    RowValues,
     declared_sequences,
     first_error,
     from_micros,
     gap_from_row,
     micros,
     reading_from_row,
+    rows_values,
 )
 from rpm_core.topics import Topic
 
@@ -83,9 +85,11 @@ __all__ = [
     "ENVELOPE_VERSION",
     "MAX_ENVELOPE_BYTES",
     "MAX_READINGS",
+    "BodyValues",
     "ReadingBatch",
     "declared_sequences",
     "decode_batch",
+    "decode_values",
     "decrypt_envelope",
     "external_aad",
     "open_batch",
@@ -406,12 +410,8 @@ def encode_batch(batch: ReadingBatch) -> bytes:
     return cbor2.dumps(body, canonical=True)
 
 
-def decode_batch(body: bytes, *, topic: Topic) -> ReadingBatch:
-    """Parse and validate a readings body; org and agent must match ``topic``.
-
-    Raises :class:`MalformedEnvelope` (reason ``malformed``) for shape errors and for readings that
-    violate the contract (unknown metric, implausible value, naive or absurd time).
-    """
+def _body(body: bytes, topic: Topic) -> tuple[list[Any], list[Any], dict[Any, Any]]:
+    """The structural checks of a readings body: the rows, the gaps and the whole map."""
     doc = _cbor(body, "body")
     if not isinstance(doc, dict):
         raise MalformedEnvelope("body is not a map")
@@ -424,12 +424,43 @@ def decode_batch(body: bytes, *, topic: Topic) -> ReadingBatch:
     rows, gaps = doc.get("r"), doc.get("gaps", [])
     if not isinstance(rows, list) or not isinstance(gaps, list) or len(rows) > MAX_READINGS:
         raise MalformedEnvelope("bad readings list")
+    return rows, gaps, doc
+
+
+def decode_batch(body: bytes, *, topic: Topic) -> ReadingBatch:
+    """Parse and validate a readings body; org and agent must match ``topic``.
+
+    Raises :class:`MalformedEnvelope` (reason ``malformed``) for shape errors and for readings that
+    violate the contract (unknown metric, implausible value, naive or absurd time).
+    """
+    rows, gaps, doc = _body(body, topic)
     try:
         readings = tuple(reading_from_row(topic.agent, row) for row in rows)
         gap_ranges = tuple(gap_from_row(g) for g in gaps[:MAX_READINGS])
     except ValidationError as exc:
         raise MalformedEnvelope(f"invalid reading ({first_error(exc)})") from exc
     return ReadingBatch(topic.org, topic.agent, from_micros(doc.get("sent")), readings, gap_ranges)
+
+
+@dataclass(frozen=True, slots=True)
+class BodyValues:
+    """A validated readings body as plain values (:func:`decode_values`): what ingest stores."""
+
+    sent_at: datetime
+    rows: list[RowValues]
+    gaps: tuple[SeqRange, ...]
+
+
+def decode_values(body: bytes, *, topic: Topic) -> BodyValues:
+    """:func:`decode_batch` without building a :class:`Reading` per row: the same checks in the
+    same order, the same errors (``rpm_core.rows.rows_values``), plain tuples out."""
+    rows, gaps, doc = _body(body, topic)
+    try:
+        values = rows_values(topic.agent, rows)
+        gap_ranges = tuple(gap_from_row(g) for g in gaps[:MAX_READINGS])
+    except ValidationError as exc:
+        raise MalformedEnvelope(f"invalid reading ({first_error(exc)})") from exc
+    return BodyValues(from_micros(doc.get("sent")), values, gap_ranges)
 
 
 def seal_batch(

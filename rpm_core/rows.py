@@ -7,6 +7,11 @@ Split from ``rpm_core.envelope`` (which re-exports what callers use). A row is
 canonical wire types it takes a fast path that skips pydantic (ingest builds every reading through
 here); anything else goes through the model. tests/rpm_core/test_envelope_fastpath.py checks with
 hypothesis that both paths accept and reject the same rows and build equal readings.
+
+:func:`rows_values` is the same validation for a whole envelope without building ``Reading``
+objects at all: ingest stores plain values, so per reading it does the fast path's checks (the
+agent id once per envelope, device ids and flags memoised) and returns a tuple; any row it does
+not accept goes through :func:`reading_from_row`, which then raises exactly what it raises.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import cbor2
 from pydantic import ValidationError
@@ -26,12 +31,14 @@ from rpm_core.reading import MAX_FLAGS, MAX_SEQ, Reading, SeqRange
 
 __all__ = [
     "MAX_ROWS",
+    "RowValues",
     "declared_sequences",
     "first_error",
     "from_micros",
     "gap_from_row",
     "micros",
     "reading_from_row",
+    "rows_values",
 ]
 
 MAX_ROWS: Final = 1000  # rows (and gaps) per body; rpm_core.envelope.MAX_READINGS
@@ -120,6 +127,79 @@ def _fast_reading(
             "flags": frozenset(flags),
         }
     )
+
+
+# seq, device_id, metric, value, measured_at, device_time, flags (sorted, distinct)
+RowValues: TypeAlias = tuple[int, str, str, float, datetime, str | None, list[str]]
+
+# Identifier checks already passed, memoised (bounded): an agent sends the same few device ids and
+# flags in every envelope, and a set lookup is several times cheaper than the regular expression.
+_VALID_DEVICES: set[str] = set()
+_VALID_FLAGS: set[str] = set()
+_MEMO_MAX: Final = 4096
+_MAX_MICROS: Final = 2**62
+
+
+def _valid(value: str, memo: set[str], pattern: re.Pattern[str]) -> bool:
+    if value in memo:
+        return True
+    if pattern.fullmatch(value) is None:
+        return False
+    if len(memo) >= _MEMO_MAX:
+        memo.clear()
+    memo.add(value)
+    return True
+
+
+def rows_values(agent: AgentId, rows: list[Any]) -> list[RowValues]:
+    """Validate every row of a readings body as :func:`reading_from_row` does; return plain values.
+
+    The fast path accepts only canonical wire types and exactly what ``_fast_reading`` accepts;
+    for anything else the row goes through :func:`reading_from_row` (and so through the pydantic
+    model when needed), which raises its error or returns the reading whose values are used.
+    """
+    fast_agent = _AGENT_RE.fullmatch(agent) is not None
+    catalogue, devices, flags_memo = CATALOGUE, _VALID_DEVICES, _VALID_FLAGS
+    out: list[RowValues] = []
+    for row in rows:
+        if fast_agent and type(row) is list and len(row) == 7:
+            seq, device, metric, value, measured, device_time, flags = row
+            tv = type(value)
+            if (
+                type(seq) is int
+                and 0 <= seq <= MAX_SEQ
+                and type(device) is str
+                and (device in devices or _valid(device, devices, _DEVICE_RE))
+                and type(metric) is str
+                and (tv is float or tv is int)
+                and type(measured) is int
+                and 0 <= measured < _MAX_MICROS
+                and (device_time is None or (type(device_time) is str and len(device_time) <= 40))
+                and type(flags) is list
+                and len(flags) <= MAX_FLAGS
+            ):
+                entry = catalogue.get(metric)
+                fvalue = float(value)
+                if entry is not None and entry.is_plausible(fvalue):
+                    for f in flags:
+                        if type(f) is not str or not (f in flags_memo or _valid(f, flags_memo, _FLAG_RE)):
+                            break
+                    else:
+                        out.append(
+                            (
+                                seq,
+                                device,
+                                metric,
+                                fvalue,
+                                _EPOCH + timedelta(microseconds=measured),
+                                device_time,
+                                flags if len(flags) < 2 else sorted(set(flags)),
+                            )
+                        )
+                        continue
+        r = reading_from_row(agent, row)  # the reference path: raises, or accepts a non-canonical row
+        out.append((r.seq, r.device_id, r.metric, r.value, r.measured_at, r.device_time, sorted(r.flags)))
+    return out
 
 
 _READING_FIELDS: Final = frozenset(Reading.model_fields)

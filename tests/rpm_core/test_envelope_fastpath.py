@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -91,3 +92,71 @@ def test_conformance_canary_fast_construction_is_a_real_reading() -> None:
 
     with pytest.raises(VE):
         fast.seq = 8  # type: ignore[misc]  # still frozen
+
+
+def values_outcome(row: list[object]) -> tuple[object, ...] | str:
+    try:
+        return rows.rows_values(AGENT, [row])[0]
+    except (ValidationError, MalformedEnvelope) as exc:
+        return type(exc).__name__
+
+
+@settings(max_examples=400, deadline=None)
+@given(seqs, texts, metrics, values, st.integers(0, 10**15), device_times, flags)
+def test_rows_values_equal_the_readings(seq, device, metric, value, micros, device_time, flag_list) -> None:
+    row = [seq, device, metric, value, micros, device_time, flag_list]
+    expected = outcome(row)
+    for _ in range(2):  # the second time with the identifier memo filled
+        got = values_outcome(list(row))
+        if isinstance(expected, Reading):
+            r = expected
+            assert got == (r.seq, r.device_id, r.metric, r.value, r.measured_at, r.device_time, sorted(r.flags))
+        else:
+            assert got == expected
+
+
+def test_rows_values_reject_what_the_readings_reject() -> None:
+    good = [7, "F0:12", "heart_rate", 61, 10**12, None, ["b", "a", "b"]]
+    assert rows.rows_values(AGENT, [good]) == [
+        (7, "F0:12", "heart_rate", 61.0, datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=10**12), None,
+         ["a", "b"])
+    ]  # fmt: skip
+    for bad in ([*good[:3], 9999, *good[4:]], [*good[:6], ["BAD"]], good[:6], "row", [-1, *good[1:]]):
+        with pytest.raises((ValidationError, MalformedEnvelope)):
+            rows.rows_values(AGENT, [good, bad])
+    with pytest.raises(ValidationError):
+        rows.rows_values(agent_id_unchecked("Bad Agent"), [good])
+
+
+def agent_id_unchecked(value: str):  # type: ignore[no-untyped-def]
+    return value
+
+
+def test_decode_values_matches_decode_batch() -> None:
+    import cbor2
+
+    from rpm_core.topics import Topic
+
+    topic = Topic.readings("org1", AGENT)  # type: ignore[arg-type]
+    body = cbor2.dumps(
+        {
+            "v": 1,
+            "org": "org1",
+            "agent": AGENT,
+            "sent": 10**15,
+            "r": [[s, "F0:12", "spo2", 97.5, 10**15 + s, None, ["contact"]] for s in range(5)],
+            "gaps": [[10, 12]],
+        }
+    )
+    batch, values = envelope.decode_batch(body, topic=topic), envelope.decode_values(body, topic=topic)
+    assert values.sent_at == batch.sent_at
+    assert values.gaps == batch.gaps
+    assert values.rows == [
+        (r.seq, r.device_id, r.metric, r.value, r.measured_at, r.device_time, sorted(r.flags)) for r in batch.readings
+    ]
+    for broken in (b"\xff", cbor2.dumps([]), body.replace(b"spo2", b"spoX")):
+        with pytest.raises(MalformedEnvelope) as a:
+            envelope.decode_batch(broken, topic=topic)
+        with pytest.raises(MalformedEnvelope) as b:
+            envelope.decode_values(broken, topic=topic)
+        assert (a.value.reason, str(a.value)) == (b.value.reason, str(b.value))

@@ -11,13 +11,16 @@ TimescaleDB conformance test can run exactly this SQL against a real TimescaleDB
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, NamedTuple
+from typing import Any, ClassVar, Final, NamedTuple
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 from rpm_core.metrics import METRIC_NAMES
 
@@ -87,6 +90,61 @@ class LatestValue:
     device_id: str
 
 
+_TEXT_OID: Final = 25
+_TEXT_ARRAY_OID: Final = 1009
+_ARRAY_HEAD: Final = struct.Struct("!iii")  # ndim, has null, element type
+_INT32: Final = struct.Struct("!i")
+
+
+class _FlagsKey(tuple[str, ...]):
+    """Only a registration key: the dumper below is looked up by the text[] oid in COPY."""
+
+
+class _FlagsBinaryDumper(Dumper):
+    """Binary ``text[]`` of a flags list, memoised per distinct flags tuple.
+
+    psycopg's generic list dumper is pure Python and was most of the client's COPY cost per row;
+    there are only a handful of distinct flag sets, so each one is encoded once per connection
+    encoding. The bytes are PostgreSQL's array send format, as psycopg's dumper writes them
+    (tests/store/test_readings_copy.py compares both).
+    """
+
+    format = Format.BINARY
+    oid = _TEXT_ARRAY_OID
+    _memo: ClassVar[dict[tuple[str, tuple[str | None, ...]], bytes]] = {}
+
+    def __init__(self, cls: type, context: Any = None) -> None:
+        super().__init__(cls, context)
+        self._encoding = self.connection.info.encoding if self.connection is not None else "utf-8"
+
+    def dump(self, obj: Any) -> bytes:
+        key = (self._encoding, tuple(obj))
+        data = self._memo.get(key)
+        if data is None:
+            data = _text_array(key[1], self._encoding)
+            if len(self._memo) >= 1024:
+                self._memo.clear()
+            self._memo[key] = data
+        return data
+
+
+def _text_array(items: tuple[str | None, ...], encoding: str) -> bytes:
+    if not items:
+        return _ARRAY_HEAD.pack(0, 0, _TEXT_OID)
+    parts = [b""]
+    hasnull = 0
+    for item in items:
+        if item is None:
+            hasnull = 1
+            parts.append(_INT32.pack(-1))
+        else:
+            raw = item.encode(encoding)
+            parts.append(_INT32.pack(len(raw)))
+            parts.append(raw)
+    parts[0] = _ARRAY_HEAD.pack(1, hasnull, _TEXT_OID) + struct.pack("!ii", len(items), 1)
+    return b"".join(parts)
+
+
 _STAGING: Final = sql.SQL(
     "CREATE TEMP TABLE IF NOT EXISTS readings_staging (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
@@ -103,7 +161,8 @@ def insert_readings(conn: psycopg.Connection[Any], rows: Iterable[ReadingRow]) -
     conn.execute(_STAGING)
     with conn.cursor() as cur:
         # Binary COPY with declared types: psycopg's C dumpers, about a third of the client CPU of
-        # text COPY (ingest writes every reading through here).
+        # text COPY (ingest writes every reading through here); flags through the memoised dumper.
+        cur.adapters.register_dumper(_FlagsKey, _FlagsBinaryDumper)
         with cur.copy(sql.SQL("COPY readings_staging ({}) FROM STDIN (FORMAT BINARY)").format(cols)) as copy:
             copy.set_types(_COPY_TYPES)
             for row in rows:

@@ -52,3 +52,27 @@ def test_round_trip_of_awkward_values(conn: psycopg.Connection, raw) -> None:
     ).fetchall()
     conn.rollback()
     assert sorted(map(tuple, got), key=lambda r: r[3]) == sorted(map(tuple, rows), key=lambda r: r[3])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(nasty, st.none()), max_size=5))
+def test_memoised_flags_dumper_writes_what_psycopg_writes(conn: psycopg.Connection, flags) -> None:
+    from psycopg.pq import Format
+
+    from store import readings
+
+    # What COPY's set_types picks for text[] without the memoised dumper.
+    generic = conn.adapters.get_dumper_by_oid(1009, Format.BINARY)(list, conn)
+    assert readings._FlagsBinaryDumper(list, conn).dump(flags) == generic.dump(flags)
+
+
+def test_copy_uses_the_memoised_flags_dumper(conn: psycopg.Connection) -> None:
+    from store import readings
+
+    readings._FlagsBinaryDumper._memo.clear()
+    row = ReadingRow(T0, "o1", "p1", "a1", "d1", "heart_rate", 60.0, 1, ["contact", "moved"], None)
+    assert insert_readings(conn, [row, row._replace(seq=2, flags=[])]) == 2
+    assert set(k[1] for k in readings._FlagsBinaryDumper._memo) == {("contact", "moved"), ()}
+    got = conn.execute("SELECT seq, flags FROM readings ORDER BY seq").fetchall()
+    conn.rollback()
+    assert got == [(1, ["contact", "moved"]), (2, [])]

@@ -7,17 +7,23 @@
 * Receive Maximum: how many unacknowledged messages the broker may push to us (the batch bound).
 * TLS 1.2+ against the Vigil CA only, host name checked; the shared subscription
   ``$share/{group}/vigil/v1/+/+/up/#`` so several workers split the load.
+* PUBACKs of a committed batch leave as one write (one TLS record, one segment) in arrival order,
+  not one record per message; TCP_NODELAY, so acknowledgements and receipts are not held back by
+  Nagle's algorithm waiting for the broker's delayed ACK.
 
 paho runs its network loop in its own thread (reconnecting by itself); callbacks are invoked there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import ssl
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -31,6 +37,9 @@ log = logging.getLogger(__name__)
 
 OnMessage = Callable[[str, bytes, int, int], None]  # topic, payload, mid, qos
 OnConnected = Callable[[bool], None]  # session_present
+
+_PUBACK: Final = struct.Struct("!BBH")  # fixed header 0x40, remaining length 2, packet id
+_PUBACK_COMMAND: Final = 0x40
 
 
 def tls_context(ca_file: Path) -> ssl.SSLContext:
@@ -71,6 +80,7 @@ class MqttConsumer:
         c.on_connect = self._on_connect
         c.on_message = self._on_message
         c.on_disconnect = self._on_disconnect
+        c.on_socket_open = _no_delay
         self._client = c
 
     def start(self) -> None:
@@ -85,6 +95,21 @@ class MqttConsumer:
 
     def ack(self, mid: int) -> None:
         self._client.ack(mid, 1)
+
+    def ack_many(self, mids: Sequence[int]) -> None:
+        """PUBACK ``mids`` (QoS 1, manual ack) in this order.
+
+        The bytes are exactly those of ``ack(mid)`` for each mid in turn (an MQTT 5 PUBACK with
+        reason Success may omit the reason code), queued as one packet so that paho writes them
+        in one TLS record instead of one per message. paho has no public call for that; without
+        its internal queue this falls back to one ``ack`` per message.
+        """
+        queue = getattr(self._client, "_packet_queue", None)
+        if len(mids) < 2 or queue is None:
+            for mid in mids:
+                self._client.ack(mid, 1)
+            return
+        queue(_PUBACK_COMMAND, b"".join([_PUBACK.pack(_PUBACK_COMMAND, 2, mid) for mid in mids]), 0, 0)
 
     def publish(self, topic: str, payload: bytes) -> None:
         self._client.publish(topic, payload, qos=1)
@@ -110,3 +135,8 @@ class MqttConsumer:
             topic = "<invalid utf-8>"
         payload = msg.payload if isinstance(msg.payload, bytes) else bytes(msg.payload)
         self._on_message_cb(topic, payload, msg.mid, msg.qos)
+
+
+def _no_delay(_c: mqtt.Client, _u: Any, sock: Any) -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not a TCP socket (a test double, a Unix socket)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -284,8 +284,7 @@ class IngestService:
             mids = self._tracker.done([m.token for m in batch if m.token is not None])
             outstanding = self._tracker.outstanding
             oldest = self._queue[0].received if self._queue else None
-        for mid in mids:
-            self._consumer.ack(mid)
+        self._consumer.ack_many(mids)
         now = self.clock.now()
         for agent, org in classified.receipts.items():
             receipt = Receipt(OrgId(org), AgentId(agent), result.through.get(agent, 0), now)

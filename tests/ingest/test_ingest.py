@@ -70,3 +70,23 @@ def test_vigil_ingest_serves_prometheus_metrics(ingest_process) -> None:
     text = wait_until(scrape, 30, "metrics endpoint")
     assert "vigil_ingest_consumer_lag_messages" in text
     assert proc.terminate() == 0
+
+
+def test_coalesced_pubacks_reach_the_broker(db: str, start_ingest, agents) -> None:
+    # The PUBACKs of a batch leave as one write (MqttConsumer.ack_many): had the broker not taken
+    # them, the persistent session would redeliver those messages to the same client id.
+    first = start_ingest(mqtt_client_id="worker-a", batch_max_wait_ms=200)
+    a = agents("agt-1")
+    for i in range(30):
+        a.send(readings("agt-1", 1 + 20 * i, 20))
+    a.wait_receipt(600)
+    assert first.metrics.registry.get_sample_value("vigil_ingest_batch_messages_count") < 30  # batched
+    wait_until(lambda: first.unacknowledged == 0, 10, "all acknowledged")
+    first.stop()
+    second = start_ingest(mqtt_client_id="worker-a")
+    assert second.last_session_present is True
+    a.send(readings("agt-1", 601, 20))
+    a.wait_receipt(620)
+    assert second.metrics.registry.get_sample_value("vigil_ingest_duplicates_total") == 0
+    assert second.metrics.registry.get_sample_value("vigil_ingest_messages_total", {"kind": "readings"}) == 1
+    assert scalar(db, "SELECT count(*) FROM readings") == 620

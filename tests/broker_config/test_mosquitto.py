@@ -34,6 +34,7 @@ def test_rendered_config_has_the_production_directives(tmp_path: Path) -> None:
         f"pid_file {tmp_path / 'm.pid'}",
         "persistence true",
         "max_inflight_messages 1000",
+        "set_tcp_nodelay true",
     ):
         assert expected in lines
     assert "$" not in text  # every template variable was filled

@@ -7,9 +7,10 @@ and gets a :class:`BatchResult` back, or a :class:`~store.errors.StoreError`:
   committed; reconnect with backoff and write it again (it is idempotent).
 * ``TransientConflict`` (deadlock, serialization failure): retry at once.
 
-Inside the transaction: activations, readings (COPY staging + ``INSERT ... ON CONFLICT DO NOTHING``),
-dead letters, gaps, agent last-seen and devices, receipt high-water marks; then COMMIT; then the
-watermark ``NOTIFY`` (``store.ingest_state.notify_watermark``).
+Inside the transaction: activations, readings (COPY into the session's staging table, made once at
+connect, + ``INSERT ... ON CONFLICT DO NOTHING``), dead letters, gaps, agent last-seen and devices,
+receipt high-water marks; then COMMIT; then the watermark ``NOTIFY``
+(``store.ingest_state.notify_watermark``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from store.ingest_state import (
     touch_agents,
     upsert_devices,
 )
-from store.readings import ReadingRow, insert_readings
+from store.readings import ReadingRow, create_staging, insert_readings
 
 __all__ = ["Activation", "BatchResult", "BatchWrite", "IngestDatabase"]
 
@@ -93,6 +94,7 @@ class IngestDatabase:
     def connect(cls, url: str, *, application_name: str = "vigil-ingest", timeout_s: int = 5) -> IngestDatabase:
         with _translated():
             conn = psycopg.connect(url, autocommit=True, application_name=application_name, connect_timeout=timeout_s)
+            create_staging(conn)  # autocommit: the table lasts for the session, not one transaction
         return cls(conn)
 
     def close(self) -> None:
@@ -120,7 +122,7 @@ class IngestDatabase:
                     for a in batch.activations
                     if activate_agent(conn, a.agent_id, a.keys, agent_version=a.agent_version, now=now)
                 )
-                inserted = insert_readings(conn, _ordered(batch.readings)) if batch.readings else 0
+                inserted = insert_readings(conn, _ordered(batch.readings), staging_ready=True) if batch.readings else 0
                 insert_dead_letters(conn, batch.dead_letters)
                 record_gaps(conn, batch.gaps)
                 touch_agents(conn, batch.seen)

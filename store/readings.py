@@ -29,6 +29,7 @@ __all__ = [
     "Bucket",
     "LatestValue",
     "ReadingRow",
+    "create_staging",
     "insert_readings",
     "latest",
     "latest_query",
@@ -150,15 +151,27 @@ _STAGING: Final = sql.SQL(
 )
 
 
-def insert_readings(conn: psycopg.Connection[Any], rows: Iterable[ReadingRow]) -> int:
+def create_staging(conn: psycopg.Connection[Any]) -> None:
+    """Create this session's staging table now (outside a transaction it lasts for the session):
+    then ``insert_readings(..., staging_ready=True)`` needs neither the CREATE nor the TRUNCATE."""
+    conn.execute(_STAGING)
+
+
+def insert_readings(conn: psycopg.Connection[Any], rows: Iterable[ReadingRow], *, staging_ready: bool = False) -> int:
     """Store ``rows`` inside the caller's transaction; return how many were new.
 
     COPY into a per-session staging table, then one ``INSERT ... ON CONFLICT DO NOTHING``: a
     reading already stored (same agent, sequence and time) is absorbed, also within one batch.
     The caller commits; nothing is visible to watermark consumers before that.
+
+    ``staging_ready``: the caller made the staging table with :func:`create_staging`. COMMIT and
+    ROLLBACK empty it (``ON COMMIT DELETE ROWS``, and its rows are the transaction's); rows left by
+    an earlier call in the same transaction are already in ``readings`` and conflict, so the count
+    stays right without the TRUNCATE (which also gives the table a new file every time).
     """
     cols = sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
-    conn.execute(_STAGING)
+    if not staging_ready:
+        conn.execute(_STAGING)
     with conn.cursor() as cur:
         # Binary COPY with declared types: psycopg's C dumpers, about a third of the client CPU of
         # text COPY (ingest writes every reading through here); flags through the memoised dumper.
@@ -174,7 +187,8 @@ def insert_readings(conn: psycopg.Connection[Any], rows: Iterable[ReadingRow]) -
             ).format(cols=cols)
         )
         inserted = cur.rowcount
-        cur.execute("TRUNCATE readings_staging")
+        if not staging_ready:
+            cur.execute("TRUNCATE readings_staging")
     return max(inserted, 0)
 
 

@@ -76,3 +76,23 @@ def test_copy_uses_the_memoised_flags_dumper(conn: psycopg.Connection) -> None:
     got = conn.execute("SELECT seq, flags FROM readings ORDER BY seq").fetchall()
     conn.rollback()
     assert got == [(1, ["contact", "moved"]), (2, [])]
+
+
+def test_session_staging_table_without_create_or_truncate(db: str) -> None:
+    from store.readings import create_staging
+
+    with psycopg.connect(db, autocommit=True) as c:
+        c.execute("INSERT INTO organizations VALUES ('o1', 'Clinic')")
+        c.execute("INSERT INTO patients (patient_id, org_id, display_name) VALUES ('p1', 'o1', 'A')")
+        create_staging(c)
+        row = ReadingRow(T0, "o1", "p1", "a1", "d1", "heart_rate", 60.0, 1, [], None)
+        with c.transaction():
+            assert insert_readings(c, [row], staging_ready=True) == 1
+            assert insert_readings(c, [row._replace(seq=2)], staging_ready=True) == 1  # row 1 conflicts
+        with pytest.raises(psycopg.errors.DivisionByZero), c.transaction():  # noqa: PT012  rolled back
+            insert_readings(c, [row._replace(seq=3)], staging_ready=True)
+            c.execute("SELECT 1/0")
+        with c.transaction():
+            assert insert_readings(c, [row, row._replace(seq=4)], staging_ready=True) == 1
+        assert c.execute("SELECT count(*) FROM readings_staging").fetchone() == (0,)
+        assert c.execute("SELECT array_agg(seq ORDER BY seq) FROM readings").fetchone() == ([1, 2, 4],)

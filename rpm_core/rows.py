@@ -52,7 +52,17 @@ def micros(t: datetime) -> int:
 def from_micros(us: object) -> datetime:
     if not isinstance(us, int) or isinstance(us, bool) or not (0 <= us < 2**62):
         raise MalformedEnvelope("bad timestamp")
-    return _EPOCH + timedelta(microseconds=us)
+    try:
+        return _EPOCH + timedelta(microseconds=us)
+    except OverflowError:  # past year 9999
+        raise MalformedEnvelope("bad timestamp") from None
+
+
+def _as_float(value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond the float range: never a plausible reading
+        raise MalformedEnvelope("value out of range") from None
 
 
 def reading_from_row(agent: AgentId, row: object) -> Reading:
@@ -61,10 +71,11 @@ def reading_from_row(agent: AgentId, row: object) -> Reading:
     seq, device, metric, value, measured, device_time, flags = row
     if isinstance(value, bool) or not isinstance(value, int | float) or not isinstance(flags, list):
         raise MalformedEnvelope("bad reading row")
-    if not math.isfinite(value):
+    fvalue = _as_float(value)
+    if not math.isfinite(fvalue):
         raise MalformedEnvelope("non-finite value")
     measured_at = from_micros(measured)
-    fast = _fast_reading(agent, seq, device, metric, float(value), measured_at, device_time, flags)
+    fast = _fast_reading(agent, seq, device, metric, fvalue, measured_at, device_time, flags)
     if fast is not None:
         return fast
     return Reading(
@@ -72,7 +83,7 @@ def reading_from_row(agent: AgentId, row: object) -> Reading:
         device_id=device,
         seq=seq,
         metric=metric,
-        value=float(value),
+        value=fvalue,
         measured_at=measured_at,
         device_time=device_time,
         flags=frozenset(flags),
@@ -137,7 +148,8 @@ RowValues: TypeAlias = tuple[int, str, str, float, datetime, str | None, list[st
 _VALID_DEVICES: set[str] = set()
 _VALID_FLAGS: set[str] = set()
 _MEMO_MAX: Final = 4096
-_MAX_MICROS: Final = 2**62
+# The fast path takes times up to 9999-12-31 (datetime's range); later ones go the reference way.
+_MAX_FAST_MICROS: Final = (datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 
 
 def _valid(value: str, memo: set[str], pattern: re.Pattern[str]) -> bool:
@@ -173,13 +185,13 @@ def rows_values(agent: AgentId, rows: list[Any]) -> list[RowValues]:
                 and type(metric) is str
                 and (tv is float or tv is int)
                 and type(measured) is int
-                and 0 <= measured < _MAX_MICROS
+                and 0 <= measured < _MAX_FAST_MICROS
                 and (device_time is None or (type(device_time) is str and len(device_time) <= 40))
                 and type(flags) is list
                 and len(flags) <= MAX_FLAGS
             ):
                 entry = catalogue.get(metric)
-                fvalue = float(value)
+                fvalue = _as_float(value)
                 if entry is not None and entry.is_plausible(fvalue):
                     for f in flags:
                         if type(f) is not str or not (f in flags_memo or _valid(f, flags_memo, _FLAG_RE)):

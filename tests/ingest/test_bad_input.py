@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import cbor2
 import psycopg
+import pytest
 
 from rpm_core.envelope import ReadingBatch, seal_batch
 from rpm_core.keys import AgentKeys, ServerKey
@@ -128,3 +129,29 @@ def test_signed_but_implausible_readings_are_dead_lettered_and_resolved(db: str,
     a.wait_receipt(15)
     assert dead(db) == [("malformed", "agt-a")]
     assert scalar(db, "SELECT count(*) FROM readings") == 10
+
+
+@pytest.mark.parametrize(
+    ("index", "forged"),
+    [(3, 10**400), (4, 2**62 - 1)],  # a value beyond any float; a measured time past year 9999
+    ids=["huge-integer-value", "time-past-9999"],
+)
+def test_signed_rows_with_out_of_range_numbers_are_dead_letters(
+    db: str, start_ingest, agents, index: int, forged: int
+) -> None:
+    # Out-of-range numbers used to raise OverflowError inside the worker; now they are malformed.
+    svc = start_ingest()
+    a = agents("agt-a")
+    from rpm_core import envelope
+
+    topic = Topic.readings(a.org, a.agent)
+    batch = ReadingBatch(a.org, a.agent, datetime.now(UTC), tuple(readings("agt-a", 1, 3)))
+    encoded = cbor2.loads(envelope.encode_batch(batch))
+    encoded["r"][0][index] = forged
+    sealed = envelope.seal_envelope(cbor2.dumps(encoded), topic=topic, agent=a.keys, server=a.server.public())
+    a.publish_raw(topic, sealed)
+    a.send(readings("agt-a", 4, 3))
+    a.wait_receipt(6)
+    assert dead(db) == [("malformed", "agt-a")]
+    assert scalar(db, "SELECT count(*) FROM readings") == 3
+    assert svc.failure is None

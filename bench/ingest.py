@@ -347,7 +347,12 @@ def main() -> None:
     ap.add_argument("--agents", type=int, default=24)
     ap.add_argument("--publishers", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--offered-rate", type=float, default=32000, help="readings/s offered in throughput phases")
+    ap.add_argument(
+        "--offered-rate",
+        type=float,
+        default=48000,
+        help="readings/s offered in throughput phases (above what ingest sustains here)",
+    )
     ap.add_argument("--latency-rate", type=float, default=5000)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-"))

@@ -110,21 +110,26 @@ def test_registration_needs_the_right_unexpired_token(db: str, start_ingest, age
     assert scalar(db, "SELECT count(*) FROM agents WHERE status = 'pending'") == 2
 
 
+def _publish_forged(a, first_seq: int, count: int, changes: dict[int, object]) -> None:
+    """Publish readings whose first row has ``changes`` (field index -> value) inside a correctly
+    signed and sealed body: what no valid ``Reading`` can carry, but a buggy or hostile agent can."""
+    from rpm_core import envelope
+
+    topic = Topic.readings(a.org, a.agent)
+    batch = ReadingBatch(a.org, a.agent, datetime.now(UTC), tuple(readings(a.agent, first_seq, count)))
+    encoded = cbor2.loads(envelope.encode_batch(batch))
+    for index, value in changes.items():
+        encoded["r"][0][index] = value
+    sealed = envelope.seal_envelope(cbor2.dumps(encoded), topic=topic, agent=a.keys, server=a.server.public())
+    a.publish_raw(topic, sealed)
+
+
 def test_signed_but_implausible_readings_are_dead_lettered_and_resolved(db: str, start_ingest, agents) -> None:
     # The agent signed it, so it will never become valid: its sequence numbers count for the receipt.
     start_ingest()
     a = agents("agt-a")
     a.send(readings("agt-a", 1, 5))
-    bad = readings("agt-a", 6, 5)
-    topic = Topic.readings(a.org, a.agent)
-    body_hack = ReadingBatch(a.org, a.agent, datetime.now(UTC), tuple(bad))
-    # SpO2 120 % cannot be built as a Reading, so forge the row inside a correctly signed body.
-    from rpm_core import envelope
-
-    encoded = cbor2.loads(envelope.encode_batch(body_hack))
-    encoded["r"][0][2], encoded["r"][0][3] = "spo2", 120.0
-    signed = envelope.seal_envelope(cbor2.dumps(encoded), topic=topic, agent=a.keys, server=a.server.public())
-    a.publish_raw(topic, signed)
+    _publish_forged(a, 6, 5, {2: "spo2", 3: 120.0})  # SpO2 120 %
     a.send(readings("agt-a", 11, 5))
     a.wait_receipt(15)
     assert dead(db) == [("malformed", "agt-a")]
@@ -142,14 +147,7 @@ def test_signed_rows_with_out_of_range_numbers_are_dead_letters(
     # Out-of-range numbers used to raise OverflowError inside the worker; now they are malformed.
     svc = start_ingest()
     a = agents("agt-a")
-    from rpm_core import envelope
-
-    topic = Topic.readings(a.org, a.agent)
-    batch = ReadingBatch(a.org, a.agent, datetime.now(UTC), tuple(readings("agt-a", 1, 3)))
-    encoded = cbor2.loads(envelope.encode_batch(batch))
-    encoded["r"][0][index] = forged
-    sealed = envelope.seal_envelope(cbor2.dumps(encoded), topic=topic, agent=a.keys, server=a.server.public())
-    a.publish_raw(topic, sealed)
+    _publish_forged(a, 1, 3, {index: forged})
     a.send(readings("agt-a", 4, 3))
     a.wait_receipt(6)
     assert dead(db) == [("malformed", "agt-a")]

@@ -1,0 +1,52 @@
+"""The import-linter contracts (ARCHITECTURE.md's dependency rules) really fail on a violation.
+
+A copy of the packages with one forbidden import added (edge_agent -> store) must make
+`lint-imports` exit non-zero naming the broken contract; the unchanged copy must pass.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = (
+    "rpm_core",
+    "edge_agent",
+    "broker_config",
+    "store",
+    "ingest",
+    "alerts",
+    "consult",
+    "clinician_api",
+    "vigil_cli",
+)
+
+
+def _lint(tree: Path) -> subprocess.CompletedProcess[str]:
+    lint = Path(sys.executable).parent / "lint-imports"
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    return subprocess.run([str(lint)], cwd=tree, env=env, capture_output=True, text=True, check=False, timeout=300)
+
+
+def _copy(tmp_path: Path) -> Path:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    shutil.copy(ROOT / "pyproject.toml", tree)
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tree / package, ignore=shutil.ignore_patterns("__pycache__"))
+    return tree
+
+
+def test_contracts_pass_on_the_tree_and_fail_on_a_forbidden_import(tmp_path: Path) -> None:
+    tree = _copy(tmp_path)
+    clean = _lint(tree)
+    assert clean.returncode == 0, clean.stdout[-2000:]
+    module = tree / "edge_agent" / "agent.py"
+    module.write_text(module.read_text() + "\nimport store.readings  # noqa: E402,F401\n")
+    broken = _lint(tree)
+    assert broken.returncode != 0
+    assert "edge_agent ships alone to the Pi: no server packages BROKEN" in broken.stdout

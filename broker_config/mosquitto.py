@@ -6,13 +6,15 @@ The template lives in ``templates/mosquitto.conf.tmpl``; everything variable com
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Final, Literal
 
-__all__ = ["MosquittoSpec", "TlsFiles", "render_mosquitto", "write_mosquitto"]
+__all__ = ["MosquittoSpec", "TlsFiles", "find_mosquitto", "render_mosquitto", "write_mosquitto"]
 
 CONF_NAME: Final = "mosquitto.conf"
 
@@ -98,6 +100,13 @@ def render_mosquitto(spec: MosquittoSpec) -> str:
         tls_block=_tls_block(spec.tls),
         user=spec.user,
         pid_line=f"pid_file {spec.pid_file}" if spec.pid_file else "# no pid file",
+    )
+
+
+def find_mosquitto() -> str | None:
+    """The ``mosquitto`` executable: on PATH, or where Debian puts it (sbin is not on a user's PATH)."""
+    return shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
     )
 
 

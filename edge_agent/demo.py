@@ -111,7 +111,7 @@ class DemoPatient:
 
     seed: int = 7
     deteriorate_after_s: float | None = None
-    deteriorate_over_s: float = 90.0
+    deteriorate_over_s: float = 60.0
     history_days: int = 0
     memory: Path | None = None
 
@@ -168,9 +168,7 @@ class _Driver:
         self.patient = patient
         self.memory = memory
         rng = random.Random(patient.seed)  # noqa: S311 - demo vital signs, not secrets
-        self.rng = rng
-        self.base = _baseline(patient.seed)
-        b = self.base
+        b = _baseline(patient.seed)
         self.hr = _Walk(b.hr, 45, 140, 2, rng, pull=0.1)
         self.spo2 = _Walk(b.spo2, 80, 100, 0.5, rng, pull=0.2)
         self.systolic = _Walk(b.systolic, 95, 175, 4, rng, pull=0.15)
@@ -178,9 +176,9 @@ class _Driver:
         self.weight = _Walk(b.weight, b.weight - 3, b.weight + 3, 0.2, rng, pull=0.3)
         self.glucose_level = _Walk(b.glucose, 75, 170, 8, rng, pull=0.3)
         self.next_record = next_record
-        # Stored measurements handed over so far: (device name) -> (history queued, measurements taken live)
+        # Per device with stored history: how much of it is queued, and live measurements taken since.
         self._queued = dict(queued_history)
-        self._taken_live: dict[str, int] = {name: 0 for name in queued_history}
+        self._taken_live: dict[str, int] = dict.fromkeys(("Demo BP", "Demo Scale"), 0)
         self._delivered_before = dict(memory.delivered)
 
     def local_now(self) -> datetime:
@@ -204,16 +202,15 @@ class _Driver:
         value = PlxContinuousMeasurement(spo2=SFloat(round(self.spo2.next())), pulse_rate=SFloat(round(self.hr.value)))
         await self.devices["Demo SpO2"].notify(0x2A5F, bytes(value))
 
+    async def _take(self, name: str, uuid: int, payload: bytes) -> None:
+        self._taken_live[name] += 1
+        await self.devices[name].take_measurement(uuid, payload)
+
     async def cuff(self) -> None:
-        if "Demo BP" in self._taken_live:
-            self._taken_live["Demo BP"] += 1
-        payload = _bp(round(self.systolic.next()), round(self.hr.value), self.stamp())
-        await self.devices["Demo BP"].take_measurement(0x2A35, payload)
+        await self._take("Demo BP", 0x2A35, _bp(round(self.systolic.next()), round(self.hr.value), self.stamp()))
 
     async def scale(self) -> None:
-        if "Demo Scale" in self._taken_live:
-            self._taken_live["Demo Scale"] += 1
-        await self.devices["Demo Scale"].take_measurement(0x2A9D, _weight(self.weight.next(), self.stamp()))
+        await self._take("Demo Scale", 0x2A9D, _weight(self.weight.next(), self.stamp()))
 
     async def temperature(self) -> None:
         value = TemperatureMeasurement(

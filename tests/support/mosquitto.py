@@ -8,20 +8,15 @@ from __future__ import annotations
 
 import getpass
 import os
-import shutil
 import signal
 import subprocess
 from dataclasses import replace
 from pathlib import Path
 
-from broker_config.mosquitto import MosquittoSpec, write_mosquitto
+from broker_config.mosquitto import MosquittoSpec, find_mosquitto, write_mosquitto
 from tests.support.net import free_port, wait_for_port
 
-
-def mosquitto_binary() -> str | None:
-    return shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
-    )
+mosquitto_binary = find_mosquitto
 
 
 def plain_spec(workdir: Path) -> MosquittoSpec:

@@ -31,6 +31,7 @@ from typing import Any, Final
 
 import psycopg
 
+from broker_config.mosquitto import find_mosquitto
 from vigil_cli.demo.supervisor import Supervisor
 
 __all__ = [
@@ -180,13 +181,6 @@ def _forget_dead_handles(pgdata: Path) -> None:
         handles.write_text(json.dumps(alive))
 
 
-def _mosquitto() -> str | None:
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    return "/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None
-
-
 @dataclass
 class DemoPlatform:
     layout: DemoLayout
@@ -303,12 +297,13 @@ class DemoPlatform:
         agent = "agt-" + patient.removeprefix("pat-")
         bundle = self.layout.root / f"{agent}.bundle.json"
         agent_dir = self.layout.agent_dir(patient)
-        if agent_dir.exists():  # half-enrolled by an interrupted run: start this agent over
-            shutil.rmtree(agent_dir)
-        with contextlib.suppress(DemoError):
-            self.vigil("agents", "revoke", agent)
-        fresh = f"{agent}-{int(time.time())}" if self._agent_exists(agent) else agent
-        self.vigil("agents", "create", "--org", ORG, "--patient", patient, "--agent", fresh, "--out", str(bundle))
+        if agent in self.vigil("agents", "list").split():
+            # An interrupted run created it but did not finish enrolling: retire it, start a new one.
+            with contextlib.suppress(DemoError):  # already revoked by an earlier attempt
+                self.vigil("agents", "revoke", agent)
+            agent = f"{agent}-{int(time.time())}"
+        shutil.rmtree(agent_dir, ignore_errors=True)
+        self.vigil("agents", "create", "--org", ORG, "--patient", patient, "--agent", agent, "--out", str(bundle))
         try:
             self.vigil(
                 "edge", "enroll", "--bundle", str(bundle), "--dir", str(agent_dir / "etc"),
@@ -316,9 +311,6 @@ class DemoPlatform:
             )  # fmt: skip
         finally:
             bundle.unlink(missing_ok=True)  # it holds the agent's broker password
-
-    def _agent_exists(self, agent: str) -> bool:
-        return agent in self.vigil("agents", "list")
 
     # -- processes ---------------------------------------------------------------------------
     def _child(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
@@ -332,7 +324,7 @@ class DemoPlatform:
             # so its CA, passwords and ACLs are the ones provisioning writes and reloads.
             self.broker = f"configured MQTT broker {os.environ['VIGIL_BROKER_HOST']}:{port}"
             return self.broker
-        binary = _mosquitto()
+        binary = find_mosquitto()
         if binary is None:
             raise DemoError(
                 "no MQTT broker: install Mosquitto (sudo apt-get install mosquitto; ./run.sh demo does it) "

@@ -17,6 +17,7 @@ from edge_agent.errors import EdgeError
 from edge_agent.outbox.inspect import inspect_outbox
 from rpm_core.errors import VigilError
 from store import overview
+from store.readings import latest
 
 __all__ = ["Snapshot", "render", "sparkline", "take_snapshot"]
 
@@ -64,8 +65,6 @@ def _outbox_depth(path: Path) -> int | None:
 
 
 def take_snapshot(conn: psycopg.Connection[Any], org: str, outboxes: dict[str, Path]) -> Snapshot:
-    from store.readings import latest
-
     people = overview.patients(conn, org)
     ids = [p for p, _ in people]
     rows = {p: PatientRow(p, name) for p, name in people}

@@ -93,7 +93,7 @@ gates() {
   "$VENV/bin/ruff" format --check .
   log "mypy --strict"
   "$VENV/bin/mypy"
-  log "import-linter (dependency rules of ARCHITECTURE.md)"
+  log "import-linter (dependency rules of docs/design.md)"
   "$VENV/bin/lint-imports"
 }
 

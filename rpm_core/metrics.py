@@ -3,7 +3,7 @@
 Values travel and are stored in the metric's canonical UCUM unit only; a value outside the
 plausible range is physically impossible for a living patient (or a broken sensor) and is rejected
 at the edge and again at ingest. Codes: LOINC (FHIR R4 vital-signs profile) and IEEE 11073-10101
-MDC (``urn:iso:std:iso:11073:10101``), see shared/reference/clinical.md.
+MDC (``urn:iso:std:iso:11073:10101``), see docs/reference/clinical.md.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ EXPECTED_UNITS = {
     "respiratory_rate": "/min",
 }
 
-# From shared/reference/clinical.md.
+# From docs/reference/clinical.md.
 EXPECTED_LOINC = {
     "heart_rate": "8867-4",
     "spo2": "59408-5",

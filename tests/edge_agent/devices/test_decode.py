@@ -16,7 +16,7 @@ from rpm_core.metrics import CATALOGUE
 
 from . import strategies
 
-# ble-gatt.md "Worked examples": (characteristic, bytes, [(metric, value)]). Every field of each
+# docs/reference/ble-gatt.md "Public test vectors": (characteristic, bytes, [(metric, value)]). Every field of each
 # is checked in the profile's own test module; here the public entry point must agree.
 VECTORS = [
     (0x2A37, "1E 55 32 00 21 00", [("heart_rate", 85.0), ("rr_interval", 32.227)]),

@@ -55,7 +55,7 @@ def test_nordic_vector() -> None:
 
 
 def test_kg_per_l_reference_conversion() -> None:
-    # ble-gatt.md: 0xB064 = 100 x 10^-5 kg/L = 100 mg/dL
+    # docs/reference/ble-gatt.md: 0xB064 = 100 x 10^-5 kg/L = 100 mg/dL
     payload = bytes.fromhex("02 07 00 E8 07 05 06 07 08 09 64 B0 11")
     [reading] = GlucoseMeasurement.from_bytes(payload).readings()
     assert (reading.value, reading.unit, reading.sequence) == (100.0, "mg/dL", 7)

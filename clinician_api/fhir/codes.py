@@ -9,6 +9,7 @@ choice.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Literal
@@ -374,6 +375,7 @@ _FLAGS: dict[str, FlagEffect] = {
 }
 FLAG_EFFECTS: Final = MappingProxyType(_FLAGS)
 
+_WIRE_FLAG: Final = re.compile(r"[a-z0-9_:.-]{1,48}")  # rpm_core.reading.Flag
 _SITE_TEXT: Final = {
     "site:": "Measurement site: ",
     "location:": "Sample site: ",
@@ -385,6 +387,9 @@ def flag_effect(flag: str) -> FlagEffect:
     effect = FLAG_EFFECTS.get(flag)
     if effect is not None:
         return effect
+    if _WIRE_FLAG.fullmatch(flag) is None:
+        # Not a flag the wire contract lets through: never echo it into clinical text.
+        return _n("Unrecognised device flag.")
     if flag.startswith("sensor_contact:"):
         return FlagEffect("ignore")
     if flag.startswith("sample:"):

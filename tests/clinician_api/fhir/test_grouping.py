@@ -25,7 +25,7 @@ from edge_agent.devices.heart_rate import HeartRateMeasurement, SensorContact
 from edge_agent.devices.sfloat import SFloat, Special
 from edge_agent.outbox import SqliteOutbox
 from rpm_core.clock import ManualClock
-from rpm_core.ids import agent_id, device_id
+from rpm_core.ids import DeviceId, agent_id, device_id
 from rpm_core.reading import Reading
 
 from .conformance import validate
@@ -48,7 +48,7 @@ def cuff(sys: SFloat, dia: SFloat, mean: SFloat, minute: int, *, pulse: int | No
     )
 
 
-def stored(tmp_path: Path, values: list[tuple[str, int, bytes]]) -> list[ReadingRecord]:
+def stored(tmp_path: Path, values: list[tuple[DeviceId, int, bytes]]) -> list[ReadingRecord]:
     """Each (device, characteristic, payload) decoded, converted and appended like the BLE session."""
     clock = ManualClock(NOW)
     key = secrets.token_bytes(32)

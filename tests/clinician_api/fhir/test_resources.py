@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 
@@ -45,7 +46,7 @@ def test_patient_minimal_and_naming() -> None:
 
 
 def full_device(**kw) -> DeviceRecord:
-    base = dict(
+    base: dict[str, Any] = dict(
         device_id="00:1C:05:FF:E8:74",
         org_id="org1",
         agent_id="agt-1",
@@ -138,4 +139,4 @@ def test_patient_record_refuses_bad_input() -> None:
     with pytest.raises(InvalidRecord):
         PatientRecord("", "o", "x")
     with pytest.raises(InvalidRecord):
-        PatientRecord("p", "o", "x", datetime(2000, 1, 1, tzinfo=UTC))  # type: ignore[arg-type]
+        PatientRecord("p", "o", "x", datetime(2000, 1, 1, tzinfo=UTC))

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
 from fastapi import Depends, Request
 
@@ -124,9 +124,10 @@ def guard(kind: str, param: str, permission: Permission) -> Callable[..., Resolv
     """The dependency for a route whose path parameter ``param`` names a ``kind`` object: the caller
     (who must hold ``permission``) and the object, or a 404 and one denied audit row."""
     resolver = _RESOLVERS[kind]
-    Caller = Annotated[Principal, Depends(require(permission))]
+    caller = Depends(require(permission))
 
-    def dependency(request: Request, conn: Db, svc: Svc, info: Info, who: Caller) -> Resolved:
+    # A default, not an Annotated alias: string annotations resolve in module scope only.
+    def dependency(request: Request, conn: Db, svc: Svc, info: Info, who: Principal = caller) -> Resolved:
         raw = str(request.path_params.get(param, ""))
         found = resolver(conn, who, raw, svc.clock.now())
         if isinstance(found, Resolved):

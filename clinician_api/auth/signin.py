@@ -104,10 +104,10 @@ def sign_in(conn: Connection, svc: Services, info: RequestInfo, email: str, pass
     user = users.get_user_by_email(conn, email.strip())
     usable = user if user is not None and user.status == "active" and user.role != "service" else None
     uid = usable.user_id if usable else None
-    with conn.transaction():
-        try:
-            _check_lock(conn, svc, uid, info.client_addr, now)
-        except TooManyAttempts:
+    try:
+        _check_lock(conn, svc, uid, info.client_addr, now)
+    except TooManyAttempts:
+        with conn.transaction():
             audit.security_event(
                 conn,
                 None,
@@ -119,7 +119,7 @@ def sign_in(conn: Connection, svc: Services, info: RequestInfo, email: str, pass
                 reason="locked",
                 org_id=usable.org_id if usable else None,
             )
-            raise
+        raise
     ok = svc.passwords.verify(usable.password_hash if usable else None, password)
     if not ok or usable is None:
         with conn.transaction():

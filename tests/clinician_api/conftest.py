@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -62,6 +63,20 @@ async def client(app) -> AsyncIterator[httpx.AsyncClient]:
 def _client(app) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=("10.0.0.1", 50000))
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+@asynccontextmanager
+async def serving(
+    settings: ApiSettings, clock: ManualClock, base_url: str = "http://t"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An app of its own (other settings) with a client, for the length of the block."""
+    application = create_app(settings, clock=clock)
+    transport = httpx.ASGITransport(app=application)
+    async with (
+        application.router.lifespan_context(application),
+        httpx.AsyncClient(transport=transport, base_url=base_url) as c,
+    ):
+        yield c
 
 
 @pytest.fixture

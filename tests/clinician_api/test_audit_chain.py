@@ -24,9 +24,19 @@ API = "/api/v1"
 
 
 def _entry(i: int, patient: str | None = "p1", subjects: tuple[str, ...] = ()) -> AuditEntry:
-    return AuditEntry(at=T0 + timedelta(seconds=i), action="patient.read", object_type="patient", outcome="success",
-                      org_id="o1", patient_id=patient, subjects=subjects, object_id=patient, reason="é ✓ unicode",
-                      client_addr="10.0.0.1", request_id=f"r{i}")
+    return AuditEntry(
+        at=T0 + timedelta(seconds=i),
+        action="patient.read",
+        object_type="patient",
+        outcome="success",
+        org_id="o1",
+        patient_id=patient,
+        subjects=subjects,
+        object_id=patient,
+        reason="é ✓ unicode",
+        client_addr="10.0.0.1",
+        request_id=f"r{i}",
+    )
 
 
 def _fill(url: str, n: int) -> None:
@@ -44,9 +54,12 @@ def test_python_recomputes_the_database_hash_of_every_row(db) -> None:
     _fill(db, 20)
     with psycopg.connect(db, autocommit=True) as conn:
         report = audit_store.verify_chain(audit_store.iter_chain(conn))
-    assert report.ok and report.rows == 20 and report.first_seq == 1
+    assert report.ok
+    assert report.rows == 20
+    assert report.first_seq == 1
     result = _verify(db)
-    assert result.exit_code == 0 and "intact: 20 rows" in result.output
+    assert result.exit_code == 0
+    assert "intact: 20 rows" in result.output
 
 
 def test_tampering_as_the_superuser_is_found_and_named(db) -> None:
@@ -82,7 +95,9 @@ def test_deleted_rows_are_found_and_the_anchor_catches_a_cut_tail(db) -> None:
         conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
     doc = json.loads(_verify(db, "--json", "--anchor", head).output)
     kinds = [(b["seq"], b["kind"]) for b in doc["breaks"]]
-    assert (3, "rows_missing") in kinds and (4, "link_broken") in kinds and (10, "anchor_mismatch") in kinds
+    assert (3, "rows_missing") in kinds
+    assert (4, "link_broken") in kinds
+    assert (10, "anchor_mismatch") in kinds
 
 
 def test_the_app_role_cannot_change_the_log_and_the_trigger_refuses_everyone(db) -> None:
@@ -127,15 +142,20 @@ def test_concurrent_writers_keep_one_unbroken_chain(db) -> None:
     assert not errors
     with psycopg.connect(db, autocommit=True) as conn:
         report = audit_store.verify_chain(audit_store.iter_chain(conn))
-    assert report.ok and report.rows == 200 and report.head_seq == 200
+    assert report.ok
+    assert report.rows == 200
+    assert report.head_seq == 200
 
 
 def test_a_rolled_back_change_leaves_no_audit_row(db) -> None:
     _fill(db, 1)
     with psycopg.connect(db, autocommit=True) as conn:
-        with pytest.raises(RuntimeError), conn.transaction():
+        with pytest.raises(psycopg.errors.CheckViolation), conn.transaction():  # noqa: PT012 - the change fails
             audit_store.append(conn, _entry(5))
-            raise RuntimeError("the change failed")
+            conn.execute(
+                "INSERT INTO users (org_id, email, display_name, role, created_at, updated_at) "
+                "VALUES ('o1', 'UPPER@x', 'x', 'nurse', now(), now())"
+            )  # the change fails
         assert audit_store.count(conn) == 1
         with conn.transaction():
             audit_store.append(conn, _entry(6))
@@ -151,13 +171,32 @@ async def test_export_is_an_accounting_of_one_patients_disclosures(client, world
     await client.get(f"{API}/patients/p1")
     await sign_in(client, world["c2"], T0)
     await client.get(f"{API}/patients/p2")  # denied
-    result = CliRunner().invoke(audit_app, ["export", "--database-url", world.url, "--patient", "p2",
-                                            "--from", "2026-03-01", "--to", "2026-03-01"])
+    result = CliRunner().invoke(
+        audit_app,
+        ["export", "--database-url", world.url, "--patient", "p2", "--from", "2026-03-01", "--to", "2026-03-01"],
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     got = [(r["action"], r["outcome"], r["via"], r["actor_role"]) for r in rows]
-    assert got == [("panel.read", "success", "listed", "clinician"), ("patient.read", "success", "subject", "clinician"),
-                   ("patient.read", "denied", "subject", "clinician")]
-    as_json = CliRunner().invoke(audit_app, ["export", "--database-url", world.url, "--patient", "p2", "--from",
-                                             "2026-03-02", "--to", "2026-03-03", "--format", "json"])
+    assert got == [
+        ("panel.read", "success", "listed", "clinician"),
+        ("patient.read", "success", "subject", "clinician"),
+        ("patient.read", "denied", "subject", "clinician"),
+    ]
+    as_json = CliRunner().invoke(
+        audit_app,
+        [
+            "export",
+            "--database-url",
+            world.url,
+            "--patient",
+            "p2",
+            "--from",
+            "2026-03-02",
+            "--to",
+            "2026-03-03",
+            "--format",
+            "json",
+        ],
+    )
     assert json.loads(as_json.stdout) == []

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from store import notification_outbox
-from tests.clinician_api.world import PASSWORD, T0, audit_rows, sign_in, totp_code
+from tests.clinician_api.world import PASSWORD, audit_rows, sign_in, totp_code
 
 pytestmark = pytest.mark.asyncio
 API = "/api/v1"
@@ -24,27 +24,29 @@ async def test_login_sets_an_httponly_samesite_strict_session_cookie(client, wor
     assert r.status_code == 200
     cookies = r.headers.get_list("set-cookie")
     session = next(c for c in cookies if c.startswith("vigil_session="))
-    assert "HttpOnly" in session and "SameSite=strict" in session and "Path=/" in session
+    assert "HttpOnly" in session
+    assert "SameSite=strict" in session
+    assert "Path=/" in session
     csrf = next(c for c in cookies if c.startswith("vigil_csrf="))
     assert "HttpOnly" not in csrf
     assert r.json()["user"]["second_factor"] == "not_required"
     with psycopg.connect(world.url) as conn:  # only the hash of the session secret is stored
         secret = session.split(";")[0].split("=", 1)[1]
-        assert conn.execute("SELECT count(*) FROM sessions WHERE secret_sha256 = %s", (secret.encode(),)).fetchone()[0] == 0
+        assert (
+            conn.execute("SELECT count(*) FROM sessions WHERE secret_sha256 = %s", (secret.encode(),)).fetchone()[0]
+            == 0
+        )
 
 
 async def test_secure_cookies_use_the_host_prefix(world, clock) -> None:
-    import httpx
 
-    from clinician_api.app import create_app
-    from tests.clinician_api.conftest import settings_for
+    from tests.clinician_api.conftest import serving, settings_for
 
-    app = create_app(settings_for(world.url, api_cookie_secure=True), clock=clock)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://t") as c:
-            r = await _login(c, world["pu1"])
+    async with serving(settings_for(world.url, api_cookie_secure=True), clock, "https://t") as c:
+        r = await _login(c, world["pu1"])
     session = next(c for c in r.headers.get_list("set-cookie") if "vigil_session" in c)
-    assert session.startswith("__Host-vigil_session=") and "Secure" in session
+    assert session.startswith("__Host-vigil_session=")
+    assert "Secure" in session
 
 
 async def test_staff_need_the_second_factor_before_any_phi(client, world, clock) -> None:
@@ -58,7 +60,8 @@ async def test_staff_need_the_second_factor_before_any_phi(client, world, clock)
     bad = await client.post(f"{API}/auth/totp/verify", json={"code": "000000"})
     assert (bad.status_code, bad.json()["code"]) == (422, "bad_code")
     ok = await client.post(f"{API}/auth/totp/verify", json={"code": totp_code(c1.totp, clock.now())})
-    assert ok.status_code == 200 and ok.json()["second_factor"] == "passed"
+    assert ok.status_code == 200
+    assert ok.json()["second_factor"] == "passed"
     assert (await client.get(f"{API}/patients")).status_code == 200
 
 
@@ -80,7 +83,8 @@ async def test_enrolment_by_qr_code_then_verify(client, world, clock) -> None:
     assert (await client.get(f"{API}/patients")).status_code == 403
     r = await client.post(f"{API}/auth/totp/enrol")
     body = r.json()
-    assert body["otpauth_uri"].startswith("otpauth://totp/Vigil:") and body["qr_svg"].lstrip().startswith("<svg")
+    assert body["otpauth_uri"].startswith("otpauth://totp/Vigil:")
+    assert body["qr_svg"].lstrip().startswith("<svg")
     assert "<script" not in body["qr_svg"]
     img = await client.get(f"{API}/auth/totp/qr.svg")
     assert img.headers["content-type"].startswith("image/svg+xml")
@@ -115,7 +119,8 @@ async def test_lockout_after_failures_with_a_clear_message_released_after_the_wi
         assert (await _login(client, pu1, "wrong password!!")).status_code == 401
     locked = await _login(client, pu1, "wrong password!!")
     assert locked.status_code == 429
-    assert "locked for 15 more minutes" in locked.json()["detail"] and int(locked.headers["retry-after"]) == 901
+    assert "locked for 15 more minutes" in locked.json()["detail"]
+    assert int(locked.headers["retry-after"]) == 901
     still = await _login(client, pu1)  # the right password is refused unchecked while locked
     assert still.status_code == 429
     async with new_client("10.9.9.9") as elsewhere:  # the attacker's address does not lock the user out
@@ -123,7 +128,8 @@ async def test_lockout_after_failures_with_a_clear_message_released_after_the_wi
     clock.advance(15 * 60)
     assert (await _login(client, pu1)).status_code == 200
     outcomes = [(a, o) for _, a, o, *_ in audit_rows(world.url) if a == "auth.login"]
-    assert outcomes.count(("auth.login", "failed")) == 5 and outcomes.count(("auth.login", "denied")) == 1
+    assert outcomes.count(("auth.login", "failed")) == 5
+    assert outcomes.count(("auth.login", "denied")) == 1
 
 
 async def test_a_lockout_never_outlasts_its_window_however_often_it_is_hit(client, world, clock) -> None:
@@ -148,8 +154,11 @@ async def test_password_change_revokes_the_other_sessions(client, new_client, wo
     await sign_in(client, pu1, clock.now())
     async with new_client() as other:
         await sign_in(other, pu1, clock.now())
-        r = await client.post(f"{API}/auth/password", json={"current_password": PASSWORD, "new_password": "a much newer passphrase"})
-        assert r.status_code == 200 and r.json()["detail"].startswith("1 other")
+        r = await client.post(
+            f"{API}/auth/password", json={"current_password": PASSWORD, "new_password": "a much newer passphrase"}
+        )
+        assert r.status_code == 200
+        assert r.json()["detail"].startswith("1 other")
         assert (await other.get(f"{API}/auth/me")).json()["code"] == "session_revoked"
     assert (await client.get(f"{API}/auth/me")).status_code == 200
 
@@ -157,7 +166,9 @@ async def test_password_change_revokes_the_other_sessions(client, new_client, wo
 def _reset_link(url: str, user_id: str) -> str:
     with psycopg.connect(url) as conn:
         rows = notification_outbox.pending_for(conn, user_id, kind="password_reset")
-    assert rows and rows[-1].channel == "email" and rows[-1].secret_params
+    assert rows
+    assert rows[-1].channel == "email"
+    assert rows[-1].secret_params
     assert "token" not in str(rows[-1].params)  # the link is only in the part erased after delivery
     return rows[-1].secret_params["link"].split("#token=", 1)[1]
 
@@ -169,7 +180,9 @@ async def test_password_reset_link_works_once(client, world, clock) -> None:
     token = _reset_link(world.url, pu1.user_id)
     new = {"token": token, "new_password": "brand new passphrase 1"}
     assert (await client.post(f"{API}/auth/password-reset/complete", json=new)).status_code == 200
-    again = await client.post(f"{API}/auth/password-reset/complete", json={**new, "new_password": "another passphrase 2"})
+    again = await client.post(
+        f"{API}/auth/password-reset/complete", json={**new, "new_password": "another passphrase 2"}
+    )
     assert (again.status_code, again.json()["code"]) == (422, "bad_token")
     assert (await _login(client, pu1, "brand new passphrase 1")).status_code == 200
     assert (await _login(client, pu1)).status_code == 401
@@ -180,7 +193,9 @@ async def test_password_reset_link_expires(client, world, clock) -> None:
     await client.post(f"{API}/auth/password-reset", json={"email": pu1.email})
     token = _reset_link(world.url, pu1.user_id)
     clock.advance(3601)
-    r = await client.post(f"{API}/auth/password-reset/complete", json={"token": token, "new_password": "brand new passphrase 1"})
+    r = await client.post(
+        f"{API}/auth/password-reset/complete", json={"token": token, "new_password": "brand new passphrase 1"}
+    )
     assert (r.status_code, r.json()["code"]) == (422, "bad_token")
 
 
@@ -198,7 +213,9 @@ async def test_reset_requests_reveal_nothing_and_are_rate_limited(client, world)
 async def test_bearer_tokens_are_scoped_expiring_revocable_and_stored_hashed(client, new_client, world, clock) -> None:
     await sign_in(client, world["a1"], clock.now())
     svc = world["svc1"]
-    r = await client.post(f"{API}/admin/users/{svc.user_id}/tokens", json={"name": "ehr", "scopes": ["panel.read"], "days": 1})
+    r = await client.post(
+        f"{API}/admin/users/{svc.user_id}/tokens", json={"name": "ehr", "scopes": ["panel.read"], "days": 1}
+    )
     assert r.status_code == 201, r.text
     token, token_id = r.json()["token"], r.json()["token_id"]
     async with new_client() as integ:
@@ -209,7 +226,10 @@ async def test_bearer_tokens_are_scoped_expiring_revocable_and_stored_hashed(cli
         clock.advance(86_401)
         assert (await integ.get(f"{API}/patients")).json()["code"] == "token_expired"
     with psycopg.connect(world.url) as conn:
-        assert conn.execute("SELECT count(*) FROM api_tokens WHERE secret_sha256 = %s", (token.encode(),)).fetchone()[0] == 0
+        assert (
+            conn.execute("SELECT count(*) FROM api_tokens WHERE secret_sha256 = %s", (token.encode(),)).fetchone()[0]
+            == 0
+        )
     await sign_in(client, world["a1"], clock.now())
     r = await client.post(f"{API}/admin/users/{svc.user_id}/tokens", json={"name": "ehr2", "scopes": ["panel.read"]})
     token2 = r.json()["token"]
@@ -222,7 +242,9 @@ async def test_bearer_tokens_are_scoped_expiring_revocable_and_stored_hashed(cli
 
 async def test_tokens_are_only_for_service_accounts_and_known_scopes(client, world, clock) -> None:
     await sign_in(client, world["a1"], clock.now())
-    r = await client.post(f"{API}/admin/users/{world['c1'].user_id}/tokens", json={"name": "x", "scopes": ["panel.read"]})
+    r = await client.post(
+        f"{API}/admin/users/{world['c1'].user_id}/tokens", json={"name": "x", "scopes": ["panel.read"]}
+    )
     assert r.status_code == 409
     r = await client.post(f"{API}/admin/users/{world['svc1'].user_id}/tokens", json={"name": "x", "scopes": ["admin"]})
     assert r.status_code == 422
@@ -253,13 +275,16 @@ async def test_sessions_end_at_their_absolute_age_whatever_the_activity(client, 
     assert (r.status_code, r.json()["code"]) == (401, "session_expired")
 
 
-async def test_sessions_can_be_listed_and_revoked_by_their_owner_and_by_an_admin(client, new_client, world, clock) -> None:
+async def test_sessions_can_be_listed_and_revoked_by_their_owner_and_by_an_admin(
+    client, new_client, world, clock
+) -> None:
     n1 = world["n1"]
     await sign_in(client, n1, clock.now())
     async with new_client() as phone, new_client() as admin:
         await sign_in(phone, n1, clock.now(), mfa=False)
         sessions = (await client.get(f"{API}/auth/sessions")).json()
-        assert len(sessions) == 2 and sum(s["current"] for s in sessions) == 1
+        assert len(sessions) == 2
+        assert sum(s["current"] for s in sessions) == 1
         other = next(s["session_id"] for s in sessions if not s["current"])
         assert (await client.delete(f"{API}/auth/sessions/{other}")).status_code == 200
         assert (await phone.get(f"{API}/auth/me")).json()["code"] == "session_revoked"
@@ -272,6 +297,7 @@ async def test_a_second_factor_code_guessing_attack_locks_like_passwords(client,
     await sign_in(client, world["c1"], clock.now(), mfa=False)
     codes = [f"{n:06d}" for n in range(100000, 100006)]
     statuses = [(await client.post(f"{API}/auth/totp/verify", json={"code": c})).status_code for c in codes]
-    assert statuses[:4] == [422] * 4 and statuses[4:] == [429, 429]
+    assert statuses[:4] == [422] * 4
+    assert statuses[4:] == [429, 429]
     assert (await client.get(f"{API}/patients")).status_code == 403
     clock.advance(timedelta(minutes=15).total_seconds())

@@ -64,11 +64,12 @@ async def test_phi_routes_hide_objects_outside_the_panel_and_org(
     missing = await _call(client, method, template.format(pid="nobody", aid="999999"), body)
     before = audit_head(world.url)
     r = await _call(client, method, template.format(pid="p1", aid=alert_p1), body)
-    assert r.status_code == 404 and missing.status_code == 404
+    assert r.status_code == 404
+    assert missing.status_code == 404
     assert _strip(r.json()) == _strip(missing.json())
     rows = audit_rows(world.url, since=before)
     assert len(rows) == 1
-    _, action, outcome, role, patient, object_type, object_id = rows[0]
+    _, _action, outcome, role, patient, _object_type, object_id = rows[0]
     assert (outcome, role, patient) == ("denied", "clinician", "p1")
     assert object_id in ("p1", str(alert_p1))
 
@@ -136,7 +137,9 @@ async def test_the_audit_row_and_the_change_commit_together(client, world, alert
     r = await client.post(f"{API}/alerts/{alert_p1}/snooze", json={"minutes": 10})
     assert r.status_code == 200
     with psycopg.connect(world.url) as conn:
-        events = conn.execute("SELECT type FROM alert_events WHERE alert_id = %s ORDER BY event_id", (alert_p1,)).fetchall()
+        events = conn.execute(
+            "SELECT type FROM alert_events WHERE alert_id = %s ORDER BY event_id", (alert_p1,)
+        ).fetchall()
     assert [e[0] for e in events][-1] == "snoozed"
     assert audit_rows(world.url, since=before)[0][1] == "alert.snooze"
 
@@ -158,8 +161,9 @@ async def test_nobody_sets_their_own_role_or_org(client, world) -> None:
     assert (r.status_code, r.json()["code"]) == (403, "self_change")
     r = await client.patch(f"{API}/admin/users/{world['c1'].user_id}", json={"org_id": "o2"})
     assert r.status_code == 422  # not a field anyone can set
-    r = await client.post(f"{API}/admin/users", json={"email": "new@o1.test", "display_name": "N", "role": "nurse",
-                                                      "org_id": "o2"})
+    r = await client.post(
+        f"{API}/admin/users", json={"email": "new@o1.test", "display_name": "N", "role": "nurse", "org_id": "o2"}
+    )
     assert r.status_code == 422
     r = await client.post(f"{API}/admin/users", json={"email": "new@o1.test", "display_name": "N", "role": "nurse"})
     assert r.status_code == 201
@@ -180,17 +184,22 @@ async def test_break_glass_opens_a_patient_for_a_while_audited_and_flagged_to_ad
     await sign_in(client, world["c2"], T0)
     assert (await client.get(f"{API}/patients/p1")).status_code == 404
     before = audit_head(world.url)
-    r = await client.post(f"{API}/patients/p1/break-glass", json={"reason": "covering the on-call shift", "minutes": 20})
+    r = await client.post(
+        f"{API}/patients/p1/break-glass", json={"reason": "covering the on-call shift", "minutes": 20}
+    )
     assert r.status_code == 201
     assert audit_rows(world.url, since=before)[0][1:5] == ("break_glass.grant", "success", "clinician", "p1")
     detail = await client.get(f"{API}/patients/p1")
-    assert detail.status_code == 200 and detail.json()["access"] == "break_glass"
+    assert detail.status_code == 200
+    assert detail.json()["access"] == "break_glass"
     with psycopg.connect(world.url) as conn:
         flagged = conn.execute(
-            "SELECT channel, params FROM notification_outbox WHERE kind = 'break_glass_review' AND recipient_user_id = %s",
+            "SELECT channel, params FROM notification_outbox "
+            "WHERE kind = 'break_glass_review' AND recipient_user_id = %s",
             (world["a1"].user_id,),
         ).fetchall()
-    assert sorted(c for c, _ in flagged) == ["email", "in_app"] and "p1" not in str(flagged)
+    assert sorted(c for c, _ in flagged) == ["email", "in_app"]
+    assert "p1" not in str(flagged)
     async with new_client() as admin:
         await sign_in(admin, world["a1"], clock.now())
         grants = (await admin.get(f"{API}/admin/break-glass")).json()["items"]

@@ -54,8 +54,16 @@ def passwords() -> Passwords:
 
 def _account(conn, keys: ApiKeys, name: str, org: str, role: str, *, totp: bool, patient: str | None = None) -> Account:
     hashed = None if role == "service" else passwords().hash(PASSWORD)
-    row = users.create_user(conn, org_id=org, email=f"{name}@{org}.test", display_name=name.upper(), role=role,
-                            now=T0, patient_id=patient, password_hash=hashed)
+    row = users.create_user(
+        conn,
+        org_id=org,
+        email=f"{name}@{org}.test",
+        display_name=name.upper(),
+        role=role,
+        now=T0,
+        patient_id=patient,
+        password_hash=hashed,
+    )
     secret = None
     if totp:
         secret = pyotp.random_base32()
@@ -73,18 +81,30 @@ def build(url: str) -> World:
         for org in ("o1", "o2"):
             conn.execute("INSERT INTO organizations VALUES (%s, %s)", (org, f"Clinic {org}"))
         for pid, org in (("p1", "o1"), ("p2", "o1"), ("p3", "o1"), ("q1", "o2")):
-            conn.execute("INSERT INTO patients (patient_id, org_id, display_name, mrn, birth_date) "
-                         "VALUES (%s, %s, %s, %s, '1950-05-01')", (pid, org, f"Name {pid}", f"MRN-{pid}"))
-        staff = [("a1", "o1", "admin"), ("c1", "o1", "clinician"), ("n1", "o1", "nurse"),
-                 ("cc1", "o1", "care_coordinator"), ("c2", "o1", "clinician"), ("x1", "o2", "clinician"),
-                 ("a2", "o2", "admin")]
+            conn.execute(
+                "INSERT INTO patients (patient_id, org_id, display_name, mrn, birth_date) "
+                "VALUES (%s, %s, %s, %s, '1950-05-01')",
+                (pid, org, f"Name {pid}", f"MRN-{pid}"),
+            )
+        staff = [
+            ("a1", "o1", "admin"),
+            ("c1", "o1", "clinician"),
+            ("n1", "o1", "nurse"),
+            ("cc1", "o1", "care_coordinator"),
+            ("c2", "o1", "clinician"),
+            ("x1", "o2", "clinician"),
+            ("a2", "o2", "admin"),
+        ]
         for name, org, role in staff:
             w.accounts[name] = _account(conn, keys, name, org, role, totp=True)
         w.accounts["c3"] = _account(conn, keys, "c3", "o1", "clinician", totp=False)
         w.accounts["pu1"] = _account(conn, keys, "pu1", "o1", "patient", totp=False, patient="p1")
         w.accounts["svc1"] = _account(conn, keys, "svc1", "o1", "service", totp=False)
-        layout = {"t1": ("o1", ["p1", "p2"], ["c1", "n1", "cc1", "a1", "svc1"]), "t2": ("o1", ["p3"], ["c2"]),
-                  "x": ("o2", ["q1"], ["x1", "a2"])}
+        layout = {
+            "t1": ("o1", ["p1", "p2"], ["c1", "n1", "cc1", "a1", "svc1"]),
+            "t2": ("o1", ["p3"], ["c2"]),
+            "x": ("o2", ["q1"], ["x1", "a2"]),
+        }
         for team_name, (org, pids, members) in layout.items():
             team = care_teams.create_team(conn, org, team_name, T0)
             w.teams[team_name] = team.team_id
@@ -95,19 +115,44 @@ def build(url: str) -> World:
     return w
 
 
-def add_alert(w: World, name: str, org: str, patient: str, severity: str, *, opened: datetime, rule: str = "threshold:spo2:low",
-              kind: str = "threshold", detail: dict | None = None) -> int:
+def add_alert(
+    w: World,
+    name: str,
+    org: str,
+    patient: str,
+    severity: str,
+    *,
+    opened: datetime,
+    rule: str = "threshold:spo2:low",
+    kind: str = "threshold",
+    detail: dict | None = None,
+) -> int:
     with psycopg.connect(w.url, autocommit=True) as conn, conn.transaction():
-        alert_id = insert_alert(conn, NewAlert(org, patient, rule, kind, "spo2" if kind == "threshold" else None,
-                                               severity, f"{severity} alert", [], detail or {}, opened, None))
+        alert_id = insert_alert(
+            conn,
+            NewAlert(
+                org,
+                patient,
+                rule,
+                kind,
+                "spo2" if kind == "threshold" else None,
+                severity,
+                f"{severity} alert",
+                [],
+                detail or {},
+                opened,
+                None,
+            ),
+        )
     w.alerts[name] = alert_id
     return alert_id
 
 
 def add_readings(url: str, org: str, patient: str, metric: str, points: list[tuple[datetime, float]]) -> None:
     with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
-        insert_readings(conn, [ReadingRow(t, org, patient, "agent-1", "dev-1", metric, v, next(_SEQ), [], None)
-                               for t, v in points])
+        insert_readings(
+            conn, [ReadingRow(t, org, patient, "agent-1", "dev-1", metric, v, next(_SEQ), [], None) for t, v in points]
+        )
 
 
 def totp_code(secret: str, at: datetime, *, offset_steps: int = 0) -> str:
@@ -131,7 +176,9 @@ def audit_rows(url: str, *, since: int = 0) -> list[tuple]:
     with psycopg.connect(url) as conn:
         return conn.execute(
             "SELECT seq, action, outcome, actor_role, patient_id, object_type, object_id FROM audit_log "
-            "WHERE seq > %s ORDER BY seq", (since,)).fetchall()
+            "WHERE seq > %s ORDER BY seq",
+            (since,),
+        ).fetchall()
 
 
 def audit_head(url: str) -> int:

@@ -1,6 +1,6 @@
 """The application factory: ``create_app(settings)`` builds the FastAPI app; nothing is created at
-import time. The lifespan opens the database pool (as the ``vigil_app`` role) and starts the one
-alert listener of this process; both close at shutdown.
+import time. The lifespan opens the database pool (as the ``vigil_app`` role), starts the one alert
+listener of this process and its audit sealer; all stop at shutdown.
 
 Routes live under ``/api/v1`` (OpenAPI at ``/api/v1/openapi.json``; the interactive docs pages
 are off: they need inline script and a CDN, which the CSP and the no-internet rule forbid).
@@ -27,6 +27,7 @@ from clinician_api.middleware import EdgeMiddleware
 from clinician_api.pagination import CursorCodec
 from clinician_api.problems import install_problem_handlers
 from clinician_api.routes import admin_teams, admin_users, alerts, auth, patients, stream
+from clinician_api.sealer import AuditSealer
 from clinician_api.settings import ApiSettings
 from rpm_core.clock import Clock, SystemClock
 from rpm_core.errors import ConfigError
@@ -70,12 +71,16 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None) -> FastAPI:
         svc = await asyncio.to_thread(_services, settings, the_clock, keys)
         app.state.services = svc
         listener = asyncio.create_task(svc.hub.run(), name="vigil-alert-listener")
+        sealer = AuditSealer(svc.pool, interval_s=settings.api_audit_seal_interval_s)
+        sealer.start()
+        app.state.sealer = sealer
         try:
             yield
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+            await asyncio.to_thread(sealer.stop)
             await asyncio.to_thread(svc.pool.close)
 
     app = FastAPI(

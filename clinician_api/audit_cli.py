@@ -1,10 +1,11 @@
 """``vigil audit``: check the audit chain (``verify``) and export a patient's accounting of
 disclosures (``export``).
 
-``verify`` streams the whole log in one snapshot, recomputes every row's hash in Python from the
-row's fields (independently of the database's trigger), checks each row links to the one before
-and that no position is missing, and prints where the chain breaks (exit 1) or the head to record
-elsewhere as an anchor (``--anchor SEQ:HASH`` checks a head recorded earlier still holds).
+``verify`` streams the whole chain in one snapshot, recomputes every link's hash from its audit
+row's fields, checks each link follows the one before, that no position is missing and no sealed
+row is gone, and prints where the chain breaks (exit 1) or its head, to record elsewhere as an
+anchor (``--anchor SEQ:HASH`` checks a head recorded earlier still holds). Rows written since the
+last seal are counted, not checked. ``seal`` chains them now (the API does it every second).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Verify and e
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file (or VIGIL_CONFIG).")]
 UrlOpt = Annotated[str | None, typer.Option("--database-url", help="PostgreSQL URL (or VIGIL_DATABASE_URL).")]
 _FIELDS = (
-    "seq", "at", "org_id", "actor_id", "actor_role", "patient_id", "via", "action", "object_type", "object_id",
+    "audit_id", "at", "org_id", "actor_id", "actor_role", "patient_id", "via", "action", "object_type", "object_id",
     "outcome", "basis", "reason", "client_addr", "request_id",
 )  # fmt: skip
 
@@ -70,18 +71,31 @@ def verify(
     anchored = _anchor(anchor)
     with connect(url, application_name="vigil-audit") as conn:
         report = audit_store.verify_chain(audit_store.iter_chain(conn), anchor=anchored)
+        pending = audit_store.unsealed(conn)
     head = f"{report.head_seq}:{report.head_hash.hex()}" if report.head_hash is not None else None
     if as_json:
         doc = {"ok": report.ok, "rows": report.rows, "first_seq": report.first_seq, "head": head,
+               "unsealed": pending,
                "breaks": [{"seq": b.seq, "kind": b.kind, "detail": b.detail} for b in report.breaks]}  # fmt: skip
         typer.echo(json.dumps(doc))
     else:
         for b in report.breaks:
             typer.echo(f"BROKEN at row {b.seq}: {b.kind}: {b.detail}")
         state = "intact" if report.ok else f"BROKEN ({len(report.breaks)} problem(s))"
-        typer.echo(f"audit chain {state}: {report.rows} rows, head {head or '(empty)'}")
+        typer.echo(f"audit chain {state}: {report.rows} rows, head {head or '(empty)'}, {pending} not sealed yet")
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command("seal")
+def seal(config: ConfigOpt = None, database_url: UrlOpt = None) -> None:
+    """Chain every finished audit row now."""
+    url = _url(config, database_url)
+    total = 0
+    with connect(url, application_name="vigil-audit") as conn:
+        while n := audit_store.seal(conn):
+            total += n
+    typer.echo(f"sealed {total} audit rows")
 
 
 def _when(text: str, *, end: bool) -> datetime:
@@ -100,7 +114,7 @@ def _when(text: str, *, end: bool) -> datetime:
 
 def _record(r: AuditRow, patient: str) -> dict[str, Any]:
     return {
-        "seq": r.seq, "at": r.at.isoformat(), "org_id": r.org_id, "actor_id": r.actor_id,
+        "audit_id": r.audit_id, "at": r.at.isoformat(), "org_id": r.org_id, "actor_id": r.actor_id,
         "actor_role": r.actor_role, "patient_id": r.patient_id,
         "via": "subject" if r.patient_id == patient else "listed", "action": r.action,
         "object_type": r.object_type, "object_id": r.object_id, "outcome": r.outcome, "basis": r.basis,

@@ -83,6 +83,9 @@ class ApiSettings(VigilSettings):
     api_break_glass_max_min: Annotated[int, Field(ge=5, le=1440)] = 60
     # Longest lifetime of an integration's bearer token, in days.
     api_token_max_days: Annotated[int, Field(ge=1, le=3650)] = 365
+    # Seconds between rounds of the audit sealer (new audit rows join the hash chain); a row is
+    # tamper-evident from then on.
+    api_audit_seal_interval_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
     # Largest page a list returns.
     api_page_max: Annotated[int, Field(ge=10, le=1000)] = 200
     # Most raw points a chart returns; a longer range asks for hourly or daily resolution.

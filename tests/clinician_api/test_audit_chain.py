@@ -1,9 +1,10 @@
-"""The audit log is append-only and tamper-evident: the app's role cannot change it, the trigger
-refuses changes even to the owner, concurrent writers keep one chain, and `vigil audit verify`
-names the row a superuser tampered with."""
+"""The audit log is append-only and tamper-evident: the app's role cannot change it, a trigger
+refuses changes even to the owner, concurrent writers and sealers build one chain, and `vigil
+audit verify` names the link a superuser tampered with."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -21,6 +22,14 @@ from store.audit import AuditEntry
 from tests.clinician_api.world import T0, add_alert, sign_in
 
 API = "/api/v1"
+_CHANGES = (
+    "UPDATE audit_log SET outcome = 'failed'",
+    "DELETE FROM audit_log",
+    "TRUNCATE audit_log CASCADE",
+    "UPDATE audit_chain SET hash = prev_hash",
+    "DELETE FROM audit_chain",
+    "TRUNCATE audit_chain",
+)
 
 
 def _entry(i: int, patient: str | None = "p1", subjects: tuple[str, ...] = ()) -> AuditEntry:
@@ -39,24 +48,40 @@ def _entry(i: int, patient: str | None = "p1", subjects: tuple[str, ...] = ()) -
     )
 
 
-def _fill(url: str, n: int) -> None:
+def _fill(url: str, n: int, *, sealed: bool = True) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         for i in range(n):
             with conn.transaction():
                 audit_store.append(conn, _entry(i, subjects=("p2", "p3") if i % 3 == 0 else ()))
+        while sealed and audit_store.seal(conn, limit=7):
+            pass
+
+
+def _tamper(url: str, *statements: str, params: tuple = ()) -> None:
+    """As the superuser, with every trigger (append-only, foreign keys) off for this session."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        for statement in statements:
+            conn.execute(statement, params or None)
 
 
 def _verify(url: str, *extra: str):
     return CliRunner().invoke(audit_app, ["verify", "--database-url", url, *extra])
 
 
-def test_python_recomputes_the_database_hash_of_every_row(db) -> None:
-    _fill(db, 20)
+def _breaks(url: str, *extra: str) -> list[tuple[int, str]]:
+    doc = json.loads(_verify(url, "--json", *extra).output)
+    return [(b["seq"], b["kind"]) for b in doc["breaks"]]
+
+
+def test_sealing_chains_every_row_once_in_batches(db) -> None:
+    _fill(db, 20, sealed=False)
+    assert json.loads(_verify(db, "--json").output)["unsealed"] == 20
     with psycopg.connect(db, autocommit=True) as conn:
+        assert [audit_store.seal(conn, limit=8) for _ in range(4)] == [8, 8, 4, 0]
         report = audit_store.verify_chain(audit_store.iter_chain(conn))
-    assert report.ok
-    assert report.rows == 20
-    assert report.first_seq == 1
+        assert audit_store.unsealed(conn) == 0
+    assert (report.ok, report.rows, report.first_seq) == (True, 20, 1)
     result = _verify(db)
     assert result.exit_code == 0
     assert "intact: 20 rows" in result.output
@@ -64,40 +89,34 @@ def test_python_recomputes_the_database_hash_of_every_row(db) -> None:
 
 def test_tampering_as_the_superuser_is_found_and_named(db) -> None:
     _fill(db, 10)
-    with psycopg.connect(db, autocommit=True) as conn:
-        conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
-        conn.execute("UPDATE audit_log SET outcome = 'denied' WHERE seq = 6")
-        conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
+    _tamper(db, "UPDATE audit_log SET outcome = 'denied' WHERE audit_id = 6")
     result = _verify(db)
     assert result.exit_code == 1
     assert "BROKEN at row 6: content_changed" in result.output
-    doc = json.loads(_verify(db, "--json").output)
-    assert [(b["seq"], b["kind"]) for b in doc["breaks"]] == [(6, "content_changed")]
+    assert _breaks(db) == [(6, "content_changed")]
 
 
 def test_a_rewritten_row_with_a_recomputed_hash_breaks_the_next_link(db) -> None:
     _fill(db, 10)
+    _tamper(db, "UPDATE audit_log SET actor_role = 'admin' WHERE audit_id = 4")
     with psycopg.connect(db, autocommit=True) as conn:
-        conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
-        conn.execute("UPDATE audit_log SET actor_role = 'admin' WHERE seq = 4")
-        conn.execute("UPDATE audit_log SET hash = sha256(prev_hash || audit_payload(audit_log)) WHERE seq = 4")
-        conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
-    doc = json.loads(_verify(db, "--json").output)
-    assert [(b["seq"], b["kind"]) for b in doc["breaks"]] == [(5, "link_broken")]
+        link = next(x for x in audit_store.iter_chain(conn) if x.seq == 4)
+    assert link.row is not None
+    forged = audit_store.chain_hash(link.prev_hash, 4, link.row)
+    _tamper(db, "UPDATE audit_chain SET hash = %s WHERE seq = 4", params=(forged,))
+    assert _breaks(db) == [(5, "link_broken")]
 
 
-def test_deleted_rows_are_found_and_the_anchor_catches_a_cut_tail(db) -> None:
+def test_deleted_rows_and_links_are_found_and_the_anchor_catches_a_cut_tail(db) -> None:
     _fill(db, 10)
     head = json.loads(_verify(db, "--json").output)["head"]
-    with psycopg.connect(db, autocommit=True) as conn:
-        conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
-        conn.execute("DELETE FROM audit_log WHERE seq IN (3, 10)")
-        conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
-    doc = json.loads(_verify(db, "--json", "--anchor", head).output)
-    kinds = [(b["seq"], b["kind"]) for b in doc["breaks"]]
-    assert (3, "rows_missing") in kinds
-    assert (4, "link_broken") in kinds
-    assert (10, "anchor_mismatch") in kinds
+    _tamper(db, "DELETE FROM audit_log WHERE audit_id = 3", "DELETE FROM audit_chain WHERE seq IN (6, 10)")
+    assert _breaks(db, "--anchor", head) == [
+        (3, "rows_missing"),
+        (6, "rows_missing"),
+        (7, "link_broken"),
+        (10, "anchor_mismatch"),
+    ]
 
 
 def test_the_app_role_cannot_change_the_log_and_the_trigger_refuses_everyone(db) -> None:
@@ -105,23 +124,27 @@ def test_the_app_role_cannot_change_the_log_and_the_trigger_refuses_everyone(db)
     pool = open_app_pool(PoolOptions(url=db, min_size=1, max_size=1))
     try:
         with pool.connection() as conn:
-            for statement in ("UPDATE audit_log SET outcome = 'failed'", "DELETE FROM audit_log", "TRUNCATE audit_log"):
+            for statement in _CHANGES:
                 with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
                     conn.execute(statement)
-            with conn.transaction():  # appending is what it may do
+            with conn.transaction():  # appending and sealing is what it may do
                 audit_store.append(conn, _entry(99))
+            assert audit_store.seal(conn) == 1
     finally:
         pool.close()
     with psycopg.connect(db, autocommit=True) as conn:  # the owner (a superuser here) is refused by the trigger
-        for statement in ("UPDATE audit_log SET outcome = 'failed'", "DELETE FROM audit_log", "TRUNCATE audit_log"):
+        for statement in _CHANGES:
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
                 conn.execute(statement)
         assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 3
 
 
-def test_concurrent_writers_keep_one_unbroken_chain(db) -> None:
+def test_concurrent_writers_and_sealers_keep_one_unbroken_chain(db) -> None:
+    """Eight writers commit while two sealers race: every row is chained exactly once."""
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []
+    writing = threading.Event()
+    writing.set()
 
     def writer(k: int) -> None:
         try:
@@ -134,17 +157,42 @@ def test_concurrent_writers_keep_one_unbroken_chain(db) -> None:
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
-    for t in threads:
+    def sealer() -> None:
+        try:
+            with psycopg.connect(db, autocommit=True) as conn:
+                while writing.is_set():
+                    audit_store.seal(conn, limit=13)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    writers = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+    sealers = [threading.Thread(target=sealer) for _ in range(2)]
+    for t in writers + sealers:
         t.start()
-    for t in threads:
+    for t in writers:
+        t.join()
+    writing.clear()
+    for t in sealers:
         t.join()
     assert not errors
     with psycopg.connect(db, autocommit=True) as conn:
+        while audit_store.seal(conn):
+            pass
         report = audit_store.verify_chain(audit_store.iter_chain(conn))
-    assert report.ok
-    assert report.rows == 200
-    assert report.head_seq == 200
+        sealed = conn.execute("SELECT count(DISTINCT audit_id) FROM audit_chain").fetchone()[0]
+    assert (report.ok, report.rows, report.head_seq, sealed) == (True, 200, 200, 200)
+
+
+def test_a_row_is_sealed_only_once_its_transaction_has_finished(db) -> None:
+    with psycopg.connect(db, autocommit=True) as slow, psycopg.connect(db, autocommit=True) as other:
+        with slow.transaction():
+            audit_store.append(slow, _entry(1))  # still open: its row must not be chained yet
+            with other.transaction():
+                audit_store.append(other, _entry(2))
+            assert audit_store.seal(other) == 0  # the open transaction holds the horizon back
+        assert audit_store.seal(other) == 2
+        ids = [link.audit_id for link in audit_store.iter_chain(other)]
+    assert ids == [1, 2]
 
 
 def test_a_rolled_back_change_leaves_no_audit_row(db) -> None:
@@ -155,11 +203,22 @@ def test_a_rolled_back_change_leaves_no_audit_row(db) -> None:
             conn.execute(
                 "INSERT INTO users (org_id, email, display_name, role, created_at, updated_at) "
                 "VALUES ('o1', 'UPPER@x', 'x', 'nurse', now(), now())"
-            )  # the change fails
+            )
         assert audit_store.count(conn) == 1
         with conn.transaction():
             audit_store.append(conn, _entry(6))
+        audit_store.seal(conn)
     assert _verify(db).exit_code == 0
+
+
+@pytest.mark.asyncio
+async def test_the_api_seals_its_own_audit_rows(client, world, app) -> None:
+    await sign_in(client, world["c1"], T0)
+    await client.get(f"{API}/patients")
+    await asyncio.to_thread(app.state.sealer.seal_now)  # what the sealer's thread runs every second
+    with psycopg.connect(world.url, autocommit=True) as conn:
+        assert audit_store.unsealed(conn) == 0
+        assert audit_store.verify_chain(audit_store.iter_chain(conn)).rows == audit_store.count(conn)
 
 
 @pytest.mark.asyncio
@@ -171,10 +230,8 @@ async def test_export_is_an_accounting_of_one_patients_disclosures(client, world
     await client.get(f"{API}/patients/p1")
     await sign_in(client, world["c2"], T0)
     await client.get(f"{API}/patients/p2")  # denied
-    result = CliRunner().invoke(
-        audit_app,
-        ["export", "--database-url", world.url, "--patient", "p2", "--from", "2026-03-01", "--to", "2026-03-01"],
-    )
+    args = ["export", "--database-url", world.url, "--patient", "p2"]
+    result = CliRunner().invoke(audit_app, [*args, "--from", "2026-03-01", "--to", "2026-03-01"])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     got = [(r["action"], r["outcome"], r["via"], r["actor_role"]) for r in rows]
@@ -183,20 +240,5 @@ async def test_export_is_an_accounting_of_one_patients_disclosures(client, world
         ("patient.read", "success", "subject", "clinician"),
         ("patient.read", "denied", "subject", "clinician"),
     ]
-    as_json = CliRunner().invoke(
-        audit_app,
-        [
-            "export",
-            "--database-url",
-            world.url,
-            "--patient",
-            "p2",
-            "--from",
-            "2026-03-02",
-            "--to",
-            "2026-03-03",
-            "--format",
-            "json",
-        ],
-    )
-    assert json.loads(as_json.stdout) == []
+    later = CliRunner().invoke(audit_app, [*args, "--from", "2026-03-02", "--to", "2026-03-03", "--format", "json"])
+    assert json.loads(later.stdout) == []

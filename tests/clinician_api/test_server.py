@@ -19,6 +19,7 @@ import pyotp
 import pytest
 
 from alerts import service
+from store import audit as audit_store
 from store.connection import connect
 from tests.clinician_api.world import PASSWORD, SECRET_KEY, World, add_alert, build
 from tests.support.net import free_port
@@ -131,6 +132,14 @@ def _events(lines: Iterator[str]) -> Iterator[tuple[str, dict]]:
             name = None
 
 
+def _wait_sealed(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while audit_store.unsealed(conn):
+            assert time.monotonic() < deadline, "the server's sealer did not seal the audit rows"
+            time.sleep(0.1)
+
+
 def test_real_server_signs_in_serves_the_panel_and_streams_alerts(live) -> None:
     world, base = live
     now = datetime.now(UTC)
@@ -158,6 +167,7 @@ def test_real_server_signs_in_serves_the_panel_and_streams_alerts(live) -> None:
             name, data = next(events)
             assert (name, data["alert_id"], data["event"], data["patient_id"]) == ("alert", q, "opened", "p2")
             assert set(data) == {"alert_id", "patient_id", "event", "severity", "state"}  # ids and codes only
+    _wait_sealed(world.url)  # by the server's own sealer
     verify = subprocess.run(
         [*VIGIL, "audit", "verify", "--database-url", world.url],
         capture_output=True,
@@ -169,7 +179,7 @@ def test_real_server_signs_in_serves_the_panel_and_streams_alerts(live) -> None:
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "intact" in verify.stdout
     with psycopg.connect(world.url) as conn:
-        actions = [r[0] for r in conn.execute("SELECT action FROM audit_log ORDER BY seq")]
+        actions = [r[0] for r in conn.execute("SELECT action FROM audit_log ORDER BY audit_id")]
     assert actions.count("panel.read") == 1
     assert actions.count("alerts.stream") == 1
 

@@ -172,18 +172,18 @@ async def sign_in(client: httpx.AsyncClient, acct: Account, at: datetime, *, mfa
 
 
 def audit_rows(url: str, *, since: int = 0) -> list[tuple]:
-    """(seq, action, outcome, actor role, patient_id, object_type, object_id) after seq ``since``."""
+    """(audit_id, action, outcome, actor role, patient_id, object_type, object_id) after ``since``."""
     with psycopg.connect(url) as conn:
         return conn.execute(
-            "SELECT seq, action, outcome, actor_role, patient_id, object_type, object_id FROM audit_log "
-            "WHERE seq > %s ORDER BY seq",
+            "SELECT audit_id, action, outcome, actor_role, patient_id, object_type, object_id FROM audit_log "
+            "WHERE audit_id > %s ORDER BY audit_id",
             (since,),
         ).fetchall()
 
 
 def audit_head(url: str) -> int:
     with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()
+        row = conn.execute("SELECT coalesce(max(audit_id), 0) FROM audit_log").fetchone()
         return int(row[0])
 
 

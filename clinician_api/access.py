@@ -94,7 +94,7 @@ def _patient(conn: Connection, who: Principal, raw: str, now: datetime) -> Resol
 
 @register("alert")
 def _alert(conn: Connection, who: Principal, raw: str, now: datetime) -> Resolved | Denied:
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         return Denied()
     row = alert_store.get_alert(conn, int(raw))
     if row is None:

@@ -222,7 +222,6 @@ def admins_of(conn: Connection, org_id: str) -> list[str]:
 def is_uuid(value: str) -> bool:
     """True for a canonical UUID string (ids from URLs are checked before they reach SQL)."""
     try:
-        uuid.UUID(value)
+        return str(uuid.UUID(value)) == value.lower()
     except (ValueError, TypeError, AttributeError):
         return False
-    return len(value) == 36

@@ -219,3 +219,41 @@ async def test_break_glass_needs_a_reason_and_the_role(client, world) -> None:
     await sign_in(client, world["cc1"], T0)
     r = await client.post(f"{API}/patients/p3/break-glass", json={"reason": "long enough reason"})
     assert r.status_code == 403
+
+
+HOSTILE_IDS = ["x'; DROP TABLE patients; --", "../../etc/passwd", "%00", "a" * 300, "١٢", "²", "-1", "9" * 30, "1e9"]
+
+
+@pytest.mark.parametrize("raw", HOSTILE_IDS)
+async def test_hostile_ids_are_a_plain_404_and_audited(client, world, raw) -> None:
+    from urllib.parse import quote
+
+    await sign_in(client, world["c1"], T0)
+    for template in ("/patients/{}", "/alerts/{}", "/alerts/{}/acknowledge"):
+        before = audit_head(world.url)
+        method = "POST" if template.endswith("acknowledge") else "GET"
+        r = await client.request(
+            method, API + template.format(quote(raw, safe="")), json={} if method == "POST" else None
+        )
+        assert r.status_code == 404, (template, raw, r.text)
+        # an id with a slash matches no route at all (the router's 404: nothing was looked up)
+        expected = [] if "/" in raw else ["denied"]
+        assert [row[2] for row in audit_rows(world.url, since=before)] == expected
+
+
+@pytest.mark.parametrize(
+    "raw", ["00000000000000000000000000000000----", "{12345678-1234-5678-1234-567812345678}", "x" * 36]
+)
+async def test_malformed_uuids_in_admin_and_session_routes_are_404s(client, world, raw) -> None:
+    await sign_in(client, world["a1"], T0)
+    for method, path in (
+        ("GET", f"/admin/users/{raw}"),
+        ("DELETE", f"/auth/sessions/{raw}"),
+        ("DELETE", f"/admin/tokens/{raw}"),
+        ("POST", f"/admin/break-glass/{raw}/review"),
+        ("GET", f"/admin/care-teams/{raw}"),
+    ):
+        before = audit_head(world.url)
+        r = await client.request(method, API + path)
+        assert r.status_code == 404, (path, r.text)
+        assert [row[2] for row in audit_rows(world.url, since=before)] == ["denied"]

@@ -132,7 +132,8 @@ def _events(lines: Iterator[str]) -> Iterator[tuple[str, dict]]:
             name = None
 
 
-def _wait_sealed(url: str, timeout: float = 20.0) -> None:
+def _wait_sealed(url: str, timeout: float = 30.0) -> None:
+    """Until the server's own sealer has chained every row (a positive signal, within a deadline)."""
     deadline = time.monotonic() + timeout
     with psycopg.connect(url, autocommit=True) as conn:
         while audit_store.unsealed(conn):

@@ -17,6 +17,7 @@ from edge_agent.devices.sfloat import SFloat
 from edge_agent.emulation import GlucoseMeter, VirtualAir, glucose_meter
 from edge_agent.outbox import AsyncOutbox, Cursor
 from edge_agent.settings import PairedDevice
+from rpm_core.reading import Reading
 from tests.edge_agent.ble.conftest import OPTIONS, Rig
 from tests.edge_agent.ble.test_session import running, until
 from tests.edge_agent.emulation.conftest import Started
@@ -40,7 +41,7 @@ async def meter_with(air: VirtualAir, started: Started, **kwargs: object) -> Glu
     return meter
 
 
-def summary(readings: list) -> list[tuple[str, float, frozenset[str]]]:  # type: ignore[type-arg]
+def summary(readings: list[Reading]) -> list[tuple[str, float, frozenset[str]]]:
     interesting = {"meal_preprandial", "meal_postprandial", "context_missing"}
     return [(r.metric, r.value, frozenset(r.flags & interesting)) for r in readings]
 
@@ -142,7 +143,8 @@ async def test_a_hostile_meter_flooding_announcements_and_stray_contexts(
     air: VirtualAir, radio: Radio, outbox: AsyncOutbox, started: Started
 ) -> None:
     """Every record announces a context, none comes, and contexts for records that never existed
-    pour in: memory stays bounded (64 waiting), every record is stored once, in order, and counted."""
+    pour in: with more records than may wait (64, see test_glucose_records), every record is
+    still stored once, in order, and both kinds of failure are counted."""
     meter = await meter_with(air, started, context_lag=3)
     for n in range(1, 201):
         meter.add_record(n, announcing(n), bytes(GlucoseMeasurementContext(40_000 + n, meal=Meal.CASUAL)))

@@ -172,6 +172,17 @@ class SignallingHub:
             await asyncio.sleep(interval_s)
             await self.tick()
 
+    async def close(self) -> None:
+        """Shut down: every connection is closed (1001, going away) and every writer stopped."""
+        for room in list(self._rooms.values()):
+            for conn in list(room.conns.values()):
+                if conn.writer is not None:
+                    conn.writer.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await conn.writer
+                await _close_quietly(conn.transport, CloseCode.GOING_AWAY, "going-away")
+        self._rooms.clear()
+
     def room_count(self) -> int:
         return len(self._rooms)
 

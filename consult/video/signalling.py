@@ -77,6 +77,7 @@ class CloseCode(enum.IntEnum):
     """WebSocket close codes (the application range 4000-4999, and 1000 for a normal leave)."""
 
     LEFT = 1000
+    GOING_AWAY = 1001  # the server shuts down (set by the shell); clients reconnect within the grace
     PROTOCOL = 4400  # too many refused messages, or no join in time
     REFUSED = 4403  # the join link was refused, or the room is full
     REPLACED = 4409  # the same participant connected again

@@ -300,3 +300,13 @@ def test_join_refused_carries_its_reason_and_no_token() -> None:
     exc = JoinRefused("expired", room_id="r" * 22, participant_id="p" * 12)
     assert (exc.why, exc.reason) == ("expired", "join_refused")
     assert "v1." not in str(exc)
+
+
+@pytest.mark.asyncio
+async def test_shutting_the_hub_down_closes_every_connection_as_going_away(env: Env) -> None:
+    consult = open_consult(env.conn)
+    doc, pat = await _in_call(env, consult)
+    await env.hub.close()
+    assert await doc.wait_closed() == (CloseCode.GOING_AWAY, "going-away")
+    assert await pat.wait_closed() == (CloseCode.GOING_AWAY, "going-away")
+    assert env.hub.room_count() == 0

@@ -24,6 +24,7 @@ nor re-opens the alert.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from statistics import fmean, median
@@ -153,17 +154,22 @@ def bp_protocol_readings(
     least ``bp_min_readings`` left spanning ``bp_min_span_days``. A window that holds too few (a
     patient taking one reading per session instead of two) grows a day at a time up to
     ``bp_max_window_days``. Returns (systolic, diastolic, window days, readings discarded) or None."""
-    for days in range(cfg.bp_window_days, max(cfg.bp_window_days, cfg.bp_max_window_days) + 1):
+    longest = max(cfg.bp_window_days, cfg.bp_max_window_days)
+    all_s = history.window("bp_systolic", at - timedelta(days=longest), at)
+    all_d = history.window("bp_diastolic", at - timedelta(days=longest), at)
+    if len(all_s) < cfg.bp_min_readings or len(all_d) < cfg.bp_min_readings:
+        return None
+    times_s, times_d = [o.time for o in all_s], [o.time for o in all_d]
+    for days in range(cfg.bp_window_days, longest + 1):
         start = at - timedelta(days=days)
-        systolic = history.window("bp_systolic", start, at)
-        diastolic = history.window("bp_diastolic", start, at)
+        systolic, diastolic = all_s[bisect_right(times_s, start) :], all_d[bisect_right(times_d, start) :]
         if not systolic or not diastolic:
-            return None
+            continue
         discarded = 0
         if cfg.bp_discard_first_day:
             cut = min(systolic[0].time, diastolic[0].time) + timedelta(days=1)
-            kept_s = [o for o in systolic if o.time >= cut]
-            kept_d = [o for o in diastolic if o.time >= cut]
+            kept_s = systolic[bisect_left([o.time for o in systolic], cut) :]
+            kept_d = diastolic[bisect_left([o.time for o in diastolic], cut) :]
             discarded = len(systolic) - len(kept_s)
             systolic, diastolic = kept_s, kept_d
         enough = min(len(systolic), len(diastolic)) >= cfg.bp_min_readings

@@ -296,10 +296,10 @@ def _when(text: str, now: datetime, what: str) -> datetime:
         return now + timedelta(**{"hours" if m["unit"] == "h" else "days": int(m["n"])})
     try:
         parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         typer.echo(f"error: {what}: not an ISO 8601 time or +<n>h / +<n>d", err=True)
         raise typer.Exit(2) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _refused(exc: MonitoringRequestError) -> typer.Exit:

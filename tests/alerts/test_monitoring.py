@@ -116,6 +116,8 @@ def test_resume_ends_the_pause_early_and_readings_during_a_pause_still_alert(set
         (["p1", "--until", "+1d", "--reason", "x" * 501], 1, "longer than 500"),
         (["p1", "--until", "+1d", "--reason", "travel\x1b[2J"], 1, "control"),
         (["p1", "--until", "tomorrow-ish", "--reason", "x"], 2, "not an ISO 8601 time"),
+        (["p1", "--until", "0001-01-01T00:00:00+14:00", "--reason", "x"], 2, "not an ISO 8601 time"),
+        (["p1", "--until", "+99999d", "--reason", "x"], 2, "not an ISO 8601 time"),
         (["p1", "--until", "+1d", "--reason", "x", "--from", "2020-01-01T00:00:00"], 1, "cannot start in the past"),
         (["nobody", "--until", "+1d", "--reason", "x"], 1, "no such patient"),
         (["p' OR '1'='1", "--until", "+1d", "--reason", "x"], 1, "no such patient"),

@@ -197,7 +197,7 @@ class _Outer:
 def _cbor(data: bytes, what: str) -> Any:
     try:
         return cbor2.loads(data)
-    except (cbor2.CBORDecodeError, RecursionError, ValueError, TypeError, OverflowError) as exc:
+    except Exception as exc:  # any decoder failure on hostile bytes (see rpm_core.errors)
         raise MalformedEnvelope(f"{what} is not CBOR") from exc
 
 

@@ -57,6 +57,27 @@ class IngestSettings(VigilSettings):
     # Database outage: the longest wait in seconds between retries; must be >= db_retry_base_s.
     db_retry_cap_s: float = Field(default=10.0, gt=0)
 
+    # Dead letters (docs/ingest.md, "Dead letters cannot fill the disk"). Bytes of a dead letter's
+    # payload kept (a prefix); its full length and SHA-256 are always kept.
+    dead_letter_payload_max_bytes: int = Field(default=8192, ge=0, le=1024 * 1024)
+    # Dead letters an agent may cause in a burst that are stored with their payload ...
+    dead_letter_burst: int = Field(default=20, ge=0)
+    # ... and how many per minute after that (per worker). Past it a dead letter is still acknowledged,
+    # counted per agent (metric, hourly summary row, one alarm line per alarm_log_interval_s), not stored.
+    dead_letter_per_minute: float = Field(default=6.0, ge=0)
+    # Dead letters (and their hourly summaries) older than this many days are deleted by ingest itself.
+    dead_letter_retention_days: float = Field(default=30.0, gt=0)
+    # Seconds between two retention runs (one runs when the worker starts).
+    dead_letter_prune_interval_s: float = Field(default=3600.0, gt=0)
+
+    # Freshness: a readings envelope whose sent_at is more than this many seconds before the server's
+    # clock is stored with the flag ingest:sent_long_ago and counted (an offline backlog, or a replay) ...
+    freshness_max_age_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # ... and more than this many seconds after it: flag ingest:sent_in_future (a Pi whose clock runs ahead).
+    freshness_max_ahead_s: float = Field(default=300.0, gt=0)
+    # At most one alarm line per agent and kind (dead-letter flood, stale envelopes) per this many seconds.
+    alarm_log_interval_s: float = Field(default=300.0, gt=0)
+
     # Prometheus exposition; 0 disables the HTTP endpoint.
     metrics_port: int = Field(default=9464, ge=0, lt=65536)
     # Address the metrics endpoint listens on; 0.0.0.0 lets a scraper on another host reach it.

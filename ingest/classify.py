@@ -289,8 +289,13 @@ def _readings(
         patient = sole if sole is not None else rec.patient_at(measured_at)
         if patient is None:
             raise _Dead("unassigned", "agent has no patient")  # classify rolls back this message's rows
-        if stale is not None or (flags and _has_server_flag(flags)):
+        if stale is not None:
             flags = _server_flags(flags, stale)
+        else:
+            for f in flags:  # rarely more than one; the server's namespace is never the agent's
+                if f.startswith(SERVER_FLAG_PREFIX):
+                    flags = _server_flags(flags, None)
+                    break
         rows.append(ReadingRow(measured_at, org, patient, agent, device, metric, value, seq, flags, device_time))
     out.write.gaps.extend(GapRow(agent, org, g.first, g.last) for g in batch.gaps)
     seen = min(batch.sent_at, now)  # a clock running ahead must not pin last_seen_at in the future
@@ -309,10 +314,6 @@ def _staleness(sent_at: datetime, now: datetime, limits: Limits) -> str | None:
     if sent_at > now + limits.max_ahead:
         return SENT_IN_FUTURE
     return None
-
-
-def _has_server_flag(flags: list[str]) -> bool:
-    return any(f.startswith(SERVER_FLAG_PREFIX) for f in flags)
 
 
 def _server_flags(flags: list[str], stale: str | None) -> list[str]:

@@ -36,6 +36,7 @@ at start and every ``dead_letter_prune_interval_s``.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import threading
 import time
@@ -315,20 +316,13 @@ class IngestService:
         """Dead-letter ``batch`` (one message); if even that row is refused, keep only its length and hash."""
         attempt, minimal = 0, False
         while True:
-            out = Classified()
-            for m in batch:
-                row = dead_letter_row(
-                    m.topic, reason, detail, m.payload, payload_max_bytes=self._limits.payload_max_bytes
-                )
-                if minimal:
-                    row = DeadLetterRow("", reason, "", b"", None, None, row.payload_bytes, row.payload_sha256)
-                out.write.dead_letters.append(row)
-                out.dead[reason] += 1
-                out.kinds["dead_letter"] += 1
             try:
+                out = self._dead(batch, reason, detail, minimal=minimal)
                 result = self._write(out)
             except _DATABASE_SIDE as exc:
                 self._outage(exc)
+            except TransientConflict as exc:
+                self.metrics.db_errors.labels(exc.reason).inc()
             except RefusedToStart:
                 raise
             except Exception as exc:  # noqa: BLE001 - the dead letter itself is refused: store less of it
@@ -342,6 +336,19 @@ class IngestService:
             if self._abort.wait(backoff_delay(None, attempt, policy=self._policy)):
                 return None
             attempt += 1
+
+    def _dead(self, batch: list[Incoming], reason: str, detail: str, *, minimal: bool) -> Classified:
+        out = Classified()
+        for m in batch:
+            if minimal:  # no topic, no payload: only what cannot be refused
+                row = DeadLetterRow("", reason, "", b"", None, None, len(m.payload), hashlib.sha256(m.payload).digest())
+            else:
+                cap = self._limits.payload_max_bytes
+                row = dead_letter_row(m.topic, reason, detail, m.payload, payload_max_bytes=cap)
+            out.write.dead_letters.append(row)
+            out.dead[reason] += 1
+            out.kinds["dead_letter"] += 1
+        return out
 
     def _commit_once(self, batch: list[Incoming]) -> tuple[Classified, BatchResult]:
         db = self._database()

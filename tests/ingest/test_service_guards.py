@@ -6,10 +6,12 @@ database session it is given, the keyring it signs receipts with), never inside 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
+import psycopg
 import pytest
 
 from ingest.service import IngestService
@@ -27,8 +29,9 @@ class BuggyStore:
     """The real database session, except that writing a reading with sequence 13 fails with a
     plain Python error (what a bug in a dumper would raise): not a StoreError, not the database."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, refuse_dead_letters: bool = False) -> None:
         self._db = IngestDatabase.connect(url)
+        self._refuse_dead_letters = refuse_dead_letters
 
     def synchronous_commit(self) -> str:
         return self._db.synchronous_commit()
@@ -39,6 +42,8 @@ class BuggyStore:
     def commit(self, batch: BatchWrite, *, now: datetime) -> BatchResult:
         if any(r.seq == 13 for r in batch.readings):
             raise KeyError("a bug")
+        if self._refuse_dead_letters and any(d.topic for d in batch.dead_letters):
+            raise ValueError("a bug in writing dead letters too")
         return self._db.commit(batch, now=now)
 
     def prune_dead_letters(self, *, before: datetime) -> int:
@@ -103,3 +108,19 @@ def test_receipts_that_cannot_be_signed_do_not_stop_the_worker(db: str, service,
     assert svc.failure is None
     assert svc.metrics.registry.get_sample_value("vigil_ingest_internal_errors_total", {"stage": "receipt"}) >= 2
     assert a.receipts == []
+
+
+def test_a_dead_letter_that_cannot_be_written_is_kept_as_its_length_and_hash(db: str, service, agents) -> None:
+    svc = service(connect_db=lambda: BuggyStore(db, refuse_dead_letters=True))
+    a = agents("agt-a")
+    poison = a.send(readings("agt-a", 11, 10))
+    wait_until(lambda: scalar(db, "SELECT count(*) FROM dead_letters") == 1, 30, "the minimal dead letter")
+    with psycopg.connect(db) as conn:
+        row = conn.execute(
+            "SELECT topic, reason, octet_length(payload), payload_bytes, payload_sha256 FROM dead_letters"
+        ).fetchone()
+    assert row == ("", "internal_error", 0, len(poison), hashlib.sha256(poison).digest())
+    a.send(readings("agt-a", 21, 10))
+    wait_until(lambda: scalar(db, "SELECT count(*) FROM readings") == 10, 20, "a later envelope stored")
+    assert svc.failure is None
+    assert svc.metrics.registry.get_sample_value("vigil_ingest_internal_errors_total", {"stage": "dead_letter"}) >= 1

@@ -88,7 +88,7 @@ class IngestService:
             host=settings.mqtt_host,
             port=settings.mqtt_port,
             ca_file=settings.ca_file(),
-            username=settings.mqtt_username,
+            username=settings.username(),
             password=mqtt_password,
             client_id=settings.mqtt_client_id,
             subscription=ingest_subscription(settings.shared_group),

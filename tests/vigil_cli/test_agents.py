@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from broker_config.dynsec import parse_file
 from broker_config.passwords import verify_password
 from rpm_core.enrollment import EnrollmentBundle, token_digest
 from vigil_cli.main import build_app
@@ -46,18 +48,23 @@ def test_create_enroll_assign_revoke(env: Path, db: str) -> None:
     bundle = EnrollmentBundle.read(bundle_path)
     assert bundle.agent_id == "agt-1"
     assert bundle.broker.ca_pem.startswith("-----BEGIN CERTIFICATE-----")
-    passwd = (env / "broker" / "passwd").read_text()
-    line = next(x for x in passwd.splitlines() if x.startswith("agt-1:"))
-    assert verify_password(bundle.mqtt_password.get_secret_value(), line.split(":", 1)[1])
-    assert "topic write vigil/v1/clinic-1/agt-1/up/#" in (env / "broker" / "acl").read_text()
+    doc = json.loads((env / "broker" / "dynsec" / "dynsec.json").read_text())
+    client = next(c for c in doc["clients"] if c["username"] == "agt-1")
+    assert client["clientid"] == "agt-1"
+    hashed = f"$7${client['iterations']}${client['salt']}${client['password']}"
+    assert verify_password(bundle.mqtt_password.get_secret_value(), hashed)
+    state = parse_file(doc)
+    assert ("publishClientSend", "vigil/v1/clinic-1/agt-1/up/#", True) in state.roles["agt-1"]
+    assert set(state.clients) == {"agt-1", "vigil-admin", *(f"vigil-ingest-{n}" for n in range(1, 5))}
     with psycopg.connect(db) as conn:
         row = conn.execute("SELECT status, enrollment_token_sha256 FROM agents").fetchone()
         assert row == ("pending", token_digest(bundle.enrollment_token.get_secret_value()))
     vigil("agents", "assign", "agt-1", "--patient", "p2")
     assert "\tp2\t" in vigil("agents", "list")
     vigil("agents", "revoke", "agt-1")
-    assert "agt-1:" not in (env / "broker" / "passwd").read_text()
-    assert "agt-1" not in (env / "broker" / "acl").read_text()
+    state = parse_file(json.loads((env / "broker" / "dynsec" / "dynsec.json").read_text()))
+    assert "agt-1" not in state.clients
+    assert "agt-1" not in state.roles
     with psycopg.connect(db) as conn:
         assert conn.execute("SELECT status FROM agents").fetchone() == ("revoked",)
         assert conn.execute("SELECT count(*) FROM agent_assignments").fetchone() == (2,)

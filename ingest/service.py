@@ -97,6 +97,7 @@ class IngestService:
             keepalive_s=settings.mqtt_keepalive_s,
             on_message=self._arrived,
             on_connected=self._connected,
+            on_takeover=self._taken_over,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -153,6 +154,15 @@ class IngestService:
                 self.settings.mqtt_client_id,
             )
         log.info("connected to the broker (session present: %s)", session_present)
+
+    def _taken_over(self, inferred: bool) -> None:
+        self.metrics.takeovers.inc()
+        log.error(
+            "CLIENT ID TAKEOVER: another client connected with client id %s and took this worker's session (%s); "
+            "give every ingest worker its own --client-id",
+            self.settings.mqtt_client_id,
+            "inferred from sessions the broker cut right after accepting them" if inferred else "said by the broker",
+        )
 
     def _arrived(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         with self._cond:

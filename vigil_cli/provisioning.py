@@ -105,8 +105,8 @@ class ProvisioningSettings(VigilSettings):
     # Path of mosquitto_dynamic_security.so; None finds it where Debian and others install it.
     broker_dynsec_plugin: Path | None = None
     # Ingest worker accounts vigil-ingest-1 .. vigil-ingest-N, each bound to its own client id and with its
-    # password in {key_dir}/mqtt/vigil-ingest-N.password: run each `vigil ingest` with a distinct
-    # --client-id among them.
+    # password in {key_dir}/mqtt/vigil-ingest-N.password: give each `vigil ingest` worker one of these
+    # names as its client id (`vigil ingest --client-id vigil-ingest-2`).
     broker_ingest_workers: int = Field(default=4, ge=1, le=256)
     # Hours an enrollment bundle and its one-time token stay valid: `vigil edge enroll` refuses an
     # expired bundle and ingest dead-letters a late registration (enrollment_expired).

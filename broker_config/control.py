@@ -9,8 +9,8 @@ first failed one, except "not found" answers to deletions (deleting is idempoten
 
 The admin connects over the broker's TLS listener like any client: our CA, the broker's TLS name
 checked, username and password, client id ``vigil-admin`` (its account is bound to it). Mosquitto
-applies a command before it answers, and rewrites its JSON file before that (a failed rewrite is
-only logged by the broker: :func:`broker_config.render.persisted_state` lets callers check).
+applies a command and rewrites its JSON file before it answers; a failed rewrite is only logged by
+the broker, so callers read the file back (:func:`broker_config.render.persisted_state`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 Pure: no I/O. :mod:`broker_config.render` writes the file while the broker is stopped (the plugin
 reads it once at start and never again: no reload on SIGHUP), :mod:`broker_config.control` sends
-the commands to a running broker, which then rewrites the file itself (``FILE.new`` + rename).
+the commands to a running broker, which then rewrites the file itself: in place up to Mosquitto
+2.0.15 (its ``FILE.new`` path is cut to the file's own name by a buffer one suffix too short),
+``FILE.new`` + rename from 2.0.16.
 
 The file, as Mosquitto 2.0 reads and writes it (``plugins/dynamic-security``: ``clients.c``,
 ``roles.c``, ``plugin.c``)::

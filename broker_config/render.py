@@ -7,7 +7,8 @@
     DIR/server.pem, .key      the broker's TLS certificate (SAN = the names agents dial) 0644,
                               and its key                                          root:<user's group> 0640
     DIR/dynsec/dynsec.json    accounts, client-id bindings and grants (dynamic security) <user> 0600
-                              in <user> 0700: the broker rewrites the file (FILE.new + rename)
+                              in <user> 0700: the broker rewrites the file after every change
+                              (in place up to Mosquitto 2.0.15, FILE.new + rename from 2.0.16)
     DIR/data/                 persistence (mosquitto.db)                           <user> 0700
     DIR/run/mosquitto.pid     written by Mosquitto; how provisioning knows it runs <user> 0755
 
@@ -191,11 +192,19 @@ def write_dynsec(layout: BrokerLayout, accounts: Iterable[BrokerAccount], *, use
 
 
 def persisted_state(layout: BrokerLayout) -> BrokerState | None:
-    """What the plugin's JSON file holds now; None when it cannot be read (e.g. another user's)."""
+    """What the plugin's JSON file holds now; None when this user cannot read it (another user's).
+
+    A file that is not JSON (Mosquitto 2.0.11 rewrites it in place, so a crash mid-write truncates
+    it) holds nothing: the broker would start with no account at all.
+    """
     try:
-        return parse_file(json.loads(layout.dynsec_file.read_text()))
-    except (OSError, ValueError):
+        text = layout.dynsec_file.read_text()
+    except OSError:
         return None
+    try:
+        return parse_file(json.loads(text))
+    except ValueError:
+        return BrokerState({}, {}, {})
 
 
 def dynsec_files(layout: BrokerLayout, plugin: Path | None = None) -> DynsecFiles:

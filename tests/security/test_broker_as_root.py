@@ -18,7 +18,6 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import shutil
 import signal
 import stat
 import tempfile
@@ -37,7 +36,7 @@ from broker_config.accounts import INGEST_USERNAME
 from broker_config.render import persisted_state
 from rpm_core.topics import ingest_subscription
 from tests.support.broker import tls_context
-from tests.support.platform import HOST, RenderedPlatform, start_platform, wait_for
+from tests.support.platform import HOST, RenderedPlatform, reachable_dir, start_platform, wait_for
 
 BROKER_USER = "mosquitto"
 BATCH = 25
@@ -51,26 +50,21 @@ def owner(path: Path) -> tuple[str, str, int]:
 
 
 @pytest.fixture
-def reachable_dir() -> Iterator[Path]:
-    """A directory the broker user can enter: /var/tmp/vigil-asroot-XXXX, mode 0711, removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix="vigil-asroot-", dir="/var/tmp"))
-    path.chmod(0o711)
-    try:
+def reachable() -> Iterator[Path]:
+    with reachable_dir() as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
-def platform(db: str, tmp_path: Path, reachable_dir: Path) -> Iterator[RenderedPlatform]:
+def platform(db: str, tmp_path: Path, reachable: Path) -> Iterator[RenderedPlatform]:
     p = start_platform(
         db,
         tmp_path,
-        broker_dir=reachable_dir / "broker",
+        broker_dir=reachable / "broker",
         broker_user=BROKER_USER,
         settings={
             "VIGIL_BROKER_AUTOSAVE_INTERVAL_S": "1",
-            "VIGIL_BROKER_LOG_FILE": str(reachable_dir / "log" / "mosquitto.log"),
+            "VIGIL_BROKER_LOG_FILE": str(reachable / "log" / "mosquitto.log"),
         },
     )
     try:

@@ -11,8 +11,11 @@ settings point at the rendered accounts (``vigil-ingest-N``, passwords in the ke
 from __future__ import annotations
 
 import getpass
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -36,6 +39,18 @@ from vigil_cli.main import build_app
 
 ORG, PATIENT = "clinic-1", "p1"
 HOST = "localhost"  # in the rendered certificate (broker_server_names' default)
+
+
+@contextmanager
+def reachable_dir() -> Iterator[Path]:
+    """A directory the ``mosquitto`` user can enter (/var/tmp/vigil-XXXX, 0711; pytest's tmp dirs are
+    0700 root): for a broker started as root that drops privileges. Removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="vigil-", dir="/var/tmp"))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:

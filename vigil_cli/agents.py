@@ -185,7 +185,7 @@ def create_cmd(
             )
             # The broker account exists before the COMMIT, or neither does.
             note = commit_with_broker(settings, conn, create=(account, password))
-        except (VigilError, psycopg.Error) as exc:
+        except (VigilError, psycopg.Error, OSError) as exc:
             raise _fail(exc) from exc
     if out is None:
         typer.echo(bundle.to_json())
@@ -205,7 +205,7 @@ def revoke_cmd(agent: str, config: ConfigOpt = None, database_url: UrlOpt = None
             aid = agent_id(agent)
             revoke_agent(conn, aid, now=now())
             note = commit_with_broker(settings, conn, delete=aid)
-        except (VigilError, psycopg.Error) as exc:
+        except (VigilError, psycopg.Error, OSError) as exc:
             raise _fail(exc) from exc
     typer.echo(f"revoked agent {agent}; {note}")
 

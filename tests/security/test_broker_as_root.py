@@ -114,7 +114,12 @@ class Session:
 
 
 def close(c: mqtt.Client) -> None:
+    """Disconnect after everything queued went out: the DISCONNECT follows the PUBACKs of what was
+    received, so nothing is redelivered to the next connection of the session."""
+    gone = threading.Event()
+    c.on_disconnect = lambda *_a: gone.set()
     c.disconnect()
+    assert gone.wait(10), "no clean disconnect"
     c.loop_stop()
 
 

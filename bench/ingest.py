@@ -1,4 +1,4 @@
-"""Ingest benchmark: agents -> Mosquitto (the project's TLS+ACL config) -> ingest -> PostgreSQL. Prints JSON.
+"""Ingest benchmark: agents -> Mosquitto (our TLS + dynamic security config) -> ingest -> PostgreSQL. Prints JSON.
 
 Everything runs on this machine. Phases, in one run and on the same kind of workload (real sealed
 envelopes of 20 readings, one MQTT/TLS connection per agent, publishers in several processes):

@@ -307,6 +307,8 @@ def sync_broker(settings: ProvisioningSettings, conn: psycopg.Connection[Any] | 
     be created there (no plaintext password): :class:`BrokerOutOfSync` says to restart it.
     """
     layout = BrokerLayout(settings.broker_dir)
+    if not layout.conf.exists():
+        raise BrokerOutOfSync(f"no rendered broker in {layout.out_dir}: run `vigil broker render` first")
     with _lock(settings):
         pid = running_pid(layout)
         desired = desired_accounts(settings, conn)

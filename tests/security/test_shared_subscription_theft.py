@@ -13,6 +13,7 @@ connected a real ingest worker stores every envelope of another agent at once.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -130,5 +131,24 @@ def test_with_the_thief_in_the_group_every_envelope_is_stored_at_once(platform: 
         assert time.monotonic() - started < 60
         assert attacker.delivered == []
         assert thief.client.is_connected()  # it was there all along, refused, not disconnected
+    finally:
+        ingest.stop(timeout=5)
+
+
+def test_an_ingest_worker_may_not_join_another_group_and_says_so(
+    platform: RenderedPlatform, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The grant is the exact shared filter: a worker configured with another group gets nothing,
+    and logs it as an error instead of waiting for messages that never come."""
+    caplog.set_level(logging.ERROR, logger="ingest.consumer")
+    ingest = IngestService(
+        platform.ingest_settings(shared_group="elsewhere"),
+        keyring=load_server_keys(platform.key_dir),
+        mqtt_password=platform.ingest_password(),
+    )
+    ingest.start()
+    try:
+        wait_for(lambda: "refused the subscription" in caplog.text, 10, "the refusal logged")
+        assert "$share/elsewhere/vigil/v1/+/+/up/#" in caplog.text
     finally:
         ingest.stop(timeout=5)

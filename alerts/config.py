@@ -7,7 +7,7 @@ know belong to other features and are ignored.
 
 Threshold bands are nested per direction: a reading of SpO2 90 % lies in both the "<= 94" (seek
 advice) and the "<= 92" (urgent) band, and the worst band whose confirmation is met wins.
-Sources for every default: docs/alerts.md and shared/reference/clinical.md.
+Sources for every default: docs/alerts.md and docs/reference/clinical.md.
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ TUNING = {
     "mqtt_backoff_cap_s": 2.0,
     "ble_backoff_cap_s": 1.0,
 }
-# Public vectors (shared/reference/ble-gatt.md), decoded as in tests/edge_agent/test_agent.py.
+# Public vectors (docs/reference/ble-gatt.md), decoded as in tests/edge_agent/test_agent.py.
 SPOT = bytes.fromhex("0facf3bef5e8070b1d17083920402200 0066e3".replace(" ", ""))  # 94 %, PR 147, 2024-11-29
 CONTINUOUS = bytes.fromhex("1c5f005a0020000000 0057f0".replace(" ", ""))  # 95 %, PR 90
 TEMP_VECTOR = bytes.fromhex("06b00e00fedc070c050b321b04")  # 37.60 Cel, 2012-12-05 11:50:27

@@ -1,4 +1,4 @@
-"""NEWS2 against the Royal College of Physicians chart (shared/reference/clinical.md), cell by cell."""
+"""NEWS2 against the Royal College of Physicians chart (docs/reference/clinical.md), cell by cell."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Edge agent benchmark: the agent process alone, six emulated devices, the project's TLS broker. Prints JSON.
 
-Set-up, all on this machine: a Mosquitto with the project's TLS + password + ACL configuration; the
+Set-up, all on this machine: a Mosquitto with the project's TLS + dynamic security configuration; the
 six emulated devices in a separate process (``DeviceProcess``: bumble peripherals whose radio is
 reached over HCI on TCP, so their work is not billed to the agent); the agent as its own process
 (``vigil edge run`` with ``--ble emulated --emulated-hci``, started through the ``edge`` app only,

@@ -1,4 +1,4 @@
-"""Ingest benchmark: agents -> Mosquitto (the project's TLS+ACL config) -> ingest -> PostgreSQL. Prints JSON.
+"""Ingest benchmark: agents -> Mosquitto (our TLS + dynamic security config) -> ingest -> PostgreSQL. Prints JSON.
 
 Everything runs on this machine. Phases, in one run and on the same kind of workload (real sealed
 envelopes of 20 readings, one MQTT/TLS connection per agent, publishers in several processes):
@@ -41,17 +41,18 @@ import psycopg
 from psycopg import sql
 
 from bench.ingest_workload import PER_ENVELOPE, AgentCreds, PhaseSpec, cpu_seconds, naive_consumer, publisher
+from broker_config.accounts import agent_account, ingest_account, ingest_usernames
 from broker_config.ca import create_ca
 from broker_config.mosquitto import MosquittoSpec
-from broker_config.passwords import INGEST_USERNAME, AgentAccount, ServiceAccount, hash_password, new_password
-from broker_config.render import BrokerLayout, full_spec, render_broker
-from rpm_core.ids import AgentId, OrgId
+from broker_config.passwords import hash_password, new_password
+from broker_config.render import BrokerLayout, dynsec_files, full_spec, render_broker
 from rpm_core.keys import AgentKeys, ServerKey
 from rpm_core.keystore import create_server_key, write_private
 from store.agents import activate_agent, create_agent, create_org, create_patient
 from store.migrate import migrate
 
 ADMIN_URL = os.environ.get("VIGIL_TEST_DATABASE_URL", "postgresql:///postgres?host=/var/run/postgresql")
+MAX_WORKERS = 16  # broker accounts rendered for ingest workers (and as many naive consumers)
 
 
 def free_port() -> int:
@@ -85,7 +86,11 @@ class Rig:
         self.server = ServerKey.generate()
         create_server_key(self.key_dir, self.server)
         self.ingest_password = new_password()
-        write_private(self.key_dir / "mqtt" / f"{INGEST_USERNAME}.password", self.ingest_password.encode())
+        # One broker account per ingest worker (bound to its client id) and per naive baseline consumer.
+        self.ingest_names = ingest_usernames(MAX_WORKERS)
+        self.naive_names = [f"bench-naive-{i}" for i in range(1, MAX_WORKERS + 1)]
+        for name in self.ingest_names:
+            write_private(self.key_dir / "mqtt" / f"{name}.password", self.ingest_password.encode())
         self.agents = self._provision(n_agents, "agt")
         self.baseline_agents = self._provision(n_agents, "base")
         self.layout = BrokerLayout(work / "broker")
@@ -94,18 +99,23 @@ class Rig:
         ca = create_ca(now=now)
         self.ca_path = self.layout.ca
         base = MosquittoSpec(
-            data_dir=self.layout.data_dir, port=self.port, password_file=self.layout.passwd, user=getpass.getuser()
+            data_dir=self.layout.data_dir,
+            port=self.port,
+            user=getpass.getuser(),
+            dynsec=dynsec_files(self.layout),
         )
         render_broker(
             self.layout,
             spec=base,
             ca=ca,
             server_names=["localhost", "127.0.0.1"],
-            agents=[
-                AgentAccount(OrgId(a.org), AgentId(a.agent), hash_password(a.password))
-                for a in self.agents + self.baseline_agents
+            accounts=[
+                *(agent_account(a.org, a.agent, hash_password(a.password)) for a in self.agents + self.baseline_agents),
+                *(
+                    ingest_account(name, hash_password(self.ingest_password))
+                    for name in self.ingest_names + self.naive_names
+                ),
             ],
-            services=[ServiceAccount(INGEST_USERNAME, hash_password(self.ingest_password))],
             now=now,
         )
         self.broker = subprocess.Popen(
@@ -226,11 +236,20 @@ def cpu_of(pids: list[int]) -> float:
 def phase_baseline(rig: Rig, args: argparse.Namespace, duration: float) -> float:
     ctx = mp.get_context("spawn")
     consumers = []
-    for _ in range(args.workers):
+    for i in range(args.workers):
         ready = ctx.Event()
         p = ctx.Process(
             target=naive_consumer,
-            args=(rig.url, "localhost", rig.port, str(rig.ca_path), rig.ingest_password, str(rig.key_dir), ready),
+            args=(
+                rig.url,
+                "localhost",
+                rig.port,
+                str(rig.ca_path),
+                rig.naive_names[i],
+                rig.ingest_password,
+                str(rig.key_dir),
+                ready,
+            ),
             daemon=True,
         )
         p.start()
@@ -266,7 +285,7 @@ def start_workers(rig: Rig, n: int) -> list[subprocess.Popen[bytes]]:
         workers.append(
             subprocess.Popen(
                 [sys.executable, "-m", "vigil_cli", "ingest", "--log-level", "WARNING"],
-                env=rig.ingest_env(f"bench-ingest-{i}"),
+                env=rig.ingest_env(rig.ingest_names[i]),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -346,7 +365,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60, help="measured time, split over the phases")
     ap.add_argument("--agents", type=int, default=24)
     ap.add_argument("--publishers", type=int, default=2)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2, choices=range(1, MAX_WORKERS + 1), metavar="N")
     ap.add_argument(
         "--offered-rate",
         type=float,

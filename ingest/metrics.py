@@ -78,3 +78,6 @@ class IngestMetrics:
         self.sessions_lost = Counter(
             "vigil_ingest_sessions_lost", "Reconnects where the broker had no session for us", registry=r
         )
+        self.takeovers = Counter(
+            "vigil_ingest_client_id_takeovers", "Times another client took this worker's client id", registry=r
+        )

@@ -127,7 +127,7 @@ class IngestService:
             host=settings.mqtt_host,
             port=settings.mqtt_port,
             ca_file=settings.ca_file(),
-            username=settings.mqtt_username,
+            username=settings.username(),
             password=mqtt_password,
             client_id=settings.mqtt_client_id,
             subscription=ingest_subscription(settings.shared_group),
@@ -136,6 +136,7 @@ class IngestService:
             keepalive_s=settings.mqtt_keepalive_s,
             on_message=self._arrived,
             on_connected=self._connected,
+            on_takeover=self._taken_over,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -202,6 +203,15 @@ class IngestService:
                 self.settings.mqtt_client_id,
             )
         log.info("connected to the broker (session present: %s)", session_present)
+
+    def _taken_over(self, inferred: bool) -> None:
+        self.metrics.takeovers.inc()
+        log.error(
+            "CLIENT ID TAKEOVER: another client connected with client id %s and took this worker's session (%s); "
+            "give every ingest worker its own --client-id",
+            self.settings.mqtt_client_id,
+            "inferred from sessions the broker cut right after accepting them" if inferred else "said by the broker",
+        )
 
     def _arrived(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         now = time.monotonic()

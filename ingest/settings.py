@@ -27,12 +27,13 @@ class IngestSettings(VigilSettings):
     mqtt_port: int = Field(default=8883, gt=0, lt=65536)
     # The CA that signed the broker certificate; None = {key_dir}/ca/ca.pem. TLS is not optional.
     mqtt_ca_file: Path | None = None
-    # The broker account: `vigil broker render` creates the password and ACL of vigil-ingest only, so
-    # another name needs an account (and ACL) of its own.
-    mqtt_username: str = "vigil-ingest"
-    # None = {key_dir}/mqtt/{mqtt_username}.password (written by `vigil broker render`).
+    # The broker account; None = the same as mqtt_client_id. `vigil broker render` creates one account per
+    # worker, vigil-ingest-1 .. vigil-ingest-N (broker_ingest_workers), each usable with its own client id only.
+    mqtt_username: str | None = None
+    # None = {key_dir}/mqtt/{username}.password (written by `vigil broker render`).
     mqtt_password_file: Path | None = None
-    # Unique per worker: the broker keeps this worker's persistent session under it.
+    # Unique per worker (`vigil ingest --client-id`): the broker keeps this worker's persistent session under
+    # it, and only the account bound to it may connect with it (vigil-ingest-1 .. vigil-ingest-N).
     mqtt_client_id: str = Field(default="vigil-ingest-1", min_length=1, max_length=64)
     # Seconds the broker keeps this worker's session (subscription, unacknowledged messages) while it is
     # away: longer than any stop you want to ride out without the broker dropping its queue (default 7 days).
@@ -87,5 +88,8 @@ class IngestSettings(VigilSettings):
     def ca_file(self) -> Path:
         return self.mqtt_ca_file or self.key_dir / "ca" / "ca.pem"
 
+    def username(self) -> str:
+        return self.mqtt_username or self.mqtt_client_id
+
     def password_file(self) -> Path:
-        return self.mqtt_password_file or self.key_dir / "mqtt" / f"{self.mqtt_username}.password"
+        return self.mqtt_password_file or self.key_dir / "mqtt" / f"{self.username()}.password"

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from broker_config.passwords import INGEST_USERNAME
+from broker_config.accounts import INGEST_USERNAME
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from rpm_core.clock import Clock
@@ -60,7 +60,11 @@ class IngestRig:
             "db_retry_cap_s": 0.5,
         }
         values.update(overrides)
-        return IngestSettings(**values)
+        settings = IngestSettings(**values)
+        # One broker account per worker, bound to its client id (password file for `vigil ingest`).
+        self.broker.add_ingest(settings.mqtt_client_id)
+        write_private(settings.password_file(), self.broker.ingest_password.encode())
+        return settings
 
     def process(self, **overrides: Any) -> IngestProcess:
         """A ``vigil ingest`` subprocess (not started)."""

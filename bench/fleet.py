@@ -129,6 +129,7 @@ class Fleet:
         self.done = asyncio.Event()
         self.latencies: list[float] = []
         self.first_pub: float | None = None
+        self.last_pub: float | None = None
         self.last_receipt: float | None = None
         self.published = self.resent = self.receipts_seen = self.verified = self.bad_receipts = 0
         self.reconnects = self.connect_failures = self.timeouts = 0
@@ -199,6 +200,7 @@ class Fleet:
             "unreceipted": self.outstanding,
             "latencies_ms": [round(1000 * x, 2) for x in self.latencies],
             "first_pub": self.first_pub,
+            "last_pub": self.last_pub,
             "last_receipt": self.last_receipt,
             "receipts": self.receipts_seen,
             "verified_receipts": self.verified,
@@ -249,6 +251,7 @@ class Fleet:
             a.inflight.append(_Sent(last, now, data, run, now))
             if run == self.run_id:
                 self.published += 1
+                self.last_pub = now
                 if self.first_pub is None:
                     self.first_pub = now
 

@@ -215,10 +215,15 @@ def scenario_live(ctx: Ctx) -> dict[str, Any]:
     phase = run_phase(ctx, split_counts(ctx, agents, per_agent), a.readings_per_envelope, rate=a.live_rate)
     offer_s = phase.envelopes / a.live_rate
     i0, i1 = time_window(phase.samples, phase.start_at + 0.1 * offer_s, phase.start_at + 0.9 * offer_s)
+    first = min((p["first_pub"] for p in phase.pub if p["first_pub"]), default=None)
+    last = max((p["last_pub"] for p in phase.pub if p["last_pub"]), default=None)
+    published = sum(p["published"] for p in phase.pub)
     return {
         **window_figures(phase.samples, i0, i1, a.readings_per_envelope),
         **common(ctx, phase, a.readings_per_envelope),
         "offered_envelopes_per_s": a.live_rate,
+        # what the publishers managed to send (below the offer when they are starved of CPU)
+        "published_envelopes_per_s": _r(published / (last - first)) if first and last and last > first else None,
         **setup_fields(ctx, time.monotonic() - started),
     }
 
@@ -397,8 +402,10 @@ def connect(pubs: Publishers, n: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     chosen = [s for s in SCENARIOS if s in (args.scenario or SCENARIOS)]
-    nofile = 2 * (args.agents + args.baseline_agents) + 4096
-    raise_nofile(nofile)
+    needed = args.agents + args.baseline_agents + 1024  # the broker's connections, its files and some room
+    nofile = raise_nofile(needed + 3072)
+    if nofile < needed:
+        raise SystemExit(f"RLIMIT_NOFILE is {nofile}, {args.agents} agents need {needed}: raise the hard limit")
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     n_baseline = args.baseline_agents if "flood" in chosen and not args.no_baseline else 0
     rig = Rig(work, args.agents, n_baseline, nofile=nofile)

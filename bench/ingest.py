@@ -268,7 +268,9 @@ def scenario_reconnect_storm(ctx: Ctx) -> dict[str, Any]:
     connections = [ctx.rig.ingest_connections(i) for i in range(len(ctx.workers))]
     ctx.rig.stop_broker()
     down_at = time.monotonic()
-    ctx.pubs.call("start", rate=None, start_at=down_at, window=WINDOW)  # queued: nobody is connected
+    while sum(p["connected"] for p in ctx.pubs.call("connected")) and time.monotonic() - down_at < 30:
+        time.sleep(0.05)  # every agent has seen its connection drop: the backlog queues, nothing is sent
+    ctx.pubs.call("start", rate=None, start_at=time.monotonic(), window=WINDOW)
     time.sleep(max(0.0, down_at + a.storm_down_s - time.monotonic()))
     ctx.rig.start_broker()
     restart = time.monotonic()

@@ -52,6 +52,7 @@ import math
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -395,6 +396,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def connect(pubs: Publishers, n: int) -> None:
     connected = sum(c["connected"] for c in pubs.call("connect"))
     if connected != n:
@@ -403,6 +408,7 @@ def connect(pubs: Publishers, n: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)  # clean up (database, broker, processes) when killed
     chosen = [s for s in SCENARIOS if s in (args.scenario or SCENARIOS)]
     needed = args.agents + args.baseline_agents + 1024  # the broker's connections, its files and some room
     nofile = raise_nofile(needed + 3072)
@@ -411,20 +417,35 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     n_baseline = args.baseline_agents if "flood" in chosen and not args.no_baseline else 0
     rig = Rig(work, args.agents, n_baseline, nofile=nofile)
-    pubs = Publishers(
-        rig,
-        rig.agents,
-        min(args.publishers, args.agents),
-        verify_every=args.verify_every,
-        receipt_timeout_s=args.receipt_timeout_s,
-    )
-    ctx = Ctx(args, rig, pubs)
+    try:
+        pubs = Publishers(
+            rig,
+            rig.agents,
+            min(args.publishers, args.agents),
+            verify_every=args.verify_every,
+            receipt_timeout_s=args.receipt_timeout_s,
+        )
+        ctx = Ctx(args, rig, pubs)
+        try:
+            run_all(ctx, chosen, work)
+        finally:
+            Rig.stop_ingest(ctx.workers)
+            pubs.close()
+    finally:
+        rig.close()
+        if args.keep:
+            print(f"work directory kept: {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run_all(ctx: Ctx, chosen: list[str], work: Path) -> None:
     results: dict[str, Any] = {}
     try:
-        connect(pubs, args.agents)
-        if rig.baseline_agents:
+        connect(ctx.pubs, len(ctx.rig.agents))
+        if ctx.rig.baseline_agents:
             ctx.baseline = run_baseline(ctx)
-        ctx.workers = rig.start_ingest(args.workers)
+        ctx.workers = ctx.rig.start_ingest(ctx.args.workers)
         for name in chosen:
             results[name] = RUNNERS[name](ctx)
             print(json.dumps({name: results[name]}), flush=True)
@@ -433,14 +454,6 @@ def main(argv: list[str] | None = None) -> None:
         for log in sorted(work.glob("*.log")):
             print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr, flush=True)
         raise
-    finally:
-        Rig.stop_ingest(ctx.workers)
-        pubs.close()
-        rig.close()
-        if args.keep:
-            print(f"work directory kept: {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -100,12 +100,20 @@ class Rig:
     def __init__(self, work: Path, n_agents: int, n_baseline: int, *, nofile: int) -> None:
         self.work = work
         self.nofile = nofile
+        self.broker: subprocess.Popen[bytes] | None = None
         self.db_name = f"vigil_bench_{secrets.token_hex(4)}"
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.db_name)))
         params = psycopg.conninfo.conninfo_to_dict(ADMIN_URL)
         params["dbname"] = self.db_name
         self.url = psycopg.conninfo.make_conninfo(**params)  # type: ignore[arg-type]
+        try:
+            self._set_up(work, n_agents, n_baseline)
+        except BaseException:
+            self.close()
+            raise
+
+    def _set_up(self, work: Path, n_agents: int, n_baseline: int) -> None:
         migrate(self.url, flavor="postgres")
         self.key_dir = work / "keys"
         self.server = ServerKey.generate()
@@ -134,7 +142,6 @@ class Rig:
             now=now,
         )
         assert full_spec(self.layout, base).port == self.port
-        self.broker: subprocess.Popen[bytes] | None = None
         self.start_broker()
 
     def _provision(self, n: int, prefix: str) -> list[AgentCreds]:

@@ -20,7 +20,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from broker_config.passwords import INGEST_USERNAME
+from broker_config.accounts import INGEST_USERNAME
 from rpm_core.downlink import Receipt, sign_receipt
 from rpm_core.enrollment import open_registration
 from rpm_core.envelope import open_batch
@@ -65,7 +65,7 @@ class CountingReceipts:
         self._connected = threading.Event()
         ctx = ssl.create_default_context(cafile=str(ca))
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-receipts", protocol=mqtt.MQTTv5)
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=INGEST_USERNAME, protocol=mqtt.MQTTv5)
         c.tls_set_context(ctx)
         c.username_pw_set(INGEST_USERNAME, password)
         c.on_connect = self._on_connect

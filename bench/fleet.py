@@ -306,7 +306,7 @@ class Fleet:
             port=s.port,
             ctx=self.ctx,
             server_name=s.server_name,
-            client_id=f"bench-{a.creds.agent}",
+            client_id=a.creds.agent,  # the broker binds each account to its own id
             username=a.creds.agent,
             password=a.creds.password,
             subscribe=a.receipts,

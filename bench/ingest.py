@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.ingest_rig import COMPONENTS, Publishers, Rig, Sample, Sampler, cpu_delta
+from bench.ingest_rig import COMPONENTS, NAIVE_ACCOUNT, Publishers, Rig, Sample, Sampler, cpu_delta
 from bench.ingest_workload import AgentCreds, naive_consumer, raise_nofile
 
 SCENARIOS = ("live", "flood", "backfill", "reconnect_storm")
@@ -333,7 +333,16 @@ def run_baseline(ctx: Ctx) -> dict[str, Any]:
             ready = mpc.Event()
             p = mpc.Process(
                 target=naive_consumer,
-                args=(rig.url, "localhost", rig.port, str(rig.ca_path), rig.ingest_password, str(rig.key_dir), ready),
+                args=(
+                    rig.url,
+                    "localhost",
+                    rig.port,
+                    str(rig.ca_path),
+                    NAIVE_ACCOUNT,
+                    rig.ingest_password,
+                    str(rig.key_dir),
+                    ready,
+                ),
                 daemon=True,
             )
             p.start()

@@ -38,11 +38,11 @@ from psycopg import sql
 
 from bench.fleet import FleetSpec, fleet_main
 from bench.ingest_workload import AgentCreds, cpu_seconds, machine_busy_seconds, rss_mb
+from broker_config.accounts import agent_account, ingest_account, ingest_usernames
 from broker_config.ca import create_ca
 from broker_config.mosquitto import MosquittoSpec, find_mosquitto
-from broker_config.passwords import INGEST_USERNAME, AgentAccount, ServiceAccount, hash_password, new_password
-from broker_config.render import BrokerLayout, full_spec, render_broker
-from rpm_core.ids import AgentId, OrgId
+from broker_config.passwords import hash_password, new_password
+from broker_config.render import BrokerLayout, dynsec_files, full_spec, render_broker
 from rpm_core.keys import AgentKeys, ServerKey
 from rpm_core.keystore import create_server_key, write_private
 from store.agents import activate_agent, create_agent, create_org, create_patient
@@ -53,6 +53,9 @@ __all__ = ["ADMIN_URL", "COMPONENTS", "Publishers", "Rig", "Sample", "Sampler", 
 ADMIN_URL = os.environ.get("VIGIL_TEST_DATABASE_URL", "postgresql:///postgres?host=/var/run/postgresql")
 ORG = "bench"
 COMPONENTS = ("ingest", "broker", "database", "publishers")
+# Broker accounts of ingest workers (vigil-ingest-1 ..); the last one is the naive consumer's.
+INGEST_ACCOUNTS = ingest_usernames(8)
+NAIVE_ACCOUNT = INGEST_ACCOUNTS[-1]
 
 
 def free_port() -> int:
@@ -118,8 +121,11 @@ class Rig:
         self.key_dir = work / "keys"
         self.server = ServerKey.generate()
         create_server_key(self.key_dir, self.server)
+        # Ingest workers and the naive consumer each log in with their own account, bound to its
+        # client id as the rendered broker requires (one shared password: a benchmark, not a fleet).
         self.ingest_password = new_password()
-        write_private(self.key_dir / "mqtt" / f"{INGEST_USERNAME}.password", self.ingest_password.encode())
+        for name in INGEST_ACCOUNTS:
+            write_private(self.key_dir / "mqtt" / f"{name}.password", self.ingest_password.encode())
         self.agents = self._provision(n_agents, "agt")
         self.baseline_agents = self._provision(n_baseline, "base")
         self.layout = BrokerLayout(work / "broker")
@@ -127,18 +133,17 @@ class Rig:
         now = datetime.now(UTC)
         self.ca_path = self.layout.ca
         base = MosquittoSpec(
-            data_dir=self.layout.data_dir, port=self.port, password_file=self.layout.passwd, user=getpass.getuser()
+            data_dir=self.layout.data_dir, port=self.port, user=getpass.getuser(), dynsec=dynsec_files(self.layout)
         )
         render_broker(
             self.layout,
             spec=base,
             ca=create_ca(now=now),
             server_names=["localhost", "127.0.0.1"],
-            agents=[
-                AgentAccount(OrgId(a.org), AgentId(a.agent), hash_password(a.password))
-                for a in self.agents + self.baseline_agents
+            accounts=[
+                *(agent_account(a.org, a.agent, hash_password(a.password)) for a in self.agents + self.baseline_agents),
+                *(ingest_account(name, hash_password(self.ingest_password)) for name in INGEST_ACCOUNTS),
             ],
-            services=[ServiceAccount(INGEST_USERNAME, hash_password(self.ingest_password))],
             now=now,
         )
         assert full_spec(self.layout, base).port == self.port
@@ -207,13 +212,15 @@ class Rig:
         }
 
     def start_ingest(self, n: int) -> list[subprocess.Popen[bytes]]:
+        if n >= len(INGEST_ACCOUNTS):
+            raise ValueError(f"at most {len(INGEST_ACCOUNTS) - 1} ingest workers")
         workers = []
         for i in range(n):
             log = (self.work / f"ingest-{i}.log").open("ab")
             workers.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "vigil_cli", "ingest", "--log-level", "INFO"],
-                    env=self.ingest_env(f"bench-ingest-{i}"),
+                    env=self.ingest_env(INGEST_ACCOUNTS[i]),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )

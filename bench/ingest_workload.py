@@ -120,7 +120,9 @@ def seal_envelopes(
     return out
 
 
-def naive_consumer(url: str, host: str, port: int, ca: str, password: str, key_dir: str, ready: Any) -> None:
+def naive_consumer(
+    url: str, host: str, port: int, ca: str, username: str, password: str, key_dir: str, ready: Any
+) -> None:
     """The baseline: auto-ack after each message, one INSERT per reading, one COMMIT per message."""
     import paho.mqtt.client as mqtt
     import psycopg
@@ -156,9 +158,9 @@ def naive_consumer(url: str, host: str, port: int, ca: str, password: str, key_d
         conn.commit()
 
     ctx = ssl.create_default_context(cafile=ca)
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"naive-{os.getpid()}", protocol=mqtt.MQTTv5)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5)
     c.tls_set_context(ctx)
-    c.username_pw_set("vigil-ingest", password)
+    c.username_pw_set(username, password)
     c.on_connect = lambda cl, *_a: cl.subscribe(ingest_subscription(), qos=1)
     c.on_subscribe = lambda *_a: ready.set()
     c.on_message = on_message

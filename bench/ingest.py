@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.ingest_rig import COMPONENTS, NAIVE_ACCOUNT, Publishers, Rig, Sample, Sampler, cpu_delta
+from bench.ingest_rig import COMPONENTS, NAIVE_ACCOUNTS, Publishers, Rig, Sample, Sampler, cpu_delta
 from bench.ingest_workload import AgentCreds, naive_consumer, raise_nofile
 
 SCENARIOS = ("live", "flood", "backfill", "reconnect_storm")
@@ -329,7 +329,7 @@ def run_baseline(ctx: Ctx) -> dict[str, Any]:
     consumers = []
     try:
         pubs.call("connect")
-        for _ in range(a.workers):
+        for k in range(a.workers):
             ready = mpc.Event()
             p = mpc.Process(
                 target=naive_consumer,
@@ -338,7 +338,7 @@ def run_baseline(ctx: Ctx) -> dict[str, Any]:
                     "localhost",
                     rig.port,
                     str(rig.ca_path),
-                    NAIVE_ACCOUNT,
+                    NAIVE_ACCOUNTS[k],
                     rig.ingest_password,
                     str(rig.key_dir),
                     ready,

@@ -53,9 +53,11 @@ __all__ = ["ADMIN_URL", "COMPONENTS", "Publishers", "Rig", "Sample", "Sampler", 
 ADMIN_URL = os.environ.get("VIGIL_TEST_DATABASE_URL", "postgresql:///postgres?host=/var/run/postgresql")
 ORG = "bench"
 COMPONENTS = ("ingest", "broker", "database", "publishers")
-# Broker accounts of ingest workers (vigil-ingest-1 ..); the last one is the naive consumer's.
+# Broker accounts of ingest workers (vigil-ingest-1 ..); the naive consumers take them from the
+# last one down, one each: the broker binds each account to its own client id, and two consumers
+# with one id take the session from each other for ever. The baseline ends before ingest starts.
 INGEST_ACCOUNTS = ingest_usernames(8)
-NAIVE_ACCOUNT = INGEST_ACCOUNTS[-1]
+NAIVE_ACCOUNTS = INGEST_ACCOUNTS[::-1]
 
 
 def free_port() -> int:

@@ -21,13 +21,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from broker_config.accounts import INGEST_USERNAME
+from ingest.opener import EnvelopeOpener
 from rpm_core.downlink import Receipt, sign_receipt
-from rpm_core.enrollment import open_registration
-from rpm_core.envelope import open_batch
 from rpm_core.errors import MalformedEnvelope, VigilError
 from rpm_core.ids import AgentId, OrgId
 from rpm_core.keys import AgentPublicKeys, ServerKey
-from rpm_core.status import AgentStatus, open_status
+from rpm_core.status import AgentStatus
 from rpm_core.topics import Kind, Topic
 
 __all__ = ["AgentTally", "CountingReceipts"]
@@ -58,6 +57,7 @@ class AgentTally:
 class CountingReceipts:
     def __init__(self, *, host: str, port: int, ca: Path, password: str, server: ServerKey, tokens: dict[str, str]):
         self.server = server
+        self.opener = EnvelopeOpener({server.kid: server})
         self.tokens = tokens
         self.agents: dict[str, AgentTally] = {}
         self.rejected = 0
@@ -101,10 +101,10 @@ class CountingReceipts:
             self.rejected += 1
 
     def _handle(self, topic: Topic, data: bytes) -> None:
-        keyring = {self.server.kid: self.server}
+        opener = self.opener
         tally = self.agents.get(topic.agent)
         if topic.kind is Kind.STATUS and tally is None:
-            reg = open_registration(data, topic=topic, server_keys=keyring)
+            reg = opener.open_registration(data, topic=topic)
             if reg.token != self.tokens.get(topic.agent):
                 raise ValueError("bad enrollment token")
             self.agents[topic.agent] = AgentTally(reg.keys)
@@ -114,13 +114,13 @@ class CountingReceipts:
             raise ValueError("unregistered agent")
         if topic.kind is Kind.STATUS:
             try:
-                tally.last_status = open_status(data, topic=topic, server_keys=keyring, agent=tally.keys)
+                tally.last_status = opener.open_status(data, topic=topic, agent=tally.keys)
             except MalformedEnvelope:
-                if open_registration(data, topic=topic, server_keys=keyring).keys != tally.keys:
+                if opener.open_registration(data, topic=topic).keys != tally.keys:
                     raise
                 self._receipt(topic.org, topic.agent)
             return
-        batch = open_batch(data, topic=topic, server_keys=keyring, agent=tally.keys)
+        batch = opener.open_batch(data, topic=topic, agent=tally.keys)
         tally.envelopes += 1
         for g in batch.gaps:
             tally.add(g.first, g.last, gap=True)

@@ -128,12 +128,12 @@ def naive_consumer(
     import psycopg
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from rpm_core.envelope import open_batch
+    from ingest.opener import EnvelopeOpener
     from rpm_core.keys import AgentPublicKeys
     from rpm_core.keystore import load_server_keys
     from rpm_core.topics import Topic, ingest_subscription
 
-    server_keys = load_server_keys(Path(key_dir)).by_kid
+    opener = EnvelopeOpener(load_server_keys(Path(key_dir)).by_kid)
     conn = psycopg.connect(url, application_name="vigil-naive")
     agents: dict[str, tuple[AgentPublicKeys, str]] = {}
     for agent, sign, kex, patient in conn.execute(
@@ -146,7 +146,7 @@ def naive_consumer(
     def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         topic = Topic.parse(msg.topic)
         keys, patient = agents[topic.agent]
-        batch = open_batch(bytes(msg.payload), topic=topic, server_keys=server_keys, agent=keys)
+        batch = opener.open_batch(bytes(msg.payload), topic=topic, agent=keys)
         for r in batch.readings:
             flags = sorted(r.flags)
             row = (r.measured_at, topic.org, patient, topic.agent, r.device_id, r.metric, r.value, r.seq, flags)

@@ -38,12 +38,11 @@ from pathlib import PurePath
 from typing import Final
 
 from ingest.acks import AckToken
-from rpm_core.enrollment import open_registration
-from rpm_core.envelope import declared_sequences, decode_values, open_envelope
+from ingest.opener import EnvelopeOpener
+from ingest.rows import declared_sequences
 from rpm_core.errors import EnvelopeError, InvalidIdentifier, MalformedEnvelope, TopicError
 from rpm_core.ids import agent_id, org_id
-from rpm_core.keys import ServerKey
-from rpm_core.status import AgentStatus, open_status
+from rpm_core.status import AgentStatus
 from rpm_core.topics import Direction, Kind, Topic
 from store.agents import AgentRecord
 from store.ingest_db import Activation, BatchWrite
@@ -122,12 +121,13 @@ def seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
 def classify(
     messages: Sequence[Incoming],
     agents: MutableMapping[str, AgentRecord],
-    server_keys: Mapping[str, ServerKey],
+    opener: EnvelopeOpener,
     *,
     now: datetime,
     limits: Limits = Limits(),
 ) -> Classified:
-    """``agents`` is updated in place when a registration activates an agent within the batch.
+    """``agents`` is updated in place when a registration activates an agent within the batch;
+    ``opener`` holds the server keys (and what it remembers between batches).
 
     Never raises because of a message: each one is stored, absorbed or dead-lettered.
     """
@@ -139,9 +139,9 @@ def classify(
             topic = _topic(msg.topic)
             rec = _agent(agents, topic)
             if topic.kind is Kind.READINGS:
-                _readings(out, msg, topic, rec, server_keys, now, limits)
+                _readings(out, msg, topic, rec, opener, now, limits)
             else:
-                _status(out, msg, topic, rec, agents, server_keys, now)
+                _status(out, msg, topic, rec, agents, opener, now)
         except _Dead as dead:
             mark.rollback(out)
             _dead_letter(out, msg, topic, dead, limits)
@@ -267,18 +267,18 @@ def _readings(
     msg: Incoming,
     topic: Topic,
     rec: AgentRecord,
-    server_keys: Mapping[str, ServerKey],
+    opener: EnvelopeOpener,
     now: datetime,
     limits: Limits,
 ) -> None:
     if rec.status != "active" or rec.keys is None:
         raise _not_active(rec)
     try:
-        body = open_envelope(msg.payload, topic=topic, server_keys=server_keys, agent=rec.keys)
+        body = opener.open(msg.payload, topic=topic, agent=rec.keys)
     except EnvelopeError as exc:
         raise _Dead(exc.reason, _detail(exc)) from exc
     try:
-        batch = decode_values(body, topic=topic)
+        batch = opener.decode_values(body, topic=topic)
     except EnvelopeError as exc:  # signed by the agent, but invalid: it will never become valid
         raise _Dead(exc.reason, _detail(exc), declared_sequences(body)) from exc
     org, agent = topic.org, topic.agent
@@ -335,18 +335,18 @@ def _status(
     topic: Topic,
     rec: AgentRecord,
     agents: MutableMapping[str, AgentRecord],
-    server_keys: Mapping[str, ServerKey],
+    opener: EnvelopeOpener,
     now: datetime,
 ) -> None:
     if rec.status == "pending":
-        _register(out, msg, topic, rec, agents, server_keys, now)
+        _register(out, msg, topic, rec, agents, opener, now)
         return
     if rec.status != "active" or rec.keys is None:
         raise _not_active(rec)
     try:
-        status = open_status(msg.payload, topic=topic, server_keys=server_keys, agent=rec.keys)
+        status = opener.open_status(msg.payload, topic=topic, agent=rec.keys)
     except MalformedEnvelope as exc:
-        if _is_repeated_registration(msg, topic, rec, server_keys):
+        if _is_repeated_registration(msg, topic, rec, opener):
             out.kinds["registration"] += 1
             out.receipts[topic.agent] = topic.org
             return
@@ -362,11 +362,11 @@ def _register(
     topic: Topic,
     rec: AgentRecord,
     agents: MutableMapping[str, AgentRecord],
-    server_keys: Mapping[str, ServerKey],
+    opener: EnvelopeOpener,
     now: datetime,
 ) -> None:
     try:
-        reg = open_registration(msg.payload, topic=topic, server_keys=server_keys)
+        reg = opener.open_registration(msg.payload, topic=topic)
     except EnvelopeError as exc:
         raise _Dead(exc.reason, _detail(exc)) from exc
     if rec.token_sha256 is None or not reg.token_matches(rec.token_sha256):
@@ -380,11 +380,9 @@ def _register(
     out.kinds["registration"] += 1
 
 
-def _is_repeated_registration(
-    msg: Incoming, topic: Topic, rec: AgentRecord, server_keys: Mapping[str, ServerKey]
-) -> bool:
+def _is_repeated_registration(msg: Incoming, topic: Topic, rec: AgentRecord, opener: EnvelopeOpener) -> bool:
     try:
-        return open_registration(msg.payload, topic=topic, server_keys=server_keys).keys == rec.keys
+        return opener.open_registration(msg.payload, topic=topic).keys == rec.keys
     except EnvelopeError:
         return False
 

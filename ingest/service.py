@@ -52,6 +52,7 @@ from ingest.errors import RefusedToStart
 from ingest.limits import TokenBuckets, limit_dead_letters
 from ingest.metrics import IngestMetrics
 from ingest.observe import BatchObserver
+from ingest.opener import EnvelopeOpener
 from ingest.settings import IngestSettings
 from rpm_core.backoff import BackoffPolicy, backoff_delay
 from rpm_core.clock import Clock, SystemClock
@@ -95,6 +96,7 @@ class IngestService:
     ) -> None:
         self.settings = settings
         self.keyring = keyring
+        self._opener = EnvelopeOpener(keyring.by_kid)  # lives as long as the worker: its caches do
         self.clock = clock or SystemClock()
         self.metrics = metrics or IngestMetrics()
         self._connect_db = connect_db or (lambda: IngestDatabase.connect(settings.database_url))
@@ -363,7 +365,7 @@ class IngestService:
     def _commit_once(self, batch: list[Incoming]) -> tuple[Classified, BatchResult]:
         db = self._database()
         agents = db.load_agents(sorted({_agent_of(m.topic) for m in batch} - {""}))
-        classified = classify(batch, agents, self.keyring.by_kid, now=self.clock.now(), limits=self._limits)
+        classified = classify(batch, agents, self._opener, now=self.clock.now(), limits=self._limits)
         return classified, self._write(classified)
 
     def _write(self, classified: Classified) -> BatchResult:

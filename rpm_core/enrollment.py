@@ -11,6 +11,8 @@
    that the envelope was sealed with the X25519 key it announces and signed with the Ed25519 key it
    announces, then records the keys and activates the agent. A pending agent can only register; an
    active agent cannot register again (re-enrolling needs a new bundle).
+
+Sealing a registration is here; opening it is the server's (``ingest.opener``).
 """
 
 from __future__ import annotations
@@ -20,26 +22,19 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import cbor2
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from rpm_core.clock import ensure_utc
-from rpm_core.envelope import (
-    ENVELOPE_VERSION,
-    decrypt_envelope,
-    seal_envelope,
-    signed_payload_unverified,
-    verify_signed,
-)
-from rpm_core.errors import BindingMismatch, ConfigError, MalformedEnvelope, UnsupportedVersion
+from rpm_core.envelope import ENVELOPE_VERSION, seal_envelope
+from rpm_core.errors import ConfigError
 from rpm_core.ids import AgentId, OrgId, agent_id, org_id
-from rpm_core.keys import AgentKeys, AgentPublicKeys, ServerKey, ServerPublicKey
+from rpm_core.keys import AgentKeys, AgentPublicKeys, ServerPublicKey
 from rpm_core.topics import Topic
 
 __all__ = [
@@ -48,7 +43,6 @@ __all__ = [
     "Registration",
     "ServerKeyInfo",
     "new_token",
-    "open_registration",
     "seal_registration",
     "token_digest",
 ]
@@ -163,6 +157,8 @@ class EnrollmentBundle(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Registration:
+    """A registration as the server opened it (``ingest.opener.EnvelopeOpener.open_registration``)."""
+
     org: OrgId
     agent: AgentId
     keys: AgentPublicKeys
@@ -188,29 +184,3 @@ def seal_registration(bundle: EnrollmentBundle, keys: AgentKeys, *, agent_versio
     }
     data = seal_envelope(cbor2.dumps(body, canonical=True), topic=topic, agent=keys, server=bundle.current_server_key())
     return topic, data
-
-
-def open_registration(data: bytes, *, topic: Topic, server_keys: Mapping[str, ServerKey]) -> Registration:
-    """Open a registration; it proves possession of the keys it announces. The caller checks the token."""
-    signed, sender_kex = decrypt_envelope(data, topic=topic, server_keys=server_keys, sender_kex=None)
-    try:
-        doc: Any = cbor2.loads(signed_payload_unverified(signed))
-    except Exception as exc:  # any decoder failure on hostile bytes (see rpm_core.errors)
-        raise MalformedEnvelope("registration body is not CBOR") from exc
-    if not isinstance(doc, dict) or doc.get("type") != "register":
-        raise MalformedEnvelope("not a registration")
-    if doc.get("v") != ENVELOPE_VERSION:
-        raise UnsupportedVersion(doc.get("v"))
-    sign, kex, token, version = doc.get("sign"), doc.get("kex"), doc.get("token"), doc.get("agent_version", "")
-    if not (isinstance(sign, bytes) and isinstance(kex, bytes) and isinstance(token, str) and isinstance(version, str)):
-        raise MalformedEnvelope("bad registration fields")
-    try:
-        keys = AgentPublicKeys(sign=sign, kex=kex)
-    except ConfigError as exc:
-        raise MalformedEnvelope("bad public keys") from exc
-    if kex != sender_kex:
-        raise BindingMismatch("key agreement key")
-    verify_signed(signed, topic=topic, agent=keys)
-    if doc.get("org") != topic.org or doc.get("agent") != topic.agent:
-        raise BindingMismatch("agent")
-    return Registration(topic.org, topic.agent, keys, token, version[:64])

@@ -26,8 +26,8 @@ wire is named through :func:`describe`, which is bounded and cannot raise (``rep
 integer of more than 4,300 digits raises ``ValueError``; a megabyte of text would land in a
 dead-letter detail or a log). Building an exception must never be what fails.
 
-Decoding untrusted CBOR catches every exception (``except Exception``, noqa BLE001, in
-``envelope``, ``rows``, ``status`` and ``enrollment``): besides its own errors, cbor2 runs the
+Decoding an agent's CBOR catches every exception (``except Exception``, in the server's opener:
+``ingest.untrusted`` and ``ingest.rows``): besides its own errors, cbor2 runs the
 semantic tag decoders of the standard library (``Decimal``, ``Fraction``, ``re``, ``uuid``,
 ``ipaddress``, ``email``) and hashes map keys, which raise ``decimal.InvalidOperation``,
 ``RuntimeError`` and more on hostile bytes. Whatever it is, those bytes are not CBOR we accept:

@@ -7,27 +7,24 @@ is a sealed status with ``online = false`` prepared at connect time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Final
+from datetime import datetime
+from typing import Annotated, Final
 
 import cbor2
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rpm_core.clock import ensure_utc
-from rpm_core.envelope import ENVELOPE_VERSION, open_envelope, seal_envelope
-from rpm_core.errors import BindingMismatch, MalformedEnvelope, UnsupportedVersion
+from rpm_core.envelope import ENVELOPE_VERSION, seal_envelope
 from rpm_core.ids import AgentId, OrgId
-from rpm_core.keys import AgentKeys, AgentPublicKeys, ServerKey, ServerPublicKey
+from rpm_core.keys import AgentKeys, ServerPublicKey
 from rpm_core.topics import Topic
 
-__all__ = ["ALARMS", "AgentStatus", "DeviceStatus", "open_status", "seal_status"]
+__all__ = ["ALARMS", "AgentStatus", "DeviceStatus", "seal_status"]
 
 # Conditions an agent raises locally and reports (stable strings; the alert engine keys on them).
 ALARMS: Final = frozenset(
     {"outbox_overflow", "disk_full", "clock_skew", "ble_adapter_down", "broker_unreachable", "client_id_takeover"}
 )
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _Text = Annotated[str, Field(max_length=128)]
 
 
@@ -89,27 +86,3 @@ def _to_wire(status: AgentStatus) -> bytes:
 def seal_status(status: AgentStatus, *, agent: AgentKeys, server: ServerPublicKey) -> tuple[Topic, bytes]:
     topic = Topic.status(status.org, status.agent)
     return topic, seal_envelope(_to_wire(status), topic=topic, agent=agent, server=server)
-
-
-def open_status(
-    data: bytes, *, topic: Topic, server_keys: Mapping[str, ServerKey], agent: AgentPublicKeys
-) -> AgentStatus:
-    body = open_envelope(data, topic=topic, server_keys=server_keys, agent=agent)
-    try:
-        doc: Any = cbor2.loads(body)
-    except Exception as exc:  # any decoder failure on hostile bytes (see rpm_core.errors)
-        raise MalformedEnvelope("status body is not CBOR") from exc
-    if not isinstance(doc, dict):
-        raise MalformedEnvelope("status body is not a map")
-    if doc.pop("v", None) != ENVELOPE_VERSION:
-        raise UnsupportedVersion(doc.get("v"))
-    if doc.get("org") != topic.org or doc.get("agent") != topic.agent:
-        raise BindingMismatch("agent")
-    try:
-        return AgentStatus.model_validate(doc)
-    except ValidationError as exc:
-        raise MalformedEnvelope("invalid status") from exc
-
-
-def micros(t: datetime) -> int:
-    return (t - _EPOCH) // timedelta(microseconds=1)

@@ -58,9 +58,9 @@ from edge_agent.emulation import (
 from edge_agent.outbox import inspect_outbox
 from edge_agent.outbox.store import OutboxStats
 from edge_agent.settings import PairedDevice
+from ingest.opener import EnvelopeOpener
 from ingest.settings import IngestSettings
 from rpm_core.enrollment import EnrollmentBundle
-from rpm_core.envelope import open_batch
 from rpm_core.keys import AgentPublicKeys
 from rpm_core.keystore import load_server_keys
 from rpm_core.reading import Reading
@@ -258,7 +258,7 @@ class UplinkProbe:
 
     def __init__(self, platform: Platform, agent: AgentPublicKeys) -> None:
         self.port = platform.port
-        self.keyring = load_server_keys(platform.key_dir).by_kid
+        self.opener = EnvelopeOpener(load_server_keys(platform.key_dir).by_kid)  # as ingest opens
         self.agent = agent
         self.readings: dict[int, Reading] = {}
         self.errors: list[str] = []
@@ -287,7 +287,7 @@ class UplinkProbe:
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         try:
             topic = Topic.parse(msg.topic)
-            batch = open_batch(bytes(msg.payload), topic=topic, server_keys=self.keyring, agent=self.agent)
+            batch = self.opener.open_batch(bytes(msg.payload), topic=topic, agent=self.agent)
         except Exception as exc:  # noqa: BLE001 - recorded and asserted on
             self.errors.append(f"{type(exc).__name__}: {exc}")
             return

@@ -28,15 +28,15 @@ from broker_config.accounts import INGEST_USERNAME
 from edge_agent.enroll import enroll
 from edge_agent.identity import AgentIdentity
 from edge_agent.settings import PairedDevice, load_edge_settings
+from ingest.opener import EnvelopeOpener
 from rpm_core.clock import SystemClock
 from rpm_core.downlink import Receipt, sign_receipt
-from rpm_core.enrollment import BrokerEndpoint, EnrollmentBundle, ServerKeyInfo, new_token, open_registration
-from rpm_core.envelope import open_batch
+from rpm_core.enrollment import BrokerEndpoint, EnrollmentBundle, ServerKeyInfo, new_token
 from rpm_core.errors import MalformedEnvelope
 from rpm_core.ids import AgentId, OrgId, agent_id, org_id
 from rpm_core.keys import AgentPublicKeys, ServerKey
 from rpm_core.reading import Reading
-from rpm_core.status import AgentStatus, open_status
+from rpm_core.status import AgentStatus
 from rpm_core.topics import Kind, Topic, ingest_subscription
 from tests.support.broker import SecureBroker, tls_context
 
@@ -120,6 +120,7 @@ class AgentRecord:
 class ReceiptServer:
     def __init__(self, broker: SecureBroker, server: ServerKey, tokens: dict[str, str]) -> None:
         self.server = server
+        self.opener = EnvelopeOpener({server.kid: server})  # what ingest opens with
         self.tokens = tokens  # agent -> enrollment token
         self.agents: dict[str, AgentRecord] = {}
         self.receipts_enabled = True
@@ -159,10 +160,10 @@ class ReceiptServer:
             self.rejected.append(f"{topic.kind}: {type(exc).__name__}: {exc}")
 
     def _handle(self, topic: Topic, data: bytes) -> None:
-        keyring = {self.server.kid: self.server}
+        opener = self.opener
         record = self.agents.get(topic.agent)
         if topic.kind is Kind.STATUS and record is None:
-            reg = open_registration(data, topic=topic, server_keys=keyring)
+            reg = opener.open_registration(data, topic=topic)
             if reg.token != self.tokens.get(topic.agent):
                 raise ValueError("bad enrollment token")
             self.agents[topic.agent] = AgentRecord(reg.keys)
@@ -172,15 +173,15 @@ class ReceiptServer:
             raise ValueError("unregistered agent")
         if topic.kind is Kind.STATUS:
             try:
-                record.statuses.append(open_status(data, topic=topic, server_keys=keyring, agent=record.keys))
+                record.statuses.append(opener.open_status(data, topic=topic, agent=record.keys))
             except MalformedEnvelope:
                 # As ingest does: the same keys registering again (the agent crashed before it saw
                 # the receipt) get another receipt.
-                if open_registration(data, topic=topic, server_keys=keyring).keys != record.keys:
+                if opener.open_registration(data, topic=topic).keys != record.keys:
                     raise
                 self._receipt(topic.org, topic.agent)
             return
-        batch = open_batch(data, topic=topic, server_keys=keyring, agent=record.keys)
+        batch = opener.open_batch(data, topic=topic, agent=record.keys)
         record.envelopes += 1
         record.gaps.update((g.first, g.last) for g in batch.gaps)
         for r in batch.readings:

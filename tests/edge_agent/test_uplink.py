@@ -22,18 +22,19 @@ from edge_agent.outbox import AsyncOutbox, SqliteOutbox
 from edge_agent.settings import PairedDevice
 from edge_agent.state import AgentState
 from edge_agent.uplink import Uplink, UplinkOptions
+from ingest.opener import EnvelopeOpener
 from rpm_core.clock import SystemClock
 from rpm_core.downlink import Receipt, sign_receipt
-from rpm_core.enrollment import ServerKeyInfo, open_registration
-from rpm_core.envelope import ReadingBatch, open_batch
+from rpm_core.enrollment import ServerKeyInfo
+from rpm_core.envelope import ReadingBatch
 from rpm_core.ids import agent_id, org_id
 from rpm_core.keys import AgentKeys, ServerKey
 from rpm_core.reading import Reading
-from rpm_core.status import open_status
 from rpm_core.topics import Kind, Topic
 
 ORG, AGENT = org_id("clinic-1"), agent_id("agt-up-1")
 SERVER = ServerKey.generate()
+OPENER = EnvelopeOpener({SERVER.kid: SERVER})  # the server's side, to read what the uplink sealed
 DEVICE = PairedDevice(address="E0:00:00:00:00:01", profile="heart_rate")
 
 
@@ -50,11 +51,7 @@ class Recorder:
         return [t.kind for t, _, _ in self.sent]
 
     def batches(self, keys: AgentKeys) -> list[ReadingBatch]:
-        return [
-            open_batch(p, topic=t, server_keys={SERVER.kid: SERVER}, agent=keys.public())
-            for t, p, _ in self.sent
-            if t.kind is Kind.READINGS
-        ]
+        return [OPENER.open_batch(p, topic=t, agent=keys.public()) for t, p, _ in self.sent if t.kind is Kind.READINGS]
 
 
 @dataclass
@@ -129,13 +126,13 @@ async def test_registration_comes_first_and_readings_wait_for_acceptance(rig: Ri
     await asyncio.sleep(0.5)  # well past the batch age: still nothing but the registration
     assert rig.recorder.kinds() == [Kind.STATUS]
     topic, payload, generation = rig.recorder.sent[0]
-    registration = open_registration(payload, topic=topic, server_keys={SERVER.kid: SERVER})
+    registration = OPENER.open_registration(payload, topic=topic)
     assert (registration.token, registration.keys, generation) == ("token-1", rig.keys.public(), 1)
     rig.receipt(0)  # the server's first receipt: accepted
     await settle(lambda: Kind.READINGS in rig.recorder.kinds())
     assert rig.recorder.kinds()[:2] == [Kind.STATUS, Kind.STATUS]  # registration, then online status
     topic, payload, _ = rig.recorder.sent[1]
-    status = open_status(payload, topic=topic, server_keys={SERVER.kid: SERVER}, agent=rig.keys.public())
+    status = OPENER.open_status(payload, topic=topic, agent=rig.keys.public())
     assert (status.online, status.outbox_depth, status.agent_version) == (True, 3, "test")
     assert [r.seq for b in rig.recorder.batches(rig.keys) for r in b.readings] == [1, 2, 3]
     assert (await rig.outbox.stats()).registered_at is not None
@@ -207,7 +204,7 @@ async def test_a_change_right_after_a_status_is_reported_after_the_debounce(rig:
     rig.uplink._state.update_device(DEVICE.address, connected=True)  # within the debounce second
     await settle(lambda: rig.recorder.kinds().count(Kind.STATUS) == 3, within=3)
     topic, payload, _ = rig.recorder.sent[-1]
-    status = open_status(payload, topic=topic, server_keys={SERVER.kid: SERVER}, agent=rig.keys.public())
+    status = OPENER.open_status(payload, topic=topic, agent=rig.keys.public())
     assert status.devices[0].connected
 
 
@@ -226,7 +223,7 @@ async def test_overflow_gaps_travel_in_envelopes_and_raise_the_alarm(rig: Rig) -
     assert [r.seq for r in batch.readings] == [4, 5]
     assert [(g.first, g.last) for g in batch.gaps] == [(1, 3)]
     topic, payload, _ = next(s for s in rig.recorder.sent if s[0].kind is Kind.STATUS and s is not rig.recorder.sent[0])
-    status = open_status(payload, topic=topic, server_keys={SERVER.kid: SERVER}, agent=rig.keys.public())
+    status = OPENER.open_status(payload, topic=topic, agent=rig.keys.public())
     assert "outbox_overflow" in status.alarms
     rig.receipt(5)
     await settle(lambda: rig.uplink.receipted_through == 5)

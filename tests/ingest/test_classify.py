@@ -11,6 +11,7 @@ from typing import Any
 import cbor2
 
 from ingest.classify import Incoming, Limits, classify, clean_topic, publisher_of
+from ingest.opener import EnvelopeOpener
 from rpm_core.envelope import ReadingBatch, encode_batch, seal_batch, seal_envelope
 from rpm_core.ids import agent_id, org_id
 from rpm_core.keys import AgentKeys, ServerKey
@@ -45,14 +46,15 @@ def envelope(name: str, first: int, n: int = 3, *, sent_at: datetime = NOW, flag
 
 def run(*messages: Incoming, agents: dict[str, AgentRecord] | None = None, **kw: Any):
     agents = agents if agents is not None else {n: record(n) for n in KEYS}
-    return classify(list(messages), agents, kw.pop("keys", {SERVER.kid: SERVER}), now=NOW, **kw)
+    return classify(list(messages), agents, EnvelopeOpener(kw.pop("keys", {SERVER.kid: SERVER})), now=NOW, **kw)
 
 
 # -- item 1: any exception is one message's dead letter ---------------------------------------------
 
 
 class ExplodingKeys(Mapping[str, ServerKey]):
-    """A key store that fails in a way nobody foresaw (the seam ``classify`` reads server keys from)."""
+    """A key store that fails in a way nobody foresaw (the seam ``classify``'s opener reads server keys
+    from)."""
 
     def __getitem__(self, kid: str) -> ServerKey:
         raise RuntimeError("secret detail 0123456789 that must not be stored")

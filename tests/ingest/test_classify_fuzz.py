@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.classify import Incoming, classify
+from ingest.opener import EnvelopeOpener
 from rpm_core.enrollment import new_token, token_digest
 from rpm_core.envelope import encode_batch
 from rpm_core.keys import AgentKeys, ServerKey
@@ -38,6 +39,7 @@ TOKEN = new_token()
 NOW = T + timedelta(minutes=1)
 ACTIVE = AgentRecord(AGENT, ORG, "active", KEYS.public(), None, None, (Assignment("p1", T - timedelta(days=30), None),))
 PENDING = AgentRecord(AGENT, ORG, "pending", None, token_digest(TOKEN), NOW + timedelta(days=1), ())
+OPENER = EnvelopeOpener({SERVER.kid: SERVER})  # one for every example, as a worker has one
 
 # -- arbitrary CBOR -------------------------------------------------------------------------------
 
@@ -194,7 +196,7 @@ def outcome(kind: Topic, body: dict[str, Any], record: AgentRecord, path: tuple[
     except (KeyError, IndexError, TypeError):  # the parent was replaced already: nothing to set
         return
     data = forge(parts, topic=kind, agent=KEYS, server=SERVER.public())
-    out = classify([Incoming(str(kind), data, None, 0.0)], {AGENT: record}, {SERVER.kid: SERVER}, now=NOW)
+    out = classify([Incoming(str(kind), data, None, 0.0)], {AGENT: record}, OPENER, now=NOW)
     assert sum(out.kinds.values()) == 1  # stored, absorbed or dead-lettered: exactly one outcome
     if out.kinds["dead_letter"]:
         [row] = out.write.dead_letters
@@ -215,7 +217,7 @@ def test_the_forge_reproduces_valid_envelopes() -> None:
     ):
         parts = Parts.valid(body, agent=KEYS, server=SERVER.public())
         data = forge(parts, topic=topic, agent=KEYS, server=SERVER.public())
-        out = classify([Incoming(str(topic), data, None, 0.0)], {AGENT: record}, {SERVER.kid: SERVER}, now=NOW)
+        out = classify([Incoming(str(topic), data, None, 0.0)], {AGENT: record}, OPENER, now=NOW)
         assert dict(out.kinds) == {kind: 1}
 
 

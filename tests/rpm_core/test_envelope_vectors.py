@@ -11,7 +11,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from rpm_core.envelope import decode_batch, encode_batch, external_aad, open_batch, open_envelope, seal_envelope
+from ingest.opener import EnvelopeOpener
+from ingest.rows import decode_batch
+from rpm_core.envelope import encode_batch, external_aad, seal_envelope
 from rpm_core.keys import AgentKeys, ServerKey
 from rpm_core.topics import Topic
 
@@ -69,9 +71,10 @@ def test_opening_the_published_bytes_gives_the_published_readings(vector: dict[s
     agent, server = _keys()
     topic = Topic.parse(vector["topic"])
     sealed = bytes.fromhex(vector["sealed"])
-    body = open_envelope(sealed, topic=topic, server_keys={server.kid: server}, agent=agent.public())
+    opener = EnvelopeOpener({server.kid: server})  # the server's side (ingest.opener)
+    body = opener.open(sealed, topic=topic, agent=agent.public())
     assert body.hex() == vector["body"]
-    batch = open_batch(sealed, topic=topic, server_keys={server.kid: server}, agent=agent.public())
+    batch = opener.open_batch(sealed, topic=topic, agent=agent.public())
     got = [
         {
             "seq": r.seq,

@@ -3,7 +3,8 @@ travels as ordinary flags, through the envelope and through ingest's fast path a
 
 from __future__ import annotations
 
-from rpm_core.envelope import ReadingBatch, decode_values, open_batch, open_envelope, seal_batch
+from ingest.opener import EnvelopeOpener
+from rpm_core.envelope import ReadingBatch, seal_batch
 from rpm_core.keys import AgentKeys, ServerKey
 from rpm_core.reading import Reading
 from tests.rpm_core.envelope_fixtures import AGENT, ORG, T
@@ -34,9 +35,9 @@ def test_meal_flags_and_hba1c_survive_the_envelope_and_ingests_fast_path() -> No
     readings += [_reading(11, "hba1c", 6.8, {"meal_fasting"}), _reading(12, "glucose", 95.0, {"context_missing"})]
     batch = ReadingBatch(ORG, AGENT, T, tuple(readings))
     topic, data = seal_batch(batch, agent=AGENT_KEYS, server=SERVER.public())
-    keyring = {SERVER.kid: SERVER}
-    assert open_batch(data, topic=topic, server_keys=keyring, agent=AGENT_KEYS.public()) == batch
-    body = open_envelope(data, topic=topic, server_keys=keyring, agent=AGENT_KEYS.public())
-    rows = decode_values(body, topic=topic).rows  # what ingest stores, flags as text[]
+    opener = EnvelopeOpener({SERVER.kid: SERVER})
+    assert opener.open_batch(data, topic=topic, agent=AGENT_KEYS.public()) == batch
+    body = opener.open(data, topic=topic, agent=AGENT_KEYS.public())
+    rows = opener.decode_values(body, topic=topic).rows  # what ingest stores, flags as text[]
     assert [(row[2], row[3], row[6]) for row in rows] == [(r.metric, r.value, sorted(r.flags)) for r in readings]
     assert readings[-2].unit == "%"

@@ -1,4 +1,5 @@
-"""The validated fast path of the readings decoder accepts and rejects exactly what ``Reading`` does."""
+"""The validated fast path of the readings decoder (``ingest.rows``) accepts and rejects exactly what
+``Reading`` does."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from rpm_core import envelope, rows
+from ingest import rows
 from rpm_core.errors import MalformedEnvelope
 from rpm_core.ids import agent_id
 from rpm_core.metrics import CATALOGUE
@@ -62,8 +63,8 @@ def test_declared_sequences_reads_rows_and_gaps_leniently() -> None:
     import cbor2
 
     body = cbor2.dumps({"r": [[5, "x"], ["bad"], [True, 1], [7]], "gaps": [[1, 3], [9, 8], ["a", 2]]})
-    assert envelope.declared_sequences(body) == [(5, 5), (7, 7), (1, 3)]
-    assert envelope.declared_sequences(b"\xff") == []
+    assert rows.declared_sequences(body) == [(5, 5), (7, 7), (1, 3)]
+    assert rows.declared_sequences(b"\xff") == []
 
 
 def test_conformance_canary_fast_construction_is_a_real_reading() -> None:
@@ -94,9 +95,13 @@ def test_conformance_canary_fast_construction_is_a_real_reading() -> None:
         fast.seq = 8  # type: ignore[misc]  # still frozen
 
 
+# One validator for the module, as an opener has one: its identifier memo fills across examples.
+VALIDATOR = rows.RowsValidator()
+
+
 def values_outcome(row: list[object]) -> tuple[object, ...] | str:
     try:
-        return rows.rows_values(AGENT, [row])[0]
+        return VALIDATOR.rows_values(AGENT, [row])[0]
     except (ValidationError, MalformedEnvelope) as exc:
         return type(exc).__name__
 
@@ -117,15 +122,15 @@ def test_rows_values_equal_the_readings(seq, device, metric, value, micros, devi
 
 def test_rows_values_reject_what_the_readings_reject() -> None:
     good = [7, "F0:12", "heart_rate", 61, 10**12, None, ["b", "a", "b"]]
-    assert rows.rows_values(AGENT, [good]) == [
+    assert VALIDATOR.rows_values(AGENT, [good]) == [
         (7, "F0:12", "heart_rate", 61.0, datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=10**12), None,
          ["a", "b"])
     ]  # fmt: skip
     for bad in ([*good[:3], 9999, *good[4:]], [*good[:6], ["BAD"]], good[:6], "row", [-1, *good[1:]]):
         with pytest.raises((ValidationError, MalformedEnvelope)):
-            rows.rows_values(AGENT, [good, bad])
+            VALIDATOR.rows_values(AGENT, [good, bad])
     with pytest.raises(ValidationError):
-        rows.rows_values(agent_id_unchecked("Bad Agent"), [good])
+        VALIDATOR.rows_values(agent_id_unchecked("Bad Agent"), [good])
 
 
 def agent_id_unchecked(value: str):  # type: ignore[no-untyped-def]
@@ -148,7 +153,7 @@ def test_decode_values_matches_decode_batch() -> None:
             "gaps": [[10, 12]],
         }
     )
-    batch, values = envelope.decode_batch(body, topic=topic), envelope.decode_values(body, topic=topic)
+    batch, values = rows.decode_batch(body, topic=topic), VALIDATOR.decode_values(body, topic=topic)
     assert values.sent_at == batch.sent_at
     assert values.gaps == batch.gaps
     assert values.rows == [
@@ -156,7 +161,19 @@ def test_decode_values_matches_decode_batch() -> None:
     ]
     for broken in (b"\xff", cbor2.dumps([]), body.replace(b"spo2", b"spoX")):
         with pytest.raises(MalformedEnvelope) as a:
-            envelope.decode_batch(broken, topic=topic)
+            rows.decode_batch(broken, topic=topic)
         with pytest.raises(MalformedEnvelope) as b:
-            envelope.decode_values(broken, topic=topic)
+            VALIDATOR.decode_values(broken, topic=topic)
         assert (a.value.reason, str(a.value)) == (b.value.reason, str(b.value))
+
+
+def test_the_identifier_memo_is_bounded_and_forgets_nothing_it_should_check() -> None:
+    small = rows.RowsValidator(memo_max=3)
+    for i in range(20):
+        device, flag = f"dev-{i}", f"flag_{i}"
+        good = [i, device, "heart_rate", 61, 10**12, None, [flag]]
+        assert small.rows_values(AGENT, [good])[0][1:3] == (device, "heart_rate")
+        assert len(small._devices) <= 3
+        assert len(small._flags) <= 3
+        with pytest.raises((ValidationError, MalformedEnvelope)):
+            small.rows_values(AGENT, [[i, device, "heart_rate", 61, 10**12, None, [flag.upper()]]])

@@ -66,11 +66,11 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_agent.demo import glucose_record as demo_record
 from edge_agent.devices.heart_rate import HeartRateMeasurement, SensorContact
 from edge_agent.devices.pulse_oximeter import PlxContinuousMeasurement
 from edge_agent.devices.sfloat import SFloat
 from edge_agent.emulation import DeviceProcess
+from edge_agent.emulation.demo import glucose_record as demo_record
 from edge_agent.settings import PairedDevice
 from rpm_core.keys import ServerKey
 from tests.edge_agent.harness import ReceiptServer, enroll_agent, wait_sync

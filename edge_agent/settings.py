@@ -129,7 +129,7 @@ class EdgeSettings(VigilSettings):
     # While a device stays connected, read its Battery Level again this often (seconds).
     battery_poll_interval_s: Annotated[float, Field(gt=0)] = 1800.0
     # "bluez" in production; "emulated" for tests and the demo, with the devices emulated_hci names or,
-    # without it, the built-in demo devices of edge_agent.demo.
+    # without it, the built-in demo devices of edge_agent.emulation.demo.
     ble_backend: Literal["bluez", "emulated"] = "bluez"
     # With ble_backend "emulated": a DeviceProcess's "tcp-client:HOST:PORT", whose devices live in another
     # process; None runs the built-in demo devices in-process (paired implicitly when devices is empty).

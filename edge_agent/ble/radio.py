@@ -77,7 +77,7 @@ async def open_radio(settings: EdgeSettings) -> AsyncIterator[Radio]:
         finally:
             await radio.close()
         return
-    from edge_agent.demo import DemoPatient, run_demo_devices
+    from edge_agent.emulation.demo import DemoPatient, run_demo_devices
 
     _log.info("BLE: built-in demo devices")
     patient = DemoPatient(

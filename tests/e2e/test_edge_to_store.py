@@ -44,7 +44,6 @@ from edge_agent.agent import Agent
 from edge_agent.ble import Radio
 from edge_agent.cli import app as edge_app
 from edge_agent.config_file import read_config, write_config
-from edge_agent.demo import glucose_record
 from edge_agent.emulation import (
     EmulatedPeripheral,
     EmulatedRadio,
@@ -55,6 +54,7 @@ from edge_agent.emulation import (
     pulse_oximeter,
     thermometer,
 )
+from edge_agent.emulation.demo import glucose_record
 from edge_agent.outbox import inspect_outbox
 from edge_agent.outbox.store import OutboxStats
 from edge_agent.settings import PairedDevice

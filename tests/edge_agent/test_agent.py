@@ -20,7 +20,6 @@ import pytest_asyncio
 
 from edge_agent.agent import Agent
 from edge_agent.ble import Radio
-from edge_agent.demo import glucose_record
 from edge_agent.emulation import (
     EmulatedPeripheral,
     EmulatedRadio,
@@ -32,6 +31,7 @@ from edge_agent.emulation import (
     thermometer,
     weight_scale,
 )
+from edge_agent.emulation.demo import glucose_record
 from edge_agent.settings import PairedDevice
 from rpm_core.keys import ServerKey
 from tests.edge_agent.harness import Enrolled, ReceiptServer, enroll_agent, wait_async

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.demo import DEMO_DEVICES
+from edge_agent.emulation.demo import DEMO_DEVICES
 from edge_agent.outbox import inspect_outbox
 from rpm_core.keys import ServerKey
 from tests.edge_agent.harness import Enrolled, ReceiptServer, enroll_agent, wait_sync

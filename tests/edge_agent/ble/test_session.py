@@ -11,12 +11,12 @@ from bleak import BleakScanner
 from bleak.backends.device import BLEDevice
 
 from edge_agent.ble import Radio, SessionOptions
-from edge_agent.demo import glucose_record
 from edge_agent.devices.datetime_field import DateTime
 from edge_agent.devices.glucose import GlucoseMeasurement, SampleLocation, SampleType
 from edge_agent.devices.sfloat import Float, SFloat
 from edge_agent.devices.thermometer import TemperatureMeasurement
 from edge_agent.emulation import VirtualAir, blood_pressure_cuff, glucose_meter, heart_rate_strap, thermometer
+from edge_agent.emulation.demo import glucose_record
 from edge_agent.errors import ProfileMismatch
 from edge_agent.outbox import AsyncOutbox
 from edge_agent.settings import PairedDevice

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from edge_agent.ble import Radio
-from edge_agent.demo import glucose_record
 from edge_agent.devices.glucose import GlucoseMeasurement
 from edge_agent.devices.glucose_context import GlucoseMeasurementContext, Meal
 from edge_agent.devices.sfloat import SFloat
 from edge_agent.emulation import GlucoseMeter, VirtualAir, glucose_meter
+from edge_agent.emulation.demo import glucose_record
 from edge_agent.outbox import AsyncOutbox, Cursor
 from edge_agent.settings import PairedDevice
 from rpm_core.reading import Reading

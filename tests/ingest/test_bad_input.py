@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 import cbor2
 import psycopg
 import pytest
+from pydantic import SecretStr
 
+from rpm_core.enrollment import seal_registration
 from rpm_core.envelope import ReadingBatch, seal_batch
 from rpm_core.keys import AgentKeys, ServerKey
 from rpm_core.topics import Topic
@@ -154,3 +156,31 @@ def test_signed_rows_with_out_of_range_numbers_are_dead_letters(
     assert dead(db) == [("malformed", "agt-a")]
     assert scalar(db, "SELECT count(*) FROM readings") == 3
     assert svc.failure is None
+
+
+def test_hostile_agents_cannot_fill_the_workers_key_caches(db: str, start_ingest, agents) -> None:
+    # The worker's opener remembers the shared secrets and signing keys of registered agents only.
+    # A pending agent sending registrations with ever new keys (and a wrong token), and an active
+    # one sending readings sealed with keys that are not its own, get every message refused and
+    # counted, and leave nothing in those caches; the active agent's own readings are still stored.
+    svc = start_ingest(dead_letter_burst=10_000)
+    a, p = agents("agt-a"), agents("agt-p", register=False)
+    a.send(readings("agt-a", 1, 3))
+    a.wait_receipt(3)
+    opener = svc._opener
+    assert (len(opener._secrets), len(opener._agent_keys)) == (1, 1)  # agt-a's own
+    wrong = p.bundle().model_copy(update={"enrollment_token": SecretStr("not-the-token")})
+    for i in range(20):
+        stranger = AgentKeys.generate()
+        p.publish_raw(*seal_registration(wrong, stranger, agent_version="x"), wait=False)
+        batch = ReadingBatch(a.org, a.agent, datetime.now(UTC), tuple(readings("agt-a", 100 + i, 1)))
+        a.publish_raw(*seal_batch(batch, agent=stranger, server=a.server.public()), wait=False)
+    wait_until(lambda: len(dead(db)) == 40, 30, "every hostile message dead-lettered")
+    a.send(readings("agt-a", 4, 3))
+    a.wait_receipt(6)
+    assert sorted(set(dead(db))) == [("bad_token", "agt-p"), ("unknown_key", "agt-a")]
+    metric = svc.metrics.registry.get_sample_value
+    assert metric("vigil_ingest_dead_letters_total", {"reason": "bad_token"}) == 20
+    assert metric("vigil_ingest_dead_letters_total", {"reason": "unknown_key"}) == 20
+    assert (len(opener._secrets), len(opener._agent_keys)) == (1, 1)
+    assert scalar(db, "SELECT count(*) FROM readings") == 6

@@ -4,9 +4,10 @@ from a CA the test makes (the worker is given the CA to trust, as a private rela
 It records every message it *accepts* (its reply to the end of data is 250), so ``received`` is
 what a mail system would deliver. Addresses starting with ``bounce`` are refused with 550 (a
 permanent failure) and ``flaky`` with 451 (transient). Two gates let a test hold a sender at a
-known point: at RCPT (mid-transaction: the server has accepted nothing yet) or after the end of
-data (the message is complete; the server answers once released). A held sender is a barrier: the
-test waits for ``rcpt_held``/``data_held``, acts (kills the worker), then releases.
+known point: at RCPT (mid-transaction: the server has taken nothing yet) or after the end of data
+(the server has taken the message, like an MTA that queued it, and holds back its 250 reply until
+released: the window in which the sender cannot know). A held sender is a barrier: the test waits
+for ``rcpt_gate.held``/``data_gate.held``, acts (kills the worker), then releases.
 """
 
 from __future__ import annotations
@@ -78,7 +79,6 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        await self.s.data_gate.wait()
         raw = envelope.original_content or envelope.content
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         body = msg.get_body(preferencelist=("plain",))
@@ -94,6 +94,8 @@ class _Handler:
         with self.s.lock:
             self.s.messages.append(rec)
             self.s.arrived.set()
+        # Taken (as an MTA that has queued it); the gate only delays the 250 its sender waits for.
+        await self.s.data_gate.wait()
         return "250 OK queued"
 
 

@@ -156,5 +156,5 @@ def render(
     if channel in ("sms", "push"):
         return Rendered(subject, " ".join([subject, *lines]) if channel == "sms" else " ".join(lines))
     if channel == "email":
-        return Rendered(subject, "\n\n".join(lines) + "\n\n-- \nVigil remote patient monitoring\n")
+        return Rendered(subject, "\n\n".join(lines) + "\n")
     return Rendered(subject, "\n".join(lines))

@@ -118,6 +118,7 @@ class WebhookChannel:
             with urllib.request.urlopen(request, timeout=self._o.timeout_s, context=self._ctx) as resp:  # noqa: S310
                 answer = resp.read(_MAX_ANSWER)
         except urllib.error.HTTPError as exc:
+            exc.close()  # the error is also the response: its connection goes back now
             status = exc.code
             transient = status in _TRANSIENT or status >= 500
             hint = _retry_after(exc.headers.get("Retry-After")) if exc.headers else None

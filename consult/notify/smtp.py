@@ -19,6 +19,7 @@ import hashlib
 import logging
 import re
 import smtplib
+import socket
 import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -105,6 +106,8 @@ class SmtpChannel:
         else:
             smtp = smtplib.SMTP(o.host, o.port, timeout=o.timeout_s, local_hostname=o.local_hostname)
         try:
+            if smtp.sock is not None:  # small commands and the lone final dot go out at once (no Nagle delay)
+                smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._hello(smtp)
         except BaseException:
             with contextlib.suppress(Exception):

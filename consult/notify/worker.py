@@ -284,6 +284,15 @@ class Worker:
         c = job.c
         try:
             msg = self._outgoing(job)
+        except DeliveryError as exc:
+            self._failed(job, exc, stats)
+            return
+        except (NotifyError, KeyError, ValueError, TypeError) as exc:  # the row cannot be rendered: permanent
+            log.warning("notification %d: cannot render (%s)", c.outbox_id, type(exc).__name__)
+            code = exc.reason if isinstance(exc, NotifyError) else "bad_params"
+            self._failed(job, DeliveryError(code, permanent=True), stats)
+            return
+        try:
             receipt = self._channels[c.channel].send(msg, self._commit_point(job))
         except DatabaseUnavailable:
             raise

@@ -21,6 +21,7 @@ import re
 import smtplib
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -50,6 +51,7 @@ class SmtpOptions:
     ca_file: Path | None = None  # trust this CA instead of the system's (a private relay)
     timeout_s: float = 30.0
     local_hostname: str | None = None
+    probe_after_s: float = 10.0  # a connection idle longer is checked with NOOP before it is used
 
 
 def message_id(idempotency_key: str, domain: str) -> str:
@@ -90,6 +92,7 @@ class SmtpChannel:
         self._from = addr
         self._domain = addr.rsplit("@", 1)[1]
         self._smtp: smtplib.SMTP | None = None
+        self._last_used = 0.0
 
     def _tls(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self._o.ca_file) if self._o.ca_file else None)
@@ -146,9 +149,9 @@ class SmtpChannel:
         mid = message_id(msg.idempotency_key, self._domain)
         data = self._message(msg, mid)
         try:
-            smtp = self._smtp if self._smtp is not None else self._connect()
-            self._smtp = smtp
+            smtp = self._connection()
             committed = self._transaction(smtp, msg.to, data, commit_point)
+            self._last_used = time.monotonic()
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             raise _classify(exc) from exc
@@ -156,6 +159,22 @@ class SmtpChannel:
             self._drop()  # the server discards the unfinished transaction
             raise DeliveryError("superseded", permanent=False)
         return Receipt(provider_ref=mid)
+
+    def _connection(self) -> smtplib.SMTP:
+        """The open connection, or a new one; one idle for a while is probed first (servers close
+        idle connections, and a stale one must not cost the notification a retry)."""
+        smtp = self._smtp
+        if smtp is not None and time.monotonic() - self._last_used >= self._o.probe_after_s:
+            try:
+                code, _ = smtp.noop()
+            except (smtplib.SMTPException, OSError):
+                code = 0
+            if code != 250:
+                self._drop()
+                smtp = None
+        if smtp is None:
+            smtp = self._smtp = self._connect()
+        return smtp
 
     def _transaction(self, smtp: smtplib.SMTP, to: str, data: bytes, commit_point: CommitPoint) -> bool:
         """MAIL, RCPT, DATA, the text, the commit point, the final dot; False: not committed."""

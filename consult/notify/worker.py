@@ -41,7 +41,7 @@ from rpm_core.clock import Clock
 from store import ack_links
 from store import notification_delivery as delivery
 from store.ack_links import AckLinkRow
-from store.connection import Connection, connect, listen, wait_for_notification
+from store.connection import Connection, connect, listen, translate_errors, wait_for_notification
 from store.errors import DatabaseUnavailable
 from store.notification_delivery import Candidate, Orphan
 
@@ -164,9 +164,10 @@ class Worker:
             try:
                 if self._conn is None:
                     self.connect()
-                self.run_once()
-                failures = 0
-                self._wait()
+                with translate_errors():
+                    self.run_once()
+                    failures = 0
+                    self._wait()
             except DatabaseUnavailable:
                 self.close()
                 delay = backoff_delay(None, failures, policy=_RECONNECT)

@@ -74,6 +74,7 @@ class _Handler:
             return "550 5.1.1 mailbox unavailable"
         if address.startswith("flaky"):
             return "451 4.3.0 try again later"
+        self.s.transports.add(server.transport)
         await self.s.rcpt_gate.wait()
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -107,6 +108,7 @@ class SmtpServer:
         self.lock = threading.Lock()
         self.arrived = threading.Event()
         self.rcpt_gate = _Gate()
+        self.transports: set = set()  # server sides of the connections seen (restart() cuts them)
         self.data_gate = _Gate()
         now = datetime.now(UTC)
         ca = create_ca(now=now, common_name="Test SMTP CA")
@@ -117,9 +119,30 @@ class SmtpServer:
         cert.write(workdir / "smtp.pem", workdir / "smtp.key")
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(workdir / "smtp.pem", workdir / "smtp.key")
-        self._controller = Controller(
-            _Handler(self), hostname=self.host, port=self.port, tls_context=ctx, require_starttls=True
+        self._tls = ctx
+        self._controller = self._new_controller()
+
+    def _new_controller(self) -> Controller:
+        return Controller(
+            _Handler(self), hostname=self.host, port=self.port, tls_context=self._tls, require_starttls=True
         )
+
+    def restart(self) -> None:
+        """Stop and start again on the same port: every open connection is cut."""
+        loop = self._controller.loop
+        done = threading.Event()
+
+        def cut() -> None:
+            for t in self.transports:
+                t.close()
+            self.transports.clear()
+            done.set()
+
+        loop.call_soon_threadsafe(cut)
+        done.wait(10)
+        self._controller.stop()
+        self._controller = self._new_controller()
+        self._controller.start()
 
     def start(self) -> SmtpServer:
         self._controller.start()

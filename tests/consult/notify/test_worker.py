@@ -202,3 +202,22 @@ def test_acknowledged_alert_cancels_its_waiting_staff_notifications(world, worke
     )
     assert (nurse_email.state, nurse_email.last_error) == ("canceled", "alert_acknowledged")
     assert all(world["n1"].email not in m.to for m in smtp.received)
+
+
+# aiosmtpd's stop() leaves the server side of a cut connection to the garbage collector.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_restarted_smtp_server_costs_no_retry(smtp) -> None:
+    from consult.notify.channels import Outgoing
+    from consult.notify.smtp import SmtpChannel, SmtpOptions
+
+    options = SmtpOptions(
+        host=smtp.host, port=smtp.port, sender="V <v@vigil.test>", ca_file=smtp.ca_file, probe_after_s=0
+    )
+    ch = SmtpChannel(options)
+    try:
+        ch.send(Outgoing("restart-1", "email", "n1@o1.test", "Vigil: test", "text"), lambda: True)
+        smtp.restart()  # the channel's pooled connection is now dead
+        ch.send(Outgoing("restart-2", "email", "n1@o1.test", "Vigil: test", "text"), lambda: True)
+    finally:
+        ch.close()
+    assert len(smtp.wait_for(2)) == 2

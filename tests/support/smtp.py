@@ -151,7 +151,8 @@ class SmtpServer:
     def stop(self) -> None:
         self.rcpt_gate.release()
         self.data_gate.release()
-        self._controller.stop()
+        if self._controller.server is not None:  # stopping twice is fine
+            self._controller.stop()
 
     # -- what arrived ----------------------------------------------------------------------------
 

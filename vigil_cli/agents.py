@@ -191,7 +191,12 @@ def create_cmd(
         typer.echo("out of logs and terminals' scrollback, and delete every copy after enrollment", err=True)
         typer.echo(bundle.to_json())
     else:
-        write_private(out, bundle.to_json().encode())  # 0600 from the start; never through a planted symlink
+        try:
+            write_private(out, bundle.to_json().encode())  # 0600 from the start; never through a planted symlink
+        except OSError as exc:
+            typer.echo(f"error: cannot write {out} ({exc.strerror}); agent {aid} exists without a bundle:", err=True)
+            typer.echo(f"revoke it (vigil agents revoke {aid}) and create another", err=True)
+            raise typer.Exit(1) from exc
         typer.echo(f"created agent {aid} (pending); bundle written to {out} (mode 0600)", err=True)
     typer.echo(note, err=True)
 

@@ -125,3 +125,13 @@ def outbox_token(edge: Path) -> str | None:
         return outbox.enrollment_token()
     finally:
         outbox.close()
+
+
+def test_a_bundle_that_cannot_be_written_says_which_agent_to_revoke(platform: Platform, tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "plain-file"
+    not_a_dir.write_text("")
+    result = create(platform, "agt-sec-4", "--out", str(not_a_dir / "b.json"))
+    assert result.exit_code == 1, result.output
+    assert "agent agt-sec-4 exists without a bundle" in result.stderr
+    assert "vigil agents revoke agt-sec-4" in result.stderr
+    assert "mqtt_password" not in result.output

@@ -28,9 +28,10 @@ apt_install() {
 }
 
 system_packages() {
-  command -v apt-get >/dev/null || { log "not a Debian/Ubuntu machine: install mosquitto, postgresql, nodejs by hand"; return 0; }
+  command -v apt-get >/dev/null || { log "not a Debian/Ubuntu machine: install mosquitto, coturn, postgresql, nodejs by hand"; return 0; }
   local want=()
   command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || want+=(mosquitto)
+  command -v turnserver >/dev/null || [ -x /usr/bin/turnserver ] || want+=(coturn)  # TURN for the video tests
   command -v psql >/dev/null || want+=(postgresql)
   command -v node >/dev/null || want+=(nodejs npm)
   "$PY" -c 'import ensurepip' 2>/dev/null || want+=(python3-venv)
@@ -93,7 +94,7 @@ gates() {
   "$VENV/bin/ruff" format --check .
   log "mypy --strict"
   "$VENV/bin/mypy"
-  log "import-linter (dependency rules of ARCHITECTURE.md)"
+  log "import-linter (dependency rules of docs/design.md)"
   "$VENV/bin/lint-imports"
 }
 

@@ -1,6 +1,6 @@
 """Edge agent benchmark: the agent process alone, six emulated devices, the project's TLS broker. Prints JSON.
 
-Set-up, all on this machine: a Mosquitto with the project's TLS + password + ACL configuration; the
+Set-up, all on this machine: a Mosquitto with the project's TLS + dynamic security configuration; the
 six emulated devices in a separate process (``DeviceProcess``: bumble peripherals whose radio is
 reached over HCI on TCP, so their work is not billed to the agent); the agent as its own process
 (``vigil edge run`` with ``--ble emulated --emulated-hci``, started through the ``edge`` app only,
@@ -25,7 +25,27 @@ Phases:
    of this load; ``offline_7d_mb`` is seven days of it. ``outbox_page_bytes_per_reading`` is the
    page-granular figure for comparison.
 
-Run: ``.venv/bin/python -m bench.edge_agent`` (``--seconds 60 --offline-seconds 30`` for a quick look)
+Memory over simulated time (``--hours H``, instead of the two phases above): the agent runs on an
+accelerated clock (``bench.edge_accel``: ``--speed`` simulated seconds per real second, default
+60) through H hours of the same load: the strap and the oximeter notify once per simulated second
+(``interval = 1/speed`` in the device process), the cuff and thermometer every simulated minute
+and the scale and glucose meter every two, but never more often than every ``--periodic-min-s``
+real seconds (default 10: each is a BLE connection of its own, which takes real time). The run
+ends when H hours of readings (4 per simulated second: 14,400 an hour) have been receipted *and*
+H hours have passed on the agent's clock: when the device process cannot notify as fast as the
+speed asks (it lags on a busy machine), the run takes longer and the clock passes more than H
+hours (``simulated_hours``). The agent's ``receipt_timeout_s`` is scaled by the speed so that a
+slow receipt is not taken for a lost one. The agent's RSS is sampled every ``--sample-s`` real
+seconds against hours of readings delivered; ``rss_mb_start`` is the median of the samples
+between 10 % and 20 % of the run (after warm-up: caches and the SQLite page cache filled),
+``rss_mb_end`` the median of the last 10 %, ``rss_growth_mb`` their difference and
+``rss_slope_mb_per_24h`` the least-squares slope after warm-up (per 24 hours of readings);
+``within_bound`` says whether the growth stays at or below ``RSS_GROWTH_BOUND_MB`` (run
+``--hours 24`` for the 24-hour check). ``cpu_ms_per_reading`` is the agent's CPU per delivered
+reading (comparable across speeds; ``cpu_pct_of_core`` here is at the accelerated load).
+
+Run: ``.venv/bin/python -m bench.edge_agent`` (``--seconds 60 --offline-seconds 30`` for a quick look);
+``.venv/bin/python -m bench.edge_agent --hours 24`` (about 24 minutes at the default speed)
 """
 
 from __future__ import annotations
@@ -56,8 +76,23 @@ from rpm_core.keys import ServerKey
 from tests.edge_agent.harness import ReceiptServer, enroll_agent, wait_sync
 from tests.support.broker import start_secure_broker
 
+__all__ = [
+    "HR",
+    "PROFILES",
+    "RSS_GROWTH_BOUND_MB",
+    "SPECS",
+    "SPO2",
+    "cpu_seconds",
+    "enroll_agent",
+    "periodic",
+    "rss_mib",
+    "start_secure_broker",
+    "wait_sync",
+]
+
 TARGETS = {"rss_mb": 80.0, "cpu_pct_of_core": 5.0, "offline_7d_mb": 200.0}
-SPECS = [
+RSS_GROWTH_BOUND_MB = 5.0  # over 24 simulated hours (--hours 24)
+SPECS: list[dict[str, Any]] = [
     {"profile": "heart_rate", "name": "HR"},
     {"profile": "pulse_oximeter", "name": "SpO2"},
     {"profile": "blood_pressure", "name": "BP", "connectable_window": 5.0},
@@ -104,7 +139,7 @@ def glucose_record(seq: int) -> str:
     return demo_record(seq, datetime.now(UTC).replace(tzinfo=None, microsecond=0)).hex()
 
 
-async def periodic(devices: DeviceProcess, seconds: float) -> None:
+async def periodic(devices: DeviceProcess, every_s: float = 60.0) -> None:
     minute, seq = 0, 1
     while True:
         await devices.request("BP", "take_measurement", uuid="2a35", payload=BP.hex())
@@ -114,7 +149,7 @@ async def periodic(devices: DeviceProcess, seconds: float) -> None:
             await devices.request("Glucose", "add_record", sequence=seq, payload=glucose_record(seq))
             seq += 1
         minute += 1
-        await asyncio.sleep(60)
+        await asyncio.sleep(every_s)
 
 
 async def measure(pid: int, seconds: float) -> dict[str, float]:
@@ -159,7 +194,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         total = int(args.seconds + args.offline_seconds + 30)
         await devices.request("HR", "stream", uuid="2a37", payload=HR.hex(), interval=1.0, count=total)
         await devices.request("SpO2", "stream", uuid="2a5f", payload=SPO2.hex(), interval=1.0, count=total)
-        driver = asyncio.create_task(periodic(devices, args.seconds))
+        driver = asyncio.create_task(periodic(devices))
         await asyncio.sleep(5)  # warm-up: first batches, first receipts
         online = await measure(agent.pid, args.seconds)
         record = receipts.record(enrolled.bundle.agent_id)
@@ -215,9 +250,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=300.0, help="online phase (CPU and RSS)")
     ap.add_argument("--offline-seconds", type=float, default=60.0, help="broker down: outbox growth")
+    ap.add_argument("--hours", type=float, default=None, help="simulated hours on an accelerated clock (RSS over time)")
+    ap.add_argument("--speed", type=float, default=60.0, help="with --hours: simulated seconds per real second")
+    ap.add_argument("--sample-s", type=float, default=5.0, help="with --hours: RSS sampled every N real seconds")
+    ap.add_argument("--periodic-min-s", type=float, default=10.0, help="with --hours: a BLE connection at most per N s")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="vigil-bench-edge-") as tmp:
-        result = asyncio.run(run(args, Path(tmp)))
+        if args.hours is not None:
+            from bench.edge_hours import run_hours
+
+            result = asyncio.run(run_hours(args, Path(tmp)))
+        else:
+            result = asyncio.run(run(args, Path(tmp)))
     print(json.dumps(result, indent=2))
 
 

@@ -1,422 +1,468 @@
-"""Ingest benchmark: agents -> Mosquitto (the project's TLS+ACL config) -> ingest -> PostgreSQL. Prints JSON.
+"""Ingest benchmark at the fleet's shape: thousands of agents -> Mosquitto (the project's TLS + ACL
+config) -> ``vigil ingest`` workers -> PostgreSQL. Prints JSON.
 
-Everything runs on this machine. Phases, in one run and on the same kind of workload (real sealed
-envelopes of 20 readings, one MQTT/TLS connection per agent, publishers in several processes):
+Everything runs on this machine. ``--agents`` simulated agents (default 10,000), one MQTT/TLS
+connection each, spread over ``--publishers`` processes (``bench.fleet``: asyncio, thousands of
+connections per process); the benchmark raises RLIMIT_NOFILE for itself, the publishers and the
+broker it starts. Envelopes are real sealed ``rpm_core`` envelopes, sealed before each scenario's
+clock starts. Scenarios, in this order, each printed as one JSON line when it finishes:
 
-1. ``baseline``: a naive consumer (paho auto-ack, one INSERT per reading, COMMIT per message),
-   as many processes as ingest workers, fed at the offered rate; readings/s it commits.
-2. ``throughput``: ``vigil ingest`` workers (subprocesses, one shared subscription) fed at the
-   offered rate with pre-sealed envelopes; ``readings_per_s`` is the committed rate (the sum of the
-   agents' receipt high-water marks) over the middle of the phase, publishers still publishing.
-3. ``latency``: 5,000 readings/s sealed at publish time; publish -> signed receipt covering the
-   envelope (so: broker, batch wait, COMMIT, receipt back through the broker), p50/p99.
+``live``             every agent connected; ``--live-rate`` envelopes/s (default 1,000) of
+                     ``--readings-per-envelope`` readings (default 1) for ``--live-seconds``,
+                     round-robin over the agents (10,000 agents at 1,000/s: one reading per agent
+                     every 10 s); p50/p99 publish -> signed receipt.
+``flood``            ``--flood-envelopes`` (default 30,000) of ``--readings-per-envelope``
+                     readings released at once over all agents, each agent keeping at most 8
+                     without a receipt (the agent's ``max_inflight_envelopes``): as fast as ingest
+                     goes. Also runs the naive baseline first (below) for ``ratio_vs_baseline``.
+``backfill``         history uploads: ``--backfill-agents`` agents (default 500) send
+                     ``--backfill-envelopes`` (default 10,000) full envelopes of
+                     ``--backfill-readings-per-envelope`` (default 20, the agent's
+                     ``batch_max_readings``), 8 in flight per agent.
+``reconnect_storm``  the broker is stopped; every agent queues a backlog of ``--storm-backlog``
+                     readings (default 100, in full envelopes); the broker is started again after
+                     ``--storm-down-s``; every agent reconnects with the agent's backoff and
+                     jitter and uploads its backlog. ``drain_s``: broker restart -> every backlog
+                     receipted.
 
-Then every published reading must be stored exactly once: ``lost`` and ``duplicated``.
-``cpu_pct`` is per component during the throughput window (100 = one core).
+Per scenario: ``envelopes_per_s`` and ``readings_per_s`` committed (from the agents' committed
+high-water marks in ``agent_receipts``, over the 20 %-80 % of the scenario's readings for flood
+and backfill, the middle 80 % of the offer for live, restart -> drained for the storm);
+``p50_ms``/``p99_ms`` publish -> arrival of the signed receipt covering the envelope;
+``lost``/``duplicated`` from the readings table by (agent, seq) against every range published;
+``cpu_pct`` per component over the same window (100 = one core; ``ingest`` workers, ``broker``,
+``database`` = the PostgreSQL backends of the benchmark's database, ``publishers``; ``machine``
+= every process on the machine, ``other`` = machine minus those), ``cpu_us_per_envelope`` and
+``cpu_us_per_reading`` per component (``server`` = ingest + broker + database), Mosquitto's RSS.
+The naive baseline (paho auto-ack, an INSERT per reading and a COMMIT per message, as many
+processes as ingest workers) consumes ``--baseline-envelopes`` of the flood shape from
+``--baseline-agents`` other agents before ingest starts.
 
-Run: ``.venv/bin/python -m bench.ingest --seconds 60``
+The last line is one JSON object with a key per scenario run. ``--scenario NAME`` runs one (repeat
+it for several).
+
+Run: ``.venv/bin/python -m bench.ingest`` (quick look: ``--agents 1000 --live-seconds 10``)
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
+import math
 import multiprocessing as mp
 import os
-import secrets
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
+import threading
 import time
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg import sql
+from bench.ingest_rig import COMPONENTS, NAIVE_ACCOUNT, Publishers, Rig, Sample, Sampler, cpu_delta
+from bench.ingest_workload import AgentCreds, naive_consumer, raise_nofile
 
-from bench.ingest_workload import PER_ENVELOPE, AgentCreds, PhaseSpec, cpu_seconds, naive_consumer, publisher
-from broker_config.ca import create_ca
-from broker_config.mosquitto import MosquittoSpec
-from broker_config.passwords import INGEST_USERNAME, AgentAccount, ServiceAccount, hash_password, new_password
-from broker_config.render import BrokerLayout, full_spec, render_broker
-from rpm_core.ids import AgentId, OrgId
-from rpm_core.keys import AgentKeys, ServerKey
-from rpm_core.keystore import create_server_key, write_private
-from store.agents import activate_agent, create_agent, create_org, create_patient
-from store.migrate import migrate
-
-ADMIN_URL = os.environ.get("VIGIL_TEST_DATABASE_URL", "postgresql:///postgres?host=/var/run/postgresql")
+SCENARIOS = ("live", "flood", "backfill", "reconnect_storm")
+WINDOW = 8  # the agent's max_inflight_envelopes default
+THROUGH_SUM = "SELECT coalesce(sum(through), 0) FROM agent_receipts"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@dataclass
+class Ctx:
+    args: argparse.Namespace
+    rig: Rig
+    pubs: Publishers
+    workers: list[Any] = field(default_factory=list)
+    baseline: dict[str, Any] | None = None
 
-
-def wait_port(port: int, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-class Rig:
-    def __init__(self, work: Path, n_agents: int) -> None:
-        self.work = work
-        self.db_name = f"vigil_bench_{secrets.token_hex(4)}"
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.db_name)))
-        params = psycopg.conninfo.conninfo_to_dict(ADMIN_URL)
-        params["dbname"] = self.db_name
-        self.url = psycopg.conninfo.make_conninfo(**params)  # type: ignore[arg-type]
-        migrate(self.url, flavor="postgres")
-        self.key_dir = work / "keys"
-        self.server = ServerKey.generate()
-        create_server_key(self.key_dir, self.server)
-        self.ingest_password = new_password()
-        write_private(self.key_dir / "mqtt" / f"{INGEST_USERNAME}.password", self.ingest_password.encode())
-        self.agents = self._provision(n_agents, "agt")
-        self.baseline_agents = self._provision(n_agents, "base")
-        self.layout = BrokerLayout(work / "broker")
-        self.port = free_port()
-        now = datetime.now(UTC)
-        ca = create_ca(now=now)
-        self.ca_path = self.layout.ca
-        base = MosquittoSpec(
-            data_dir=self.layout.data_dir, port=self.port, password_file=self.layout.passwd, user=getpass.getuser()
+    def sampler(self, query: str = THROUGH_SUM) -> Sampler:
+        return Sampler(
+            self.rig.url,
+            pids=lambda: {
+                "ingest": [w.pid for w in self.workers],
+                "broker": [p] if (p := self.rig.broker_pid) is not None else [],
+                "publishers": self.pubs.pids,
+            },
+            broker_pid=lambda: self.rig.broker_pid,
+            progress_query=query,
         )
-        render_broker(
-            self.layout,
-            spec=base,
-            ca=ca,
-            server_names=["localhost", "127.0.0.1"],
-            agents=[
-                AgentAccount(OrgId(a.org), AgentId(a.agent), hash_password(a.password))
-                for a in self.agents + self.baseline_agents
-            ],
-            services=[ServiceAccount(INGEST_USERNAME, hash_password(self.ingest_password))],
-            now=now,
-        )
-        self.broker = subprocess.Popen(
-            ["mosquitto", "-c", str(self.layout.conf)],
-            stdout=(work / "mosquitto.log").open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        assert full_spec(self.layout, base).port == self.port
-        wait_port(self.port)
-
-    def _provision(self, n: int, prefix: str) -> list[AgentCreds]:
-        now = datetime.now(UTC) - timedelta(days=1)
-        out = []
-        with psycopg.connect(self.url) as conn:
-            if conn.execute("SELECT 1 FROM organizations").fetchone() is None:
-                create_org(conn, "bench", "Bench clinic")
-            for i in range(n):
-                agent, patient = f"{prefix}-{i:03d}", f"{prefix}-p{i:03d}"
-                keys, password = AgentKeys.generate(), new_password()
-                create_patient(conn, org_id="bench", patient_id=patient, display_name="Bench Patient")
-                create_agent(
-                    conn,
-                    org_id="bench",
-                    agent_id=agent,
-                    patient_id=patient,
-                    password_hash=hash_password(password),
-                    token_sha256=bytes(32),
-                    expires_at=now + timedelta(days=1),
-                    now=now,
-                )
-                activate_agent(conn, agent, keys.public(), agent_version="bench", now=now)
-                out.append(AgentCreds("bench", agent, password, keys.sign_pem(), keys.kex_pem()))
-        return out
-
-    def ingest_env(self, client_id: str) -> dict[str, str]:
-        return {
-            **os.environ,
-            "VIGIL_DATABASE_URL": self.url,
-            "VIGIL_KEY_DIR": str(self.key_dir),
-            "VIGIL_MQTT_HOST": "localhost",
-            "VIGIL_MQTT_PORT": str(self.port),
-            "VIGIL_MQTT_CA_FILE": str(self.ca_path),
-            "VIGIL_MQTT_CLIENT_ID": client_id,
-            "VIGIL_METRICS_PORT": "0",
-        }
-
-    def close(self) -> None:
-        self.broker.terminate()
-        self.broker.wait(10)
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.db_name)))
-
-    def scalar(self, query: str) -> Any:
-        with psycopg.connect(self.url) as conn:
-            row = conn.execute(query).fetchone()
-            return row[0] if row else None
-
-    def backend_pids(self, app_prefix: str) -> list[int]:
-        with psycopg.connect(self.url) as conn:
-            rows = conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE application_name LIKE %s", (app_prefix + "%",)
-            ).fetchall()
-        return [int(r[0]) for r in rows]
 
 
-def run_publishers(
-    rig: Rig,
-    agents: list[AgentCreds],
-    n_procs: int,
-    *,
-    first_seq: dict[str, int],
-    rate: float,
-    duration: float,
-    presealed: bool,
-    wait: bool,
-) -> tuple[list[mp.process.BaseProcess], Any, Any, int]:
-    ctx = mp.get_context("spawn")
-    barrier, results = ctx.Barrier(n_procs + 1), ctx.Queue()
-    per_agent = int(rate * duration * 1.05 / PER_ENVELOPE / len(agents)) + 1
-    procs = []
-    for i in range(n_procs):
-        spec = PhaseSpec(
-            name="phase",
-            host="localhost",
-            port=rig.port,
-            ca=str(rig.ca_path),
-            server_kex=rig.server.public().kex,
-            server_sign=rig.server.public().sign,
-            agents=agents[i::n_procs],
-            first_seq=first_seq,
-            envelopes_per_agent=per_agent,
-            rate_readings_per_s=rate / n_procs,
-            duration_s=duration,
-            presealed=presealed,
-            wait_receipts=wait,
-        )
-        p = ctx.Process(target=publisher, args=(spec, barrier, results), daemon=True)
-        p.start()
-        procs.append(p)
-    return procs, barrier, results, per_agent
+@dataclass
+class Phase:
+    envelopes: int
+    readings: int
+    ranges: list[tuple[str, int, int]]
+    pub: list[dict[str, Any]]
+    samples: list[Sample]
+    start_at: float
 
 
-def collect(procs: list[mp.process.BaseProcess], results: Any, timeout: float = 180) -> list[dict[str, Any]]:
-    out = [results.get(timeout=timeout) for _ in procs]
-    for p in procs:
-        p.join(10)
-    return out
+def split_counts(ctx: Ctx, agents: list[AgentCreds], per_agent: int) -> list[dict[str, Any]]:
+    chosen = {a.agent for a in agents}
+    return [{"counts": {a.agent: per_agent for a in mine if a.agent in chosen}} for mine in ctx.pubs.slices]
 
 
-def through_sum(rig: Rig) -> int:
-    return int(rig.scalar("SELECT coalesce(sum(through), 0) FROM agent_receipts") or 0)
+def prepare(ctx: Ctx, counts: list[dict[str, Any]], per_envelope: int) -> tuple[int, list[tuple[str, int, int]]]:
+    prep = ctx.pubs.call("prepare", per_proc=counts, per_envelope=per_envelope)
+    ranges = [(str(r[0]), int(r[1]), int(r[2])) for p in prep for r in p["ranges"]]
+    return sum(p["envelopes"] for p in prep), ranges
 
 
-def cpu_of(pids: list[int]) -> float:
-    return sum(cpu_seconds(p) for p in pids)
+def run_phase(
+    ctx: Ctx, counts: list[dict[str, Any]], per_envelope: int, *, rate: float | None, window: int = WINDOW
+) -> Phase:
+    envelopes, ranges = prepare(ctx, counts, per_envelope)
+    sampler = ctx.sampler().start()
+    start_at = time.monotonic() + 0.5
+    per_proc_rate = None if rate is None else rate / len(ctx.pubs.procs)
+    ctx.pubs.call("start", rate=per_proc_rate, start_at=start_at, window=window)
+    pub = ctx.pubs.call("wait", wait_s=ctx.args.timeout)
+    return Phase(envelopes, envelopes * per_envelope, ranges, pub, sampler.stop(), start_at)
 
 
-def phase_baseline(rig: Rig, args: argparse.Namespace, duration: float) -> float:
-    ctx = mp.get_context("spawn")
-    consumers = []
-    for _ in range(args.workers):
-        ready = ctx.Event()
-        p = ctx.Process(
-            target=naive_consumer,
-            args=(rig.url, "localhost", rig.port, str(rig.ca_path), rig.ingest_password, str(rig.key_dir), ready),
-            daemon=True,
-        )
-        p.start()
-        ready.wait(60)
-        consumers.append(p)
-    agents = rig.baseline_agents
-    procs, barrier, results, _ = run_publishers(
-        rig,
-        agents,
-        args.publishers,
-        first_seq=dict.fromkeys((a.agent for a in agents), 1),
-        rate=args.offered_rate,
-        duration=duration,
-        presealed=True,
-        wait=False,
-    )
-    barrier.wait()
-    time.sleep(duration * 0.2)
-    c0, t0 = rig.scalar("SELECT count(*) FROM readings"), time.monotonic()
-    time.sleep(duration * 0.6)
-    c1, t1 = rig.scalar("SELECT count(*) FROM readings"), time.monotonic()
-    collect(procs, results)
-    for p in consumers:
-        p.terminate()
-        p.join(10)
-    return (c1 - c0) / (t1 - t0)
+def progress_window(samples: list[Sample], total: int, lo: float = 0.2, hi: float = 0.8) -> tuple[int, int]:
+    base = samples[0].progress
+    i0 = next((i for i, s in enumerate(samples) if s.progress - base >= lo * total), 0)
+    i1 = next((i for i, s in enumerate(samples) if s.progress - base >= hi * total), len(samples) - 1)
+    return (i0, i1) if i1 > i0 else (0, len(samples) - 1)
 
 
-def start_workers(rig: Rig, n: int) -> list[subprocess.Popen[bytes]]:
-    workers = []
-    for i in range(n):
-        log = (rig.work / f"ingest-{i}.log").open("ab")
-        workers.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "vigil_cli", "ingest", "--log-level", "WARNING"],
-                env=rig.ingest_env(f"bench-ingest-{i}"),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-    deadline = time.monotonic() + 60
-    while len(rig.backend_pids("vigil-ingest")) < n:
-        if time.monotonic() > deadline:
-            raise RuntimeError("ingest workers did not start")
-        time.sleep(0.2)
-    time.sleep(1.0)  # subscribed
-    return workers
+def time_window(samples: list[Sample], t0: float, t1: float) -> tuple[int, int]:
+    i0 = min(range(len(samples)), key=lambda i: abs(samples[i].t - t0))
+    i1 = min(range(len(samples)), key=lambda i: abs(samples[i].t - t1))
+    return (i0, i1) if i1 > i0 else (0, len(samples) - 1)
 
 
-def phase_throughput(rig: Rig, args: argparse.Namespace, duration: float, first_seq: dict[str, int]) -> dict[str, Any]:
-    procs, barrier, results, _ = run_publishers(
-        rig,
-        rig.agents,
-        args.publishers,
-        first_seq=first_seq,
-        rate=args.offered_rate,
-        duration=duration,
-        presealed=True,
-        wait=False,
-    )
-    barrier.wait()
-    time.sleep(duration * 0.2)
-    pids = {
-        "ingest_workers": [w.pid for w in rig.workers],
-        "postgres_backends": rig.backend_pids("vigil-ingest"),
-        "mosquitto": [rig.broker.pid],
-        "publishers": [p.pid for p in procs if p.pid],
-    }
-    cpu0 = {k: cpu_of(v) for k, v in pids.items()}
-    s0, t0 = through_sum(rig), time.monotonic()
-    time.sleep(duration * 0.6)
-    s1, t1 = through_sum(rig), time.monotonic()
-    cpu = {k: round(100 * (cpu_of(v) - cpu0[k]) / (t1 - t0), 1) for k, v in pids.items()}
-    pub = collect(procs, results)
+def _r(x: float | None, digits: int = 1) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def window_figures(samples: list[Sample], i0: int, i1: int, per_envelope: int) -> dict[str, Any]:
+    s0, s1 = samples[i0], samples[i1]
+    dt = s1.t - s0.t
+    readings = s1.progress - s0.progress
+    envelopes = readings / per_envelope
+    cpu = cpu_delta(s0, s1)
+    cpu = {c: cpu.get(c, 0.0) for c in COMPONENTS}
+    machine = s1.machine_s - s0.machine_s
+    pct = {c: _r(100 * v / dt) for c, v in cpu.items()}
+    pct["total"] = _r(100 * sum(cpu.values()) / dt)
+    pct["machine"] = _r(100 * machine / dt)
+    pct["other"] = _r(100 * (machine - sum(cpu.values())) / dt)
+    costs = {**cpu, "server": cpu["ingest"] + cpu["broker"] + cpu["database"], "total": sum(cpu.values())}
+    rss = [s.broker_rss_mb for s in samples if s.broker_rss_mb is not None]
     return {
-        "readings_per_s": (s1 - s0) / (t1 - t0),
-        "cpu_pct": cpu,
-        "offered_readings_per_s": sum(r["published_envelopes"] for r in pub)
-        * PER_ENVELOPE
-        / max(r["elapsed_s"] for r in pub),
-        "last_seq": {k: v for r in pub for k, v in r["last_seq"].items()},
+        "envelopes_per_s": _r(envelopes / dt) if dt > 0 else None,
+        "readings_per_s": _r(readings / dt) if dt > 0 else None,
+        "window_s": round(dt, 2),
+        "cpu_pct": pct,
+        "cpu_us_per_envelope": {c: _r(1e6 * v / envelopes) if envelopes else None for c, v in costs.items()},
+        "cpu_us_per_reading": {c: _r(1e6 * v / readings, 2) if readings else None for c, v in costs.items()},
+        "broker_rss_mb": _r(max(rss)) if rss else None,
+        "broker_rss_mb_end": _r(rss[-1]) if rss else None,
     }
 
 
-def phase_latency(rig: Rig, args: argparse.Namespace, duration: float, first_seq: dict[str, int]) -> dict[str, Any]:
-    procs, barrier, results, _ = run_publishers(
-        rig,
-        rig.agents,
-        args.publishers,
-        first_seq=first_seq,
-        rate=args.latency_rate,
-        duration=duration,
-        presealed=False,
-        wait=True,
-    )
-    barrier.wait()
-    pub = collect(procs, results)
-    lat = sorted(x for r in pub for x in r["latencies"])
-    q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [0.0] * 99
+def common(ctx: Ctx, phase: Phase, per_envelope: int) -> dict[str, Any]:
+    lat = sorted(x for p in phase.pub for x in p["latencies_ms"])
+    q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else [lat[0] if lat else None] * 99
+    check = ctx.rig.check_ranges(phase.ranges)
+    published = sum(p["published"] for p in phase.pub)
     return {
-        "p50_ms": round(1000 * q[49], 1),
-        "p99_ms": round(1000 * q[98], 1),
+        "agents": len(phase.ranges),
+        "readings_per_envelope": per_envelope,
+        "envelopes": phase.envelopes,
+        "readings": phase.readings,
+        "p50_ms": _r(q[49]),
+        "p99_ms": _r(q[98]),
         "latency_samples": len(lat),
-        "latency_rate_readings_per_s": round(
-            sum(r["published_envelopes"] for r in pub) * PER_ENVELOPE / max(r["elapsed_s"] for r in pub)
-        ),
-        "last_seq": {k: v for r in pub for k, v in r["last_seq"].items()},
+        "lost": check["expected"] - check["distinct"],
+        "duplicated": check["rows"] - check["distinct"],
+        "unreceipted": sum(p["unreceipted"] for p in phase.pub),
+        "published_envelopes": published,
+        "resent_envelopes": sum(p["resent"] for p in phase.pub),
+        "receipts": sum(p["receipts"] for p in phase.pub),
+        "verified_receipts": sum(p["verified_receipts"] for p in phase.pub),
+        "bad_receipts": sum(p["bad_receipts"] for p in phase.pub),
+        "refused_pubacks": sum(p["refused_pubacks"] for p in phase.pub),
+        "unrouted_pubacks": sum(p["unrouted_pubacks"] for p in phase.pub),
+        "receipt_timeouts": sum(p["receipt_timeouts"] for p in phase.pub),
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=60, help="measured time, split over the phases")
-    ap.add_argument("--agents", type=int, default=24)
-    ap.add_argument("--publishers", type=int, default=2)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument(
-        "--offered-rate",
-        type=float,
-        default=48000,
-        help="readings/s offered in throughput phases (above what ingest sustains here)",
-    )
-    ap.add_argument("--latency-rate", type=float, default=5000)
-    args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
-    started = time.monotonic()
-    rig = Rig(work, args.agents)
-    rig.workers = []
+def setup_fields(ctx: Ctx, wall: float) -> dict[str, Any]:
+    a = ctx.args
+    return {
+        "connected_agents": len(ctx.rig.agents),
+        "publisher_processes": a.publishers,
+        "ingest_workers": a.workers,
+        "cores": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "wall_s": round(wall, 1),
+    }
+
+
+# ---------------------------------------------------------------------- scenarios
+
+
+def scenario_live(ctx: Ctx) -> dict[str, Any]:
+    a, started = ctx.args, time.monotonic()
+    agents = ctx.rig.agents
+    per_agent = max(1, math.ceil(a.live_rate * a.live_seconds / len(agents)))
+    phase = run_phase(ctx, split_counts(ctx, agents, per_agent), a.readings_per_envelope, rate=a.live_rate)
+    offer_s = phase.envelopes / a.live_rate
+    i0, i1 = time_window(phase.samples, phase.start_at + 0.1 * offer_s, phase.start_at + 0.9 * offer_s)
+    first = min((p["first_pub"] for p in phase.pub if p["first_pub"]), default=None)
+    last = max((p["last_pub"] for p in phase.pub if p["last_pub"]), default=None)
+    published = sum(p["published"] for p in phase.pub)
+    return {
+        **window_figures(phase.samples, i0, i1, a.readings_per_envelope),
+        **common(ctx, phase, a.readings_per_envelope),
+        "offered_envelopes_per_s": a.live_rate,
+        # what the publishers managed to send (below the offer when they are starved of CPU)
+        "published_envelopes_per_s": _r(published / (last - first)) if first and last and last > first else None,
+        **setup_fields(ctx, time.monotonic() - started),
+    }
+
+
+def scenario_flood(ctx: Ctx) -> dict[str, Any]:
+    a, started = ctx.args, time.monotonic()
+    agents = ctx.rig.agents
+    per_agent = max(1, math.ceil(a.flood_envelopes / len(agents)))
+    phase = run_phase(ctx, split_counts(ctx, agents, per_agent), a.readings_per_envelope, rate=None)
+    i0, i1 = progress_window(phase.samples, phase.readings)
+    out = {
+        **window_figures(phase.samples, i0, i1, a.readings_per_envelope),
+        **common(ctx, phase, a.readings_per_envelope),
+    }
+    if ctx.baseline is not None:
+        base = ctx.baseline["envelopes_per_s"]
+        out["baseline_envelopes_per_s"] = base
+        out["baseline_readings_per_s"] = ctx.baseline["readings_per_s"]
+        out["ratio_vs_baseline"] = round(out["envelopes_per_s"] / base, 2) if base and out["envelopes_per_s"] else None
+    return {**out, **setup_fields(ctx, time.monotonic() - started)}
+
+
+def scenario_backfill(ctx: Ctx) -> dict[str, Any]:
+    a, started = ctx.args, time.monotonic()
+    agents = ctx.rig.agents[: max(1, min(a.backfill_agents, len(ctx.rig.agents)))]
+    per_agent = max(1, math.ceil(a.backfill_envelopes / len(agents)))
+    per_env = a.backfill_readings_per_envelope
+    phase = run_phase(ctx, split_counts(ctx, agents, per_agent), per_env, rate=None)
+    i0, i1 = progress_window(phase.samples, phase.readings)
+    return {
+        **window_figures(phase.samples, i0, i1, per_env),
+        **common(ctx, phase, per_env),
+        **setup_fields(ctx, time.monotonic() - started),
+    }
+
+
+def scenario_reconnect_storm(ctx: Ctx) -> dict[str, Any]:
+    a, started = ctx.args, time.monotonic()
+    per_env = min(a.backfill_readings_per_envelope, a.storm_backlog)
+    per_agent = math.ceil(a.storm_backlog / per_env)
+    envelopes, ranges = prepare(ctx, split_counts(ctx, ctx.rig.agents, per_agent), per_env)
+    connections = [ctx.rig.ingest_connections(i) for i in range(len(ctx.workers))]
+    ctx.rig.stop_broker()
+    down_at = time.monotonic()
+    while sum(p["connected"] for p in ctx.pubs.call("connected")) and time.monotonic() - down_at < 30:
+        time.sleep(0.05)  # every agent has seen its connection drop: the backlog queues, nothing is sent
+    ctx.pubs.call("start", rate=None, start_at=time.monotonic(), window=WINDOW)
+    time.sleep(max(0.0, down_at + a.storm_down_s - time.monotonic()))
+    ctx.rig.start_broker()
+    restart = time.monotonic()
+    ingest_back: list[float] = []
+
+    def watch_ingest() -> None:
+        while time.monotonic() - restart < a.timeout:
+            if all(ctx.rig.ingest_connections(i) > n for i, n in enumerate(connections)):
+                ingest_back.append(time.monotonic() - restart)
+                return
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch_ingest, daemon=True)
+    watcher.start()
+    sampler = ctx.sampler().start()
+    pub = ctx.pubs.call("wait", wait_s=a.timeout)
+    samples = sampler.stop()
+    watcher.join(1)
+    phase = Phase(envelopes, envelopes * per_env, ranges, pub, samples, restart)
+    last_receipt = max((p["last_receipt"] or restart for p in pub), default=restart)
+    last_connected = max((p["last_connected"] or restart for p in pub), default=restart)
+    figures = window_figures(samples, 0, len(samples) - 1, per_env)
+    drain_s = last_receipt - restart
+    return {
+        **figures,
+        **common(ctx, phase, per_env),
+        # The storm's rates are over restart -> drained (the whole backlog), not the sampler window.
+        "envelopes_per_s": _r(envelopes / drain_s) if drain_s > 0 else None,
+        "readings_per_s": _r(envelopes * per_env / drain_s) if drain_s > 0 else None,
+        "backlog_readings_per_agent": per_agent * per_env,
+        "broker_down_s": round(restart - down_at, 2),
+        "drain_s": round(drain_s, 2),
+        "agents_reconnected_s": round(last_connected - restart, 2),
+        "ingest_reconnected_s": round(ingest_back[0], 2) if ingest_back else None,
+        "reconnects": sum(p["reconnects"] for p in pub),
+        "failed_connect_attempts": sum(p["connect_failures"] for p in pub),
+        "connected_after": sum(p["connected"] for p in pub),
+        **setup_fields(ctx, time.monotonic() - started),
+    }
+
+
+RUNNERS = {
+    "live": scenario_live,
+    "flood": scenario_flood,
+    "backfill": scenario_backfill,
+    "reconnect_storm": scenario_reconnect_storm,
+}
+
+
+def run_baseline(ctx: Ctx) -> dict[str, Any]:
+    """The naive consumer on the flood shape, before ingest starts (it joins the same shared group)."""
+    a, rig = ctx.args, ctx.rig
+    mpc = mp.get_context("spawn")
+    pubs = Publishers(rig, rig.baseline_agents, 1, verify_every=a.verify_every, receipt_timeout_s=a.receipt_timeout_s)
+    consumers = []
     try:
-        base_s, thr_s, lat_s = args.seconds * 0.25, args.seconds * 0.45, args.seconds * 0.30
-        baseline = phase_baseline(rig, args, base_s)
-        baseline_total = int(rig.scalar("SELECT count(*) FROM readings"))
-        rig.workers = start_workers(rig, args.workers)
-        thr = phase_throughput(rig, args, thr_s, first_seq=dict.fromkeys((a.agent for a in rig.agents), 1))
-        drain_started = time.monotonic()  # the backlog the offered load built up, before measuring latency
-        while through_sum(rig) < sum(thr["last_seq"].values()) and time.monotonic() - drain_started < 300:
-            time.sleep(0.5)
-        drain_s = time.monotonic() - drain_started
-        lat = phase_latency(rig, args, lat_s, first_seq={k: v + 1 for k, v in thr["last_seq"].items()})
-        last = lat["last_seq"]
-        expected = sum(last.values())
-        deadline = time.monotonic() + 120
-        while through_sum(rig) < expected and time.monotonic() < deadline:
-            time.sleep(0.5)
-        ingest_rows = "FROM readings WHERE agent_id LIKE 'agt-%'"
-        stored = rig.scalar(f"SELECT count(*) {ingest_rows}")
-        distinct = rig.scalar(f"SELECT count(DISTINCT (agent_id, seq, time)) {ingest_rows}")
-        confirmed = through_sum(rig)
-        result = {
-            "readings_per_s": round(thr["readings_per_s"]),
-            "offered_readings_per_s": round(thr["offered_readings_per_s"]),
-            "p50_ms": lat["p50_ms"],
-            "p99_ms": lat["p99_ms"],
-            "latency_rate_readings_per_s": lat["latency_rate_readings_per_s"],
-            "latency_samples": lat["latency_samples"],
-            "baseline_readings_per_s": round(baseline),
-            "ratio_vs_baseline": round(thr["readings_per_s"] / baseline, 2) if baseline else None,
-            "lost": expected - distinct,
-            "confirmed_by_receipts": confirmed,
-            "duplicated": stored - distinct,
-            "published_readings": expected,
-            "baseline_readings_stored": baseline_total,
-            "cpu_pct": thr["cpu_pct"],
-            # What one fully used core of ingest workers commits (the machine is shared with others).
-            "ingest_readings_per_cpu_s": round(
-                thr["readings_per_s"] / max(thr["cpu_pct"]["ingest_workers"] / 100, 1e-9)
-            ),
-            "backlog_drain_s": round(drain_s, 1),
-            "load_average_1m": round(os.getloadavg()[0], 2),
-            "agents": args.agents,
-            "publisher_processes": args.publishers,
-            "ingest_workers": args.workers,
-            "cores": os.cpu_count(),
-            "wall_s": round(time.monotonic() - started, 1),
-        }
-        print(json.dumps(result))
+        pubs.call("connect")
+        for _ in range(a.workers):
+            ready = mpc.Event()
+            p = mpc.Process(
+                target=naive_consumer,
+                args=(
+                    rig.url,
+                    "localhost",
+                    rig.port,
+                    str(rig.ca_path),
+                    NAIVE_ACCOUNT,
+                    rig.ingest_password,
+                    str(rig.key_dir),
+                    ready,
+                ),
+                daemon=True,
+            )
+            p.start()
+            if not ready.wait(60):
+                raise RuntimeError("naive consumer did not subscribe")
+            consumers.append(p)
+        per_agent = max(1, math.ceil(a.baseline_envelopes / len(rig.baseline_agents)))
+        counts = [{"counts": dict.fromkeys((x.agent for x in rig.baseline_agents), per_agent)}]
+        prep = pubs.call("prepare", per_proc=counts, per_envelope=a.readings_per_envelope)
+        total = prep[0]["envelopes"] * a.readings_per_envelope
+        sampler = Sampler(
+            rig.url,
+            pids=lambda: {"publishers": pubs.pids, "ingest": [p.pid for p in consumers if p.pid]},
+            broker_pid=lambda: rig.broker_pid,
+            progress_query="SELECT count(*) FROM readings WHERE agent_id LIKE 'base-%'",
+        ).start()
+        pubs.call("start", rate=None, start_at=time.monotonic(), window=10**9)  # no receipts will come
+        deadline = time.monotonic() + a.timeout
+        while (sampler.samples[-1].progress < total) and time.monotonic() < deadline:
+            time.sleep(0.25)
+        samples = sampler.stop()
+        pubs.call("wait", wait_s=0)
+        i0, i1 = progress_window(samples, total)
+        fig = window_figures(samples, i0, i1, a.readings_per_envelope)
+        return {"envelopes_per_s": fig["envelopes_per_s"], "readings_per_s": fig["readings_per_s"]}
     finally:
-        for w in rig.workers:
-            w.send_signal(signal.SIGTERM)
-        for w in rig.workers:
-            try:
-                w.wait(20)
-            except subprocess.TimeoutExpired:
-                w.kill()
+        for p in consumers:
+            p.terminate()
+            p.join(10)
+        pubs.close()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenario", action="append", choices=SCENARIOS, help="run only this one (repeatable)")
+    ap.add_argument("--agents", type=int, default=10_000, help="connected agents, one MQTT/TLS connection each")
+    ap.add_argument("--publishers", type=int, default=4, help="publisher processes the agents are spread over")
+    ap.add_argument("--workers", type=int, default=2, help="ingest worker processes")
+    ap.add_argument("--readings-per-envelope", type=int, default=1, help="live and flood")
+    ap.add_argument("--live-rate", type=float, default=1000, help="envelopes/s offered in live")
+    ap.add_argument("--live-seconds", type=float, default=30)
+    ap.add_argument("--flood-envelopes", type=int, default=30_000)
+    ap.add_argument("--backfill-envelopes", type=int, default=10_000)
+    ap.add_argument("--backfill-agents", type=int, default=500)
+    ap.add_argument("--backfill-readings-per-envelope", type=int, default=20, help="the agent's batch_max_readings")
+    ap.add_argument("--storm-backlog", type=int, default=100, help="readings queued per agent while the broker is down")
+    ap.add_argument("--storm-down-s", type=float, default=2.0)
+    ap.add_argument("--baseline-agents", type=int, default=100)
+    ap.add_argument("--baseline-envelopes", type=int, default=5_000)
+    ap.add_argument("--no-baseline", action="store_true", help="skip the naive consumer")
+    ap.add_argument(
+        "--receipt-timeout-s", type=float, default=60.0, help="agents send unreceipted envelopes again after this"
+    )
+    ap.add_argument("--verify-every", type=int, default=50, help="publishers verify the signature of 1 receipt in N")
+    ap.add_argument("--timeout", type=float, default=900, help="per scenario")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, broker config) and say where")
+    args = ap.parse_args(argv)
+    if not 1 <= args.agents <= 10_000:
+        ap.error("--agents must be 1..10000")
+    return args
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def connect(pubs: Publishers, n: int) -> None:
+    connected = sum(c["connected"] for c in pubs.call("connect"))
+    if connected != n:
+        raise RuntimeError(f"only {connected} of {n} agents connected")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)  # clean up (database, broker, processes) when killed
+    chosen = [s for s in SCENARIOS if s in (args.scenario or SCENARIOS)]
+    needed = args.agents + args.baseline_agents + 1024  # the broker's connections, its files and some room
+    nofile = raise_nofile(needed + 3072)
+    if nofile < needed:
+        raise SystemExit(f"RLIMIT_NOFILE is {nofile}, {args.agents} agents need {needed}: raise the hard limit")
+    work = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
+    n_baseline = args.baseline_agents if "flood" in chosen and not args.no_baseline else 0
+    rig = Rig(work, args.agents, n_baseline, nofile=nofile)
+    try:
+        pubs = Publishers(
+            rig,
+            rig.agents,
+            min(args.publishers, args.agents),
+            verify_every=args.verify_every,
+            receipt_timeout_s=args.receipt_timeout_s,
+        )
+        ctx = Ctx(args, rig, pubs)
+        try:
+            run_all(ctx, chosen, work)
+        finally:
+            Rig.stop_ingest(ctx.workers)
+            pubs.close()
+    finally:
         rig.close()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"work directory kept: {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run_all(ctx: Ctx, chosen: list[str], work: Path) -> None:
+    results: dict[str, Any] = {}
+    try:
+        connect(ctx.pubs, len(ctx.rig.agents))
+        if ctx.rig.baseline_agents:
+            ctx.baseline = run_baseline(ctx)
+        ctx.workers = ctx.rig.start_ingest(ctx.args.workers)
+        for name in chosen:
+            results[name] = RUNNERS[name](ctx)
+            print(json.dumps({name: results[name]}), flush=True)
+        print(json.dumps(results), flush=True)
+    except BaseException:
+        for log in sorted(work.glob("*.log")):
+            print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr, flush=True)
+        raise
 
 
 if __name__ == "__main__":

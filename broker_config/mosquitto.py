@@ -2,10 +2,17 @@
 
 The template lives in ``templates/mosquitto.conf.tmpl``; everything variable comes from a
 :class:`MosquittoSpec`, so tests, the demo and production render the same file.
+
+Access control is Mosquitto's dynamic security plugin (:class:`DynsecFiles`), not a password file
+and an ACL file: Mosquitto's ACL file grants every SUBSCRIBE and filters only at delivery, so an
+agent could join ingest's ``$share/ingest/...`` group and take round-robin turns whose messages
+were then dropped; the plugin checks each SUBSCRIBE filter, ``$share/`` prefix included, when it
+arrives, and binds each account to its client id (see :mod:`broker_config.accounts`).
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 from dataclasses import dataclass
@@ -14,9 +21,36 @@ from pathlib import Path
 from string import Template
 from typing import Final, Literal
 
-__all__ = ["MosquittoSpec", "TlsFiles", "find_mosquitto", "render_mosquitto", "write_mosquitto"]
+__all__ = [
+    "TLS12_CIPHERS",
+    "TLS13_SUITES",
+    "DynsecFiles",
+    "MosquittoSpec",
+    "TlsFiles",
+    "find_dynsec_plugin",
+    "find_mosquitto",
+    "render_mosquitto",
+    "write_mosquitto",
+]
 
 CONF_NAME: Final = "mosquitto.conf"
+PLUGIN_NAME: Final = "mosquitto_dynamic_security.so"
+
+# TLS 1.2: forward-secret ECDHE key exchange and AEAD ciphers only (no CBC, no SHA-1 MAC, no RSA
+# key exchange). Our server key is ECDSA P-256; the RSA-signed variants serve a certificate an
+# operator brings. OpenSSL names, as Mosquitto's `ciphers` option takes them.
+TLS12_CIPHERS: Final = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
+# TLS 1.3: every suite is AEAD with ephemeral key exchange; named so a library default cannot widen it.
+TLS13_SUITES: Final = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +64,16 @@ class TlsFiles:
     use_identity_as_username: bool = False
     # The minimum version (Mosquitto >= 2.0): TLS 1.2 and 1.3 are accepted, 1.0 and 1.1 refused.
     tls_version: Literal["tlsv1.2", "tlsv1.3"] = "tlsv1.2"
+    ciphers: str = TLS12_CIPHERS
+    ciphers_tls13: str = TLS13_SUITES
+
+
+@dataclass(frozen=True, slots=True)
+class DynsecFiles:
+    """The dynamic security plugin and its JSON file (the broker rewrites it after every change)."""
+
+    plugin: Path
+    config_file: Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,53 +83,74 @@ class MosquittoSpec:
     bind_address: str = "127.0.0.1"
     tls: TlsFiles | None = None
     allow_anonymous: bool = False
-    password_file: Path | None = None
-    acl_file: Path | None = None
+    dynsec: DynsecFiles | None = None
     persistence: bool = True
+    # Seconds between saves of the in-memory state (queued messages, sessions) to data_dir: what
+    # a `kill -9` of the broker can lose. A clean stop always saves.
     autosave_interval: int = 60
     max_packet_size: int = 512 * 1024
     max_inflight_messages: int = 1000
     max_queued_messages: int = 200_000
     max_keepalive: int = 300
     persistent_client_expiration: str = "14d"
-    log_dest: str = "stderr"
-    # Mosquitto started as root drops privileges to this user (tests run it as themselves).
+    # None: the log goes to stderr (the journal under systemd).
+    log_file: Path | None = None
+    # Mosquitto started as root drops privileges to this user right after reading this file, before
+    # it opens anything else (tests run it as themselves).
     user: str = "mosquitto"
-    # Where Mosquitto writes its pid: `vigil agents create/revoke` send SIGHUP there to reload the
-    # password and ACL files.
+    # Where Mosquitto writes its pid (after dropping privileges): how provisioning knows it runs.
     pid_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ValueError("port out of range")
         cert_users = self.tls is not None and self.tls.use_identity_as_username
-        if not (cert_users or self.allow_anonymous or self.password_file is not None):
-            raise ValueError("without TLS client certificates, anonymous access or a password file is needed")
+        if not (cert_users or self.allow_anonymous or self.dynsec is not None):
+            raise ValueError(
+                "without TLS client certificates, anonymous access or the dynamic security plugin is needed"
+            )
         if self.max_inflight_messages < 1:
             raise ValueError("max_inflight_messages must be set (0 would mean unlimited)")
+        if self.autosave_interval < 1:
+            raise ValueError("autosave_interval must be at least 1 s (0 would save only at shutdown)")
 
 
 def _tls_block(tls: TlsFiles | None) -> str:
     if tls is None:
         return "# plain TCP listener (tests only; production listeners use TLS)"
     lines = [
-        "# TLS: our CA, TLS 1.2 minimum, no plaintext listener.",
+        "# TLS: our CA, TLS 1.2 minimum, ECDHE + AEAD cipher suites only, no plaintext listener.",
         f"cafile {tls.cafile}",
         f"certfile {tls.certfile}",
         f"keyfile {tls.keyfile}",
         f"tls_version {tls.tls_version}",
+        f"ciphers {tls.ciphers}",
+        f"ciphers_tls1.3 {tls.ciphers_tls13}",
         f"require_certificate {str(tls.require_certificate).lower()}",
         f"use_identity_as_username {str(tls.use_identity_as_username).lower()}",
     ]
     return "\n".join(lines)
 
 
+def _auth_block(dynsec: DynsecFiles | None) -> str:
+    if dynsec is None:
+        return "# no access control plugin (anonymous test broker)"
+    return "\n".join(
+        [
+            "# Accounts, client-id bindings and grants: the dynamic security plugin (broker_config/accounts.py).",
+            "# It checks every SUBSCRIBE filter (shared-subscription prefix included) when it arrives;",
+            "# nothing is allowed by default.",
+            f"plugin {dynsec.plugin}",
+            f"plugin_opt_config_file {dynsec.config_file}",
+        ]
+    )
+
+
 def render_mosquitto(spec: MosquittoSpec) -> str:
     template = Template(resources.files("broker_config").joinpath("templates/mosquitto.conf.tmpl").read_text())
     return template.substitute(
         allow_anonymous=str(spec.allow_anonymous).lower(),
-        password_line=f"password_file {spec.password_file}" if spec.password_file else "# no password file",
-        acl_line=f"acl_file {spec.acl_file}" if spec.acl_file else "# no ACL file",
+        auth_block=_auth_block(spec.dynsec),
         persistence=str(spec.persistence).lower(),
         data_dir=spec.data_dir,
         autosave_interval=spec.autosave_interval,
@@ -94,7 +159,7 @@ def render_mosquitto(spec: MosquittoSpec) -> str:
         max_queued_messages=spec.max_queued_messages,
         max_keepalive=spec.max_keepalive,
         persistent_client_expiration=spec.persistent_client_expiration,
-        log_dest=spec.log_dest,
+        log_line=f"log_dest file {spec.log_file}" if spec.log_file else "log_dest stderr",
         port=spec.port,
         bind_address=spec.bind_address,
         tls_block=_tls_block(spec.tls),
@@ -108,6 +173,22 @@ def find_mosquitto() -> str | None:
     return shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
     )
+
+
+def find_dynsec_plugin() -> Path | None:
+    """Mosquitto's dynamic security plugin where distributions install it (Debian: the multiarch lib dir)."""
+    patterns = (
+        f"/usr/lib/*/{PLUGIN_NAME}",
+        f"/usr/lib/{PLUGIN_NAME}",
+        f"/usr/lib64/{PLUGIN_NAME}",
+        f"/usr/local/lib/{PLUGIN_NAME}",
+        f"/usr/lib/mosquitto/{PLUGIN_NAME}",
+    )
+    for pattern in patterns:
+        for found in sorted(glob.glob(pattern)):
+            if os.path.isfile(found):
+                return Path(found)
+    return None
 
 
 def write_mosquitto(spec: MosquittoSpec, out_dir: Path) -> Path:

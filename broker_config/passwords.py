@@ -1,17 +1,15 @@
-"""Mosquitto's password file and ACL file, rendered from the list of agents the server knows.
+"""Broker passwords: Mosquitto 2's PBKDF2-HMAC-SHA512 hashes, in the ``$7$`` text form we store.
 
-Password hashes use Mosquitto 2's own format (what ``mosquitto_passwd`` writes)::
+::
 
-    username:$7$<iterations>$<base64 12-byte salt>$<base64 PBKDF2-HMAC-SHA512 digest, 64 bytes>
+    $7$<iterations>$<base64 12-byte salt>$<base64 PBKDF2-HMAC-SHA512 digest, 64 bytes>
 
-Only the hash is stored (in the database, so the files can be rendered again at any time); the
-password itself goes once into the agent's enrollment bundle. Passwords are 32 random bytes, so
-Mosquitto's default of 101 iterations is not what protects them.
-
-The ACL gives each agent its own subtree only (publish ``vigil/v1/{org}/{agent}/up/#``, subscribe
-``.../down/#``) and the ingest service account the shared subscription over every agent's uplink
-and publishing on every downlink. ``user`` blocks name exact topics: no pattern substitution, so
-a username can never widen its own grant.
+This is what ``mosquitto_passwd`` writes, and the same three values (iterations, salt, digest)
+are what Mosquitto's dynamic security plugin keeps per client in its JSON file (``iterations``,
+``salt``, ``password``): :func:`split_hash` converts. Only the hash is stored (in the database, so
+the broker's access can be rendered again at any time); the password itself goes once into the
+agent's enrollment bundle, or into a 0600 file of the server key directory for service accounts.
+Passwords are 32 random bytes, so Mosquitto's default of 101 iterations is not what protects them.
 """
 
 from __future__ import annotations
@@ -22,28 +20,24 @@ import hmac
 import os
 import re
 import secrets
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from rpm_core.ids import AgentId, OrgId
-from rpm_core.topics import INGEST_GROUP, PREFIX, Direction, Topic, ingest_subscription
+__all__ = ["DEFAULT_ITERATIONS", "PasswordHash", "hash_password", "new_password", "split_hash", "verify_password"]
 
-__all__ = [
-    "INGEST_USERNAME",
-    "AgentAccount",
-    "ServiceAccount",
-    "hash_password",
-    "new_password",
-    "render_acl",
-    "render_password_file",
-    "verify_password",
-]
-
-INGEST_USERNAME: Final = "vigil-ingest"
 DEFAULT_ITERATIONS: Final = 101
-_HASH: Final = re.compile(r"\$7\$(\d+)\$([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+)")
-_USERNAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+SALT_BYTES: Final = 12
+DIGEST_BYTES: Final = 64
+_HASH: Final = re.compile(r"\$7\$(\d{1,9})\$([A-Za-z0-9+/=]{16})\$([A-Za-z0-9+/=]{88})")
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordHash:
+    """The parts of a ``$7$`` hash, base64 as Mosquitto writes them."""
+
+    iterations: int
+    salt_b64: str
+    digest_b64: str
 
 
 def new_password() -> str:
@@ -52,71 +46,30 @@ def new_password() -> str:
 
 def hash_password(password: str, *, iterations: int = DEFAULT_ITERATIONS, salt: bytes | None = None) -> str:
     """The ``$7$`` hash Mosquitto 2 checks (PBKDF2-HMAC-SHA512, 12-byte salt, 64-byte digest)."""
-    salt = os.urandom(12) if salt is None else salt
+    salt = os.urandom(SALT_BYTES) if salt is None else salt
+    if len(salt) != SALT_BYTES:
+        raise ValueError(f"the salt must be {SALT_BYTES} bytes")
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
     return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
-def verify_password(password: str, hashed: str) -> bool:
+def split_hash(hashed: str) -> PasswordHash | None:
+    """The parts of a well-formed ``$7$`` hash (12-byte salt, 64-byte digest); None otherwise."""
     m = _HASH.fullmatch(hashed)
-    if m is None:
+    if m is None or int(m[1]) < 1:
+        return None
+    try:
+        salt, digest = base64.b64decode(m[2], validate=True), base64.b64decode(m[3], validate=True)
+    except ValueError:
+        return None
+    if len(salt) != SALT_BYTES or len(digest) != DIGEST_BYTES:
+        return None
+    return PasswordHash(int(m[1]), m[2], m[3])
+
+
+def verify_password(password: str, hashed: str) -> bool:
+    parts = split_hash(hashed)
+    if parts is None:
         return False
-    salt, want = base64.b64decode(m[2]), base64.b64decode(m[3])
-    return hmac.compare_digest(hashlib.pbkdf2_hmac("sha512", password.encode(), salt, int(m[1])), want)
-
-
-@dataclass(frozen=True, slots=True)
-class AgentAccount:
-    """An agent allowed on the broker: its MQTT username is its agent id."""
-
-    org: OrgId
-    agent: AgentId
-    password_hash: str
-
-    @property
-    def username(self) -> str:
-        return self.agent
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceAccount:
-    username: str
-    password_hash: str
-
-
-def _check(username: str, password_hash: str) -> None:
-    if _USERNAME.fullmatch(username) is None:
-        raise ValueError(f"unsafe broker username {username[:70]!r}")
-    if _HASH.fullmatch(password_hash) is None:
-        raise ValueError(f"password hash of {username} is not in Mosquitto's $7$ format")
-
-
-def render_password_file(agents: Iterable[AgentAccount], services: Iterable[ServiceAccount]) -> str:
-    pairs = [(s.username, s.password_hash) for s in services] + [(a.username, a.password_hash) for a in agents]
-    lines = []
-    for username, password_hash in pairs:
-        _check(username, password_hash)
-        lines.append(f"{username}:{password_hash}")
-    return "\n".join(lines) + "\n"
-
-
-def render_acl(agents: Iterable[AgentAccount], *, ingest_username: str = INGEST_USERNAME) -> str:
-    """The ACL file. With an ACL file Mosquitto denies whatever is not granted here."""
-    lines = [
-        "# Vigil broker ACL, rendered from the agents table. Do not edit: `vigil broker render`.",
-        "# Nothing is granted to anonymous clients (allow_anonymous is false anyway).",
-        "",
-        f"user {ingest_username}",
-        f"topic read {ingest_subscription(INGEST_GROUP)}",
-        f"topic read {PREFIX}/+/+/{Direction.UP}/#",
-        f"topic write {PREFIX}/+/+/{Direction.DOWN}/#",
-    ]
-    for acc in sorted(agents, key=lambda a: a.agent):
-        _check(acc.username, acc.password_hash)
-        lines += [
-            "",
-            f"user {acc.username}",
-            f"topic write {Topic.agent_filter(acc.org, acc.agent, Direction.UP)}",
-            f"topic read {Topic.agent_filter(acc.org, acc.agent, Direction.DOWN)}",
-        ]
-    return "\n".join(lines) + "\n"
+    salt, want = base64.b64decode(parts.salt_b64), base64.b64decode(parts.digest_b64)
+    return hmac.compare_digest(hashlib.pbkdf2_hmac("sha512", password.encode(), salt, parts.iterations), want)

@@ -20,6 +20,7 @@
         │   ├── BrokerUnreachable      TCP or TLS failed                        .why
         │   ├── BrokerRefused          CONNACK refused                           .code
         │   └── BrokerDisconnected     the broker or the network ended the session .code
+        │       └── SessionTakenOver   another client uses our client id   .inferred .cuts
         ├── EnrollmentError            a bundle that cannot be enrolled, or missing identity files .path
         └── InstallError               the installer could not do its work       .path
 
@@ -60,6 +61,7 @@ __all__ = [
     "OutboxMissing",
     "OutboxSchemaTooNew",
     "ProfileMismatch",
+    "SessionTakenOver",
 ]
 
 # MQTT v5 reason codes the agent reacts to (MQTT 5.0 section 2.4).
@@ -213,6 +215,28 @@ class BrokerDisconnected(BrokerError):
     @property
     def taken_over(self) -> bool:
         return self.code == _SESSION_TAKEN_OVER
+
+
+class SessionTakenOver(BrokerDisconnected):
+    """Another client connected with our client id and the broker gave it our session.
+
+    Said by the broker (DISCONNECT 0x8E, Mosquitto >= 2.0.18), or ``inferred`` from ``cuts``
+    sessions in a row that the broker accepted and then closed within seconds without a reason
+    (older brokers; :class:`rpm_core.takeover.TakeoverDetector`). Both mean a twin runs with this
+    agent's identity, so retrying at once would only keep the two displacing each other.
+    """
+
+    reason = "client_id_takeover"
+
+    def __init__(self, *, inferred: bool, cuts: int = 0) -> None:
+        why = (
+            f"inferred: {cuts} sessions closed by the broker right after it accepted them"
+            if inferred
+            else "said by the broker"
+        )
+        super().__init__(_SESSION_TAKEN_OVER, f"Session taken over ({why})")
+        self.inferred = inferred
+        self.cuts = cuts
 
 
 # -- enrollment and installation --------------------------------------------------------------

@@ -11,6 +11,13 @@ Reconnecting is ours, not paho's: after a failure the thread waits
 :class:`~edge_agent.errors.BrokerError` (bad credentials back off longest, a dropped connection
 comes back at once). The broker's certificate must chain to the enrollment CA and name
 ``server_name``, whatever address is dialled; TLS 1.2 is the minimum.
+
+Client-id takeover: a broker that hands our session to another client with our client id says so
+with DISCONNECT 0x8E (Mosquitto >= 2.0.18); Mosquitto 2.0.11 only closes our connection. Every
+session's end goes through a :class:`rpm_core.takeover.TakeoverDetector`, which recognises the
+ping-pong of two twins (sessions accepted and then cut by the broker within seconds, several in a
+row); either way the session ends with :class:`~edge_agent.errors.SessionTakenOver`, which the
+uplink turns into the ``client_id_takeover`` alarm and which backs off for a minute.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import random
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -31,14 +39,16 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.errors import BrokerDisconnected, BrokerError, BrokerRefused, BrokerUnreachable
+from edge_agent.errors import BrokerDisconnected, BrokerError, BrokerRefused, BrokerUnreachable, SessionTakenOver
 from rpm_core.backoff import BackoffPolicy, backoff_delay
+from rpm_core.takeover import TakeoverDetector
 
 __all__ = ["LinkListener", "MqttLink", "MqttOptions", "tls_context"]
 
 _log = logging.getLogger(__name__)
 _TICK_S: Final = 0.05
 _QOS: Final = 1
+_UNSPECIFIED: Final = 0x80  # what paho reports for a connection that ended without a DISCONNECT
 
 
 class _ServerNameContext(ssl.SSLContext):
@@ -111,6 +121,7 @@ class MqttLink:
         will: Callable[[], tuple[str, bytes] | None],
         loop: asyncio.AbstractEventLoop,
         rng: Callable[[], float] = random.random,
+        takeover: TakeoverDetector | None = None,
     ) -> None:
         self.options = options
         self._listener = listener
@@ -124,6 +135,8 @@ class MqttLink:
         self._generation = 0
         self._connected_generation = 0
         self._ended: BrokerError | None = None
+        self._cut = False  # the current session ended by the peer closing it, without a DISCONNECT
+        self._takeover = takeover or TakeoverDetector()
         self.denied = 0  # PUBACKs with a failure reason code (e.g. 0x87 not authorized)
 
     # -- loop side ------------------------------------------------------------------------------
@@ -148,8 +161,8 @@ class MqttLink:
         attempt = 0
         while not self._stopping.is_set():
             self._generation += 1
-            self._ended = None
-            error = self._session(self._new_client())
+            self._ended, self._cut = None, False
+            error = self._judge(self._session(self._new_client()))
             if self._stopping.is_set():
                 break
             if self._connected_generation == self._generation:
@@ -159,6 +172,18 @@ class MqttLink:
             attempt += 1
             _log.warning("%s; reconnecting in %.1f s", error, delay)
             self._stopping.wait(delay)
+
+    def _judge(self, error: BrokerError) -> BrokerError:
+        """``error``, or :class:`SessionTakenOver` when this ending shows another client has our id."""
+        if self._connected_generation != self._generation:  # never accepted: not a twin's doing
+            self._takeover.failed()
+            return error
+        if isinstance(error, BrokerDisconnected) and error.taken_over:
+            self._takeover.taken_over()
+            return _chain(SessionTakenOver(inferred=False), error)
+        if self._takeover.ended(time.monotonic(), cut=self._cut and not self._stopping.is_set()):
+            return _chain(SessionTakenOver(inferred=True, cuts=self._takeover.threshold), error)
+        return error
 
     def _new_client(self) -> paho.Client:
         o = self.options
@@ -187,7 +212,9 @@ class MqttLink:
         while not self._stopping.is_set():
             rc = client.loop(timeout=_TICK_S)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._ended is not None:
-                return self._ended or BrokerDisconnected(0x80, paho.error_string(rc))
+                if self._ended is None:
+                    self._cut = rc == MQTTErrorCode.MQTT_ERR_CONN_LOST
+                return self._ended or BrokerDisconnected(_UNSPECIFIED, paho.error_string(rc))
             self._drain(client)
         self._drain(client)
         client.disconnect()
@@ -211,14 +238,18 @@ class MqttLink:
         if reason.is_failure:
             self._ended = BrokerRefused(reason.value, reason.getName())
             return
+        self._takeover.accepted(time.monotonic())
         for topic in self.options.subscriptions:
             client.subscribe(topic, qos=_QOS)
         self._connected_generation = self._generation
         _log.info("connected to the broker (session %d)", self._generation)
         self._post(self._listener.on_connected, self._generation)
 
-    def _on_disconnect(self, _c: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
+    def _on_disconnect(
+        self, _c: paho.Client, _u: object, flags: paho.DisconnectFlags, reason: ReasonCode, _p: object
+    ) -> None:
         if self._ended is None:
+            self._cut = not flags.is_disconnect_packet_from_server and reason.value == _UNSPECIFIED
             self._ended = BrokerDisconnected(reason.value, reason.getName())
 
     def _on_message(self, _c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:

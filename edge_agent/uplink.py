@@ -123,6 +123,12 @@ class Uplink:
         self._state.broker_connected = False
         self._rewind()
         if isinstance(error, BrokerDisconnected) and error.taken_over:
+            _log.error(
+                "another client connected with this agent's client id %s (%s): is this identity running on "
+                "a second device?",
+                self.identity.agent,
+                error.name,
+            )
             self._state.raise_alarm("client_id_takeover", latch=True)
         else:
             self._state.raise_alarm("broker_unreachable")

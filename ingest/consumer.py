@@ -7,6 +7,13 @@
 * Receive Maximum: how many unacknowledged messages the broker may push to us (the batch bound).
 * TLS 1.2+ against the Vigil CA only, host name checked; the shared subscription
   ``$share/{group}/vigil/v1/+/+/up/#`` so several workers split the load.
+* The broker account is bound to the client id (``vigil-ingest-N``): no other account can take
+  this worker's session. A second client with the same id (two workers given one ``--client-id``)
+  still displaces us: reported through ``on_takeover``, from DISCONNECT 0x8E or, on Mosquitto
+  2.0.11 which just closes the connection, from the ping-pong pattern
+  (:class:`rpm_core.takeover.TakeoverDetector`).
+* A SUBACK refusing the shared subscription (the account's grant names another group) is logged
+  as an error: the worker would otherwise wait for messages that never come.
 * PUBACKs of a committed batch leave as one write (one TLS record, one segment) in arrival order,
   not one record per message; TCP_NODELAY, so acknowledgements and receipts are not held back by
   Nagle's algorithm waiting for the broker's delayed ACK.
@@ -21,6 +28,7 @@ import logging
 import socket
 import ssl
 import struct
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -31,15 +39,19 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from rpm_core.takeover import SESSION_TAKEN_OVER, TakeoverDetector
+
 __all__ = ["MqttConsumer", "tls_context"]
 
 log = logging.getLogger(__name__)
 
 OnMessage = Callable[[str, bytes, int, int], None]  # topic, payload, mid, qos
 OnConnected = Callable[[bool], None]  # session_present
+OnTakeover = Callable[[bool], None]  # inferred (True) or said by the broker (False)
 
 _PUBACK: Final = struct.Struct("!BBH")  # fixed header 0x40, remaining length 2, packet id
 _PUBACK_COMMAND: Final = 0x40
+_UNSPECIFIED: Final = 0x80  # what paho reports for a connection that ended without a DISCONNECT
 
 
 def tls_context(ca_file: Path) -> ssl.SSLContext:
@@ -64,10 +76,16 @@ class MqttConsumer:
         keepalive_s: int,
         on_message: OnMessage,
         on_connected: OnConnected,
+        on_takeover: OnTakeover | None = None,
+        takeover: TakeoverDetector | None = None,
     ) -> None:
         self._host, self._port, self._keepalive = host, port, keepalive_s
+        self._client_id = client_id
         self._subscription = subscription
         self._on_message_cb, self._on_connected_cb = on_message, on_connected
+        self._on_takeover_cb = on_takeover
+        self._takeover = takeover or TakeoverDetector()
+        self.subscription_refused = False
         self._props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         self._props.SessionExpiryInterval = session_expiry_s
         self._props.ReceiveMaximum = receive_maximum
@@ -80,6 +98,8 @@ class MqttConsumer:
         c.on_connect = self._on_connect
         c.on_message = self._on_message
         c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
+        c.on_subscribe = self._on_subscribe
         c.on_socket_open = _no_delay
         self._client = c
 
@@ -119,14 +139,37 @@ class MqttConsumer:
 
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
-            log.error("broker refused the connection: %s", reason)
+            self._takeover.failed()
+            log.error("broker refused the connection of %s: %s", self._client_id, reason)
             return
+        self._takeover.accepted(time.monotonic())
         present = bool(flags.session_present)
         self._on_connected_cb(present)
         client.subscribe(self._subscription, options=SubscribeOptions(qos=1))
 
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        self._takeover.failed()
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
+        refused = [c for c in codes if c.is_failure]
+        self.subscription_refused = bool(refused)
+        if refused:
+            log.error(
+                "the broker refused the subscription %s (%s): this account may not join that group "
+                "(the rendered grant is for the 'ingest' group); nothing will be consumed",
+                self._subscription,
+                refused[0],
+            )
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
         log.warning("disconnected from the broker (%s); paho reconnects", reason)
+        if reason.value == SESSION_TAKEN_OVER:
+            taken, inferred = self._takeover.taken_over(), False
+        else:
+            cut = not flags.is_disconnect_packet_from_server and reason.value == _UNSPECIFIED
+            taken, inferred = self._takeover.ended(time.monotonic(), cut=cut), True
+        if taken and self._on_takeover_cb is not None:
+            self._on_takeover_cb(inferred)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         try:

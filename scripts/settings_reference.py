@@ -27,6 +27,7 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("Provisioning and broker", "vigil_cli.provisioning:ProvisioningSettings", "`vigil agents`, `vigil broker`"),
     ("Ingest", "ingest.settings:IngestSettings", "`vigil ingest`"),
     ("Alert engine", "alerts.settings:AlertsSettings", "`vigil alerts`"),
+    ("Clinician API", "clinician_api.settings:ApiSettings", "`vigil api`, `vigil audit`"),
     ("Edge agent", "edge_agent.settings:EdgeSettings", "`vigil edge` (the agent's `agent.toml`)"),
 )
 

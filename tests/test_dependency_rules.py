@@ -1,4 +1,4 @@
-"""The import-linter contracts (ARCHITECTURE.md's dependency rules) really fail on a violation.
+"""The import-linter contracts (docs/design.md's dependency rules) really fail on a violation.
 
 A copy of the packages with one forbidden import added (edge_agent -> store) must make
 `lint-imports` exit non-zero naming the broken contract; the unchanged copy must pass.

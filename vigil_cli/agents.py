@@ -19,17 +19,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
+import psycopg
 import typer
 from pydantic import SecretStr
 
-from broker_config.errors import BrokerConfigError
+from broker_config.accounts import agent_account, check_agent_name
 from broker_config.passwords import hash_password, new_password
 from rpm_core.enrollment import BrokerEndpoint, EnrollmentBundle, ServerKeyInfo, new_token, token_digest
 from rpm_core.errors import VigilError
 from rpm_core.ids import AgentId, OrgId, agent_id, new_id, org_id, patient_id
 from rpm_core.keystore import create_server_key, load_server_keys, retire_server_keys, write_private
 from store.agents import assign_agent, create_agent, create_org, create_patient, list_agents, revoke_agent
-from vigil_cli.provisioning import ProvisioningSettings, ca_of, load, now, open_db, sync_broker_access
+from vigil_cli.provisioning import ProvisioningSettings, ca_of, commit_with_broker, load, now, open_db
 
 __all__ = ["app"]
 
@@ -153,11 +154,13 @@ def create_cmd(
         Path | None,
         typer.Option("--out", help="Write the bundle (it holds secrets) to this file, mode 0600; `-`: stdout."),
     ] = None,
-    agent: Annotated[str | None, typer.Option("--agent", help="Agent id (default: a new agt-… id).")] = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", help="Agent id (default: a new agt-… id); not starting with 'vigil-'.")
+    ] = None,
     config: ConfigOpt = None,
     database_url: UrlOpt = None,
 ) -> None:
-    """Create a pending agent assigned to PATIENT and write its enrollment bundle."""
+    """Create a pending agent assigned to PATIENT, give it a broker account and write its enrollment bundle."""
     if out is None:  # before anything is created: an agent whose bundle nobody saw is of no use
         typer.echo("error: --out FILE is required: the bundle holds the agent's broker password and", err=True)
         typer.echo("enrollment token and is written mode 0600 (`--out -` prints it on stdout instead)", err=True)
@@ -165,8 +168,10 @@ def create_cmd(
     settings = load(config, database_url=database_url)
     try:
         oid, pid = org_id(org), patient_id(patient)
-        aid = agent_id(agent) if agent else AgentId(new_id("agt"))
+        aid = AgentId(check_agent_name(agent_id(agent))) if agent else AgentId(new_id("agt"))
         password, token = new_password(), new_token()
+        password_hash = hash_password(password)
+        account = agent_account(oid, aid, password_hash)
         bundle = _bundle(settings, oid, aid, password, token)
     except VigilError as exc:
         raise _fail(exc, 2) from exc
@@ -177,14 +182,14 @@ def create_cmd(
                 org_id=oid,
                 agent_id=aid,
                 patient_id=pid,
-                password_hash=hash_password(password),
+                password_hash=password_hash,
                 token_sha256=token_digest(token),
                 expires_at=bundle.expires_at,
                 now=now(),
             )
-            conn.commit()
-            note = sync_broker_access(settings, conn)
-        except (VigilError, BrokerConfigError) as exc:
+            # The broker account exists before the COMMIT, or neither does.
+            note = commit_with_broker(settings, conn, create=(account, password))
+        except (VigilError, psycopg.Error, OSError) as exc:
             raise _fail(exc) from exc
     if str(out) == "-":
         typer.echo("warning: the bundle on stdout holds the broker password and enrollment token: keep it", err=True)
@@ -203,14 +208,14 @@ def create_cmd(
 
 @app.command("revoke")
 def revoke_cmd(agent: str, config: ConfigOpt = None, database_url: UrlOpt = None) -> None:
-    """Remove the agent's broker access and make ingest refuse its keys."""
+    """Remove the agent's broker account (disconnecting it at once) and make ingest refuse its keys."""
     settings = load(config, database_url=database_url)
     with open_db(settings) as conn:
         try:
-            revoke_agent(conn, agent_id(agent), now=now())
-            conn.commit()
-            note = sync_broker_access(settings, conn)
-        except (VigilError, BrokerConfigError) as exc:
+            aid = agent_id(agent)
+            revoke_agent(conn, aid, now=now())
+            note = commit_with_broker(settings, conn, delete=aid)
+        except (VigilError, psycopg.Error, OSError) as exc:
             raise _fail(exc) from exc
     typer.echo(f"revoked agent {agent}; {note}")
 

@@ -1,16 +1,24 @@
-"""``vigil broker render --out DIR``: the complete Mosquitto configuration from settings and the database."""
+"""``vigil broker render | sync``: the complete Mosquitto configuration, and its accounts, from the database."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
 
+import psycopg
 import typer
 
 from broker_config.errors import BrokerConfigError
-from broker_config.mosquitto import MosquittoSpec
-from broker_config.render import BrokerLayout, render_broker
-from vigil_cli.provisioning import agent_accounts, ca_of, load, now, open_db, service_accounts
+from broker_config.render import BrokerLayout, render_broker, running_pid
+from rpm_core.errors import VigilError
+from vigil_cli.provisioning import (
+    broker_spec,
+    ca_of,
+    load,
+    now,
+    open_db,
+    sync_broker,
+)
 
 __all__ = ["app"]
 
@@ -24,6 +32,11 @@ def _broker() -> None:
     """Render the MQTT broker configuration."""
 
 
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(1)
+
+
 @app.command("render")
 def render_cmd(
     out: Annotated[Path | None, typer.Option("--out", help="Directory to write (default: broker_dir).")] = None,
@@ -32,33 +45,47 @@ def render_cmd(
         bool, typer.Option("--without-agents", help="Do not read agents from the database (first install).")
     ] = False,
 ) -> None:
-    """Write mosquitto.conf, TLS files, passwd and acl; start Mosquitto with `mosquitto -c DIR/mosquitto.conf`."""
+    """Write mosquitto.conf, TLS files and the broker's accounts; start it with `mosquitto -c DIR/mosquitto.conf`.
+
+    Rendered as root, the tree is made usable by broker_user (Mosquitto drops to it at start). While
+    a Mosquitto runs from DIR its accounts are brought in line through its control API instead (the
+    configuration and certificate take effect at its next start).
+    """
     settings = load(config, broker_dir=out)
     layout = BrokerLayout(settings.broker_dir)
-    spec = MosquittoSpec(
-        data_dir=layout.data_dir,
-        port=settings.broker_port,
-        bind_address=settings.broker_bind,
-        password_file=layout.passwd,
-        max_inflight_messages=settings.broker_max_inflight,
-        max_packet_size=settings.broker_max_packet,
-        user=settings.broker_user,
-    )
-    agents = []
-    if not without_agents:
-        with open_db(settings) as conn:
-            agents = agent_accounts(conn)
     try:
+        running = running_pid(layout)
+        if running is not None and without_agents:
+            raise BrokerConfigError(
+                f"Mosquitto (pid {running}) runs from {layout.out_dir}: --without-agents would remove every agent"
+            )
         conf = render_broker(
             layout,
-            spec=spec,
+            spec=broker_spec(settings, layout),
             ca=ca_of(settings),
             server_names=settings.broker_server_names,
-            agents=agents,
-            services=service_accounts(settings.key_dir),
+            accounts=None,
             now=now(),
         )
-    except (BrokerConfigError, OSError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    typer.echo(f"wrote {conf} ({len(agents)} agents)")
+        if without_agents:
+            note = sync_broker(settings, None)
+        else:
+            with open_db(settings) as conn:
+                note = sync_broker(settings, conn)
+    except (VigilError, OSError, psycopg.Error) as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"wrote {conf}; {note}")
+    if running is not None:
+        typer.echo(f"Mosquitto (pid {running}) keeps its configuration and certificate until restarted", err=True)
+
+
+@app.command("sync")
+def sync_cmd(config: ConfigOpt = None) -> None:
+    """Bring the broker's accounts in line with the database (after a failed provisioning step)."""
+    settings = load(config)
+    try:
+        with open_db(settings) as conn:
+            note = sync_broker(settings, conn)
+    except (VigilError, OSError, psycopg.Error) as exc:
+        raise _fail(exc) from exc
+    typer.echo(note)

@@ -25,6 +25,7 @@ _GROUPS: tuple[tuple[str, str, str], ...] = (
     ("ingest", "ingest.cli", "The ingestion service."),
     ("alerts", "alerts.cli", "The alert engine and replay."),
     ("api", "clinician_api.cli", "The clinician API and dashboard."),
+    ("audit", "clinician_api.audit_cli", "Verify the audit chain; export an accounting of disclosures."),
     ("demo", "vigil_cli.demo", "The whole platform on one machine."),
 )
 

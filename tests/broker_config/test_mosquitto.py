@@ -7,7 +7,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from broker_config.mosquitto import MosquittoSpec, TlsFiles, render_mosquitto
+from broker_config.mosquitto import TLS12_CIPHERS, TLS13_SUITES, DynsecFiles, MosquittoSpec, TlsFiles, render_mosquitto
 from tests.support.mosquitto import MosquittoProcess
 
 
@@ -17,8 +17,7 @@ def test_rendered_config_has_the_production_directives(tmp_path: Path) -> None:
         data_dir=tmp_path / "d",
         port=8883,
         tls=tls,
-        password_file=tmp_path / "passwd",
-        acl_file=tmp_path / "acl",
+        dynsec=DynsecFiles(plugin=tmp_path / "dynsec.so", config_file=tmp_path / "dynsec.json"),
         pid_file=tmp_path / "m.pid",
     )
     text = render_mosquitto(spec)
@@ -29,8 +28,11 @@ def test_rendered_config_has_the_production_directives(tmp_path: Path) -> None:
         "tls_version tlsv1.2",
         "require_certificate false",
         "use_identity_as_username false",
-        f"password_file {tmp_path / 'passwd'}",
-        f"acl_file {tmp_path / 'acl'}",
+        f"plugin {tmp_path / 'dynsec.so'}",
+        f"plugin_opt_config_file {tmp_path / 'dynsec.json'}",
+        f"ciphers {TLS12_CIPHERS}",
+        f"ciphers_tls1.3 {TLS13_SUITES}",
+        "log_dest stderr",
         f"pid_file {tmp_path / 'm.pid'}",
         "persistence true",
         "max_inflight_messages 1000",
@@ -38,6 +40,8 @@ def test_rendered_config_has_the_production_directives(tmp_path: Path) -> None:
     ):
         assert expected in lines
     assert "$" not in text  # every template variable was filled
+    assert "password_file" not in text  # the ACL file granted every SUBSCRIBE: not used any more
+    assert "acl_file" not in text
 
 
 def test_spec_refuses_a_listener_nobody_could_authenticate_to(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
-"""The rendered production configuration on a real Mosquitto: passwords, ACLs, TLS (catalogue 17, 21)."""
+"""The rendered production configuration on a real Mosquitto: accounts and grants (dynamic security), TLS
+(catalogue 17, 21)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import subprocess
@@ -15,8 +17,11 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from broker_config.accounts import INGEST_USERNAME, AclType, BrokerAccount, Grant, agent_account
 from broker_config.ca import create_ca, issue_server_certificate
-from broker_config.passwords import INGEST_USERNAME, hash_password, verify_password
+from broker_config.dynsec import parse_file, render_dynsec
+from broker_config.passwords import hash_password, new_password, split_hash, verify_password
+from broker_config.render import persisted_state
 from rpm_core.topics import ingest_subscription
 from tests.support.broker import SecureBroker, connect_result, start_secure_broker, tls_context
 
@@ -41,6 +46,11 @@ def test_our_hash_matches_mosquitto_passwd(tmp_path: Path) -> None:
     ours = hash_password("s3cret", salt=b"0123456789ab")
     assert ours.startswith("$7$101$")
     assert verify_password("s3cret", ours)
+    parts = split_hash(ours)
+    assert parts is not None
+    assert (parts.iterations, parts.salt_b64) == (101, "MDEyMzQ1Njc4OWFi")
+    for bad in ("$7$0$MDEyMzQ1Njc4OWFi$" + parts.digest_b64, "$6$101$x$y", ours[:-4], ""):
+        assert split_hash(bad) is None
 
 
 def test_mosquitto_accepts_our_hashes_and_refuses_bad_passwords(broker: SecureBroker) -> None:
@@ -48,17 +58,30 @@ def test_mosquitto_accepts_our_hashes_and_refuses_bad_passwords(broker: SecureBr
     ok = connect_result(broker.client("agt-a", "agt-a", pw), broker.host, broker.port)
     assert getattr(ok, "value", None) == 0, broker.proc.log()
     for user, password in (("agt-a", "nope"), ("nobody", pw), (None, None)):
-        rc = connect_result(broker.client("x", user, password), broker.host, broker.port)
+        rc = connect_result(broker.client("agt-a", user, password), broker.host, broker.port)
         assert getattr(rc, "is_failure", False), (user, rc)
-    ingest = connect_result(broker.client("i", INGEST_USERNAME, broker.ingest_password), broker.host, broker.port)
+    ingest = connect_result(
+        broker.client(INGEST_USERNAME, INGEST_USERNAME, broker.ingest_password), broker.host, broker.port
+    )
     assert getattr(ingest, "value", None) == 0
+
+
+def test_every_account_may_use_its_own_client_id_only(broker: SecureBroker) -> None:
+    pa, _ = broker.add_agent("clinic-1", "agt-a"), broker.add_agent("clinic-1", "agt-b")
+    for client_id in ("agt-b", INGEST_USERNAME, "vigil-admin", "agt-a-2", ""):
+        rc = connect_result(broker.client(client_id, "agt-a", pa), broker.host, broker.port)
+        assert getattr(rc, "value", None) == NOT_AUTHORIZED, (client_id, rc)
+    for client_id in ("agt-a", "probe"):
+        rc = connect_result(broker.client(client_id, INGEST_USERNAME, broker.ingest_password), broker.host, broker.port)
+        assert getattr(rc, "value", None) == NOT_AUTHORIZED, (client_id, rc)
 
 
 class Probe:
     """A connected client that records PUBACK reason codes and received messages."""
 
-    def __init__(self, broker: SecureBroker, username: str, password: str) -> None:
-        self.client = broker.client(f"probe-{username}", username, password)
+    def __init__(self, broker: SecureBroker, username: str, password: str, *, client_id: str | None = None) -> None:
+        # Every account is bound to its client id = its username.
+        self.client = broker.client(client_id or username, username, password)
         self.acks: dict[int, int] = {}
         self.messages: list[mqtt.MQTTMessage] = []
         self.suback: list[int] = []
@@ -106,7 +129,7 @@ class Probe:
         self.client.loop_stop()
 
 
-def test_acl_confines_each_agent_to_its_own_topics(broker: SecureBroker) -> None:
+def test_grants_confine_each_agent_to_its_own_topics(broker: SecureBroker) -> None:
     pa, pb = broker.add_agent("clinic-1", "agt-a"), broker.add_agent("clinic-1", "agt-b")
     ingest = Probe(broker, INGEST_USERNAME, broker.ingest_password)
     a, b = Probe(broker, "agt-a", pa), Probe(broker, "agt-b", pb)
@@ -121,41 +144,102 @@ def test_acl_confines_each_agent_to_its_own_topics(broker: SecureBroker) -> None
             "vigil/v1/clinic-1/agt-b/up",
         ):
             assert a.publish(topic, b"forged") == NOT_AUTHORIZED, topic
-        got = ingest.wait_messages(1)
-        time.sleep(0.3)  # a denied message would arrive right behind the good one
-        assert [m.payload for m in ingest.messages] == [b"mine"], got
-        # Agents read only their own downlink. Mosquitto's ACL file grants SUBSCRIBE to anything and
-        # checks "read" on delivery, so B's snooping subscriptions succeed and deliver nothing.
-        for snoop in ("vigil/v1/clinic-1/agt-b/down/#", "vigil/v1/clinic-1/agt-a/down/#", "vigil/v1/#", "$share/x/#"):
-            assert b.subscribe(snoop) < 0x80
-        assert ingest.publish("vigil/v1/clinic-1/agt-a/down/receipts", b"for-a") == 0
+        # Agents subscribe to their own downlink only: every other filter is refused in the SUBACK
+        # (the ACL file used to grant them and filter at delivery).
+        for snoop in ("vigil/v1/clinic-1/agt-a/down/#", "vigil/v1/#", "$share/x/#", "vigil/v1/clinic-1/+/down/#"):
+            assert b.subscribe(snoop) == NOT_AUTHORIZED, snoop
+        assert b.subscribe("vigil/v1/clinic-1/agt-b/down/#") == 1
+        assert b.subscribe("vigil/v1/clinic-1/agt-b/down/receipts") == 1
+        # Nobody else's subscription matches A's downlink any more: 0x10, no matching subscribers.
+        assert ingest.publish("vigil/v1/clinic-1/agt-a/down/receipts", b"for-a") == 0x10
         assert a.publish("vigil/v1/clinic-1/agt-a/up/status", b"status-of-a") == 0
         assert ingest.publish("vigil/v1/clinic-1/agt-b/down/receipts", b"for-b") == 0
-        # Overlapping filters: one copy per matching subscription (no longer spaced out by Nagle).
-        assert {m.payload for m in b.wait_messages(1)} == {b"for-b"}
-        time.sleep(0.3)
-        assert {m.payload for m in b.messages} == {b"for-b"}  # overlapping filters: several copies
-        # The ingest account writes downlinks only.
+        # A's readings, then its status, each once; the forged ones never came (they are before the status).
+        got = ingest.wait_messages(2)
+        assert [m.payload for m in got] == [b"mine", b"status-of-a"], got
+        # B gets its own receipt once per matching subscription (two overlapping filters), never A's.
+        assert sorted(m.payload for m in b.wait_messages(2)) == [b"for-b", b"for-b"]
+        # The ingest account publishes downlinks only, and subscribes to nothing but its shared filter.
         assert ingest.publish("vigil/v1/clinic-1/agt-b/up/readings", b"fake") == NOT_AUTHORIZED
+        assert ingest.subscribe("vigil/v1/+/+/up/#") == NOT_AUTHORIZED
+        assert ingest.subscribe("$share/other/vigil/v1/+/+/up/#") == NOT_AUTHORIZED
     finally:
         for p in (ingest, a, b):
             p.close()
 
 
-def test_revoking_an_agent_disconnects_it_on_reload(broker: SecureBroker) -> None:
+def test_revoking_an_agent_disconnects_it_at_once(broker: SecureBroker) -> None:
     pw = broker.add_agent("clinic-1", "agt-a")
     a = Probe(broker, "agt-a", pw)
     dropped = threading.Event()
-    a.client.on_disconnect = lambda *_args: dropped.set()
+    reasons: list[int] = []
+    a.client.on_disconnect = lambda _c, _u, _f, reason, _p: (reasons.append(reason.value), dropped.set())
     try:
         assert a.publish("vigil/v1/clinic-1/agt-a/up/readings") < 0x80  # 0x10: no subscribers, fine
         broker.revoke("agt-a")
-        # On SIGHUP Mosquitto re-checks connected clients against the new password file.
+        # deleteClient through the control API disconnects the agent's connection (0x98, administrative action).
         assert dropped.wait(10), broker.proc.log()
+        assert reasons[0] == 0x98
     finally:
         a.close()
-    rc = connect_result(broker.client("agt-a2", "agt-a", pw), broker.host, broker.port)
+    rc = connect_result(broker.client("agt-a", "agt-a", pw), broker.host, broker.port)
     assert getattr(rc, "is_failure", False)
+
+
+def test_the_file_mosquitto_writes_is_the_file_we_render(broker: SecureBroker) -> None:
+    """After a change through the control API the broker rewrites its JSON: same accounts, grants,
+    bindings and default access as our own rendering of them (the file is read back, not trusted)."""
+    broker.add_agent("clinic-1", "agt-a")
+    theirs = persisted_state(broker.layout)
+    ours = parse_file(json.loads(render_dynsec(broker.accounts())))
+    assert theirs is not None
+    assert theirs.clients == ours.clients
+    assert theirs.roles == ours.roles
+    assert (
+        theirs.default_access
+        == ours.default_access
+        == {
+            "publishClientSend": False,
+            "publishClientReceive": False,
+            "subscribe": False,
+            "unsubscribe": True,
+        }
+    )
+
+
+def test_sync_reconciles_a_running_broker(broker: SecureBroker) -> None:
+    pa = broker.add_agent("clinic-1", "agt-a")
+    stray_pw = new_password()
+    wide = BrokerAccount("stray", hash_password(stray_pw), (Grant(AclType.SUBSCRIBE_PATTERN, "#"),))
+    with broker.control() as ctl:
+        ctl.create(wide, stray_pw)  # an account the database never knew
+        # agt-a's role widened by hand, and its client id binding removed
+        ctl.run([{"command": "createRole", "rolename": "agt-a-extra", "acls": [g.to_json() for g in wide.grants]}])
+        ctl.run(
+            [{"command": "modifyClient", "username": "agt-a", "clientid": "", "roles": [{"rolename": "agt-a-extra"}]}]
+        )
+    assert (
+        getattr(connect_result(broker.client("stray", "stray", stray_pw), broker.host, broker.port), "value", None) == 0
+    )
+    unbound = connect_result(broker.client("x", "agt-a", pa), broker.host, broker.port)
+    assert getattr(unbound, "value", None) == 0  # the binding is gone: what sync must repair
+    broker.sync()
+    assert getattr(
+        connect_result(broker.client("stray", "stray", stray_pw), broker.host, broker.port), "is_failure", False
+    )
+    assert getattr(connect_result(broker.client("x", "agt-a", pa), broker.host, broker.port), "value", None) == 0x87
+    a = Probe(broker, "agt-a", pa, client_id="agt-a")
+    try:
+        assert a.subscribe("#") == NOT_AUTHORIZED
+        assert a.subscribe("vigil/v1/clinic-1/agt-a/down/#") == 1
+    finally:
+        a.close()
+    with broker.control() as ctl:
+        state = ctl.state()
+    assert set(state.clients) == {a.username for a in broker.accounts()}
+    assert state.clients["agt-a"].roles == ("agt-a",)
+    assert set(state.roles) == {a.rolename for a in broker.accounts()}
+    assert agent_account("clinic-1", "agt-a", hash_password(pa)).grants  # (what the role holds again)
 
 
 def handshake(port: int, ctx: ssl.SSLContext, server_name: str) -> str | ssl.SSLError:
@@ -171,7 +255,9 @@ def handshake(port: int, ctx: ssl.SSLContext, server_name: str) -> str | ssl.SSL
 def test_foreign_ca_wrong_name_and_old_tls_get_no_connection(broker: SecureBroker, tmp_path: Path) -> None:
     # Catalogue 21. The right CA, name and version succeed (and paho logs in with them).
     assert handshake(broker.port, tls_context(broker.layout.ca), "localhost") in ("TLSv1.2", "TLSv1.3")
-    ok = connect_result(broker.client("i", INGEST_USERNAME, broker.ingest_password), "127.0.0.1", broker.port)
+    ok = connect_result(
+        broker.client(INGEST_USERNAME, INGEST_USERNAME, broker.ingest_password), "127.0.0.1", broker.port
+    )
     assert getattr(ok, "value", None) == 0
     foreign = tmp_path / "foreign.pem"
     foreign.write_bytes(create_ca(now=datetime.now(UTC), common_name="Evil CA").cert_pem())

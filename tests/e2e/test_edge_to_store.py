@@ -11,7 +11,8 @@ its first registration, which ingest accepts. The agent runs in this process wit
 on a virtual radio (as in tests/edge_agent/test_agent.py); ingest runs as ``vigil ingest``
 subprocesses: stopped once, and killed (-9) once while readings stream in.
 
-A probe subscribed to the agents' uplink as the ingest account (outside the shared group) opens
+A probe subscribed to the agents' uplink with a test-only observer account (created through the
+broker's control API; ingest's own accounts may subscribe to nothing but the shared group) opens
 every envelope the agent publishes: it shows that readings reached the broker while the outbox
 still held them, and gives the exact readings (times and flags) the table must hold.
 """
@@ -38,7 +39,6 @@ import typer
 from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 
-from broker_config.passwords import INGEST_USERNAME
 from broker_config.render import BrokerLayout
 from edge_agent.agent import Agent
 from edge_agent.ble import Radio
@@ -67,12 +67,12 @@ from rpm_core.reading import Reading
 from rpm_core.topics import Topic
 from tests.edge_agent.harness import Enrolled
 from tests.ingest.conftest import IngestProcess
-from tests.support.broker import connect_result, tls_context
+from tests.support.broker import add_observer, connect_result, tls_context
 from tests.support.mosquitto import mosquitto_binary
 from tests.support.net import free_port, wait_for_port
 from vigil_cli.agents import app as agents_app
 from vigil_cli.broker import app as broker_app
-from vigil_cli.provisioning import ingest_password
+from vigil_cli.provisioning import service_password
 
 ORG, PATIENT, OTHER_PATIENT, AGENT = "clinic-1", "p1", "p2", "agt-e2e-1"
 HR, SPO2, BP, TEMP, GLU = (f"E0:00:00:00:20:0{i}" for i in range(1, 6))
@@ -91,7 +91,7 @@ TUNING = {
     "mqtt_backoff_cap_s": 2.0,
     "ble_backoff_cap_s": 1.0,
 }
-# Public vectors (shared/reference/ble-gatt.md), decoded as in tests/edge_agent/test_agent.py.
+# Public vectors (docs/reference/ble-gatt.md), decoded as in tests/edge_agent/test_agent.py.
 SPOT = bytes.fromhex("0facf3bef5e8070b1d17083920402200 0066e3".replace(" ", ""))  # 94 %, PR 147, 2024-11-29
 CONTINUOUS = bytes.fromhex("1c5f005a0020000000 0057f0".replace(" ", ""))  # 95 %, PR 90
 TEMP_VECTOR = bytes.fromhex("06b00e00fedc070c050b321b04")  # 37.60 Cel, 2012-12-05 11:50:27
@@ -149,7 +149,7 @@ def platform(db: str, tmp_path: Path) -> Iterator[Platform]:
         wait_for_port("127.0.0.1", port)
         bundle = tmp_path / "bundle.json"
         out = cli(agents_app, env, "create", "--org", ORG, "--patient", PATIENT, "--agent", AGENT, "--out", str(bundle))
-        assert "Mosquitto reloaded" in out  # the running broker now knows the agent's password and ACL
+        assert "updated through its control API" in out  # the running broker now has the agent's account
         yield Platform(db, key_dir, layout, port, bundle)
     finally:
         broker.terminate()
@@ -168,7 +168,6 @@ def ingest(platform: Platform, tmp_path: Path) -> Iterator[IngestProcess]:
         key_dir=platform.key_dir,
         mqtt_host="localhost",
         mqtt_port=platform.port,
-        mqtt_client_id="ingest-e2e",
         metrics_port=0,
         batch_max_wait_ms=20,
     )
@@ -265,9 +264,11 @@ class UplinkProbe:
         self.errors: list[str] = []
         self.lock = threading.Lock()
         self._subscribed = threading.Event()
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="e2e-uplink-probe", protocol=mqtt.MQTTv5)
+        admin = service_password(platform.key_dir, "vigil-admin")
+        password = add_observer(port=platform.port, ca_file=platform.layout.ca, admin_password=admin)
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-observer", protocol=mqtt.MQTTv5)
         c.tls_set_context(tls_context(platform.layout.ca))
-        c.username_pw_set(INGEST_USERNAME, ingest_password(platform.key_dir))
+        c.username_pw_set("test-observer", password)
         c.on_message = self._on_message
         c.on_subscribe = lambda *_a: self._subscribed.set()
         self.client = c

@@ -24,7 +24,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from broker_config.passwords import INGEST_USERNAME
+from broker_config.accounts import INGEST_USERNAME
 from edge_agent.enroll import enroll
 from edge_agent.identity import AgentIdentity
 from edge_agent.settings import PairedDevice, load_edge_settings
@@ -37,7 +37,7 @@ from rpm_core.ids import AgentId, OrgId, agent_id, org_id
 from rpm_core.keys import AgentPublicKeys, ServerKey
 from rpm_core.reading import Reading
 from rpm_core.status import AgentStatus, open_status
-from rpm_core.topics import Kind, Topic
+from rpm_core.topics import Kind, Topic, ingest_subscription
 from tests.support.broker import SecureBroker, tls_context
 
 ORG = org_id("clinic-1")
@@ -126,7 +126,7 @@ class ReceiptServer:
         self.rejected: list[str] = []
         self.lock = threading.Lock()
         self._connected = threading.Event()
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-receipt-server", protocol=mqtt.MQTTv5)
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=INGEST_USERNAME, protocol=mqtt.MQTTv5)
         c.tls_set_context(tls_context(broker.layout.ca))
         c.username_pw_set(INGEST_USERNAME, broker.ingest_password)
         c.reconnect_delay_set(0.2, 1.0)  # the broker outage test restarts the broker
@@ -147,7 +147,7 @@ class ReceiptServer:
         self.client.loop_stop()
 
     def _on_connect(self, client: mqtt.Client, _u: object, _f: object, reason: Any, _p: object) -> None:
-        client.subscribe("vigil/v1/+/+/up/#", qos=1)
+        client.subscribe(ingest_subscription(), qos=1)  # the only member of ingest's group
         self._connected.set()
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:

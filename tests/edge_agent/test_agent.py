@@ -46,7 +46,7 @@ DEVICES = (
     PairedDevice(address=TEMP, profile="thermometer", name="Temp"),
     PairedDevice(address=GLU, profile="glucose", name="Glucose"),
 )
-# Public vectors (shared/reference/ble-gatt.md) and two plain payloads.
+# Public vectors (docs/reference/ble-gatt.md) and two plain payloads.
 HR_VECTOR = bytes.fromhex("1e5532002100")  # 85 bpm, contact; its 32 ms RR interval is implausible
 HR_PLAIN = bytes.fromhex("064e")  # 78 bpm, contact
 BP_A = bytes.fromhex("1e8a00580078000000041114293b3c00012700")  # 138/88 MAP 120 PR 60, year unknown

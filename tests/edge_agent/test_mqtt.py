@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from broker_config.accounts import INGEST_USERNAME
 from edge_agent.errors import BrokerError, BrokerRefused, BrokerUnreachable
 from edge_agent.mqtt import MqttLink, MqttOptions
 from rpm_core.backoff import BackoffPolicy, backoff_delay
-from rpm_core.topics import Topic
+from rpm_core.topics import Topic, ingest_subscription
 from tests.edge_agent.harness import ORG, SERVER_NAME, wait_sync
 from tests.support.broker import SecureBroker, start_secure_broker
 
@@ -66,10 +67,10 @@ def options(broker: SecureBroker, password: str, *, server_name: str = SERVER_NA
 async def test_publish_and_receive_over_tls(broker: SecureBroker) -> None:
     password = await asyncio.to_thread(broker.add_agent, ORG, AGENT)
     seen: list[tuple[str, bytes]] = []
-    ingest = broker.client("probe", "vigil-ingest", broker.ingest_password)
+    ingest = broker.client(INGEST_USERNAME, INGEST_USERNAME, broker.ingest_password)
     ingest.on_message = lambda _c, _u, m: seen.append((m.topic, bytes(m.payload)))
     ingest.connect(SERVER_NAME, broker.port)
-    ingest.subscribe("vigil/v1/+/+/up/#", qos=1)
+    ingest.subscribe(ingest_subscription(), qos=1)
     ingest.loop_start()
     events = Events()
     link = MqttLink(options(broker, password), listener=events, will=lambda: None, loop=asyncio.get_running_loop())

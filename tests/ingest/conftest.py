@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from broker_config.passwords import INGEST_USERNAME
+from broker_config.accounts import INGEST_USERNAME
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from rpm_core.keys import ServerKey
@@ -78,7 +78,11 @@ def ingest_settings(db: str, broker: SecureBroker, key_dir: Path) -> Callable[..
             "db_retry_cap_s": 0.5,
         }
         values.update(overrides)
-        return IngestSettings(**values)
+        settings = IngestSettings(**values)
+        # One broker account per worker, bound to its client id (password file for `vigil ingest`).
+        broker.add_ingest(settings.mqtt_client_id)
+        write_private(settings.password_file(), broker.ingest_password.encode())
+        return settings
 
     return make
 

@@ -75,7 +75,7 @@ class SimAgent:
         self.receipts: list[int] = []
         self.acks: dict[int, int] = {}
         self._event = threading.Event()
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sim-{self.agent}", protocol=mqtt.MQTTv5)
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.agent, protocol=mqtt.MQTTv5)
         c.tls_set_context(tls_context(self.broker.layout.ca))
         c.username_pw_set(self.agent, self.password)
         c.max_inflight_messages_set(1000)

@@ -1,7 +1,8 @@
 """A real Mosquitto per test, configured by ``broker_config`` and started on a free port.
 
 ``MosquittoProcess`` can be stopped, killed and restarted on the same port and data directory,
-which the broker fault tests need. Tests that need TLS and ACLs pass their own spec.
+which the broker fault tests need. Tests that need TLS and access control pass their own spec, or
+run a configuration ``vigil broker render`` wrote (:meth:`MosquittoProcess.rendered`).
 """
 
 from __future__ import annotations
@@ -25,16 +26,26 @@ def plain_spec(workdir: Path) -> MosquittoSpec:
 
 
 class MosquittoProcess:
-    def __init__(self, spec: MosquittoSpec, workdir: Path) -> None:
+    def __init__(self, spec: MosquittoSpec, workdir: Path, *, conf: Path | None = None) -> None:
+        """Write ``spec`` into ``workdir`` (as root: running as root, not as spec.user, so that the
+        broker can use a pytest tmp dir), or with ``conf`` run that file as it is."""
         binary = mosquitto_binary()
         if binary is None:
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
         self.binary = binary
-        self.spec = replace(spec, user=spec.user if os.geteuid() != 0 else getpass.getuser())
         self.workdir = workdir
-        self.conf = write_mosquitto(self.spec, workdir)
+        if conf is None:
+            self.spec = replace(spec, user=spec.user if os.geteuid() != 0 else getpass.getuser())
+            self.conf = write_mosquitto(self.spec, workdir)
+        else:
+            self.spec, self.conf = spec, conf
         self.log_path = workdir / "mosquitto.log"
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def rendered(cls, spec: MosquittoSpec, conf: Path, log_dir: Path) -> MosquittoProcess:
+        """The configuration ``vigil broker render`` wrote (``spec`` gives host and port), stdout/stderr to log_dir."""
+        return cls(spec, log_dir, conf=conf)
 
     @property
     def host(self) -> str:
@@ -43,6 +54,10 @@ class MosquittoProcess:
     @property
     def port(self) -> int:
         return self.spec.port
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def start(self) -> None:
         log = self.log_path.open("ab")

@@ -254,8 +254,9 @@ class DemoPlatform:
             "mqtt_host": host,
             "mqtt_port": port,
             "mqtt_ca_file": str(broker_dir / "ca.pem"),
-            "mqtt_password_file": str(key_dir / "mqtt" / "vigil-ingest.password"),
-            "mqtt_client_id": "vigil-demo-ingest",
+            # The first ingest worker's broker account (bound to this client id; `vigil broker render`
+            # writes its password to {key_dir}/mqtt/vigil-ingest-1.password).
+            "mqtt_client_id": "vigil-ingest-1",
             "metrics_port": 0,
             "alerts_poll_interval_s": 2.0,
             "alerts_schedule_interval_s": 30.0,
@@ -321,7 +322,7 @@ class DemoPlatform:
         if os.environ.get("VIGIL_BROKER_HOST"):
             # A Mosquitto the operator started from `vigil broker render` output, with the same
             # VIGIL_KEY_DIR and VIGIL_BROKER_DIR in the environment (they win over the demo's file),
-            # so its CA, passwords and ACLs are the ones provisioning writes and reloads.
+            # so its CA and accounts are the ones provisioning writes and changes.
             self.broker = f"configured MQTT broker {os.environ['VIGIL_BROKER_HOST']}:{port}"
             return self.broker
         binary = find_mosquitto()

@@ -15,7 +15,7 @@ from .strategies import floats32, sfloats
 @pytest.mark.parametrize(
     ("raw", "mantissa", "exponent", "value"),
     [
-        (0xF014, 20, -1, 2.0),  # ble-gatt.md: 0xF014 -> 2.0
+        (0xF014, 20, -1, 2.0),  # docs/reference/ble-gatt.md: 0xF014 -> 2.0
         (0xE0C8, 200, -2, 2.0),  # 0xE0C8 -> 2.00: same number, more precision
         (0x0B2E, -1234, 0, -1234.0),
         (0x0000, 0, 0, 0.0),

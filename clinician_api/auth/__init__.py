@@ -1,0 +1,1 @@
+"""Identity: roles and permissions, passwords, TOTP, sign-in throttling, sessions and tokens."""

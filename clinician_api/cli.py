@@ -1,0 +1,103 @@
+"""``vigil api``: serve the clinician API with uvicorn.
+
+Settings are built once here (``ApiSettings``: flags over ``VIGIL_*`` over the TOML file). Without
+``api_secret_key`` the command keeps one in ``<key_dir>/api-secret.key`` (mode 0600), created on
+first start: several instances behind one load balancer must share it. With ``--workers N`` each
+uvicorn worker process builds the app from the same validated settings, handed over privately in
+its environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import typer
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from clinician_api.app import create_app
+from clinician_api.settings import ApiSettings
+from rpm_core.errors import VigilError
+from rpm_core.keystore import write_private
+from rpm_core.settings import load_settings
+
+__all__ = ["SECRET_FILE", "app", "ensure_secret", "worker_app"]
+
+SECRET_FILE: Final = "api-secret.key"  # noqa: S105 - a file name, not a secret
+_HANDOFF: Final = "_VIGIL_API_SETTINGS_JSON"
+
+app = typer.Typer(add_completion=False, invoke_without_command=True, help="The clinician API and dashboard.")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file (or VIGIL_CONFIG).")]
+UrlOpt = Annotated[str | None, typer.Option("--database-url", help="PostgreSQL URL (or VIGIL_DATABASE_URL).")]
+
+
+def ensure_secret(settings: ApiSettings) -> ApiSettings:
+    """``settings`` with a secret key: the configured one, else the one kept in key_dir (made once)."""
+    if settings.api_secret_key is not None:
+        return settings
+    path = settings.key_dir / SECRET_FILE
+    if path.is_file():
+        secret = path.read_text(encoding="utf-8").strip()
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        secret = secrets.token_urlsafe(48)
+        write_private(path, secret.encode("utf-8"))
+    return settings.model_copy(update={"api_secret_key": SecretStr(secret)})
+
+
+def worker_app() -> FastAPI:
+    """The app of one uvicorn worker process (``--workers`` > 1)."""
+    raw = os.environ.get(_HANDOFF)
+    if raw is None:
+        raise VigilError("worker_app is started by `vigil api --workers N`")
+    return create_app(ApiSettings.model_validate_json(raw))
+
+
+@app.callback()
+def serve(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    database_url: UrlOpt = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (or VIGIL_API_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (or VIGIL_API_PORT).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (or VIGIL_API_WORKERS).")] = None,
+) -> None:
+    """Serve the API until SIGTERM/SIGINT."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    try:
+        settings = load_settings(
+            ApiSettings,
+            config_file=config,
+            database_url=database_url,
+            api_host=host,
+            api_port=port,
+            api_workers=workers,
+        )
+        settings = ensure_secret(settings)
+    except (VigilError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    options: dict[str, Any] = {
+        "host": settings.api_host,
+        "port": settings.api_port,
+        "log_level": "info",
+        "server_header": False,
+        "proxy_headers": bool(settings.api_forwarded_allow_ips),
+        "forwarded_allow_ips": list(settings.api_forwarded_allow_ips) or None,
+    }
+    typer.echo(f"vigil api: serving on http://{settings.api_host}:{settings.api_port}/api/v1", err=True)
+    if settings.api_workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    handoff = settings.model_dump(mode="json")
+    handoff["api_secret_key"] = settings.api_secret_key.get_secret_value() if settings.api_secret_key else None
+    os.environ[_HANDOFF] = json.dumps(handoff)
+    uvicorn.run("clinician_api.cli:worker_app", factory=True, workers=settings.api_workers, **options)

@@ -1,0 +1,142 @@
+"""RFC 9457 problem details for every error: ours, FastAPI's validation errors, Starlette's 404/405,
+and domain exceptions of store and alerts. Anything unexpected becomes a 500 problem in
+:mod:`clinician_api.middleware` (which says nothing about the cause; the log has it, by request id).
+
+A refused object and a missing object produce byte-identical bodies: ``type`` and ``title`` from
+the status, ``detail`` "not found", ``instance`` the request path (which the caller sent).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from alerts.errors import AlertNotFound, InvalidTransition, LifecycleError
+from clinician_api.errors import ApiError, Invalid, TooManyAttempts
+from store.errors import Conflict as StoreConflict
+from store.errors import DatabaseUnavailable, MigrationError
+from store.errors import NotFound as StoreNotFound
+
+__all__ = ["PROBLEM_JSON", "Problem", "install_problem_handlers", "problem_response", "translate"]
+
+PROBLEM_JSON: Final = "application/problem+json"
+_TYPE_BASE: Final = "https://vigil.invalid/problems/"
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str = Field(description="A URI naming the problem type.")
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    code: str = Field(description="A stable machine-readable reason.")
+    errors: list[dict[str, Any]] | None = Field(default=None, description="Validation errors, per field.")
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    code: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body = Problem(
+        type=_TYPE_BASE + code.replace("_", "-"),
+        title=title,
+        status=status,
+        detail=detail,
+        instance=request.url.path,
+        code=code,
+        errors=errors,
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def translate(exc: Exception) -> ApiError | None:
+    """Our API error for a foreign (store, alerts) exception, or None when it is not one we map."""
+    from clinician_api import errors as e
+
+    match exc:
+        case ApiError():
+            return exc
+        case AlertNotFound() | StoreNotFound():
+            return e.NotFound()
+        case InvalidTransition():
+            return e.Conflict(f"cannot {exc.action} an alert that is {exc.state}", code="invalid_transition")
+        case LifecycleError():
+            return e.Invalid(str(exc), code=exc.reason)
+        case StoreConflict():
+            return e.Conflict(exc.why, code="conflict")
+        case DatabaseUnavailable() | MigrationError():
+            return e.ServiceUnavailable("the database is unavailable; try again shortly")
+    return None
+
+
+def _api_error(request: Request, exc: ApiError) -> Response:
+    headers = {}
+    retry = getattr(exc, "retry_after_s", None)
+    if isinstance(retry, int):
+        headers["Retry-After"] = str(retry)
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="vigil"'
+    errors = [{"field": exc.field}] if isinstance(exc, Invalid) and exc.field else None
+    return problem_response(request, exc.status, exc.title, exc.detail, exc.code, errors=errors, headers=headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        mapped = translate(exc)
+        if mapped is None:  # pragma: no cover - registered for mapped types only
+            raise exc
+        return _api_error(request, mapped)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for that type
+        titles = {404: "Not Found", 405: "Method Not Allowed"}
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        detail = "not found" if exc.status_code == 404 else str(exc.detail)
+        return problem_response(
+            request,
+            exc.status_code,
+            titles.get(exc.status_code, "Error"),
+            detail,
+            code,
+            headers=dict(exc.headers or {}),
+        )
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)  # noqa: S101
+        errors = [
+            {"field": ".".join(str(p) for p in err.get("loc", ())), "message": str(err.get("msg", ""))[:200]}
+            for err in exc.errors()[:50]
+        ]
+        return problem_response(
+            request, 422, "Unprocessable Content", "the request is invalid", "validation", errors=errors
+        )
+
+    for kind in (
+        ApiError,
+        AlertNotFound,
+        LifecycleError,
+        StoreNotFound,
+        StoreConflict,
+        DatabaseUnavailable,
+        MigrationError,
+    ):
+        app.add_exception_handler(kind, on_api_error)
+    app.add_exception_handler(TooManyAttempts, on_api_error)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(RequestValidationError, on_validation)

@@ -1,0 +1,110 @@
+"""Building blocks of the patient routes: latest vitals, devices, a panel page, break-glass grants."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel
+
+from clinician_api.context import Services
+from clinician_api.security import Principal
+from rpm_core.metrics import CATALOGUE
+from store import care_teams, users
+from store import clinician_views as views
+from store.alert_engine import devices_of
+from store.care_teams import GrantRow
+from store.connection import Connection
+from store.notification_outbox import NewNotification, enqueue
+from store.readings import BUCKET_ORIGIN, latest
+
+__all__ = ["DeviceOut", "VitalOut", "breakglass", "devices", "floor_to", "latest_vitals", "panel_page"]
+
+
+class VitalOut(BaseModel):
+    metric: str
+    value: float
+    unit: str
+    time: datetime
+    device_id: str
+
+
+class DeviceOut(BaseModel):
+    kind: str  # 'agent' (the home hub) or 'device' (a BLE instrument)
+    id: str
+    last_seen_at: datetime | None
+    battery_pct: int | None
+
+
+def floor_to(t: datetime, step: timedelta) -> datetime:
+    """``t`` rounded down to a bucket boundary of the store's rollups (aligned to 2000-01-01Z)."""
+    return BUCKET_ORIGIN + ((t - BUCKET_ORIGIN) // step) * step
+
+
+def latest_vitals(conn: Connection, org_id: str, patient_ids: Sequence[str]) -> dict[str, list[VitalOut]]:
+    out: dict[str, list[VitalOut]] = {}
+    if not patient_ids:
+        return out
+    for v in latest(conn, org=org_id, patients=patient_ids):
+        out.setdefault(v.patient_id, []).append(
+            VitalOut(metric=v.metric, value=v.value, unit=CATALOGUE[v.metric].unit, time=v.time, device_id=v.device_id)
+        )
+    return out
+
+
+def devices(conn: Connection, patient_ids: Sequence[str]) -> dict[str, list[DeviceOut]]:
+    out: dict[str, list[DeviceOut]] = {}
+    if not patient_ids:
+        return out
+    for d in devices_of(conn, patient_ids):
+        out.setdefault(d.patient_id, []).append(
+            DeviceOut(kind=d.kind, id=d.id, last_seen_at=d.last_seen, battery_pct=d.battery_pct)
+        )
+    return out
+
+
+def panel_page(
+    conn: Connection, svc: Services, who: Principal, *, limit: int, cursor: str | None
+) -> tuple[list[views.PanelRow], bool]:
+    after = None
+    if cursor is not None:
+        k1, k2, k3, pid = svc.cursors.decode("panel", who.user_id, cursor)
+        after = (int(k1), int(k2), int(k3), str(pid))
+    rows = views.panel(
+        conn,
+        org_id=who.org_id,
+        user_id=None if who.is_patient else who.user_id,
+        patient_id=who.patient_id if who.is_patient else None,
+        after=after,
+        limit=limit + 1,
+    )
+    return rows[:limit], len(rows) > limit
+
+
+def breakglass(conn: Connection, svc: Services, who: Principal, patient_id: str, reason: str, minutes: int) -> GrantRow:
+    """Grant, and flag it to every admin of the organisation (in-app and email; ids only, no PHI)."""
+    now = svc.clock.now()
+    grant = care_teams.create_grant(
+        conn,
+        org_id=who.org_id,
+        user_id=who.user_id,
+        patient_id=patient_id,
+        reason=reason,
+        now=now,
+        expires_at=now + timedelta(minutes=minutes),
+    )
+    for admin in users.admins_of(conn, who.org_id):
+        for channel in ("in_app", "email"):
+            enqueue(
+                conn,
+                NewNotification(
+                    org_id=who.org_id,
+                    channel=channel,
+                    recipient_user_id=admin,
+                    kind="break_glass_review",
+                    idempotency_key=f"break_glass:{grant.grant_id}:{admin}:{channel}",
+                    params={"grant_id": grant.grant_id},
+                ),
+                now,
+            )
+    return grant

@@ -1,0 +1,1 @@
+"""Tests of the clinician API (mirrors clinician_api/)."""

@@ -1,0 +1,1 @@
+"""Tests of the CMS RPM billing evidence (clinician_api.billing)."""

@@ -41,6 +41,9 @@ from clinician_api.routes import (
 )
 from clinician_api.sealer import AuditSealer
 from clinician_api.settings import ApiSettings
+from clinician_api.web import pages
+from clinician_api.web.render import Pages, page_errors
+from clinician_api.web.static import Assets
 from rpm_core.clock import Clock, SystemClock
 from rpm_core.errors import ConfigError
 from store.app_pool import PoolOptions, open_app_pool
@@ -82,6 +85,7 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = await asyncio.to_thread(_services, settings, the_clock, keys)
         app.state.services = svc
+        app.state.pages = await asyncio.to_thread(Pages)
         listener = asyncio.create_task(svc.hub.run(), name="vigil-alert-listener")
         sealer = AuditSealer(svc.pool, interval_s=settings.api_audit_seal_interval_s)
         sealer.start()
@@ -103,11 +107,13 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
-    install_problem_handlers(app)
+    install_problem_handlers(app, pages=page_errors)
     routers = (auth, stream, alerts, enrolment, history, time, patients, admin_users, admin_teams, billing)
     for module in routers:  # stream before /alerts/{id}
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(fhir.router)
+    app.include_router(pages.router)
+    app.mount("/static", Assets(), name="static")
     _health(app)
     if settings.api_cors_origins:
         app.add_middleware(

@@ -23,9 +23,9 @@ from clinician_api.auth.passwords import Passwords
 from clinician_api.context import Services
 from clinician_api.keys import ApiKeys
 from clinician_api.live import AlertHub
-from clinician_api.middleware import EdgeMiddleware
+from clinician_api.middleware import EdgeMiddleware, RequestGuard
 from clinician_api.pagination import CursorCodec
-from clinician_api.problems import install_problem_handlers
+from clinician_api.problems import document_problems, install_problem_handlers
 from clinician_api.routes import (
     admin_teams,
     admin_users,
@@ -108,6 +108,7 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None) -> FastAPI:
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     install_problem_handlers(app, pages=page_errors)
+    document_problems(app)
     routers = (auth, stream, alerts, enrolment, history, time, patients, admin_users, admin_teams, billing)
     for module in routers:  # stream before /alerts/{id}
         app.include_router(module.router, prefix=API_PREFIX)
@@ -123,6 +124,7 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["content-type", "authorization", "x-csrf-token", "if-none-match"],
         )
+    app.add_middleware(RequestGuard)
     app.add_middleware(EdgeMiddleware, hsts_max_age_s=settings.api_hsts_max_age_s if settings.api_tls else None)
     return app
 

@@ -28,6 +28,7 @@ __all__ = [
     "PROBLEM_JSON",
     "PageErrors",
     "Problem",
+    "document_problems",
     "install_problem_handlers",
     "problem_response",
     "translate",
@@ -159,3 +160,30 @@ def install_problem_handlers(app: FastAPI, *, pages: PageErrors | None = None) -
     app.add_exception_handler(TooManyAttempts, on_api_error)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
+
+
+def document_problems(app: FastAPI) -> None:
+    """Say in the OpenAPI schema what every operation's errors are: ``application/problem+json``
+    bodies of :class:`Problem` for any 4xx and 5xx (FastAPI would describe 422 as its own
+    validation body, which this API never sends)."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        problem = {"content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                responses["4XX"] = {"description": "A problem (RFC 9457)", **problem}
+                responses["5XX"] = {"description": "A problem (RFC 9457)", **problem}
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -124,7 +124,7 @@ def billing_report(
     conn: Db,
     svc: Svc,
     info: Info,
-    month: Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")],
+    month: Annotated[str, Path(pattern=r"^2\d{3}-(0[1-9]|1[0-2])$", description="YYYY-MM")],
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> Response | BillingReport:
     first = _month(month)

@@ -215,7 +215,7 @@ def billing(
     conn: Db,
     svc: Svc,
     info: Info,
-    month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None,
+    month: Annotated[str | None, Query(pattern=r"^2\d{3}-(0[1-9]|1[0-2])$")] = None,
 ) -> HTMLResponse:
     chosen = month or svc.clock.now().strftime("%Y-%m")
     report = billing_routes.billing_report(who, conn, svc, info, month=chosen, format="json")

@@ -8,6 +8,7 @@
   ``scheduled``, ``models_store``)
 - ``alerts.escalation`` policies, the walk and the ``EscalationSink`` plug point
 - ``alerts.service``  clinician actions; ``alerts.replay`` what would have fired
+- ``alerts.monitoring`` monitoring pauses and baselines accepted as a patient's own
 - ``alerts.errors``   the package's exception tree
 
 Imports ``rpm_core``, ``store`` and ``consult``; never ``ingest`` (the database is the contract).

@@ -45,6 +45,7 @@ def view_of(row: AlertRow) -> AlertView:
         opened_at=row.opened_at,
         cleared_since=row.cleared_since,
         snoozed_until=row.snoozed_until,
+        unconfirmed=row.unconfirmed,
     )
 
 
@@ -79,6 +80,9 @@ class AlertBook:
         views = self.unresolved(patient_id)
         due = due_auto_resolves(views.values(), now, self._lifecycle)
         for r in due:
+            data: dict[str, object] = {"cleared_since": r.cleared_since.isoformat()}
+            if r.refuted:
+                data["refuted"] = True  # the repeat measurement was normal
             alert_store.resolve_alert(
                 self._conn,
                 r.alert_id,
@@ -87,7 +91,7 @@ class AlertBook:
                 by=ENGINE_ACTOR,
                 resolution="auto",
                 note=None,
-                data={"cleared_since": r.cleared_since.isoformat()},
+                data=data,
             )
         gone = {r.alert_id for r in due}
         for rule in [rule for rule, v in views.items() if v.alert_id in gone]:
@@ -110,11 +114,14 @@ class AlertBook:
                 evidence=evidence_json(c.evidence),
                 detail=dict(c.detail),
                 opened_at=now,
-                esc_next_at=first_due(policy, c.severity.label, now),
+                esc_next_at=first_due(policy, c.severity.label, now, unconfirmed=c.unconfirmed),
+                unconfirmed=c.unconfirmed,
             ),
             actor=ENGINE_ACTOR,
         )
-        views[c.rule] = AlertView(alert_id, c.rule, c.kind.value, c.severity, State.OPEN, now)
+        views[c.rule] = AlertView(
+            alert_id, c.rule, c.kind.value, c.severity, State.OPEN, now, unconfirmed=c.unconfirmed
+        )
         self.opened.append(alert_id)
 
     def _retrigger(self, org_id: str, d: Retrigger, now: datetime, views: dict[str, AlertView]) -> None:
@@ -131,12 +138,19 @@ class AlertBook:
                 summary=c.summary,
                 evidence=evidence_json(c.evidence),
                 detail=dict(c.detail),
-                update_evidence=c.severity >= v.severity,
+                update_evidence=d.confirms or c.severity >= v.severity,
                 raised=d.raised,
                 reopened=d.reopened,
                 unsnoozed=d.unsnoozed,
                 was_cleared=d.was_cleared,
-                esc_next_at=first_due(self._policies(org_id), d.severity.label, now) if d.raised else None,
+                esc_next_at=(
+                    first_due(
+                        self._policies(org_id), d.severity.label, now, unconfirmed=v.unconfirmed and not d.confirms
+                    )
+                    if d.restart_walk
+                    else None
+                ),
+                confirms=d.confirms,
             ),
             actor=ENGINE_ACTOR,
         )
@@ -146,4 +160,5 @@ class AlertBook:
             state=State.OPEN if d.reopened else v.state,
             cleared_since=None,
             snoozed_until=None if d.unsnoozed else v.snoozed_until,
+            unconfirmed=v.unconfirmed and not d.confirms,
         )

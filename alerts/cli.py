@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import sys
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
 import typer
 
-from alerts import service
+from alerts import monitoring, service
 from alerts.config import RulesConfig
-from alerts.errors import AlertsConfigError, LifecycleError, ReplayInputError
+from alerts.errors import AlertsConfigError, LifecycleError, MonitoringRequestError, ReplayInputError
 from alerts.escalation import DEFAULT_POLICY, EscalationPolicy, RecordingSink
 from alerts.replay_csv import parse_readings
 from alerts.settings import AlertsSettings
@@ -30,6 +31,7 @@ from rpm_core.clock import SystemClock
 from rpm_core.errors import VigilError
 from rpm_core.settings import load_settings
 from store import alerts as alert_store
+from store import monitoring_pauses, patient_baselines
 from store.connection import Connection, connect
 from store.errors import DatabaseUnavailable, MigrationError
 
@@ -175,24 +177,24 @@ def _conn(config: Path | None, database_url: str | None) -> Connection:
         raise typer.Exit(1) from exc
 
 
-def _print_alert(row: alert_store.AlertRow) -> None:
-    typer.echo(
-        json.dumps(
-            {
-                "alert_id": row.alert_id,
-                "patient_id": row.patient_id,
-                "rule": row.rule,
-                "kind": row.kind,
-                "metric": row.metric,
-                "severity": row.severity,
-                "state": row.state,
-                "assignee": row.assignee,
-                "opened_at": row.opened_at.isoformat(),
-                "snoozed_until": row.snoozed_until.isoformat() if row.snoozed_until else None,
-                "summary": row.summary,
-            }
-        )
-    )
+def _print_alert(row: alert_store.AlertRow, suggestion: alert_store.AlertEventRow | None = None) -> None:
+    doc: dict[str, Any] = {
+        "alert_id": row.alert_id,
+        "patient_id": row.patient_id,
+        "rule": row.rule,
+        "kind": row.kind,
+        "metric": row.metric,
+        "severity": row.severity,
+        "state": row.state,
+        "unconfirmed": row.unconfirmed,
+        "assignee": row.assignee,
+        "opened_at": row.opened_at.isoformat(),
+        "snoozed_until": row.snoozed_until.isoformat() if row.snoozed_until else None,
+        "summary": row.summary,
+    }
+    if suggestion is not None:
+        doc["baseline_suggested"] = {"at": suggestion.at.isoformat(), **suggestion.data}
+    typer.echo(json.dumps(doc))
 
 
 def _act(config: Path | None, database_url: str | None, fn: Any, alert_id: int, **kw: Any) -> None:
@@ -267,8 +269,187 @@ def list_cmd(
     """Alerts as JSON lines, newest first."""
     with _conn(config, database_url) as conn:
         rows = alert_store.list_alerts(conn, org_id=org, patient_id=patient, states=state, limit=limit)
+        suggested = alert_store.events_of_type(conn, [r.alert_id for r in rows], "baseline_suggested")
     for row in rows:
-        _print_alert(row)
+        _print_alert(row, suggested.get(row.alert_id))
+
+
+@app.command("events")
+def events_cmd(alert_id: int, config: ConfigOpt = None, database_url: UrlOpt = None) -> None:
+    """An alert's history (opened, confirmed, escalation, baseline_suggested, ...) as JSON lines."""
+    with _conn(config, database_url) as conn:
+        rows = alert_store.alert_events(conn, alert_id)
+    for e in rows:
+        doc = {"event_id": e.event_id, "at": e.at.isoformat(), "type": e.type, "actor": e.actor, "note": e.note}
+        typer.echo(json.dumps({**doc, "data": e.data}))
+
+
+# -- monitoring: pauses and accepted baselines ------------------------------------------------------
+
+_RELATIVE = re.compile(r"\+?(?P<n>\d{1,4})(?P<unit>[hd])")
+
+
+def _when(text: str, now: datetime, what: str) -> datetime:
+    """ISO 8601 (no offset: UTC) or a time from now: ``+12h``, ``7d``."""
+    m = _RELATIVE.fullmatch(text.strip())
+    if m is not None:
+        return now + timedelta(**{"hours" if m["unit"] == "h" else "days": int(m["n"])})
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        typer.echo(f"error: {what}: not an ISO 8601 time or +<n>h / +<n>d", err=True)
+        raise typer.Exit(2) from None
+
+
+def _refused(exc: MonitoringRequestError) -> typer.Exit:
+    typer.echo(f"error: {exc.why}", err=True)
+    return typer.Exit(1)
+
+
+def _pause_json(p: monitoring_pauses.PauseRow) -> str:
+    return json.dumps(
+        {
+            "pause_id": p.pause_id,
+            "patient_id": p.patient_id,
+            "starts_at": p.starts_at.isoformat(),
+            "ends_at": p.ends_at.isoformat(),
+            "planned_ends_at": p.planned_ends_at.isoformat(),
+            "reason": p.reason,
+            "created_by": p.created_by,
+            "resumed_by": p.resumed_by,
+            "resumed_at": p.resumed_at.isoformat() if p.resumed_at else None,
+        }
+    )
+
+
+@app.command("pause")
+def pause(
+    patient: str,
+    by: ByOpt,
+    until: Annotated[str, typer.Option(help="End: ISO 8601 time (UTC without offset) or +<n>h / +<n>d.")],
+    reason: Annotated[str, typer.Option(help="Why (hospital admission, travel); required.")],
+    start: Annotated[str | None, typer.Option("--from", help="Start (default: now).")] = None,
+    config: ConfigOpt = None,
+    database_url: UrlOpt = None,
+) -> None:
+    """Pause a patient's monitoring: no missing-data alert until the end (readings are still judged)."""
+    now = SystemClock().now()
+    end = _when(until, now, "--until")
+    begin = None if start is None else _when(start, now, "--from")
+    with _conn(config, database_url) as conn:
+        try:
+            row = monitoring.pause_monitoring(conn, patient, until=end, reason=reason, by=by, now=now, starts_at=begin)
+        except MonitoringRequestError as exc:
+            raise _refused(exc) from exc
+    typer.echo(_pause_json(row))
+
+
+@app.command("resume")
+def resume(patient: str, by: ByOpt, config: ConfigOpt = None, database_url: UrlOpt = None) -> None:
+    """End a patient's monitoring pause now."""
+    with _conn(config, database_url) as conn:
+        try:
+            rows = monitoring.resume_monitoring(conn, patient, by=by, now=SystemClock().now())
+        except MonitoringRequestError as exc:
+            raise _refused(exc) from exc
+    for row in rows:
+        typer.echo(_pause_json(row))
+
+
+@app.command("pauses")
+def pauses(
+    patient: str,
+    org: Annotated[str, typer.Option(help="The patient's organisation.")],
+    since: Annotated[str, typer.Option(help="From (ISO 8601 or +/-).")] = "1970-01-01T00:00:00",
+    to: Annotated[str, typer.Option(help="To (ISO 8601).")] = "9999-12-31T00:00:00",
+    config: ConfigOpt = None,
+    database_url: UrlOpt = None,
+) -> None:
+    """A patient's monitoring pauses overlapping a time range (what charts show), as JSON lines."""
+    now = SystemClock().now()
+    start, end = _when(since, now, "--since"), _when(to, now, "--to")
+    with _conn(config, database_url) as conn:
+        rows = monitoring_pauses.pauses_between(conn, org, patient, start, end)
+    for row in rows:
+        typer.echo(_pause_json(row))
+
+
+baseline_app = typer.Typer(add_completion=False, help="Baselines accepted as a patient's own.")
+app.add_typer(baseline_app, name="baseline")
+
+
+def _baseline_json(b: patient_baselines.BaselineRow) -> str:
+    return json.dumps(
+        {
+            "baseline_id": b.baseline_id,
+            "patient_id": b.patient_id,
+            "rule": b.rule,
+            "value": b.value,
+            "reason": b.reason,
+            "accepted_by": b.accepted_by,
+            "accepted_at": b.accepted_at.isoformat(),
+            "alert_id": b.alert_id,
+            "revoked_by": b.revoked_by,
+            "revoked_at": b.revoked_at.isoformat() if b.revoked_at else None,
+        }
+    )
+
+
+@baseline_app.command("accept")
+def baseline_accept(
+    patient: str,
+    rule: Annotated[str, typer.Argument(help="threshold:<metric>:<low|high>")],
+    by: ByOpt,
+    reason: Annotated[str, typer.Option(help="Why this is the patient's own normal; required.")],
+    value: Annotated[
+        float | None, typer.Option(help="The patient's usual value (default: from their readings).")
+    ] = None,
+    config: ConfigOpt = None,
+    database_url: UrlOpt = None,
+) -> None:
+    """Accept a patient's baseline beyond a population line as their own (resolves the rule's alert)."""
+    rules = _settings(config).alerts_rules
+    with _conn(config, database_url) as conn:
+        try:
+            row = monitoring.accept_baseline(
+                conn, patient, rule, by=by, reason=reason, now=SystemClock().now(), rules=rules, value=value
+            )
+        except MonitoringRequestError as exc:
+            raise _refused(exc) from exc
+    typer.echo(_baseline_json(row))
+
+
+@baseline_app.command("revoke")
+def baseline_revoke(
+    patient: str,
+    rule: str,
+    by: ByOpt,
+    reason: Annotated[str, typer.Option(help="Why; required.")],
+    config: ConfigOpt = None,
+    database_url: UrlOpt = None,
+) -> None:
+    """Take an accepted baseline back: the population bands apply again."""
+    with _conn(config, database_url) as conn:
+        try:
+            row = monitoring.revoke_baseline(conn, patient, rule, by=by, reason=reason, now=SystemClock().now())
+        except MonitoringRequestError as exc:
+            raise _refused(exc) from exc
+    typer.echo(_baseline_json(row))
+
+
+@baseline_app.command("list")
+def baseline_list(
+    patient: str,
+    org: Annotated[str, typer.Option(help="The patient's organisation.")],
+    config: ConfigOpt = None,
+    database_url: UrlOpt = None,
+) -> None:
+    """Every baseline of a patient, in force and revoked, as JSON lines."""
+    with _conn(config, database_url) as conn:
+        rows = patient_baselines.baseline_history(conn, org, patient)
+    for row in rows:
+        typer.echo(_baseline_json(row))
 
 
 @app.command("policy")

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from alerts.errors import AlertsConfigError
 from alerts.model import Severity
@@ -25,7 +25,9 @@ from rpm_core.metrics import METRIC_NAMES
 __all__ = [
     "AnomalyConfig",
     "Band",
+    "BaselineConfig",
     "BpGoal",
+    "BpMargin",
     "LifecycleConfig",
     "MissingDataConfig",
     "News2Config",
@@ -44,16 +46,30 @@ class _Frozen(BaseModel):
 
 
 class Band(_Frozen):
-    """``value op threshold`` at ``severity``, confirmed by ``confirm`` consecutive readings in the band
-    within ``within_h`` hours, or by readings staying in the band for ``sustain_min`` minutes."""
+    """``value op threshold`` at ``severity``, confirmed when ``confirm`` of the last ``of`` readings
+    (taken within ``within_h`` hours of the latest, the latest among them) are in the band, or by
+    readings staying in the band for ``sustain_min`` minutes. Without ``of``: the last ``confirm``
+    readings, all in the band (consecutive)."""
 
     op: Op
     value: float
     severity: SeverityName
     confirm: Annotated[int, Field(ge=1, le=20)] = 1
+    of: Annotated[int, Field(ge=1, le=40)] | None = None
     within_h: Annotated[float, Field(gt=0, le=24 * 7)] = 24.0
     sustain_min: Annotated[float, Field(gt=0, le=24 * 60)] | None = None
     label: Annotated[str, Field(max_length=120)] = ""
+
+    @model_validator(mode="after")
+    def _of_at_least_confirm(self) -> Band:
+        if self.of is not None and self.of < self.confirm:
+            raise AlertsConfigError(f"a band confirmed by {self.confirm} of the last {self.of} readings")
+        return self
+
+    @property
+    def last(self) -> int:
+        """How many recent readings the confirmation looks at."""
+        return self.of if self.of is not None else self.confirm
 
     @property
     def direction(self) -> Literal["low", "high"]:
@@ -73,8 +89,8 @@ class Band(_Frozen):
         return value >= self.value
 
 
-def _b(op: Op, value: float, severity: SeverityName, confirm: int, label: str) -> Band:
-    return Band(op=op, value=value, severity=severity, confirm=confirm, label=label)
+def _b(op: Op, value: float, severity: SeverityName, confirm: int, label: str, of: int | None = None) -> Band:
+    return Band(op=op, value=value, severity=severity, confirm=confirm, of=of, label=label)
 
 
 # Organisation defaults, scale 1 patients. See docs/alerts.md for the source of each line.
@@ -97,10 +113,13 @@ _DEFAULT_BANDS: Final[dict[str, tuple[Band, ...]]] = {
         _b(">", 180, "medium", 3, "hyperglycaemia > 180 mg/dL (ADA)"),
         _b(">", 250, "high", 2, "hyperglycaemia > 250 mg/dL (ADA)"),
     ),
+    # Pulse confirms on N of the last N + 1 readings: a persistent tachycardia of 128-150 /min read
+    # once at 129 between still confirms. (Measured on SpO2, where artefacts dominate, 2 of 3 let two
+    # cold-finger dips within three readings page: docs/alerts.md.)
     "heart_rate": (
-        _b("<=", 40, "high", 2, "bradycardia <= 40 /min (NEWS2 3)"),
-        _b(">=", 111, "medium", 3, "tachycardia 111-130 /min (NEWS2 2)"),
-        _b(">=", 131, "high", 2, "tachycardia >= 131 /min (NEWS2 3)"),
+        _b("<=", 40, "high", 2, "bradycardia <= 40 /min (NEWS2 3)", of=3),
+        _b(">=", 111, "medium", 3, "tachycardia 111-130 /min (NEWS2 2)", of=4),
+        _b(">=", 131, "high", 2, "tachycardia >= 131 /min (NEWS2 3)", of=3),
     ),
     "body_temperature": (
         _b(">=", 38.1, "medium", 2, "fever 38.1-39.0 Cel (NEWS2 1)"),
@@ -140,11 +159,20 @@ class News2Config(_Frozen):
     confirm: Annotated[int, Field(ge=1, le=3)] = 2
     # ... unless the score reaches this (the RCP "high" band: emergency response).
     immediate_score: Annotated[int, Field(ge=1, le=20)] = 7
+    # An aggregate this high from readings not confirmed yet (a spot check of several parameters,
+    # each read once) opens an *unconfirmed* alert and asks the patient to repeat the measurements
+    # now (RCP: 5 is the urgent-response threshold); None: wait silently for the confirmation.
+    unconfirmed_score: Annotated[int, Field(ge=1, le=20)] | None = 5
 
 
 class BpGoal(_Frozen):
     systolic: Annotated[float, Field(gt=60, lt=250)] = 130.0
     diastolic: Annotated[float, Field(gt=30, lt=150)] = 80.0
+
+
+class BpMargin(_Frozen):
+    systolic: Annotated[float, Field(ge=0, le=20)] = 3.0
+    diastolic: Annotated[float, Field(ge=0, le=20)] = 2.0
 
 
 class TrendConfig(_Frozen):
@@ -153,11 +181,29 @@ class TrendConfig(_Frozen):
     weight_confirm: Annotated[int, Field(ge=1, le=5)] = 2
     # A faster change is a measuring artefact (someone else on the scale), not fluid.
     max_plausible_kg_per_day: Annotated[float, Field(gt=0)] = 4.0
+    # The weight a gain is measured from: the median of the weighings of this many days before the
+    # horizon (one low weighing does not make an ordinary one look like a gain).
+    weight_baseline_days: Annotated[float, Field(gt=0, le=14)] = 3.0
+    # Hysteresis: an open gain alert is clear only once every gain is this far below its limit.
+    weight_clear_margin_kg: Annotated[float, Field(ge=0, le=2)] = 0.3
+    # Home BP goal (ACC/AHA: < 130/80 at home) and home hypertension (ESH, AHA/AMA, Hypertension
+    # Canada: >= 135/85 at home, the office 140/90).
     bp_goal: BpGoal = BpGoal()
-    bp_stage2: BpGoal = BpGoal(systolic=140.0, diastolic=90.0)
+    bp_stage2: BpGoal = BpGoal(systolic=135.0, diastolic=85.0)
+    # Home BP monitoring protocol (ESH 2010/2021, AHA/AMA 2020): the mean of every reading of the
+    # last bp_window_days, the first day's readings discarded, at least bp_min_readings readings
+    # spanning bp_min_span_days; a patient taking single rather than duplicate readings needs more
+    # days, so the window grows (up to bp_max_window_days) until it holds enough readings.
     bp_window_days: Annotated[int, Field(ge=1, le=30)] = 7
-    bp_min_readings: Annotated[int, Field(ge=1)] = 5
+    bp_max_window_days: Annotated[int, Field(ge=1, le=60)] = 14
+    bp_min_readings: Annotated[int, Field(ge=1)] = 12
     bp_min_span_days: Annotated[float, Field(ge=0)] = 3.0
+    bp_discard_first_day: bool = True
+    # Hysteresis around the goal: a mean opens the alert only this far above the goal (the mean of
+    # a dozen home readings is uncertain by about this much) ...
+    bp_open_margin: BpMargin = BpMargin(systolic=1.0, diastolic=1.0)
+    # ... and an open alert is clear only once both means are this far below the goal.
+    bp_clear_margin: BpMargin = BpMargin()
 
     @field_validator("weight_gain_kg")
     @classmethod
@@ -169,6 +215,12 @@ class TrendConfig(_Frozen):
 
 class MissingDataConfig(_Frozen):
     after_h: Annotated[float, Field(gt=0)] = 72.0
+    # A device uploading stored history (readings measured long before they arrive) is not silent:
+    # missing data waits until no old reading of the patient has arrived for this long ...
+    backfill_settle_min: Annotated[float, Field(ge=0, le=24 * 60)] = 30.0
+    # ... but no longer than this after the upload began (a device trickling old readings forever
+    # must not switch the rule off).
+    backfill_max_hold_h: Annotated[float, Field(ge=0, le=72)] = 6.0
     # Silence longer than this many typical gaps between the patient's readings also counts.
     cadence_factor: Annotated[float, Field(ge=1)] = 4.0
     lookback_days: Annotated[int, Field(ge=2, le=60)] = 14
@@ -189,7 +241,18 @@ class AnomalyConfig(_Frozen):
     guard_days: Annotated[int, Field(ge=0, le=60)] = 7
     retrain_h: Annotated[float, Field(gt=0)] = 24.0
     z: Annotated[float, Field(gt=0)] = 4.0
+    # Hysteresis (robust_z): an open anomaly alert is clear only below z - clear_margin_z.
+    clear_margin_z: Annotated[float, Field(ge=0)] = 1.0
     quantile_margin: Annotated[float, Field(ge=0)] = 1.0
+
+
+class BaselineConfig(_Frozen):
+    # A threshold alert open this many days at one severity, still firing, is suggested to the
+    # clinicians as the patient's own baseline (an alert event ``baseline_suggested``).
+    suggest_after_days: Annotated[float, Field(gt=0, le=365)] = 14.0
+    # The suggested value: this quantile of the readings of those days on the rule's side (the
+    # 10th percentile for a "low" rule, the 90th for a "high" one): the patient's usual extreme.
+    quantile: Annotated[float, Field(gt=0, lt=0.5)] = 0.1
 
 
 class LifecycleConfig(_Frozen):
@@ -217,6 +280,10 @@ class RulesConfig(_Frozen):
     missing_data: MissingDataConfig = MissingDataConfig()
     anomaly: AnomalyConfig = AnomalyConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
+    baseline: BaselineConfig = BaselineConfig()
+    # A single reading in a band that needs confirming (and a NEWS2 aggregate from single readings)
+    # opens an unconfirmed alert asking the patient to repeat the measurement; False: wait silently.
+    remeasure_unconfirmed: bool = True
 
     @field_validator("thresholds")
     @classmethod
@@ -268,10 +335,20 @@ class PatientConfig(_Frozen):
     expected_metrics: tuple[str, ...] | None = None
     anomaly: bool = True
     disabled_rules: frozenset[str] = frozenset()
+    remeasure_unconfirmed: bool = True
+    anomaly_clear_margin_z: float = 1.0
+    # Baselines a clinician accepted as the patient's own: rule key -> the patient's usual value.
+    baselines: dict[str, float] = Field(default_factory=dict)
 
     @classmethod
-    def resolve(cls, rules: RulesConfig, settings: Mapping[str, Any] | None = None) -> PatientConfig:
-        """Apply a patient's ``settings`` document; raise :class:`AlertsConfigError` naming bad keys."""
+    def resolve(
+        cls,
+        rules: RulesConfig,
+        settings: Mapping[str, Any] | None = None,
+        baselines: Mapping[str, float] | None = None,
+    ) -> PatientConfig:
+        """Apply a patient's ``settings`` document and accepted baselines; raise
+        :class:`AlertsConfigError` naming bad keys."""
         try:
             doc = _PatientDoc.model_validate(dict(settings or {}))
         except ValidationError as exc:
@@ -305,6 +382,9 @@ class PatientConfig(_Frozen):
             expected_metrics=doc.expected_metrics,
             anomaly=doc.anomaly and rules.anomaly.enabled,
             disabled_rules=doc.disabled_rules,
+            remeasure_unconfirmed=rules.remeasure_unconfirmed,
+            anomaly_clear_margin_z=rules.anomaly.clear_margin_z,
+            baselines=dict(baselines or {}),
         )
 
     def enabled(self, rule: str) -> bool:

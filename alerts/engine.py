@@ -44,6 +44,7 @@ from alerts.settings import AlertsSettings
 from rpm_core.backoff import BackoffPolicy, backoff_delay
 from rpm_core.clock import Clock
 from rpm_core.metrics import METRIC_NAMES
+from store import alert_backfills, patient_baselines
 from store import alert_engine as engine_store
 from store.connection import Connection, connect, listen, translate_errors, wait_for_notification
 from store.errors import DatabaseUnavailable
@@ -64,6 +65,7 @@ class EngineStats:
     readings_seen: int = 0
     readings_evaluated: int = 0
     readings_stale: int = 0
+    backfill_patients_noted: int = 0
     pages: int = 0
     alerts_opened: int = 0
     actions_taken: int = 0
@@ -227,11 +229,13 @@ class Engine:
         profiles = {p.patient_id: p for p in engine_store.patients(conn, sorted(by_patient))}
         for pid in sorted(by_patient.keys() - profiles.keys()):
             log.warning("readings of unknown patient %s not evaluated", pid)
-        configs = {pid: self.patient_config(pid, p.settings) for pid, p in profiles.items()}
+        baselines = patient_baselines.baselines_in_force(conn, sorted(profiles))
+        configs = {pid: self.patient_config(pid, p.settings, baselines.get(pid)) for pid, p in profiles.items()}
         book = AlertBook(conn, sorted(profiles), self.rules.lifecycle)
         models = self.models.load(conn, sorted(profiles)) if self.rules.anomaly.enabled else {}
         histories = self._histories(conn, {pid: by_patient[pid] for pid in profiles}, configs, profiles)
         stale = timedelta(hours=self.settings.alerts_stale_after_h)
+        backfilling: dict[str, tuple[str, int]] = {}
         for pid, rows in sorted(by_patient.items()):
             if pid not in profiles:
                 continue
@@ -240,7 +244,10 @@ class Engine:
             for at, grouped in groupby(sorted(rows, key=lambda r: r.time), key=lambda r: r.time):
                 group = list(grouped)
                 if now - at > stale:
+                    # Stored history arriving: history for later evaluations, and missing data waits
+                    # until the upload has settled (alerts.scheduled).
                     self.stats.readings_stale += len(group)
+                    backfilling[pid] = (org, backfilling.get(pid, (org, 0))[1] + len(group))
                     continue
                 # A model trained after this reading was taken may have seen it: judge without it.
                 usable = model if model is not None and model.trained_through <= at else None
@@ -248,6 +255,9 @@ class Engine:
                 book.apply(org, pid, reconcile(book.unresolved(pid), outcome, now), now)
                 self.stats.readings_evaluated += len(group)
             self.schedule.touch(pid)
+        settle = timedelta(minutes=self.rules.missing_data.backfill_settle_min)
+        alert_backfills.note_backfills(conn, backfilling, now, gap=settle)
+        self.stats.backfill_patients_noted += len(backfilling)
         self.stats.alerts_opened += len(book.opened)
 
     def _histories(
@@ -266,16 +276,19 @@ class Engine:
             histories[w.patient_id].add(Obs(w.time, w.metric, w.value))
         return histories
 
-    def patient_config(self, patient_id: str, settings: dict[str, object]) -> PatientConfig:
-        """The patient's rules (cached per distinct settings document: most patients share one)."""
-        key = json.dumps(settings, sort_keys=True, default=str)
+    def patient_config(
+        self, patient_id: str, settings: dict[str, object], baselines: dict[str, float] | None = None
+    ) -> PatientConfig:
+        """The patient's rules (cached per distinct settings document and accepted baselines: most
+        patients share one)."""
+        key = json.dumps([settings, baselines or {}], sort_keys=True, default=str)
         config = self._configs.get(key)
         if config is None:
             try:
-                config = PatientConfig.resolve(self.rules, settings)
+                config = PatientConfig.resolve(self.rules, settings, baselines)
             except AlertsConfigError as exc:
                 log.warning("patient %s: %s; using the organisation defaults", patient_id, exc.why)
-                config = PatientConfig.resolve(self.rules, None)
+                config = PatientConfig.resolve(self.rules, None, baselines)
             if len(self._configs) > 10_000:
                 self._configs.clear()
             self._configs[key] = config
@@ -286,7 +299,11 @@ class Engine:
         count = self.settings.alerts_partitions
         everyone = engine_store.patients(self.conn)
         mine = [p for p in everyone if partition_of(p.patient_id, count) in self.owned]
-        configs = {p.patient_id: self.patient_config(p.patient_id, p.settings) for p in mine}
-        self.schedule.run(self.conn, mine, configs, now)
+        baselines = patient_baselines.baselines_in_force(self.conn, [p.patient_id for p in mine])
+        configs = {
+            p.patient_id: self.patient_config(p.patient_id, p.settings, baselines.get(p.patient_id)) for p in mine
+        }
+        marks = engine_store.load_watermarks(self.conn, count, self.owned)
+        self.schedule.run(self.conn, mine, configs, now, consumed_below=min(marks.values(), default=None))
         self.models.retrain_due(self.conn, mine, configs, now, limit=self.settings.alerts_retrain_per_tick)
         self.stats.scheduled_rounds += 1

@@ -7,9 +7,11 @@
         ├── AlertsConfigError         a rule set, policy or patient setting that cannot be used (.why)
         ├── ReplayInputError          a readings CSV that cannot be replayed (.problems: [(line, why)])
         ├── ModelError                an anomaly model that cannot be trained or loaded (.why)
-        └── LifecycleError            a lifecycle command that cannot be applied
-            ├── AlertNotFound         .alert_id
-            └── InvalidTransition     .alert_id .state .action  (e.g. acknowledging a resolved alert)
+        ├── LifecycleError            a lifecycle command that cannot be applied
+        │   ├── AlertNotFound         .alert_id
+        │   └── InvalidTransition     .alert_id .state .action  (e.g. acknowledging a resolved alert)
+        └── MonitoringRequestError    a pause or baseline request that cannot be applied (.why)
+            └── PatientNotFound       .patient_id
 
 Messages carry ids and codes only, never readings or names (they may reach a log).
 """
@@ -27,6 +29,8 @@ __all__ = [
     "InvalidTransition",
     "LifecycleError",
     "ModelError",
+    "MonitoringRequestError",
+    "PatientNotFound",
     "ReplayInputError",
 ]
 
@@ -83,3 +87,22 @@ class InvalidTransition(LifecycleError):
         self.alert_id = alert_id
         self.state = state
         self.action = action
+
+
+class MonitoringRequestError(AlertsError):
+    """A monitoring pause or an accepted baseline that cannot be recorded (an end in the past, a
+    rule that takes no baseline, a reason too long...)."""
+
+    reason = "monitoring_request"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+class PatientNotFound(MonitoringRequestError):
+    reason = "patient_not_found"
+
+    def __init__(self, patient_id: str) -> None:
+        super().__init__("no such patient")
+        self.patient_id = patient_id

@@ -8,8 +8,18 @@ resolving stops the walk; a snooze pauses it. The care-team communication work d
 actions for real through its own sink; :class:`RecordingSink` records them as done and turns a
 ``request_video_consult`` into a consult request row.
 
+An *unconfirmed* alert (one reading where its rule asks for two; see alerts.lifecycle) walks the
+policy's ``unconfirmed`` steps instead, whatever its severity: by default ``request_remeasure`` at
+once — the patient is asked to repeat the measurements named in the alert's ``detail.remeasure``
+(passed to the sink as ``params["metrics"]``). The care-team communication work delivers it; until
+then :class:`RecordingSink` records it as done. When a repeat confirms the alert, its severity's
+walk starts from the first step; when the repeat is normal the alert auto-resolves and the walk ends.
+
 Policies are validated: the ``critical`` list must end with ``request_video_consult`` (a critical
-alert left unacknowledged for its timeout always ends in a video consultation request).
+alert left unacknowledged for its timeout always ends in a video consultation request); the
+``unconfirmed`` list must ask for the repeat (``request_remeasure``) and may not request a video
+consultation (an unconfirmed value books nobody's time); ``request_remeasure`` belongs to the
+``unconfirmed`` list only (a confirmed alert has nothing left to confirm: ``message_patient``).
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from alerts.errors import AlertsConfigError
 from consult.requests import request_video_consult
+from rpm_core.metrics import METRIC_NAMES
 from store import alerts as alert_store
 from store.alerts import AlertRow
 from store.connection import Connection
@@ -43,6 +54,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_SEVERITIES: Final = ("low", "medium", "high", "critical")
 
 
 class Action(enum.StrEnum):
@@ -50,6 +62,7 @@ class Action(enum.StrEnum):
     MESSAGE_PATIENT = "message_patient"
     PAGE_BACKUP = "page_backup"
     REQUEST_VIDEO_CONSULT = "request_video_consult"
+    REQUEST_REMEASURE = "request_remeasure"
 
 
 class Step(BaseModel):
@@ -67,19 +80,31 @@ class EscalationPolicy(BaseModel):
     medium: tuple[Step, ...] = ()
     high: tuple[Step, ...] = ()
     critical: tuple[Step, ...]
+    # Walked by an unconfirmed alert (any severity) until a repeat measurement confirms or refutes it.
+    unconfirmed: tuple[Step, ...] = (
+        Step(action=Action.REQUEST_REMEASURE, params={"template": "please_remeasure_now"}),
+    )
 
     @model_validator(mode="after")
     def _check(self) -> EscalationPolicy:
-        for name in ("low", "medium", "high", "critical"):
+        for name in ("low", "medium", "high", "critical", "unconfirmed"):
             steps: tuple[Step, ...] = getattr(self, name)
             if any(b.after_min < a.after_min for a, b in pairwise(steps)):
                 raise AlertsConfigError(f"{name}: steps must be in time order")
+            if name != "unconfirmed" and any(s.action is Action.REQUEST_REMEASURE for s in steps):
+                raise AlertsConfigError(f"{name}: request_remeasure belongs to the unconfirmed steps")
         if not self.critical or self.critical[-1].action is not Action.REQUEST_VIDEO_CONSULT:
             raise AlertsConfigError("critical: the last step must be request_video_consult")
+        if not any(s.action is Action.REQUEST_REMEASURE for s in self.unconfirmed):
+            raise AlertsConfigError("unconfirmed: the steps must ask for the repeat (request_remeasure)")
+        if any(s.action is Action.REQUEST_VIDEO_CONSULT for s in self.unconfirmed):
+            raise AlertsConfigError("unconfirmed: an unconfirmed alert does not request a video consult")
         return self
 
-    def steps(self, severity: str) -> tuple[Step, ...]:
-        steps: tuple[Step, ...] = getattr(self, severity, ())
+    def steps(self, severity: str, *, unconfirmed: bool = False) -> tuple[Step, ...]:
+        if unconfirmed:
+            return self.unconfirmed
+        steps: tuple[Step, ...] = getattr(self, severity, ()) if severity in _SEVERITIES else ()
         return steps
 
     @classmethod
@@ -114,8 +139,10 @@ DEFAULT_POLICY: Final = EscalationPolicy(
 )
 
 
-def first_due(policy: EscalationPolicy, severity: str, started: datetime) -> datetime | None:
-    steps = policy.steps(severity)
+def first_due(
+    policy: EscalationPolicy, severity: str, started: datetime, *, unconfirmed: bool = False
+) -> datetime | None:
+    steps = policy.steps(severity, unconfirmed=unconfirmed)
     return started + timedelta(minutes=steps[0].after_min) if steps else None
 
 
@@ -164,10 +191,14 @@ class EscalationSink(Protocol):
 
 
 class RecordingSink:
-    """Records every action as done; a video consult action creates a consult request row."""
+    """Records every action as done; a video consult action creates a consult request row; a
+    re-measure request is recorded with the measurements it asks for (the care-team communication
+    work delivers it to the patient)."""
 
     def deliver(self, conn: Connection, action: EscalationAction, now: datetime) -> None:
         result: dict[str, Any] = {"delivery": "recorded"}
+        if action.action is Action.REQUEST_REMEASURE:
+            result["remeasure"] = [m for m in action.params.get("metrics", "").split(",") if m]
         if action.action is Action.REQUEST_VIDEO_CONSULT:
             request = request_video_consult(
                 conn,
@@ -182,14 +213,24 @@ class RecordingSink:
         alert_store.mark_action_done(conn, action.action_id, now, result)
 
 
+def _params(a: AlertRow, s: Step) -> dict[str, str]:
+    """The step's parameters; a re-measure request also names the measurements to repeat."""
+    if s.action is not Action.REQUEST_REMEASURE:
+        return s.params
+    wanted = a.detail.get("remeasure") or ([a.metric] if a.metric else [])
+    metrics = [m for m in wanted if isinstance(m, str) and m in METRIC_NAMES] if isinstance(wanted, list) else []
+    return {**s.params, "metrics": ",".join(metrics)}
+
+
 def _walk(conn: Connection, a: AlertRow, policy: EscalationPolicy, sink: EscalationSink, now: datetime) -> int:
-    steps = policy.steps(a.esc_severity or a.severity)
+    steps = policy.steps(a.esc_severity or a.severity, unconfirmed=a.unconfirmed)
     started = a.esc_started_at or a.opened_at
     step, done = a.esc_step, 0
     while step < len(steps) and started + timedelta(minutes=steps[step].after_min) <= now:
         s = steps[step]
         due_at = started + timedelta(minutes=s.after_min)
-        action_id = alert_store.record_action(conn, a, step=step, action=s.action.value, due_at=due_at, params=s.params)
+        params = _params(a, s)
+        action_id = alert_store.record_action(conn, a, step=step, action=s.action.value, due_at=due_at, params=params)
         if action_id is not None:
             sink.deliver(
                 conn,
@@ -202,7 +243,7 @@ def _walk(conn: Connection, a: AlertRow, policy: EscalationPolicy, sink: Escalat
                     severity=a.esc_severity or a.severity,
                     step=step,
                     due_at=due_at,
-                    params=s.params,
+                    params=params,
                 ),
                 now,
             )

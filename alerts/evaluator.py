@@ -11,7 +11,7 @@ exactly that window and gets the answers the replay gets from its full history.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -20,7 +20,13 @@ from alerts.anomaly.features import FEATURE_LOOKBACK
 from alerts.config import PatientConfig, RulesConfig
 from alerts.history import History
 from alerts.model import Outcome, merge_outcomes
-from alerts.rules.missing_data import DeviceState, MissingDataStatus, evaluate_devices, missing_data_status
+from alerts.rules.missing_data import (
+    DeviceState,
+    MissingDataStatus,
+    Pause,
+    evaluate_devices,
+    missing_data_status,
+)
 from alerts.rules.news2 import PARAMETERS as NEWS2_PARAMETERS
 from alerts.rules.news2 import evaluate_news2
 from alerts.rules.threshold import evaluate_thresholds
@@ -42,8 +48,10 @@ def reading_lookback(config: PatientConfig) -> timedelta:
     trend = config.trend
     bands = max((b.within_h for bs in config.bands.values() for b in bs), default=24.0)
     return max(
-        timedelta(days=max(trend.weight_gain_kg)) + timedelta(hours=12) + WEIGHT_CONFIRM_SPAN + PLAUSIBILITY_SPAN,
-        timedelta(days=trend.bp_window_days),
+        timedelta(days=max(trend.weight_gain_kg) + trend.weight_baseline_days)
+        + WEIGHT_CONFIRM_SPAN
+        + PLAUSIBILITY_SPAN,
+        timedelta(days=max(trend.bp_window_days, trend.bp_max_window_days)),
         timedelta(hours=max(bands, config.news2.window_h)),
         FEATURE_LOOKBACK,
     ) + timedelta(hours=1)
@@ -75,7 +83,11 @@ def evaluate_readings(
 
 
 def evaluate_schedule(
-    history: History, at: datetime, config: PatientConfig, devices: Iterable[DeviceState] = ()
+    history: History,
+    at: datetime,
+    config: PatientConfig,
+    devices: Iterable[DeviceState] = (),
+    pauses: Sequence[Pause] = (),
 ) -> tuple[Outcome, MissingDataStatus]:
-    status = missing_data_status(history, at, config)
-    return merge_outcomes([status.outcome, evaluate_devices(devices, at, config)]), status
+    status = missing_data_status(history, at, config, pauses)
+    return merge_outcomes([status.outcome, evaluate_devices(devices, at, config, pauses)]), status

@@ -11,6 +11,18 @@ alert that is not resolved per patient and rule:
 - a rule found clear marks its alert *cleared since* now; a later trigger unmarks it; an alert
   cleared for ``auto_resolve_after`` is **auto-resolved**.
 
+Unconfirmed alerts (a candidate with ``unconfirmed``: one reading where the rule asks for two):
+
+- an unconfirmed candidate with no unresolved alert **opens** one marked unconfirmed (its
+  escalation walk is the policy's ``unconfirmed`` steps: ask the patient to repeat the measurement);
+- a confirmed candidate **confirms** it: the alert takes the confirmed severity (which may be lower
+  than the provisional one: the repeat is the truth), stops being unconfirmed and starts the
+  escalation walk of that severity;
+- another unconfirmed candidate re-triggers it (severity only rises; a worse one asks again);
+- found clear — the repeat is normal — it is **refuted** and auto-resolved at once;
+- an unconfirmed candidate for a rule whose alert is already confirmed changes nothing (as before:
+  a single reading waits for its confirmation).
+
 The engine turns these decisions into rows (store.alerts) inside the transaction that consumed the
 readings; the replay applies them to memory. Clinician actions (acknowledge, resolve, assign,
 snooze) live in :mod:`alerts.service`.
@@ -57,6 +69,7 @@ class AlertView:
     opened_at: datetime
     cleared_since: datetime | None = None
     snoozed_until: datetime | None = None
+    unconfirmed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +86,12 @@ class Retrigger:
     reopened: bool  # an acknowledged alert goes back to open
     unsnoozed: bool  # a snooze ends
     was_cleared: bool  # the condition had cleared and came back
+    confirms: bool = False  # an unconfirmed alert is confirmed: its severity is the candidate's
+
+    @property
+    def restart_walk(self) -> bool:
+        """Start the escalation walk again (at ``severity``): worse, or confirmed."""
+        return self.raised or self.confirms
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +104,7 @@ class MarkCleared:
 class AutoResolve:
     alert_id: int
     cleared_since: datetime
+    refuted: bool = False  # an unconfirmed alert whose repeat measurement was normal
 
 
 Decision = Open | Retrigger | MarkCleared | AutoResolve
@@ -98,16 +118,21 @@ def reconcile(unresolved: Mapping[str, AlertView], outcome: Outcome, now: dateti
         if a is None:
             decisions.append(Open(c))
             continue
-        raised = c.severity > a.severity
+        if c.unconfirmed and not a.unconfirmed:
+            continue  # a confirmed alert: a single new reading waits for its confirmation
+        confirms = a.unconfirmed and not c.unconfirmed
+        severity = c.severity if confirms else max(c.severity, a.severity)
+        raised = severity > a.severity
         decisions.append(
             Retrigger(
                 alert_id=a.alert_id,
                 candidate=c,
-                severity=max(c.severity, a.severity),
+                severity=severity,
                 raised=raised,
                 reopened=raised and a.state is State.ACKNOWLEDGED,
                 unsnoozed=raised and a.snoozed_until is not None and a.snoozed_until > now,
                 was_cleared=a.cleared_since is not None,
+                confirms=confirms,
             )
         )
     for rule in sorted(outcome.clear - outcome.triggered):
@@ -118,9 +143,10 @@ def reconcile(unresolved: Mapping[str, AlertView], outcome: Outcome, now: dateti
 
 
 def due_auto_resolves(unresolved: Iterable[AlertView], now: datetime, config: LifecycleConfig) -> list[AutoResolve]:
-    """Alerts whose condition has stayed clear for their kind's auto-resolution time."""
+    """Alerts whose condition has stayed clear for their kind's auto-resolution time; an unconfirmed
+    alert found clear (refuted by the repeat measurement) at once."""
     return [
-        AutoResolve(a.alert_id, a.cleared_since)
+        AutoResolve(a.alert_id, a.cleared_since, refuted=a.unconfirmed)
         for a in unresolved
-        if a.cleared_since is not None and now - a.cleared_since >= config.auto_resolve_after(a.rule)
+        if a.cleared_since is not None and (a.unconfirmed or now - a.cleared_since >= config.auto_resolve_after(a.rule))
     ]

@@ -82,7 +82,13 @@ def evidence_json(evidence: Iterable[Obs]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """An alert a rule would raise now. ``rule`` is the key of "one open alert per patient and rule"."""
+    """An alert a rule would raise now. ``rule`` is the key of "one open alert per patient and rule".
+
+    ``unconfirmed``: the values behind it have not been confirmed by a repeat measurement yet (a
+    single reading in a band that asks for two, a NEWS2 aggregate built from single readings). The
+    lifecycle opens such an alert marked unconfirmed and asks the patient to repeat the
+    measurements; the repeat confirms it or, found clear, auto-resolves it.
+    """
 
     rule: str
     kind: Kind
@@ -91,6 +97,7 @@ class Candidate:
     summary: str
     evidence: tuple[Obs, ...]
     detail: Mapping[str, Any] = field(default_factory=dict)
+    unconfirmed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +111,16 @@ class Outcome:
 
 
 def merge_outcomes(outcomes: Iterable[Outcome]) -> Outcome:
-    """Combine outcomes; for one rule key the worst candidate wins and a trigger beats a clear."""
+    """Combine outcomes; for one rule key the worst candidate wins (a confirmed one over an unconfirmed
+    one of the same severity) and a trigger beats a clear."""
     best: dict[str, Candidate] = {}
     clear: set[str] = set()
     for outcome in outcomes:
         clear |= outcome.clear
         for c in outcome.candidates:
-            if c.rule not in best or c.severity > best[c.rule].severity:
+            if c.rule not in best or (c.severity, not c.unconfirmed) > (
+                best[c.rule].severity,
+                not best[c.rule].unconfirmed,
+            ):
                 best[c.rule] = c
     return Outcome(tuple(best.values()), frozenset(clear - best.keys()))

@@ -12,7 +12,7 @@ evaluated together (a cuff sends systolic, diastolic and pulse at once).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any
@@ -47,6 +47,7 @@ class OpenedAlert:
             "rule": c.rule,
             "metric": c.metric,
             "severity": c.severity.label,
+            "unconfirmed": c.unconfirmed,
             "opened_at": self.opened_at.isoformat(),
             "summary": c.summary,
             "evidence": evidence_json(c.evidence),
@@ -87,6 +88,9 @@ class Replayer:
         self.tick = tick
         self.on_open = on_open
         self.opened: list[OpenedAlert] = []
+        # Unconfirmed alerts: when a repeat confirmed them, and those a normal repeat refuted.
+        self.confirmed_at: dict[int, datetime] = {}
+        self.refuted: set[int] = set()
         self.readings = 0
         self.on_progress: Callable[[int], None] | None = None
         self.progress_every = 10_000
@@ -172,7 +176,9 @@ class Replayer:
         for d in reconcile(p.alerts, outcome, now):
             if isinstance(d, Open):
                 c = d.candidate
-                view = AlertView(self._next_id, c.rule, c.kind.value, c.severity, State.OPEN, now)
+                view = AlertView(
+                    self._next_id, c.rule, c.kind.value, c.severity, State.OPEN, now, unconfirmed=c.unconfirmed
+                )
                 p.alerts[c.rule] = view
                 alert = OpenedAlert(self._next_id, patient_id, c, now)
                 self._next_id += 1
@@ -181,9 +187,15 @@ class Replayer:
                     self.on_open(alert)
             elif isinstance(d, Retrigger):
                 a = p.alerts[d.candidate.rule]
-                p.alerts[a.rule] = AlertView(
-                    a.alert_id, a.rule, a.kind, d.severity, State.OPEN if d.reopened else a.state, a.opened_at
+                p.alerts[a.rule] = replace(
+                    a,
+                    severity=d.severity,
+                    state=State.OPEN if d.reopened else a.state,
+                    cleared_since=None,
+                    unconfirmed=a.unconfirmed and not d.confirms,
                 )
+                if d.confirms:
+                    self.confirmed_at[a.alert_id] = now
             elif isinstance(d, MarkCleared):
                 self._mark_cleared(p, d)
         self._auto_resolve(p, now)
@@ -192,11 +204,12 @@ class Replayer:
     def _mark_cleared(p: _Patient, d: MarkCleared) -> None:
         for rule, a in p.alerts.items():
             if a.alert_id == d.alert_id:
-                p.alerts[rule] = AlertView(a.alert_id, a.rule, a.kind, a.severity, a.state, a.opened_at, d.since)
+                p.alerts[rule] = replace(a, cleared_since=d.since)
                 return
 
     def _auto_resolve(self, p: _Patient, now: datetime) -> None:
         resolved: list[AutoResolve] = due_auto_resolves(p.alerts.values(), now, self.rules.lifecycle)
         done = {r.alert_id for r in resolved}
+        self.refuted.update(r.alert_id for r in resolved if r.refuted)
         if done:
             p.alerts = {rule: a for rule, a in p.alerts.items() if a.alert_id not in done}

@@ -4,12 +4,20 @@ For each configuration (``thresholds_only``: every rule without anomaly models; 
 the same plus the deployed anomaly method) the cohort is replayed through ``alerts.replay`` (the
 engine's rules and lifecycle, in memory) and scored:
 
-- ``recall``: labelled events with at least one matching alert opened between the event's start and
-  two days after its end (matching: the alert's metric is one of the event's metrics, or its kind
-  is one the event names, e.g. ``news2`` for an infection);
-- ``false_alerts_per_patient_month``: alerts opened on *quiet* patients (no labelled event) per
-  quiet patient-month (30 days); ``false_alerts_per_patient_month_all`` also counts alerts on event
-  patients outside their event windows, over all patient-months;
+- ``recall``: labelled events with at least one matching alert reaching the care team between the
+  event's start and two days after its end (matching: the alert's metric is one of the event's
+  metrics, or its kind is one the event names, e.g. ``news2`` for an infection);
+- ``false_alerts_per_patient_month``: alerts reaching the care team on *quiet* patients (no
+  labelled event) per quiet patient-month (30 days); ``false_alerts_per_patient_month_all`` also
+  counts alerts on event patients outside their event windows, over all patient-months;
+- an alert *reaches the care team* when it opens confirmed, or when a repeat measurement confirms an
+  alert that opened unconfirmed (issue 14: an unconfirmed alert's default walk only asks the patient
+  to re-measure; before issue 14 every alert opened confirmed, so the figures compare like with
+  like). ``remeasure_requests_per_patient_month`` counts the unconfirmed alerts opened on quiet
+  patients (each asked the patient to repeat a measurement), ``unconfirmed`` how they ended;
+- ``median_hours_to_detection``: from the event's start to the first matching alert reaching the
+  care team; ``median_hours_to_first_action`` to the first matching alert of any kind (an
+  unconfirmed one asks the patient at once); ``hours_to_detection`` per event;
 - ``readings_per_s``: the alert engine (``vigil alerts run`` code, in this process) consuming the
   cohort from PostgreSQL by watermark: readings evaluated per second of wall time;
 - ``replay_readings_per_s``: the same evaluation through the in-memory replay.
@@ -27,7 +35,8 @@ import statistics
 import sys
 import time
 from collections import Counter
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from alerts.config import AnomalyConfig, RulesConfig
@@ -38,33 +47,66 @@ from bench.cohort import Cohort, generate
 GRACE = timedelta(days=2)
 
 
-def replay(
-    cohort: Cohort, rules: RulesConfig, *, anomaly: bool, method: str | None = None
-) -> tuple[list[OpenedAlert], float]:
+@dataclass
+class Replayed:
+    opened: list[OpenedAlert]
+    # Alerts that opened unconfirmed: when a repeat confirmed them; which a normal repeat refuted.
+    confirmed_at: dict[int, datetime] = field(default_factory=dict)
+    refuted: set[int] = field(default_factory=set)
+
+    def reached_care_team(self, a: OpenedAlert) -> datetime | None:
+        """When the alert reached the care team: at opening, or when a repeat confirmed it."""
+        if not a.to_json().get("unconfirmed", False):
+            return a.opened_at
+        return self.confirmed_at.get(a.alert_id)
+
+
+def replay(cohort: Cohort, rules: RulesConfig, *, anomaly: bool, method: str | None = None) -> tuple[Replayed, float]:
     readings = [ReplayReading(t, pid, m, v) for pid, t, m, v in cohort.readings]
     readings.sort(key=lambda r: (r.time, r.patient_id))
     replayer = Replayer(rules, patient_settings=cohort.settings(), anomaly=anomaly, anomaly_method=method)
     start = time.perf_counter()
     opened = list(replayer.run(readings))
-    return opened, len(readings) / (time.perf_counter() - start)
+    rate = len(readings) / (time.perf_counter() - start)
+    return Replayed(opened, dict(getattr(replayer, "confirmed_at", {})), set(getattr(replayer, "refuted", ()))), rate
 
 
-def score(cohort: Cohort, opened: list[OpenedAlert]) -> dict[str, Any]:
+def score(cohort: Cohort, replayed: Replayed) -> dict[str, Any]:
     by_patient: dict[str, list[Any]] = {}
     for e in cohort.events:
         by_patient.setdefault(e.patient_id, []).append(e)
     quiet = set(cohort.quiet_patients)
     detected: dict[int, float] = {}
+    first_action: dict[int, float] = {}
     false_quiet: Counter[str] = Counter()
     false_all = 0
-    for a in opened:
+    remeasure_quiet = 0
+    unconfirmed: Counter[str] = Counter()
+    for a in replayed.opened:
         j = a.to_json()
+        if j.get("unconfirmed", False):
+            unconfirmed[
+                "confirmed"
+                if a.alert_id in replayed.confirmed_at
+                else "refuted"
+                if a.alert_id in replayed.refuted
+                else "open_at_end"
+            ] += 1
+            remeasure_quiet += a.patient_id in quiet
+        matching = [e for e in by_patient.get(a.patient_id, []) if j["metric"] in e.metrics or j["kind"] in e.kinds]
+        for e in matching:
+            if e.start <= a.opened_at <= e.end + GRACE:
+                hours = (a.opened_at - e.start) / timedelta(hours=1)
+                first_action[id(e)] = min(first_action.get(id(e), hours), hours)
+        at = replayed.reached_care_team(a)
+        if at is None:
+            continue  # asked the patient to re-measure; never reached the care team
         inside = False
         for e in by_patient.get(a.patient_id, []):
-            if e.start <= a.opened_at <= e.end + GRACE:
+            if e.start <= at <= e.end + GRACE:
                 inside = True
-                if j["metric"] in e.metrics or j["kind"] in e.kinds:
-                    hours = (a.opened_at - e.start) / timedelta(hours=1)
+                if e in matching:
+                    hours = (at - e.start) / timedelta(hours=1)
                     detected[id(e)] = min(detected.get(id(e), hours), hours)
         if not inside:
             false_all += 1
@@ -79,8 +121,14 @@ def score(cohort: Cohort, opened: list[OpenedAlert]) -> dict[str, Any]:
         "false_alerts_per_patient_month": round(sum(false_quiet.values()) / (len(quiet) * months), 3),
         "false_alerts_per_patient_month_all": round(false_all / (len(cohort.patients) * months), 3),
         "false_alerts_quiet_by_rule": dict(false_quiet.most_common()),
-        "alerts_opened": len(opened),
+        "alerts_opened": len(replayed.opened),
+        "remeasure_requests_per_patient_month": round(remeasure_quiet / (len(quiet) * months), 3),
+        "unconfirmed": dict(unconfirmed),
         "median_hours_to_detection": round(statistics.median(detected.values()), 1) if detected else None,
+        "median_hours_to_first_action": round(statistics.median(first_action.values()), 1) if first_action else None,
+        "hours_to_detection": {
+            f"{e.kind}:{e.patient_id}": round(detected[id(e)], 1) for e in cohort.events if id(e) in detected
+        },
     }
 
 
@@ -89,8 +137,8 @@ def evaluate(seed: int, args: argparse.Namespace, engine: Any) -> dict[str, Any]
     out: dict[str, Any] = {"seed": seed, "patients": len(cohort.patients), "readings": len(cohort.readings)}
     base = RulesConfig()
     for name, anomaly in (("thresholds_only", False), ("with_anomaly", True)):
-        opened, rate = replay(cohort, base, anomaly=anomaly)
-        result = score(cohort, opened)
+        replayed, rate = replay(cohort, base, anomaly=anomaly)
+        result = score(cohort, replayed)
         result["replay_readings_per_s"] = round(rate)
         if engine is not None:
             result.update(engine(cohort, anomaly=anomaly))
@@ -118,9 +166,10 @@ def compare(cohort: Cohort, base: RulesConfig) -> dict[str, Any]:
     ]
     results = {}
     for name, method, cfg in variants:
-        opened, rate = replay(cohort, base.model_copy(update={"anomaly": cfg}), anomaly=True, method=method)
-        full = score(cohort, opened)
-        alone = score(cohort, [a for a in opened if a.candidate.kind.value == "anomaly"])
+        replayed, rate = replay(cohort, base.model_copy(update={"anomaly": cfg}), anomaly=True, method=method)
+        full = score(cohort, replayed)
+        only = [a for a in replayed.opened if a.candidate.kind.value == "anomaly"]
+        alone = score(cohort, Replayed(only, replayed.confirmed_at, replayed.refuted))
         results[name] = {
             "anomaly_alone": {k: alone[k] for k in ("recall", "false_alerts_per_patient_month", "missed")},
             "with_rules": {k: full[k] for k in ("recall", "false_alerts_per_patient_month", "missed")},

@@ -10,21 +10,38 @@ Per message, by topic kind and the agent's registered state (loaded for the batc
   device rows. A re-sent registration of an already active agent with the same keys is absorbed.
 * anything that fails: a dead letter with the exception's stable ``reason``. If the envelope's
   signature verified, its sequence numbers still count as resolved (they will never be accepted).
+  A dead letter keeps at most ``Limits.payload_max_bytes`` of the payload, with the whole
+  payload's length and SHA-256.
+* **any other exception** while classifying one message (a bug, or hostile input that reaches a
+  path nobody foresaw) is that message's failure, never the batch's: what the message had added
+  is rolled back and it becomes a dead letter ``internal_error`` whose detail names the
+  exception's type and where it was raised, never its text (which may hold untrusted data).
+
+Freshness: a readings envelope whose ``sent_at`` lies more than ``Limits.max_age`` before the
+server's clock, or more than ``Limits.max_ahead`` after it, is stored as usual (an offline backlog,
+a Pi with a wrong clock) but its readings carry the flag ``ingest:sent_long_ago`` or
+``ingest:sent_in_future`` and the envelope is counted in ``Classified.stale``. The ``ingest:``
+flag namespace is the server's: such flags sent by an agent are dropped.
 
 Nothing here logs payloads or values: only ids and reasons.
 """
 
 from __future__ import annotations
 
+import hashlib
+import traceback
 from collections import Counter
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import PurePath
+from typing import Final
 
 from ingest.acks import AckToken
 from rpm_core.enrollment import open_registration
 from rpm_core.envelope import declared_sequences, decode_values, open_envelope
-from rpm_core.errors import EnvelopeError, MalformedEnvelope, TopicError
+from rpm_core.errors import EnvelopeError, InvalidIdentifier, MalformedEnvelope, TopicError
+from rpm_core.ids import agent_id, org_id
 from rpm_core.keys import ServerKey
 from rpm_core.status import AgentStatus, open_status
 from rpm_core.topics import Direction, Kind, Topic
@@ -33,7 +50,24 @@ from store.ingest_db import Activation, BatchWrite
 from store.ingest_state import DeadLetterRow, DeviceRow, GapRow
 from store.readings import ReadingRow
 
-__all__ = ["Classified", "Incoming", "classify", "seq_ranges"]
+__all__ = [
+    "SENT_IN_FUTURE",
+    "SENT_LONG_AGO",
+    "SERVER_FLAG_PREFIX",
+    "Classified",
+    "Incoming",
+    "Limits",
+    "classify",
+    "dead_letter_row",
+    "publisher_of",
+    "seq_ranges",
+]
+
+SERVER_FLAG_PREFIX: Final = "ingest:"
+SENT_LONG_AGO: Final = "ingest:sent_long_ago"
+SENT_IN_FUTURE: Final = "ingest:sent_in_future"
+_TOPIC_MAX: Final = 512
+_DETAIL_MAX: Final = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +78,15 @@ class Incoming:
     received: float  # monotonic seconds at arrival
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds from the settings (``IngestSettings``): dead-letter payload size and freshness windows."""
+
+    payload_max_bytes: int = 8192
+    max_age: timedelta = timedelta(days=7)
+    max_ahead: timedelta = timedelta(minutes=5)
+
+
 @dataclass(slots=True)
 class Classified:
     write: BatchWrite = field(default_factory=BatchWrite)
@@ -51,6 +94,10 @@ class Classified:
     dead: Counter[str] = field(default_factory=Counter)  # by reason
     receipts: dict[str, str] = field(default_factory=dict)  # agent -> org: send a receipt after commit
     sent_at: list[datetime] = field(default_factory=list)  # per readings envelope, for the latency metric
+    # (agent, "sent_long_ago" | "sent_in_future") -> readings envelopes outside the freshness window
+    stale: Counter[tuple[str, str]] = field(default_factory=Counter)
+    internal: list[tuple[str, str]] = field(default_factory=list)  # (topic, detail) of internal_error letters
+    suppressed: Counter[str] = field(default_factory=Counter)  # agent -> dead letters over its rate (service)
 
 
 class _Dead(Exception):
@@ -78,21 +125,102 @@ def classify(
     server_keys: Mapping[str, ServerKey],
     *,
     now: datetime,
+    limits: Limits = Limits(),
 ) -> Classified:
-    """``agents`` is updated in place when a registration activates an agent within the batch."""
+    """``agents`` is updated in place when a registration activates an agent within the batch.
+
+    Never raises because of a message: each one is stored, absorbed or dead-lettered.
+    """
     out = Classified()
     for msg in messages:
         topic: Topic | None = None
+        mark = _Mark.of(out)
         try:
             topic = _topic(msg.topic)
             rec = _agent(agents, topic)
             if topic.kind is Kind.READINGS:
-                _readings(out, msg, topic, rec, server_keys)
+                _readings(out, msg, topic, rec, server_keys, now, limits)
             else:
                 _status(out, msg, topic, rec, agents, server_keys, now)
         except _Dead as dead:
-            _dead_letter(out, msg, topic, dead)
+            mark.rollback(out)
+            _dead_letter(out, msg, topic, dead, limits)
+        except Exception as exc:  # noqa: BLE001 - one message's failure, whatever it is, is that message's
+            mark.rollback(out)
+            detail = internal_detail(exc)
+            out.internal.append((clean_topic(msg.topic)[:120], detail))
+            _dead_letter(out, msg, None, _Dead("internal_error", detail), limits)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    """How long the batch's lists were before a message: what to cut back if it fails."""
+
+    readings: int
+    gaps: int
+    devices: int
+    activations: int
+    dead_letters: int
+    sent_at: int
+
+    @classmethod
+    def of(cls, out: Classified) -> _Mark:
+        w = out.write
+        return cls(
+            len(w.readings), len(w.gaps), len(w.devices), len(w.activations), len(w.dead_letters), len(out.sent_at)
+        )
+
+    def rollback(self, out: Classified) -> None:
+        w = out.write
+        del w.readings[self.readings :], w.gaps[self.gaps :], w.devices[self.devices :]
+        del w.activations[self.activations :], w.dead_letters[self.dead_letters :], out.sent_at[self.sent_at :]
+
+
+def internal_detail(exc: BaseException) -> str:
+    """The type of an unexpected exception and where it was raised: never its text (untrusted data)."""
+    where = ""
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        path = PurePath(frame.f_code.co_filename)
+        where = f" at {path.parent.name}/{path.name}:{lineno}"  # the innermost frame wins
+    return f"{type(exc).__name__[:60]}{where}"[:200]
+
+
+def clean_topic(raw: str) -> str:
+    """The topic as stored in a dead letter: bounded, control characters escaped."""
+    head = raw[:_TOPIC_MAX]
+    return head if head.isprintable() else head.encode("unicode_escape").decode("ascii")[:_TOPIC_MAX]
+
+
+def publisher_of(raw: str) -> tuple[str | None, str | None]:
+    """(org, agent) of the uplink subtree ``vigil/v1/{org}/{agent}/up/...`` a message was published
+    in, also when the rest of the topic is not one ingest knows: the broker ACL lets an agent
+    publish only in its own subtree, so these name the publisher."""
+    parts = raw.split("/", 5)
+    if len(parts) < 6 or parts[0] != "vigil" or parts[1] != "v1" or parts[4] != "up":
+        return None, None
+    try:
+        return org_id(parts[2]), agent_id(parts[3])
+    except InvalidIdentifier:
+        return None, None
+
+
+def dead_letter_row(
+    raw_topic: str, reason: str, detail: str, payload: bytes, *, payload_max_bytes: int
+) -> DeadLetterRow:
+    """A dead letter keeping at most ``payload_max_bytes`` of the payload, with its full length and
+    SHA-256 (an operator can still match it against a captured message)."""
+    org, agent = publisher_of(raw_topic)
+    return DeadLetterRow(
+        topic=clean_topic(raw_topic),
+        reason=reason,
+        detail=detail[:_DETAIL_MAX],
+        payload=payload[: max(payload_max_bytes, 0)],
+        org_id=org,
+        agent_id=agent,
+        payload_bytes=len(payload),
+        payload_sha256=hashlib.sha256(payload).digest(),
+    )
 
 
 def _agent(agents: Mapping[str, AgentRecord], topic: Topic) -> AgentRecord:
@@ -112,18 +240,11 @@ def _topic(raw: str) -> Topic:
     return topic
 
 
-def _dead_letter(out: Classified, msg: Incoming, topic: Topic | None, dead: _Dead) -> None:
+def _dead_letter(out: Classified, msg: Incoming, topic: Topic | None, dead: _Dead, limits: Limits) -> None:
     out.kinds["dead_letter"] += 1
     out.dead[dead.reason] += 1
     out.write.dead_letters.append(
-        DeadLetterRow(
-            topic=msg.topic[:512],
-            reason=dead.reason,
-            detail=dead.detail[:500],
-            payload=msg.payload,
-            org_id=topic.org if topic else None,
-            agent_id=topic.agent if topic else None,
-        )
+        dead_letter_row(msg.topic, dead.reason, dead.detail, msg.payload, payload_max_bytes=limits.payload_max_bytes)
     )
     if topic is not None and dead.resolved:
         _resolve(out, topic, dead.resolved)
@@ -142,7 +263,13 @@ def _not_active(rec: AgentRecord) -> _Dead:
 
 
 def _readings(
-    out: Classified, msg: Incoming, topic: Topic, rec: AgentRecord, server_keys: Mapping[str, ServerKey]
+    out: Classified,
+    msg: Incoming,
+    topic: Topic,
+    rec: AgentRecord,
+    server_keys: Mapping[str, ServerKey],
+    now: datetime,
+    limits: Limits,
 ) -> None:
     if rec.status != "active" or rec.keys is None:
         raise _not_active(rec)
@@ -156,19 +283,43 @@ def _readings(
         raise _Dead(exc.reason, _detail(exc), declared_sequences(body)) from exc
     org, agent = topic.org, topic.agent
     sole = _sole_patient(rec)
+    stale = _staleness(batch.sent_at, now, limits)
     rows = out.write.readings
-    first = len(rows)
     for seq, device, metric, value, measured_at, device_time, flags in batch.rows:
         patient = sole if sole is not None else rec.patient_at(measured_at)
         if patient is None:
-            del rows[first:]
-            raise _Dead("unassigned", "agent has no patient")
+            raise _Dead("unassigned", "agent has no patient")  # classify rolls back this message's rows
+        if stale is not None:
+            flags = _server_flags(flags, stale)
+        else:
+            for f in flags:  # rarely more than one; the server's namespace is never the agent's
+                if f.startswith(SERVER_FLAG_PREFIX):
+                    flags = _server_flags(flags, None)
+                    break
         rows.append(ReadingRow(measured_at, org, patient, agent, device, metric, value, seq, flags, device_time))
     out.write.gaps.extend(GapRow(agent, org, g.first, g.last) for g in batch.gaps)
-    out.write.seen[agent] = max(batch.sent_at, out.write.seen.get(agent, batch.sent_at))
+    seen = min(batch.sent_at, now)  # a clock running ahead must not pin last_seen_at in the future
+    out.write.seen[agent] = max(seen, out.write.seen.get(agent, seen))
     _resolve(out, topic, [*seq_ranges([r[0] for r in batch.rows]), *((g.first, g.last) for g in batch.gaps)])
     out.kinds["readings"] += 1
     out.sent_at.append(batch.sent_at)
+    if stale is not None:
+        out.stale[(agent, stale.removeprefix(SERVER_FLAG_PREFIX))] += 1
+
+
+def _staleness(sent_at: datetime, now: datetime, limits: Limits) -> str | None:
+    """The freshness flag of an envelope sent at ``sent_at``, or None when it is within the window."""
+    if sent_at < now - limits.max_age:
+        return SENT_LONG_AGO
+    if sent_at > now + limits.max_ahead:
+        return SENT_IN_FUTURE
+    return None
+
+
+def _server_flags(flags: list[str], stale: str | None) -> list[str]:
+    """The agent's flags without any in the server's namespace, plus the freshness flag."""
+    kept = [f for f in flags if not f.startswith(SERVER_FLAG_PREFIX)]
+    return sorted([*kept, stale]) if stale is not None else kept
 
 
 def _sole_patient(rec: AgentRecord) -> str | None:
@@ -239,7 +390,8 @@ def _is_repeated_registration(
 
 
 def _record_status(out: Classified, topic: Topic, status: AgentStatus, now: datetime) -> None:
-    out.write.seen[topic.agent] = max(status.sent_at, out.write.seen.get(topic.agent, status.sent_at))
+    seen = min(status.sent_at, now)  # a clock running ahead must not pin last_seen_at in the future
+    out.write.seen[topic.agent] = max(seen, out.write.seen.get(topic.agent, seen))
     for d in status.devices:
         out.write.devices.append(
             DeviceRow(
@@ -251,5 +403,6 @@ def _record_status(out: Classified, topic: Topic, status: AgentStatus, now: date
 
 
 def _detail(exc: EnvelopeError) -> str:
-    """A PHI-free detail: the exception's own message names fields and kinds, never values."""
-    return str(exc)[:500]
+    """A PHI-free detail: the exception's own message names fields and kinds, never values
+    (``rpm_core.errors`` describes untrusted values by type and size, bounded)."""
+    return str(exc)[:_DETAIL_MAX]

@@ -41,11 +41,39 @@ class IngestMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        # The service binds lag, oldest and outage to live values (Gauge.set_function): they are true at
+        # every scrape, also while the worker is stuck retrying a database that is down.
         self.lag = Gauge("vigil_ingest_consumer_lag_messages", "Received, not yet acknowledged", registry=r)
         self.oldest = Gauge("vigil_ingest_consumer_lag_seconds", "Age of the oldest unacknowledged message", registry=r)
         self.db_up = Gauge("vigil_ingest_database_up", "1 while the database accepts our batches", registry=r)
+        self.outage = Gauge(
+            "vigil_ingest_database_outage_seconds",
+            "Seconds since the database stopped accepting our batches; 0 while it accepts them",
+            registry=r,
+        )
         self.db_errors = Counter(
             "vigil_ingest_database_errors", "Failed batch attempts by reason", ["reason"], registry=r
+        )
+        self.dead_letters_suppressed = Counter(
+            "vigil_ingest_dead_letters_suppressed",
+            "Dead letters over the agent's rate: acknowledged and counted, payload not stored",
+            ["agent"],
+            registry=r,
+        )
+        self.dead_letters_pruned = Counter(
+            "vigil_ingest_dead_letters_pruned", "Dead letters deleted by the retention", registry=r
+        )
+        self.stale = Counter(
+            "vigil_ingest_stale_envelopes",
+            "Readings envelopes whose sent_at is outside the freshness window (kind: sent_long_ago, sent_in_future)",
+            ["agent", "kind"],
+            registry=r,
+        )
+        self.internal_errors = Counter(
+            "vigil_ingest_internal_errors",
+            "Unexpected exceptions handled without stopping the worker, by stage",
+            ["stage"],
+            registry=r,
         )
         self.sessions_lost = Counter(
             "vigil_ingest_sessions_lost", "Reconnects where the broker had no session for us", registry=r

@@ -57,6 +57,28 @@ class IngestSettings(VigilSettings):
     # Database outage: the longest wait in seconds between retries; must be >= db_retry_base_s.
     db_retry_cap_s: float = Field(default=10.0, gt=0)
 
+    # Bytes of a dead letter's payload that are stored (a prefix); the whole payload's length and SHA-256 are
+    # always stored, so an operator can still match it (docs/ingest.md, "Dead letters cannot fill the disk").
+    dead_letter_payload_max_bytes: int = Field(default=8192, ge=0, le=1024 * 1024)
+    # Dead letters one agent may cause in a burst that are stored; refilled at dead_letter_per_minute.
+    dead_letter_burst: int = Field(default=20, ge=0)
+    # Dead letters per minute one agent may cause after its burst that are stored (per worker). Past it a dead
+    # letter is still acknowledged and counted (metric, hourly summary row, alarm line), its payload not stored.
+    dead_letter_per_minute: float = Field(default=6.0, ge=0)
+    # Dead letters (and their hourly summaries) older than this many days are deleted by ingest itself.
+    dead_letter_retention_days: float = Field(default=30.0, gt=0)
+    # Seconds between two dead-letter retention runs (one runs when the worker starts).
+    dead_letter_prune_interval_s: float = Field(default=3600.0, gt=0)
+
+    # A readings envelope whose sent_at is more than this many seconds before the server's clock (an offline
+    # backlog, a replay) is stored with its readings flagged ingest:sent_long_ago, and counted; default 7 days.
+    freshness_max_age_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # A readings envelope whose sent_at is more than this many seconds after the server's clock (the Pi's clock
+    # runs ahead) is stored with its readings flagged ingest:sent_in_future, and counted.
+    freshness_max_ahead_s: float = Field(default=300.0, gt=0)
+    # At most one alarm line per agent and kind (dead-letter flood, stale envelopes) per this many seconds.
+    alarm_log_interval_s: float = Field(default=300.0, gt=0)
+
     # Prometheus exposition; 0 disables the HTTP endpoint.
     metrics_port: int = Field(default=9464, ge=0, lt=65536)
     # Address the metrics endpoint listens on; 0.0.0.0 lets a scraper on another host reach it.

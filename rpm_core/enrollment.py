@@ -195,7 +195,7 @@ def open_registration(data: bytes, *, topic: Topic, server_keys: Mapping[str, Se
     signed, sender_kex = decrypt_envelope(data, topic=topic, server_keys=server_keys, sender_kex=None)
     try:
         doc: Any = cbor2.loads(signed_payload_unverified(signed))
-    except (cbor2.CBORDecodeError, RecursionError, ValueError, TypeError, OverflowError) as exc:
+    except Exception as exc:  # any decoder failure on hostile bytes (see rpm_core.errors)
         raise MalformedEnvelope("registration body is not CBOR") from exc
     if not isinstance(doc, dict) or doc.get("type") != "register":
         raise MalformedEnvelope("not a registration")

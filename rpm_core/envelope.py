@@ -194,10 +194,20 @@ class _Outer:
     ciphertext: bytes = b""
 
 
+def _is_int(value: object, expected: int) -> bool:
+    """The CBOR integer ``expected`` exactly: True, 1.0 and cbor2's simple(1) compare equal to 1,
+    and an unprotected header accepted that way was malleable (cwt refuses them)."""
+    return type(value) is int and value == expected
+
+
+def _int_keys(header: dict[Any, Any]) -> bool:
+    return all(type(k) is int for k in header)
+
+
 def _cbor(data: bytes, what: str) -> Any:
     try:
         return cbor2.loads(data)
-    except (cbor2.CBORDecodeError, RecursionError, ValueError, TypeError, OverflowError) as exc:
+    except Exception as exc:  # any decoder failure on hostile bytes (see rpm_core.errors)
         raise MalformedEnvelope(f"{what} is not CBOR") from exc
 
 
@@ -217,9 +227,9 @@ def _parse_outer(data: bytes) -> _Outer:
     if not isinstance(protected, dict):
         raise MalformedEnvelope("bad protected header")
     version = protected.get(_VERSION_LABEL)
-    if version != ENVELOPE_VERSION:
+    if not _is_int(version, ENVELOPE_VERSION):
         raise UnsupportedVersion(version)
-    if protected.get(_ALG) != _CHACHA20_POLY1305:
+    if not _is_int(protected.get(_ALG), _CHACHA20_POLY1305):
         raise UnsupportedAlgorithm(protected.get(_ALG))
     iv = v[1].get(_IV)
     if not isinstance(iv, bytes) or len(iv) != 12:
@@ -234,20 +244,26 @@ def _parse_recipient(rec: object) -> _Outer:
     if rec[2] != b"":  # direct key agreement: the recipient carries no wrapped key
         raise MalformedEnvelope("unexpected recipient ciphertext")
     r_protected = _cbor(rec[0], "recipient header") if rec[0] else {}
-    if not isinstance(r_protected, dict) or r_protected.get(_ALG) != _ECDH_SS_HKDF_256:
+    if not isinstance(r_protected, dict) or not _is_int(r_protected.get(_ALG), _ECDH_SS_HKDF_256):
         raise UnsupportedAlgorithm(r_protected.get(_ALG) if isinstance(r_protected, dict) else None)
     header = rec[1]
+    if not (_int_keys(r_protected) and _int_keys(header)):
+        # true or 4.0 for a label finds the same entry: neither header would be one encoding only.
+        raise MalformedEnvelope("recipient header labels are not integers")
     if set(header) != {_KID, _PARTY_U_NONCE, _STATIC_KEY}:
         # Notably a salt (-20): cwt would ignore it, leaving an unauthenticated, malleable header.
         raise MalformedEnvelope("unexpected recipient header parameters")
     kid, nonce, static = header[_KID], header[_PARTY_U_NONCE], header[_STATIC_KEY]
     if not isinstance(kid, bytes) or not isinstance(nonce, bytes) or len(nonce) != 32:
         raise MalformedEnvelope("bad recipient kid or PartyU nonce")
-    if not (isinstance(static, dict) and static.get(1) == _OKP and static.get(-1) == _X25519):
+    if not (isinstance(static, dict) and _is_int(static.get(1), _OKP) and _is_int(static.get(-1), _X25519)):
         raise UnsupportedAlgorithm(static.get(-1) if isinstance(static, dict) else None)
     sender = static.get(-2)
-    if not isinstance(sender, bytes) or len(sender) != 32 or set(static) - {1, -1, -2, 3}:
+    if not isinstance(sender, bytes) or len(sender) != 32 or set(static) - {1, -1, -2, 3} or not _int_keys(static):
         raise MalformedEnvelope("bad sender static key")
+    if sender[31] & 0x80:
+        # X25519 ignores the top bit (RFC 7748), so the same key had two encodings; ours never sets it.
+        raise MalformedEnvelope("non-canonical sender static key")
     try:
         return _Outer(recipient_kid=kid.decode("ascii"), sender_kex=sender, recipient_header=header)
     except UnicodeDecodeError as exc:
@@ -366,7 +382,7 @@ def _verify_signed(signed: bytes, *, aad: bytes, agent: AgentPublicKeys) -> byte
     if kid != agent.sign_kid.encode():
         raise UnknownKey(kid.decode("ascii", "replace") if isinstance(kid, bytes) else "?")
     protected = _cbor(v[0], "signature header") if v[0] else {}
-    if not isinstance(protected, dict) or protected.get(_ALG) != _EDDSA:
+    if not isinstance(protected, dict) or not _is_int(protected.get(_ALG), _EDDSA):
         raise UnsupportedAlgorithm(protected.get(_ALG) if isinstance(protected, dict) else None)
     to_be_signed = cbor2.dumps(["Signature1", v[0], aad, v[2]])
     if not agent.verify(v[3], to_be_signed):
@@ -415,7 +431,7 @@ def _body(body: bytes, topic: Topic) -> tuple[list[Any], list[Any], dict[Any, An
     doc = _cbor(body, "body")
     if not isinstance(doc, dict):
         raise MalformedEnvelope("body is not a map")
-    if doc.get("v") != ENVELOPE_VERSION:
+    if not _is_int(doc.get("v"), ENVELOPE_VERSION):
         raise UnsupportedVersion(doc.get("v"))
     if doc.get("org") != topic.org:
         raise BindingMismatch("organisation")

@@ -20,9 +20,24 @@
 
 Every exception carries its data as attributes; callers never parse messages. ``reason`` is a
 short stable code (``snake_case``) suitable for metrics labels and dead-letter rows.
+
+Messages never format an untrusted value with ``repr()`` or ``str()``: a value that came off the
+wire is named through :func:`describe`, which is bounded and cannot raise (``repr()`` of an
+integer of more than 4,300 digits raises ``ValueError``; a megabyte of text would land in a
+dead-letter detail or a log). Building an exception must never be what fails.
+
+Decoding untrusted CBOR catches every exception (``except Exception``, noqa BLE001, in
+``envelope``, ``rows``, ``status`` and ``enrollment``): besides its own errors, cbor2 runs the
+semantic tag decoders of the standard library (``Decimal``, ``Fraction``, ``re``, ``uuid``,
+``ipaddress``, ``email``) and hashes map keys, which raise ``decimal.InvalidOperation``,
+``RuntimeError`` and more on hostile bytes. Whatever it is, those bytes are not CBOR we accept:
+the caller gets :class:`MalformedEnvelope`.
 """
 
 from __future__ import annotations
+
+import re
+from typing import Final
 
 __all__ = [
     "BindingMismatch",
@@ -40,7 +55,40 @@ __all__ = [
     "UnsupportedAlgorithm",
     "UnsupportedVersion",
     "VigilError",
+    "describe",
 ]
+
+_SHOWN_INT: Final = 10**12
+_PRINTABLE: Final = re.compile(r"[\x20-\x26\x28-\x5b\x5d-\x7e]*")  # printable ASCII but ' and \
+
+
+def describe(value: object, *, limit: int = 40) -> str:
+    """A short description of an untrusted value for an error message; bounded, and never raises.
+
+    Small integers and booleans are shown (an unsupported version ``2``, an algorithm ``-7``);
+    printable ASCII text of at most ``limit`` characters is shown quoted; anything else is named by
+    its type and size only (``an integer of 16610 bits``, ``a text of 80000 characters``,
+    ``a map of 3 entries``): no control characters, no unbounded length.
+    """
+    if value is None or isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        if -_SHOWN_INT < value < _SHOWN_INT:
+            return str(int(value))
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, str):
+        if len(value) <= limit and _PRINTABLE.fullmatch(value) is not None:
+            return f"'{value}'"
+        return f"a text of {len(value)} characters"
+    if isinstance(value, bytes | bytearray):
+        return f"a byte string of {len(value)} bytes"
+    if isinstance(value, list | tuple):
+        return f"an array of {len(value)} items"
+    if isinstance(value, dict):
+        return f"a map of {len(value)} entries"
+    if isinstance(value, float):
+        return "a float"
+    return f"a value of type {type(value).__name__[:40]}"
 
 
 class VigilError(Exception):
@@ -59,7 +107,7 @@ class UnknownMetric(ContractError):
     reason = "unknown_metric"
 
     def __init__(self, metric: str) -> None:
-        super().__init__(f"unknown metric {metric!r}")
+        super().__init__(f"unknown metric {describe(metric)}")
         self.metric = metric
 
 
@@ -78,8 +126,8 @@ class ImplausibleValue(ContractError):
 class InvalidIdentifier(ContractError):
     reason = "invalid_identifier"
 
-    def __init__(self, kind: str, value: str) -> None:
-        super().__init__(f"invalid {kind} id {value[:80]!r}")
+    def __init__(self, kind: str, value: object) -> None:
+        super().__init__(f"invalid {kind} id {describe(value, limit=80)}")
         self.kind = kind
         self.value = value
 
@@ -88,7 +136,7 @@ class TopicError(ContractError):
     reason = "bad_topic"
 
     def __init__(self, topic: str, why: str) -> None:
-        super().__init__(f"topic {topic[:200]!r}: {why}")
+        super().__init__(f"topic {describe(topic, limit=200)}: {why[:200]}")
         self.topic = topic
         self.why = why
 
@@ -101,7 +149,7 @@ class MalformedEnvelope(EnvelopeError):
     reason = "malformed"
 
     def __init__(self, why: str) -> None:
-        super().__init__(f"malformed envelope: {why}")
+        super().__init__(f"malformed envelope: {why[:200]}")
         self.why = why
 
 
@@ -109,7 +157,7 @@ class UnsupportedVersion(EnvelopeError):
     reason = "unsupported_version"
 
     def __init__(self, version: object) -> None:
-        super().__init__(f"unsupported envelope version {version!r}")
+        super().__init__(f"unsupported envelope version {describe(version)}")
         self.version = version
 
 
@@ -117,7 +165,7 @@ class UnsupportedAlgorithm(EnvelopeError):
     reason = "unsupported_algorithm"
 
     def __init__(self, alg: object) -> None:
-        super().__init__(f"unsupported algorithm {alg!r}")
+        super().__init__(f"unsupported algorithm {describe(alg)}")
         self.alg = alg
 
 
@@ -125,7 +173,7 @@ class UnknownKey(EnvelopeError):
     reason = "unknown_key"
 
     def __init__(self, kid: str) -> None:
-        super().__init__(f"unknown, rotated-out or revoked key id {kid!r}")
+        super().__init__(f"unknown, rotated-out or revoked key id {describe(kid)}")
         self.kid = kid
 
 
@@ -147,7 +195,7 @@ class BindingMismatch(EnvelopeError):
     reason = "binding_mismatch"
 
     def __init__(self, field: str) -> None:
-        super().__init__(f"the {field} bound inside the envelope differs from the one it arrived with")
+        super().__init__(f"the {field[:40]} bound inside the envelope differs from the one it arrived with")
         self.field = field
 
 

@@ -38,7 +38,7 @@ _PATIENT: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9:_.-]{0,127}")
 
 def _check(kind: str, value: str, pattern: re.Pattern[str]) -> str:
     if not isinstance(value, str) or pattern.fullmatch(value) is None:
-        raise InvalidIdentifier(kind, str(value))
+        raise InvalidIdentifier(kind, value)  # described, bounded, in the message
     return value
 
 

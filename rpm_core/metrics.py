@@ -47,6 +47,10 @@ _METRICS: Final = (
     Metric("bmi", "kg/m2", "39156-5", 188752, 5.0, 150.0, "Body mass index"),
     Metric("body_height", "m", "8302-2", 188740, 0.2, 2.8, "Body height"),
     Metric("glucose", "mg/dL", "41653-7", 160184, 5.0, 2000.0, "Glucose (capillary, glucometer)"),
+    # From a glucose meter's measurement context (0x2A34). MDC_CONC_HBA1C is term 29148 of partition 2
+    # (SCADA): 2 * 65536 + 29148. Laboratory assays report about 3-20 %; 2-25 % bounds what a living
+    # patient can have.
+    Metric("hba1c", "%", "4548-4", 160220, 2.0, 25.0, "Hemoglobin A1c/Hemoglobin.total in Blood"),
     Metric("respiratory_rate", "/min", "9279-1", 151562, 1.0, 90.0, "Respiratory rate"),
 )
 

@@ -24,7 +24,7 @@ from typing import Any, Final, TypeAlias
 import cbor2
 from pydantic import ValidationError
 
-from rpm_core.errors import MalformedEnvelope
+from rpm_core.errors import MalformedEnvelope, describe
 from rpm_core.ids import AgentId
 from rpm_core.metrics import CATALOGUE
 from rpm_core.reading import MAX_FLAGS, MAX_SEQ, Reading, SeqRange
@@ -78,6 +78,8 @@ def reading_from_row(agent: AgentId, row: object) -> Reading:
     fast = _fast_reading(agent, seq, device, metric, fvalue, measured_at, device_time, flags)
     if fast is not None:
         return fast
+    if not all(isinstance(f, str) for f in flags):  # hashing an array, a map or a tag raises: refuse first
+        raise MalformedEnvelope("bad reading flags")
     return Reading(
         agent_id=agent,
         device_id=device,
@@ -237,7 +239,7 @@ def declared_sequences(body: bytes) -> list[tuple[int, int]]:
     """
     try:
         doc = cbor2.loads(body)
-    except (cbor2.CBORDecodeError, RecursionError, ValueError, TypeError, OverflowError):
+    except Exception:  # noqa: BLE001 - see rpm_core.errors: any decoder failure
         return []
     if not isinstance(doc, dict):
         return []
@@ -265,5 +267,5 @@ def gap_from_row(g: object) -> SeqRange:
 def first_error(exc: ValidationError) -> str:
     """Where the first validation error is and what kind it is; never the input value (PHI)."""
     err = exc.errors(include_input=False, include_url=False)[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "reading"
-    return f"{loc}: {err['type']}"
+    loc = ".".join(p if isinstance(p, str) else describe(p) for p in err["loc"][:4]) or "reading"
+    return f"{loc[:80]}: {str(err['type'])[:40]}"

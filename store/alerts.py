@@ -31,6 +31,7 @@ __all__ = [
     "assign_alert",
     "cancel_due_actions",
     "due_escalations",
+    "events_of_type",
     "get_alert",
     "get_policy",
     "insert_alert",
@@ -49,7 +50,7 @@ _ALERT_COLUMNS: Final = (
     "alert_id, org_id, patient_id, rule, kind, metric, severity, state, summary, evidence, detail, opened_at, "
     "updated_at, last_triggered_at, cleared_since, assignee, snoozed_until, acknowledged_at, acknowledged_by, "
     "resolved_at, resolved_by, resolution, resolution_note, esc_severity, esc_round, esc_started_at, esc_step, "
-    "esc_next_at"
+    "esc_next_at, unconfirmed"
 )
 _SELECT: Final = f"SELECT {_ALERT_COLUMNS} FROM alerts "  # noqa: S608 - constant column list
 
@@ -84,6 +85,7 @@ class AlertRow:
     esc_started_at: datetime | None
     esc_step: int
     esc_next_at: datetime | None
+    unconfirmed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,7 @@ class NewAlert:
     detail: dict[str, Any]
     opened_at: datetime
     esc_next_at: datetime | None  # the first escalation step's due time (None: nothing to do)
+    unconfirmed: bool = False  # opened on readings awaiting a confirming repeat
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +149,13 @@ class Trigger:
     reopened: bool
     unsnoozed: bool
     was_cleared: bool
-    esc_next_at: datetime | None = None  # when raised: the new walk's first due time
+    esc_next_at: datetime | None = None  # when the walk restarts: the new walk's first due time
     data: dict[str, Any] = field(default_factory=dict)
+    confirms: bool = False  # an unconfirmed alert confirmed by a repeat: its severity's walk starts
+
+    @property
+    def restart_walk(self) -> bool:
+        return self.raised or self.confirms
 
 
 def add_event(
@@ -169,8 +177,8 @@ def add_event(
 def insert_alert(conn: Connection, a: NewAlert, *, actor: str = "engine") -> int:
     row = conn.execute(
         "INSERT INTO alerts (org_id, patient_id, rule, kind, metric, severity, summary, evidence, detail, opened_at, "
-        "updated_at, last_triggered_at, esc_severity, esc_round, esc_started_at, esc_step, esc_next_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, %s, 0, %s) RETURNING alert_id",
+        "updated_at, last_triggered_at, esc_severity, esc_round, esc_started_at, esc_step, esc_next_at, unconfirmed) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, %s, 0, %s, %s) RETURNING alert_id",
         (
             a.org_id,
             a.patient_id,
@@ -187,12 +195,16 @@ def insert_alert(conn: Connection, a: NewAlert, *, actor: str = "engine") -> int
             a.severity,
             a.opened_at,
             a.esc_next_at,
+            a.unconfirmed,
         ),
     ).fetchone()
     if row is None:  # pragma: no cover - INSERT ... RETURNING returns the row
         raise RuntimeError("insert returned nothing")
     alert_id = int(row[0])
-    add_event(conn, alert_id, a.org_id, a.opened_at, "opened", actor, data={"severity": a.severity, "rule": a.rule})
+    opened: dict[str, Any] = {"severity": a.severity, "rule": a.rule}
+    if a.unconfirmed:
+        opened["unconfirmed"] = True
+    add_event(conn, alert_id, a.org_id, a.opened_at, "opened", actor, data=opened)
     return alert_id
 
 
@@ -205,11 +217,12 @@ def apply_trigger(conn: Connection, t: Trigger, *, actor: str = "engine") -> Non
         "detail = CASE WHEN %(upd)s THEN %(detail)s ELSE detail END, "
         "state = CASE WHEN %(reopened)s THEN 'open' ELSE state END, "
         "snoozed_until = CASE WHEN %(unsnoozed)s THEN NULL ELSE snoozed_until END, "
-        "esc_severity = CASE WHEN %(raised)s THEN %(severity)s ELSE esc_severity END, "
-        "esc_round = CASE WHEN %(raised)s THEN esc_round + 1 ELSE esc_round END, "
-        "esc_started_at = CASE WHEN %(raised)s THEN %(at)s ELSE esc_started_at END, "
-        "esc_step = CASE WHEN %(raised)s THEN 0 ELSE esc_step END, "
-        "esc_next_at = CASE WHEN %(raised)s THEN %(next)s ELSE esc_next_at END "
+        "unconfirmed = CASE WHEN %(confirms)s THEN false ELSE unconfirmed END, "
+        "esc_severity = CASE WHEN %(restart)s THEN %(severity)s ELSE esc_severity END, "
+        "esc_round = CASE WHEN %(restart)s THEN esc_round + 1 ELSE esc_round END, "
+        "esc_started_at = CASE WHEN %(restart)s THEN %(at)s ELSE esc_started_at END, "
+        "esc_step = CASE WHEN %(restart)s THEN 0 ELSE esc_step END, "
+        "esc_next_at = CASE WHEN %(restart)s THEN %(next)s ELSE esc_next_at END "
         "WHERE alert_id = %(id)s",
         {
             "at": t.at,
@@ -221,18 +234,22 @@ def apply_trigger(conn: Connection, t: Trigger, *, actor: str = "engine") -> Non
             "reopened": t.reopened,
             "unsnoozed": t.unsnoozed,
             "raised": t.raised,
+            "confirms": t.confirms,
+            "restart": t.restart_walk,
             "next": t.esc_next_at,
             "id": t.alert_id,
         },
     )
     change = {"from": t.previous_severity, "to": t.severity, **t.data}
+    if t.confirms:
+        add_event(conn, t.alert_id, t.org_id, t.at, "confirmed", actor, data=change)
     if t.raised:
         add_event(conn, t.alert_id, t.org_id, t.at, "severity_raised", actor, data=change)
     if t.reopened:
         add_event(conn, t.alert_id, t.org_id, t.at, "reopened", actor, data=change)
     if t.unsnoozed:
         add_event(conn, t.alert_id, t.org_id, t.at, "unsnoozed", actor, data=change)
-    if t.was_cleared and not t.raised:
+    if t.was_cleared and not t.raised and not t.confirms:
         add_event(conn, t.alert_id, t.org_id, t.at, "retriggered", actor, data=change)
 
 
@@ -291,6 +308,17 @@ def alert_events(conn: Connection, alert_id: int) -> list[AlertEventRow]:
             "ORDER BY event_id",
             (alert_id,),
         ).fetchall()
+
+
+def events_of_type(conn: Connection, alert_ids: Sequence[int], type_: str) -> dict[int, AlertEventRow]:
+    """The latest event of ``type_`` of each alert that has one."""
+    with conn.cursor(row_factory=class_row(AlertEventRow)) as cur:
+        rows = cur.execute(
+            "SELECT DISTINCT ON (alert_id) event_id, alert_id, at, type, actor, note, data FROM alert_events "
+            "WHERE alert_id = ANY(%s) AND type = %s ORDER BY alert_id, event_id DESC",
+            (list(alert_ids), type_),
+        ).fetchall()
+    return {r.alert_id: r for r in rows}
 
 
 def resolve_alert(

@@ -11,7 +11,14 @@ from typing import Final
 
 from store.connection import Connection
 
-__all__ = ["CONSULT_STATUSES", "ConsultRequestRow", "consult_requests", "request_consult"]
+__all__ = [
+    "CONSULT_STATUSES",
+    "ConsultRequestRow",
+    "consult_requests",
+    "get_consult_request",
+    "request_consult",
+    "set_consult_status",
+]
 
 CONSULT_STATUSES: Final = ("requested", "scheduled", "in_progress", "completed", "canceled")
 _COLUMNS: Final = (
@@ -70,3 +77,27 @@ def consult_requests(
         (org_id, status, status, patient_id, patient_id, limit),
     ).fetchall()
     return [ConsultRequestRow(*r) for r in rows]
+
+
+def get_consult_request(conn: Connection, request_id: int, *, for_update: bool = False) -> ConsultRequestRow | None:
+    """One request (locked until the end of the caller's transaction with ``for_update``)."""
+    lock = " FOR UPDATE" if for_update else ""
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM consult_requests WHERE request_id = %s{lock}",  # noqa: S608 - constant parts
+        (request_id,),
+    ).fetchone()
+    return None if row is None else ConsultRequestRow(*row)
+
+
+def set_consult_status(
+    conn: Connection, request_id: int, *, to: str, allowed_from: tuple[str, ...], at: datetime
+) -> ConsultRequestRow | None:
+    """Move a request to ``to`` if it is in one of ``allowed_from``; None when it is not (or absent)."""
+    if to not in CONSULT_STATUSES or not set(allowed_from) <= set(CONSULT_STATUSES):
+        raise ValueError(f"unknown consult status in {to!r} / {allowed_from!r}")
+    row = conn.execute(
+        f"UPDATE consult_requests SET status = %s, updated_at = %s "  # noqa: S608 - constant column list
+        f"WHERE request_id = %s AND status = ANY(%s) RETURNING {_COLUMNS}",
+        (to, at, request_id, list(allowed_from)),
+    ).fetchone()
+    return None if row is None else ConsultRequestRow(*row)

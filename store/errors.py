@@ -5,7 +5,8 @@
     VigilError
     └── StoreError                 .reason
         ├── MigrationError         a migration failed, or the schema on disk and in the database disagree
-        ├── DatabaseUnavailable    the server cannot be reached (translated from psycopg.OperationalError)
+        ├── DatabaseUnavailable    .sqlstate  the server cannot be reached or cannot take writes now
+        │                          (lost connection, read-only, disk full, ...: store.connection)
         ├── NotFound               .kind .key  a row the caller named does not exist
         ├── Conflict               .kind .key  the row exists already, or is in the wrong state
         └── TransientConflict      .sqlstate   deadlock or serialization failure: retry at once (.transient)
@@ -28,6 +29,10 @@ class MigrationError(StoreError):
 
 class DatabaseUnavailable(StoreError):
     reason = "database_unavailable"
+
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate  # None: no server answer (connection refused or lost)
 
 
 class NotFound(StoreError):

@@ -3,14 +3,18 @@
 The ingest package never sees psycopg: it hands a :class:`BatchWrite` to :meth:`IngestDatabase.commit`
 and gets a :class:`BatchResult` back, or a :class:`~store.errors.StoreError`:
 
-* ``DatabaseUnavailable`` (connection refused or lost, server shutting down): the batch is not
-  committed; reconnect with backoff and write it again (it is idempotent).
+* ``DatabaseUnavailable`` (connection refused or lost, server shutting down, read-only, disk full,
+  out of memory, too many connections: ``store.connection.translate_error``): the batch is not
+  committed; reconnect with backoff and write it again (it is idempotent). Never the data's fault.
+* ``MigrationError``: a table is missing (the database was not migrated, or was changed under us).
 * ``TransientConflict`` (deadlock, serialization failure): retry at once.
+* ``StoreError``: anything else the server refused; the data written may be at fault.
 
 Inside the transaction: activations, readings (COPY into the session's staging table, made once at
-connect, + ``INSERT ... ON CONFLICT DO NOTHING``), dead letters, gaps, agent last-seen and devices,
-receipt high-water marks; then COMMIT; then the watermark ``NOTIFY``
-(``store.ingest_state.notify_watermark``).
+connect, + ``INSERT ... ON CONFLICT DO NOTHING``), dead letters and the summary of suppressed ones,
+gaps, agent last-seen and devices, receipt high-water marks; then COMMIT; then the watermark
+``NOTIFY`` (``store.ingest_state.notify_watermark``). :meth:`IngestDatabase.prune_dead_letters`
+applies the dead letters' retention outside any batch.
 """
 
 from __future__ import annotations
@@ -23,19 +27,22 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import errors as pgerrors
 
 from rpm_core.keys import AgentPublicKeys
 from store.agents import AgentRecord, activate_agent, load_agents
-from store.errors import DatabaseUnavailable, StoreError, TransientConflict
+from store.connection import translate_error
+from store.errors import StoreError
 from store.ingest_state import (
     DeadLetterRow,
     DeviceRow,
     GapRow,
+    SuppressedRow,
     advance_receipts,
     insert_dead_letters,
     notify_watermark,
+    prune_dead_letters,
     record_gaps,
+    record_suppressed,
     synchronous_commit,
     touch_agents,
     upsert_devices,
@@ -58,6 +65,7 @@ class Activation:
 class BatchWrite:
     readings: list[ReadingRow] = field(default_factory=list)
     dead_letters: list[DeadLetterRow] = field(default_factory=list)
+    suppressed: list[SuppressedRow] = field(default_factory=list)
     gaps: list[GapRow] = field(default_factory=list)
     activations: list[Activation] = field(default_factory=list)
     devices: list[DeviceRow] = field(default_factory=list)
@@ -76,14 +84,11 @@ class BatchResult:
 
 @contextmanager
 def _translated() -> Iterator[None]:
+    """``store.connection.translate_error``; what it leaves (the data may be at fault) is a StoreError."""
     try:
         yield
-    except (pgerrors.DeadlockDetected, pgerrors.SerializationFailure, pgerrors.LockNotAvailable) as exc:
-        raise TransientConflict(exc.sqlstate or "") from exc
-    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-        raise DatabaseUnavailable(f"database unavailable ({exc.sqlstate or type(exc).__name__})") from exc
     except psycopg.Error as exc:
-        raise StoreError(f"database error {exc.sqlstate or type(exc).__name__}") from exc
+        raise (translate_error(exc) or StoreError(f"database error {exc.sqlstate or type(exc).__name__}")) from exc
 
 
 class IngestDatabase:
@@ -94,7 +99,11 @@ class IngestDatabase:
     def connect(cls, url: str, *, application_name: str = "vigil-ingest", timeout_s: int = 5) -> IngestDatabase:
         with _translated():
             conn = psycopg.connect(url, autocommit=True, application_name=application_name, connect_timeout=timeout_s)
-            create_staging(conn)  # autocommit: the table lasts for the session, not one transaction
+            try:
+                create_staging(conn)  # autocommit: the table lasts for the session, not one transaction
+            except BaseException:
+                conn.close()  # e.g. a read-only database: every retry would leak a connection otherwise
+                raise
         return cls(conn)
 
     def close(self) -> None:
@@ -124,12 +133,25 @@ class IngestDatabase:
                 )
                 inserted = insert_readings(conn, _ordered(batch.readings), staging_ready=True) if batch.readings else 0
                 insert_dead_letters(conn, batch.dead_letters)
+                record_suppressed(conn, batch.suppressed, now=now)
                 record_gaps(conn, batch.gaps)
                 touch_agents(conn, batch.seen)
                 upsert_devices(conn, batch.devices)
                 through = advance_receipts(conn, batch.resolved, now=now)
             watermark = notify_watermark(conn)
         return BatchResult(inserted, activated, through, watermark)
+
+    def prune_dead_letters(self, *, before: datetime, limit: int = 10_000, rounds: int = 10) -> int:
+        """Delete dead letters (and summaries) older than ``before``, ``limit`` rows per short
+        transaction, at most ``rounds`` times; return how many went (``limit * rounds``: call again)."""
+        deleted = 0
+        with _translated():
+            for _ in range(rounds):
+                n = prune_dead_letters(self._conn, before=before, limit=limit)
+                deleted += n
+                if n < limit:
+                    break
+        return deleted
 
 
 def _ordered(rows: Sequence[ReadingRow]) -> list[ReadingRow]:

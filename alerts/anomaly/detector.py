@@ -2,7 +2,9 @@
 
 Evaluated for the metrics that just arrived and that the model speaks for (enough history). An
 abnormal feature raises ``anomaly:<metric>`` at ``medium`` severity; the alert lists every abnormal
-feature with its value, the baseline median and spread, and the z-score. A normal value clears it.
+feature with its value, the baseline median and spread, and the z-score. A normal value clears it;
+with ``robust_z`` only a value ``clear_margin_z`` below the line does (hysteresis), so a level
+sitting on the line does not open, auto-resolve and open again.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import datetime
 from typing import Final
 
 from alerts.anomaly.features import current_features
-from alerts.anomaly.methods import BaselineModel
+from alerts.anomaly.methods import BaselineModel, RobustZModel, directional
 from alerts.config import PatientConfig
 from alerts.history import History
 from alerts.model import Candidate, Kind, Outcome, Severity
@@ -45,7 +47,10 @@ def evaluate_anomaly(
         if d.feature not in targets:
             continue
         if not d.abnormal:
-            clear.add(rule_key(d.feature))
+            # Hysteresis: a level just under the line neither clears nor re-opens the alert.
+            margin = config.anomaly_clear_margin_z
+            if not (isinstance(model, RobustZModel) and directional(d.feature, d.z, model.threshold - margin)):
+                clear.add(rule_key(d.feature))
             continue
         candidates.append(
             Candidate(

@@ -40,6 +40,7 @@ __all__ = [
     "IsolationForestModel",
     "QuantileModel",
     "RobustZModel",
+    "directional",
     "eligible_features",
     "fit_model",
     "load_model",
@@ -95,6 +96,11 @@ class BaselineModel(Protocol):
     def params(self) -> dict[str, Any]:
         """JSON-serialisable parameters (raise :class:`ModelError` when not persistable)."""
         ...
+
+
+def directional(feature: str, z: float, threshold: float) -> bool:
+    """Whether ``z`` reaches ``threshold`` in the feature's clinical direction."""
+    return _directional(feature, z, threshold)
 
 
 def _directional(feature: str, z: float, threshold: float) -> bool:

@@ -10,6 +10,10 @@ typical gaps of that patient, whichever is longer. One alert per patient lists e
 ``missing_data:device:<id>`` / ``missing_data:agent:<id>`` — a device or edge agent assigned to the
 patient not seen for ``device_not_seen_h`` / ``agent_not_seen_h``, or a device battery at or below
 ``low_battery_pct`` (from the agent status messages).
+
+Pauses (``pauses``: ``(start, end)`` pairs a clinician recorded — a hospital admission, travel): while
+one is in force every missing-data rule of the patient is clear (nothing is expected, an open alert
+resolves), and after it the silence counts from its end, not from the last reading before it.
 """
 
 from __future__ import annotations
@@ -28,14 +32,31 @@ __all__ = [
     "RULE",
     "DeviceState",
     "MissingDataStatus",
+    "Pause",
     "evaluate_devices",
     "evaluate_missing_data",
     "missing_data_status",
+    "paused_at",
     "silence_limit",
 ]
 
 RULE: Final = "missing_data"
 _SESSION: Final = timedelta(hours=1)  # readings closer than this are one measuring session
+_JUST_AFTER: Final = timedelta(seconds=1)
+
+# A monitoring pause: (start, end), end exclusive.
+Pause = tuple[datetime, datetime]
+
+
+def paused_at(pauses: Iterable[Pause], at: datetime) -> Pause | None:
+    """The pause in force at ``at`` (the one ending last when several overlap), or None."""
+    covering = [p for p in pauses if p[0] <= at < p[1]]
+    return max(covering, key=lambda p: p[1]) if covering else None
+
+
+def _silent_since(last: datetime, pauses: Iterable[Pause], at: datetime) -> datetime:
+    """Silence counts from the last reading, or from the end of a pause that ended after it."""
+    return max([last, *(end for _, end in pauses if last < end <= at)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +94,14 @@ class MissingDataStatus:
     next_due: datetime | None
 
 
-def missing_data_status(history: History, at: datetime, config: PatientConfig) -> MissingDataStatus:
+def missing_data_status(
+    history: History, at: datetime, config: PatientConfig, pauses: Sequence[Pause] = ()
+) -> MissingDataStatus:
     if not config.enabled(RULE):
         return MissingDataStatus(Outcome(), None)
+    pause = paused_at(pauses, at)
+    if pause is not None:
+        return MissingDataStatus(Outcome(clear=frozenset({RULE})), pause[1] + _JUST_AFTER)
     cfg = config.missing_data
     explicit = config.expected_metrics is not None
     metrics: Iterable[str] = config.expected_metrics if config.expected_metrics is not None else history.metrics()
@@ -87,16 +113,17 @@ def missing_data_status(history: History, at: datetime, config: PatientConfig) -
         last = history.latest(metric, at)
         if last is None:
             continue
-        if not explicit and at - last.time > timedelta(days=2 * cfg.lookback_days):
+        since = _silent_since(last.time, pauses, at)
+        if not explicit and at - since > timedelta(days=2 * cfg.lookback_days):
             continue
         recent = _expected(history, metric, last, cfg, explicit)
         if recent is None:
             continue
         expected_any = True
         limit = silence_limit(recent, cfg)
-        silent = at - last.time
+        silent = at - since
         if silent <= limit:
-            due = last.time + limit + timedelta(seconds=1)
+            due = since + limit + _JUST_AFTER
             next_due = due if next_due is None else min(next_due, due)
             continue
         missing.append(
@@ -123,21 +150,29 @@ def missing_data_status(history: History, at: datetime, config: PatientConfig) -
     return MissingDataStatus(Outcome((candidate,)), next_due)
 
 
-def evaluate_missing_data(history: History, at: datetime, config: PatientConfig) -> Outcome:
-    return missing_data_status(history, at, config).outcome
+def evaluate_missing_data(
+    history: History, at: datetime, config: PatientConfig, pauses: Sequence[Pause] = ()
+) -> Outcome:
+    return missing_data_status(history, at, config, pauses).outcome
 
 
-def evaluate_devices(devices: Iterable[DeviceState], at: datetime, config: PatientConfig) -> Outcome:
+def evaluate_devices(
+    devices: Iterable[DeviceState], at: datetime, config: PatientConfig, pauses: Sequence[Pause] = ()
+) -> Outcome:
     cfg = config.missing_data
     candidates: list[Candidate] = []
     clear: set[str] = set()
+    paused = paused_at(pauses, at) is not None
     for d in devices:
         key = f"{RULE}:{d.kind}:{d.id}"
         if not config.enabled(key):
             continue
+        if paused:
+            clear.add(key)
+            continue
         limit = timedelta(hours=cfg.device_not_seen_h if d.kind == "device" else cfg.agent_not_seen_h)
         problems: dict[str, Any] = {}
-        if d.last_seen is not None and at - d.last_seen > limit:
+        if d.last_seen is not None and at - _silent_since(d.last_seen, pauses, at) > limit:
             problems["not_seen_h"] = round((at - d.last_seen) / timedelta(hours=1), 1)
             problems["last_seen_at"] = d.last_seen.isoformat()
         if d.battery_pct is not None and d.battery_pct <= cfg.low_battery_pct:

@@ -16,6 +16,13 @@ lower of its last two readings (taken within 72 hours of each other; a parameter
 confirming reading is reported ``unconfirmed`` and scores nothing), so a single artefact reading
 (a cold-finger SpO2 of 89 %) cannot move the aggregate; a score of 7 or more from the latest
 readings alone fires at once.
+
+Spot checks: a patient at home measures pulse, SpO2, temperature and blood pressure once each, one
+after another. When the confirmed score is low but the latest readings alone reach
+``unconfirmed_score`` (5, the RCP urgent-response threshold), the rule raises an *unconfirmed*
+candidate at the latest score's band, listing the parameters to repeat (``detail.remeasure``); the
+lifecycle opens it marked unconfirmed and asks the patient to repeat them now. The repeat confirms
+it (the confirmed score) or, all low, clears and auto-resolves it.
 """
 
 from __future__ import annotations
@@ -198,32 +205,57 @@ def evaluate_news2(history: History, at: datetime, config: PatientConfig) -> Out
     score = latest
     if latest.total < cfg.immediate_score and cfg.confirm > 1:
         score = news2_score(history, at, window, scale=scale, on_oxygen=on_oxygen, confirm=cfg.confirm)
-    if score.band == "low":
+    if score.band != "low":
+        return Outcome((_candidate(score, latest, config),))
+    if latest.band == "low":
         # Clear only when the latest readings are low too (not while a high one awaits confirmation).
-        return Outcome(clear=frozenset({RULE})) if latest.band == "low" else Outcome()
+        return Outcome(clear=frozenset({RULE}))
+    if config.remeasure_unconfirmed and cfg.unconfirmed_score is not None and latest.total >= cfg.unconfirmed_score:
+        # A spot check of several parameters, each read once: act now, at the unconfirmed band,
+        # and ask for the repeat that confirms or refutes it.
+        return Outcome((_candidate(latest, latest, config, unconfirmed_from=score),))
+    return Outcome()
+
+
+def _candidate(
+    score: News2Score, latest: News2Score, config: PatientConfig, *, unconfirmed_from: News2Score | None = None
+) -> Candidate:
     band = score.band
+    on_oxygen = score.on_oxygen
     assumed = {
         "consciousness": "alert (assumed: home devices do not report it)",
         "supplemental_oxygen": "oxygen (patient setting)" if on_oxygen else "air (assumed: not reported)",
     }
-    candidate = Candidate(
+    detail: dict[str, object] = {
+        "score": score.total,
+        "band": band,
+        "subscores": score.subscores,
+        "missing": list(score.missing),
+        "unconfirmed": list(score.unconfirmed),
+        "assumed": assumed,
+        "spo2_scale": config.spo2_scale,
+        "latest_score": latest.total,
+        "confirmed": score is not latest,
+        "window_h": config.news2.window_h,
+    }
+    summary = f"NEWS2 {score.total} ({band.replace('_', '-')} risk)"
+    if unconfirmed_from is not None:
+        # The parameters whose latest reading scores more than their confirmed value: repeat them.
+        repeat = [p for p in PARAMETERS if score.subscores.get(p, 0) > unconfirmed_from.subscores.get(p, 0)]
+        detail |= {
+            "unconfirmed": repeat,
+            "confirmed_score": unconfirmed_from.total,
+            "remeasure": repeat,
+            "awaiting_confirmation": True,
+        }
+        summary = f"unconfirmed: {summary} from single readings (re-measure requested)"
+    return Candidate(
         rule=RULE,
         kind=Kind.NEWS2,
         metric=None,
         severity=_SEVERITY[band],
-        summary=f"NEWS2 {score.total} ({band.replace('_', '-')} risk)",
+        summary=summary,
         evidence=score.used,
-        detail={
-            "score": score.total,
-            "band": band,
-            "subscores": score.subscores,
-            "missing": list(score.missing),
-            "unconfirmed": list(score.unconfirmed),
-            "assumed": assumed,
-            "spo2_scale": scale,
-            "latest_score": latest.total,
-            "confirmed": score is not latest,
-            "window_h": cfg.window_h,
-        },
+        detail=detail,
+        unconfirmed=unconfirmed_from is not None,
     )
-    return Outcome((candidate,))

@@ -4,22 +4,29 @@ For each metric and direction (``low``: ``<``/``<=`` bands, ``high``: ``>``/``>=
 looks at the latest reading at the evaluation time:
 
 - in no band of that direction: the rule key ``threshold:<metric>:<direction>`` is *clear*;
-- in one or more bands: the worst band whose confirmation holds fires — its last ``confirm``
-  readings are all in the band within ``within_h`` hours, or the readings have stayed in the band
-  for ``sustain_min`` minutes. A band with ``confirm = 1`` (a clearly dangerous single value) fires
-  on one reading;
-- in a band that is not confirmed yet: neither (waiting for the re-measurement).
+- in one or more bands: the worst band whose confirmation holds fires — ``confirm`` of its last
+  ``of`` readings (taken within ``within_h`` hours of the latest) are in the band, or the readings
+  have stayed in the band for ``sustain_min`` minutes. A band with ``confirm = 1`` (a clearly
+  dangerous single value) fires on one reading;
+- in bands none of which is confirmed yet: an *unconfirmed* candidate at the worst of those bands,
+  asking the patient to repeat the measurement now (``detail.remeasure``); the repeat confirms it
+  or, out of every band, clears (and so auto-resolves) it. With ``remeasure_unconfirmed`` off the
+  rule says nothing instead and waits for the next reading.
+
+A baseline a clinician accepted as the patient's own (``PatientConfig.baselines``, keyed by rule)
+turns off the bands of that rule that the patient's usual value lies in — never a critical band:
+the patient's normal is not an alert, a departure from it beyond the next line still is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from alerts.config import Band, PatientConfig
 from alerts.history import History
-from alerts.model import Candidate, Kind, Obs, Outcome
+from alerts.model import Candidate, Kind, Obs, Outcome, Severity
 
 __all__ = ["confirmed", "evaluate_thresholds", "rule_key"]
 
@@ -32,15 +39,13 @@ def rule_key(metric: str, direction: str) -> str:
 
 def confirmed(history: History, metric: str, at: datetime, band: Band) -> tuple[Obs, ...]:
     """The readings that confirm ``band`` as of ``at`` (empty when it is not confirmed)."""
-    recent = history.last(metric, at, max(band.confirm, 1))
+    recent = history.last(metric, at, band.last)
     if not recent or not band.contains(recent[-1].value):
         return ()
-    if (
-        len(recent) == band.confirm
-        and all(band.contains(o.value) for o in recent)
-        and recent[-1].time - recent[0].time <= timedelta(hours=band.within_h)
-    ):
-        return tuple(recent)
+    window = [o for o in recent if recent[-1].time - o.time <= timedelta(hours=band.within_h)]
+    inside = [o for o in window if band.contains(o.value)]
+    if len(inside) >= band.confirm:
+        return tuple(inside[-band.confirm :])
     if band.sustain_min is not None:
         streak = _streak(history.last(metric, at, _STREAK_LIMIT), band)
         if len(streak) >= 2 and streak[-1].time - streak[0].time >= timedelta(minutes=band.sustain_min):
@@ -59,8 +64,28 @@ def _streak(recent: Sequence[Obs], band: Band) -> list[Obs]:
     return run
 
 
+def _detail(band: Band, evidence: Sequence[Obs]) -> dict[str, Any]:
+    return {
+        "direction": band.direction,
+        "op": band.op,
+        "threshold": band.value,
+        "confirm": band.confirm,
+        "of": band.last,
+        "within_h": band.within_h,
+        "sustain_min": band.sustain_min,
+        "readings_in_band": len(evidence),
+    }
+
+
+def _usable(bands: Sequence[Band], baseline: float | None) -> list[Band]:
+    """The bands still in force once the patient's accepted baseline is taken as normal."""
+    if baseline is None:
+        return list(bands)
+    return [b for b in bands if b.level is Severity.CRITICAL or not b.contains(baseline)]
+
+
 def _evaluate_direction(
-    history: History, metric: str, at: datetime, bands: Sequence[Band], latest: Obs
+    history: History, metric: str, at: datetime, bands: Sequence[Band], latest: Obs, *, remeasure: bool
 ) -> Candidate | bool | None:
     """A candidate, ``True`` when clear, ``None`` when waiting for confirmation."""
     hit = sorted((b for b in bands if b.contains(latest.value)), key=lambda b: b.level, reverse=True)
@@ -76,17 +101,21 @@ def _evaluate_direction(
                 severity=band.level,
                 summary=band.label or f"{metric} {band.op} {band.value:g}",
                 evidence=evidence,
-                detail={
-                    "direction": band.direction,
-                    "op": band.op,
-                    "threshold": band.value,
-                    "confirm": band.confirm,
-                    "within_h": band.within_h,
-                    "sustain_min": band.sustain_min,
-                    "readings_in_band": len(evidence),
-                },
+                detail=_detail(band, evidence),
             )
-    return None
+    if not remeasure:
+        return None
+    worst = hit[0]
+    return Candidate(
+        rule=rule_key(metric, worst.direction),
+        kind=Kind.THRESHOLD,
+        metric=metric,
+        severity=worst.level,
+        summary=f"unconfirmed: {worst.label or f'{metric} {worst.op} {worst.value:g}'} (re-measure requested)",
+        evidence=(latest,),
+        detail={**_detail(worst, (latest,)), "awaiting_confirmation": True, "remeasure": [metric]},
+        unconfirmed=True,
+    )
 
 
 def evaluate_thresholds(history: History, at: datetime, metrics: Iterable[str], config: PatientConfig) -> Outcome:
@@ -103,7 +132,11 @@ def evaluate_thresholds(history: History, at: datetime, metrics: Iterable[str], 
             side = [b for b in bands if b.direction == direction]
             if not side or not config.enabled(key):
                 continue
-            result = _evaluate_direction(history, metric, at, side, latest)
+            side = _usable(side, config.baselines.get(key))
+            if not side:  # the patient's accepted baseline lies in every band: their normal
+                clear.add(key)
+                continue
+            result = _evaluate_direction(history, metric, at, side, latest, remeasure=config.remeasure_unconfirmed)
             if result is True:
                 clear.add(key)
             elif isinstance(result, Candidate):

@@ -39,6 +39,7 @@ DEVICE_INFORMATION: Final = {0x2A29: "manufacturer", 0x2A24: "model", 0x2A25: "s
 @dataclass(frozen=True, slots=True)
 class ProfileSpec:
     """``measurements``: characteristics subscribed to (those the device has; at least one).
+    A glucose meter's Measurement Context (0x2A34) is one of them when the meter has it.
 
     ``store_and_forward`` devices (cuffs, scales) advertise only for a short window after a
     measurement, deliver their memory and hang up; the agent simply reconnects on their next
@@ -59,7 +60,7 @@ PROFILES: Final[Mapping[ProfileName, ProfileSpec]] = MappingProxyType(
         "thermometer": ProfileSpec("thermometer", 0x1809, (0x2A1C,)),
         "pulse_oximeter": ProfileSpec("pulse_oximeter", 0x1822, (0x2A5E, 0x2A5F)),
         "weight_scale": ProfileSpec("weight_scale", 0x181D, (0x2A9D,), store_and_forward=True),
-        "glucose": ProfileSpec("glucose", 0x1808, (0x2A18,), racp=True),
+        "glucose": ProfileSpec("glucose", 0x1808, (0x2A18, 0x2A34), racp=True),
     }
 )
 _BY_SERVICE: Final = {uuid16(p.service): p.name for p in PROFILES.values()}

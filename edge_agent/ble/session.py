@@ -12,12 +12,26 @@ Values arrive in bleak callbacks and go through one queue per session, so they a
 stored strictly in arrival order; a glucose record is stored together with the RACP cursor it
 advances (exactly once, even across a power cut). Failures are
 :class:`~edge_agent.errors.DeviceError`: ``BleakError`` is translated here.
+
+Glucose records go through :class:`~edge_agent.ble.glucose_intake.GlucoseIntake`: a record whose
+``context_follows`` flag is set waits for its Measurement Context (0x2A34, same sequence number),
+and is stored without it, flagged ``context_missing`` and counted, when the RACP procedure ends,
+``glucose_context_timeout_s`` after it arrived, or when the link drops. Sequence numbers wrap from
+65535 to 0: when a report ends at 65535 the session asks at once for the records after the wrap.
+
+An RACP procedure ends with its response indication, whatever it says: an answer the decoder
+rejects (a reserved response code, a record count of the wrong width) or a refusal ends it at
+once and counts ``racp_error:<device address>``; only silence waits for ``racp_timeout_s``.
+
+Values the decoders salvaged are counted once per value by their flag: ``rr_truncated``,
+``device_time_invalid``, ``device_clock_not_set``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -30,14 +44,26 @@ from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
 from bleak.exc import BleakError, BleakGATTProtocolError, BleakGATTProtocolErrorCode
 
+from edge_agent.ble.glucose_intake import GLUCOSE_CURSOR, GlucoseIntake
 from edge_agent.ble.profiles import BATTERY_LEVEL, CURRENT_TIME, DEVICE_INFORMATION, PROFILES, RACP, uuid16
 from edge_agent.ble.radio import Radio
 from edge_agent.convert import to_readings
-from edge_agent.devices import DecodedReading, DecodeError, Measurement, decode, parse
+from edge_agent.devices import DecodedReading, DecodeError, decode
 from edge_agent.devices.battery import BatteryLevel
 from edge_agent.devices.datetime_field import CurrentTime
 from edge_agent.devices.glucose import GlucoseMeasurement
-from edge_agent.devices.racp import RacpRequest, RacpResponse, RacpResponseCode, parse_racp_response
+from edge_agent.devices.glucose_context import GlucoseMeasurementContext
+from edge_agent.devices.heart_rate import RR_TRUNCATED
+from edge_agent.devices.pulse_oximeter import DEVICE_CLOCK_NOT_SET
+from edge_agent.devices.racp import (
+    SEQUENCE_MODULUS,
+    RacpRequest,
+    RacpResponse,
+    RacpResponseCode,
+    parse_racp_response,
+    request_after,
+)
+from edge_agent.devices.reading import DEVICE_TIME_INVALID
 from edge_agent.errors import DeviceLinkLost, OutboxFull, ProfileMismatch
 from edge_agent.outbox.store import Cursor
 from edge_agent.ports import Outbox
@@ -51,7 +77,6 @@ from rpm_core.reading import Reading
 __all__ = ["GLUCOSE_CURSOR", "DeviceSession", "SessionOptions"]
 
 _log = logging.getLogger(__name__)
-GLUCOSE_CURSOR: Final = "glucose"
 _NEEDS_PAIRING: Final = frozenset(
     {
         BleakGATTProtocolErrorCode.INSUFFICIENT_AUTHENTICATION,
@@ -60,6 +85,10 @@ _NEEDS_PAIRING: Final = frozenset(
     }
 )
 _END: Final = None
+_LAST_SEQUENCE: Final = SEQUENCE_MODULUS - 1
+_RACP_FINE: Final = frozenset({RacpResponseCode.SUCCESS, RacpResponseCode.NO_RECORDS_FOUND})
+# Flags of values the decoders salvaged instead of refusing; each is counted once per value.
+SALVAGED: Final = frozenset({RR_TRUNCATED, DEVICE_TIME_INVALID, DEVICE_CLOCK_NOT_SET})
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +98,14 @@ class SessionOptions:
     racp_poll_interval_s: float = 300.0
     battery_poll_interval_s: float = 1800.0
     racp_timeout_s: float = 60.0
+    glucose_context_timeout_s: float = 10.0
+
+
+class _Marker(enum.Enum):
+    """Work the consumer does in queue order: release expired glucose records, or all of them."""
+
+    EXPIRE = "expire"
+    FLUSH = "flush"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +113,17 @@ class _Value:
     characteristic: int
     payload: bytes
     received_at: datetime
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it to end. A GATT request whose answer lands just as the
+    cancellation does may swallow it (Python 3.11's ``asyncio.wait_for``, inside bleak and bumble),
+    and the task would then wait for the next RACP poll: cancel again until it is done."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if not task.cancelled():
+        task.exception()  # retrieved: the caller reports the server's outcome through ``await server``
 
 
 class DeviceSession:
@@ -101,11 +149,19 @@ class DeviceSession:
         self._clock = clock
         self._options = options
         self._on_stored = on_stored
-        self._queue: asyncio.Queue[_Value | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Value | _Marker | None] = asyncio.Queue()
         self._down = asyncio.Event()
         self._device_clock: DeviceClock | None = None
-        self._glucose_cursor: int | None = None
+        self._glucose = GlucoseIntake(
+            self.address,
+            state=state,
+            convert=self._convert,
+            store=self._store_record,
+            wake=lambda: self._queue.put_nowait(_Marker.EXPIRE),
+            timeout=options.glucose_context_timeout_s,
+        )
         self._racp_done = asyncio.Event()
+        self._racp_ok = False
 
     # -- the session --------------------------------------------------------------------------
 
@@ -126,12 +182,11 @@ class DeviceSession:
                 if not self._down.is_set():
                     raise
         finally:
-            if not server.done():
-                server.cancel()
-            await asyncio.gather(server, return_exceptions=True)
+            await _cancelled(server)
             if not consumer.done():
                 self._queue.put_nowait(_END)
                 await consumer  # what arrived before the link went down is still stored
+            self._glucose.close()
             self._state.update_device(self.address, connected=False)
             with contextlib.suppress(BleakError, TimeoutError):
                 await client.disconnect()
@@ -153,7 +208,7 @@ class DeviceSession:
             raise ProfileMismatch(self.address, spec.name)
         await self._read_clock(client)
         if spec.racp:
-            self._glucose_cursor = await self._outbox.cursor(self.address, GLUCOSE_CURSOR)
+            self._glucose.cursor = await self._outbox.cursor(self.address, GLUCOSE_CURSOR)
         chars = [c for c in spec.measurements if client.services.get_characteristic(uuid16(c)) is not None]
         if not chars:
             raise ProfileMismatch(self.address, spec.name)
@@ -161,7 +216,7 @@ class DeviceSession:
             await self._subscribe(client, char)
         if spec.racp:
             await self._subscribe(client, RACP)
-            await self._request_records(client)
+            await self._poll_records(client)
         await self._read_battery(client, subscribe=True)
         if self._state.device(self.address).manufacturer is None:
             await self._read_information(client)
@@ -180,7 +235,7 @@ class DeviceSession:
             if self._down.is_set():
                 return
             if racp and loop.time() >= next_racp:
-                await self._request_records(client)
+                await self._poll_records(client)
                 next_racp = loop.time() + self._options.racp_poll_interval_s
             if loop.time() >= next_battery:
                 await self._read_battery(client, subscribe=False)
@@ -257,18 +312,26 @@ class DeviceSession:
                 info[field] = payload.decode("utf-8", errors="replace").strip("\x00 ")[:128]
         self._state.update_device(self.address, **info)
 
-    async def _request_records(self, client: BleakClient) -> None:
-        """RACP: report the stored records after the last one taken, and wait for the answer."""
-        cursor = self._glucose_cursor
-        request = RacpRequest.report_all() if cursor is None else RacpRequest.report_from(min(cursor + 1, 0xFFFF))
+    async def _poll_records(self, client: BleakClient) -> None:
+        """RACP: the stored records after the last one taken; once more if they reached 65535."""
+        before = self._glucose.cursor
+        ok = await self._request_records(client, request_after(before))
+        if ok and before != _LAST_SEQUENCE and self._glucose.cursor == _LAST_SEQUENCE:
+            await self._request_records(client, request_after(_LAST_SEQUENCE))
+
+    async def _request_records(self, client: BleakClient, request: RacpRequest) -> bool:
+        """One RACP procedure: write ``request`` and wait for its end; whether it succeeded."""
         self._racp_done.clear()
+        self._racp_ok = False
         with self._link("RACP request"):
             await client.write_gatt_char(uuid16(RACP), bytes(request), response=True)
         if await self._wait(self._racp_done, self._options.racp_timeout_s):
-            return
+            return self._racp_ok
         if self._down.is_set():
             raise DeviceLinkLost(self.address, "link lost during the RACP procedure")
         _log.warning("%s: no RACP response within %.0f s", self.address, self._options.racp_timeout_s)
+        self._queue.put_nowait(_Marker.FLUSH)  # the records it sent get no more context
+        return False
 
     async def _wait(self, event: asyncio.Event, seconds: float) -> bool:
         """Wait for ``event`` until the timeout or the link goes down; whether it was set."""
@@ -284,30 +347,52 @@ class DeviceSession:
 
     async def _consume(self) -> None:
         while (value := await self._queue.get()) is not _END:
+            if isinstance(value, _Marker):
+                await (self._glucose.flush() if value is _Marker.FLUSH else self._glucose.expire())
+                continue
             try:
                 await self._handle(value)
             except DecodeError as exc:
                 self._state.count("decode_error")
                 _log.warning("%s: undecodable 0x%04X value (%s)", self.address, value.characteristic, exc.reason)
+        await self._glucose.flush()  # the link is down: no context is coming
 
     async def _handle(self, value: _Value) -> None:
         char, payload = value.characteristic, value.payload
         if char == RACP:
-            response = parse_racp_response(payload)
-            if isinstance(response, RacpResponse) and response.response_code not in (
-                RacpResponseCode.SUCCESS,
-                RacpResponseCode.NO_RECORDS_FOUND,
-            ):
-                _log.warning("%s: RACP answered %s", self.address, response.response_code.name)
-            self._racp_done.set()
+            await self._racp_response(payload)
         elif char == BATTERY_LEVEL:
             self._set_battery(payload)
         elif char == GlucoseMeasurement.CHARACTERISTIC:
-            await self._glucose(parse(char, payload), value.received_at)
+            await self._glucose.measurement(GlucoseMeasurement.from_bytes(payload), value.received_at)
+        elif char == GlucoseMeasurementContext.CHARACTERISTIC:
+            await self._glucose.context(GlucoseMeasurementContext.from_bytes(payload))
         else:
             await self._store(self._convert(decode(char, payload), value.received_at), value.received_at)
 
+    async def _racp_response(self, payload: bytes) -> None:
+        """The end of the RACP procedure, whatever the meter answered."""
+        try:
+            response = parse_racp_response(payload)
+        except DecodeError as exc:
+            self._racp_failed(f"undecodable response ({exc.reason})")
+        else:
+            if isinstance(response, RacpResponse) and response.response_code not in _RACP_FINE:
+                self._racp_failed(f"answered {response.response_code.name}")
+            else:
+                self._racp_ok = True
+        finally:
+            await self._glucose.flush()
+            self._racp_done.set()
+
+    def _racp_failed(self, why: str) -> None:
+        self._state.count(f"racp_error:{self.address}")
+        _log.warning("%s: RACP procedure failed: %s", self.address, why)
+
     def _convert(self, decoded: Sequence[DecodedReading], received_at: datetime) -> list[Reading]:
+        """The readings of one decoded value; counts its drops and what the decoder salvaged."""
+        for flag in sorted(frozenset().union(*(r.flags for r in decoded)) & SALVAGED):
+            self._state.count(flag)
         readings, dropped = to_readings(
             decoded,
             agent=self._agent,
@@ -320,16 +405,8 @@ class DeviceSession:
             self._state.count(f"dropped_{reason}")
         return readings
 
-    async def _glucose(self, measurement: Measurement, received_at: datetime) -> None:
-        if not isinstance(measurement, GlucoseMeasurement):
-            return
-        if self._glucose_cursor is not None and measurement.sequence <= self._glucose_cursor:
-            self._state.count("duplicate_record")
-            return
-        readings = self._convert(measurement.readings(), received_at)
-        cursor = Cursor(self.address, GLUCOSE_CURSOR, measurement.sequence)
-        if await self._store(readings, received_at, cursor=cursor):
-            self._glucose_cursor = measurement.sequence
+    async def _store_record(self, readings: list[Reading], received_at: datetime, cursor: Cursor) -> bool:
+        return await self._store(readings, received_at, cursor=cursor)
 
     async def _store(self, readings: list[Reading], received_at: datetime, *, cursor: Cursor | None = None) -> bool:
         if not readings and cursor is None:

@@ -10,7 +10,13 @@ and ``readings()``, the patient readings it carries. The single entry point is::
 :class:`~edge_agent.devices.errors.DecodeError` (and only that). Values outside the catalogue's
 plausible range are decoded as sent; the agent rejects them later. Some valid values carry no
 patient reading and decode to ``[]``: intermediate cuff pressure, heart rate without sensor
-contact, glucose control solution, battery level, current time and RACP responses.
+contact, glucose control solution, a glucose measurement context without HbA1c, battery level,
+current time and RACP responses.
+
+Decoding salvages what the specification lets it keep instead of refusing the whole value: a
+heart rate whose RR field is malformed (``rr_truncated``), and a timestamp that cannot exist
+(``device_time_invalid``) or comes from a clock the device says is not set
+(``device_clock_not_set``), are decoded with those flags; see the profile modules.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from edge_agent.devices.blood_pressure import BloodPressureMeasurement, Intermed
 from edge_agent.devices.datetime_field import CurrentTime
 from edge_agent.devices.errors import DecodeError, UnknownCharacteristic
 from edge_agent.devices.glucose import GlucoseMeasurement
+from edge_agent.devices.glucose_context import GlucoseMeasurementContext
 from edge_agent.devices.heart_rate import HeartRateMeasurement
 from edge_agent.devices.pulse_oximeter import PlxContinuousMeasurement, PlxSpotCheckMeasurement
 from edge_agent.devices.racp import RACP_CHARACTERISTIC, parse_racp_response
@@ -72,6 +79,7 @@ REGISTRY: Final[Mapping[int, Profile]] = MappingProxyType(
             Profile(0x2A5F, "plx_continuous_measurement", PlxContinuousMeasurement.from_bytes),
             Profile(0x2A9D, "weight_measurement", WeightMeasurement.from_bytes),
             Profile(0x2A18, "glucose_measurement", GlucoseMeasurement.from_bytes),
+            Profile(0x2A34, "glucose_measurement_context", GlucoseMeasurementContext.from_bytes),
             Profile(RACP_CHARACTERISTIC, "record_access_control_point", parse_racp_response),
             Profile(0x2A19, "battery_level", BatteryLevel.from_bytes),
             Profile(0x2A2B, "current_time", CurrentTime.from_bytes),

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Final, NamedTuple, Self
 
 from edge_agent.devices._codec import Reader, check_uint, le, translating
-from edge_agent.devices.datetime_field import DateTime
+from edge_agent.devices.datetime_field import Timestamp, read_timestamp
 from edge_agent.devices.errors import InvalidMeasurement
 from edge_agent.devices.reading import DecodedReading, ReadingContext
 from edge_agent.devices.sfloat import SFloat, Special
@@ -69,7 +69,7 @@ class PressureUnit(enum.Enum):
 class _Layout(NamedTuple):
     unit: PressureUnit
     pressures: tuple[SFloat, SFloat, SFloat]
-    timestamp: DateTime | None
+    timestamp: Timestamp | None
     pulse_rate: SFloat | None
     user_id: int | None
     status: int | None
@@ -99,7 +99,7 @@ def _read(characteristic: int, payload: bytes) -> _Layout:
     reader = Reader(characteristic, payload)
     flags = reader.flags(_ALLOWED)
     pressures = (SFloat.read(reader), SFloat.read(reader), SFloat.read(reader))
-    timestamp = DateTime.read(reader) if flags & _TIMESTAMP else None
+    timestamp = read_timestamp(reader) if flags & _TIMESTAMP else None
     pulse_rate = SFloat.read(reader) if flags & _PULSE else None
     user_id = reader.u8() if flags & _USER else None
     status = reader.u16() if flags & _STATUS else None
@@ -134,7 +134,7 @@ class BloodPressureMeasurement:
     diastolic: SFloat
     mean_arterial_pressure: SFloat
     unit: PressureUnit = PressureUnit.MMHG
-    timestamp: DateTime | None = None
+    timestamp: Timestamp | None = None
     pulse_rate: SFloat | None = None
     user_id: int | None = None
     status: int | None = None
@@ -195,7 +195,7 @@ class IntermediateCuffPressure:
 
     cuff_pressure: SFloat
     unit: PressureUnit = PressureUnit.MMHG
-    timestamp: DateTime | None = None
+    timestamp: Timestamp | None = None
     pulse_rate: SFloat | None = None
     user_id: int | None = None
     status: int | None = None

@@ -8,6 +8,13 @@ does not exist (30 February; 29 February of a known non-leap year) is ``invalid_
 An unknown year/month/day is ``None`` here. Such a time cannot become a ``datetime``:
 :meth:`DateTime.to_datetime` returns ``None`` and the fields stay available for display.
 
+A measurement's timestamp is read with :func:`read_timestamp`, which does not reject the
+measurement for a time that cannot exist: it returns an :class:`InvalidDateTime` holding the
+seven bytes as sent (so the measurement still round-trips), and the reading is timed by the agent
+at receipt and flagged ``device_time_invalid`` (:mod:`edge_agent.devices.reading`). Only a
+Current Time value (:class:`CurrentTime`) still rejects an impossible date: it carries nothing
+but the time.
+
 The device clock has no time zone: every ``datetime`` made here is naive and means "what the
 device's clock said". Correcting it to UTC (from the device's Current Time) is the agent's job.
 """
@@ -26,7 +33,7 @@ from edge_agent.devices.errors import InvalidField, InvalidMeasurement
 if TYPE_CHECKING:  # reading.py imports this module
     from edge_agent.devices.reading import DecodedReading
 
-__all__ = ["ADJUST_REASONS", "CurrentTime", "DateTime", "DayOfWeek"]
+__all__ = ["ADJUST_REASONS", "CurrentTime", "DateTime", "DayOfWeek", "InvalidDateTime", "Timestamp", "read_timestamp"]
 
 _DATE_TIME: Final = 0x2A08
 _CURRENT_TIME: Final = 0x2A2B
@@ -92,6 +99,76 @@ class DateTime:
         return datetime(  # noqa: DTZ001
             self.year, self.month, self.day, self.hours, self.minutes, self.seconds
         )
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidDateTime:
+    """A Date Time field that is no time at all (month 13, 31 February, hour 25, year 1000), kept
+    exactly as sent: every field is the raw number, 0 included.
+
+    ``field`` names the first field found wrong and ``reason`` is ``reserved_value`` (a value the
+    specification reserves) or ``invalid_value`` (a day the month does not have). Constructing one
+    from fields that make a valid (or merely incomplete) :class:`DateTime` raises
+    :class:`InvalidMeasurement`, so a timestamp has exactly one representation.
+    """
+
+    year: int
+    month: int
+    day: int
+    hours: int
+    minutes: int
+    seconds: int
+
+    SIZE: ClassVar[int] = 7
+
+    def __post_init__(self) -> None:
+        check_uint(_DATE_TIME, "year", self.year, 16)
+        for name in ("month", "day", "hours", "minutes", "seconds"):
+            check_uint(_DATE_TIME, name, getattr(self, name), 8)
+        if self._problem() is None:
+            raise InvalidMeasurement(_DATE_TIME, "year", "a valid Date Time is a DateTime")
+
+    def _problem(self) -> InvalidMeasurement | None:
+        try:
+            DateTime(self.year or None, self.month or None, self.day or None, self.hours, self.minutes, self.seconds)
+        except InvalidMeasurement as exc:
+            return exc
+        return None
+
+    @property
+    def field(self) -> str:
+        problem = self._problem()
+        return "" if problem is None else problem.field
+
+    @property
+    def reason(self) -> str:
+        problem = self._problem()
+        return "reserved_value" if problem is not None and problem.reserved else "invalid_value"
+
+    @property
+    def is_complete(self) -> bool:
+        return False
+
+    def to_datetime(self) -> None:
+        """Always ``None``: no instant corresponds to these fields."""
+        return None
+
+    def __bytes__(self) -> bytes:
+        return le(self.year, 2) + bytes((self.month, self.day, self.hours, self.minutes, self.seconds))
+
+
+Timestamp = DateTime | InvalidDateTime
+"""A measurement's timestamp as sent: a valid (possibly incomplete) Date Time, or one that cannot be."""
+
+
+def read_timestamp(reader: Reader) -> Timestamp:
+    """A measurement's Date Time field; an impossible one is kept as an :class:`InvalidDateTime`."""
+    year, month, day = reader.u16(), reader.u8(), reader.u8()
+    hours, minutes, seconds = reader.u8(), reader.u8(), reader.u8()
+    try:
+        return DateTime(year or None, month or None, day or None, hours, minutes, seconds)
+    except InvalidMeasurement:
+        return InvalidDateTime(year, month, day, hours, minutes, seconds)
 
 
 class DayOfWeek(enum.IntEnum):

@@ -9,24 +9,28 @@ and location (high nibble) | sensor status annunciation uint16.
 
 Device time: the meter's time of the measurement is base time + time offset; that sum is the
 reading's ``device_time`` (``device_time_fields`` keeps the base time as sent and
-``time_offset_minutes`` the offset).
+``time_offset_minutes`` the offset). A base time that cannot exist, or an offset that carries it
+past year 9999, keeps the record: its readings are timed at receipt and flagged
+``device_time_invalid``.
 
 Readings: one ``glucose`` reading in mg/dL (kg/L x 100000; mol/L x 18015.6, the molar mass of
 glucose 180.156 g/mol; rounded per :func:`edge_agent.devices._codec.scale`), with ``sequence``
 and flags ``sample:<type>``, ``location:<site>``, the set sensor-status bit names and
 ``context_follows``. No reading: when the record has no concentration, or when the sample type
 or the sample location is control solution (quality control, not patient data).
+
+With ``context_follows`` the meter sends a Glucose Measurement Context (0x2A34) next:
+:func:`edge_agent.devices.glucose_context.paired_readings` joins the two (meal flag, HbA1c).
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import ClassVar, Final, Self
 
 from edge_agent.devices._codec import Reader, check_uint, enum_value, le, translating
-from edge_agent.devices.datetime_field import DateTime
+from edge_agent.devices.datetime_field import Timestamp, read_timestamp
 from edge_agent.devices.errors import InvalidMeasurement
 from edge_agent.devices.racp import (
     RACP_CHARACTERISTIC,
@@ -127,7 +131,7 @@ class GlucoseMeasurement:
     ``sample_location`` are present exactly when ``concentration`` is."""
 
     sequence: int
-    base_time: DateTime
+    base_time: Timestamp
     time_offset: int | None = None
     concentration: SFloat | None = None
     unit: ConcentrationUnit = ConcentrationUnit.KG_PER_L
@@ -146,21 +150,15 @@ class GlucoseMeasurement:
         none_type = self.sample_type is None and self.sample_location is None
         if not (has_type if self.concentration is not None else none_type):
             raise InvalidMeasurement(_CHAR, "sample_type", "type and location come with the concentration")
-        if self.time_offset is not None:
-            if not -0x8000 <= self.time_offset <= 0x7FFF:
-                raise InvalidMeasurement(_CHAR, "time_offset", "must fit in a signed 16-bit field")
-            base = self.base_time.to_datetime()
-            # Both naive on purpose: the device clock has no zone.
-            latest = datetime.max  # noqa: DTZ901
-            if base is not None and latest - base < timedelta(minutes=self.time_offset):
-                raise InvalidMeasurement(_CHAR, "time_offset", "base time + offset is past 9999")
+        if self.time_offset is not None and not -0x8000 <= self.time_offset <= 0x7FFF:
+            raise InvalidMeasurement(_CHAR, "time_offset", "must fit in a signed 16-bit field")
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> Self:
         reader = Reader(_CHAR, payload)
         flags = reader.flags(0x1F)
         sequence = reader.u16()
-        base_time = DateTime.read(reader)
+        base_time = read_timestamp(reader)
         offset = reader.s16() if flags & _TIME_OFFSET else None
         concentration = kind = location = None
         if flags & _CONCENTRATION:
@@ -218,8 +216,6 @@ class GlucoseMeasurement:
         return frozenset(names)
 
     def readings(self) -> list[DecodedReading]:
-        if self.concentration is None or self.is_control_solution:
-            return []
         ctx = ReadingContext.create(
             _CHAR,
             self.base_time,
@@ -227,5 +223,12 @@ class GlucoseMeasurement:
             flags=self.flags,
             sequence=self.sequence,
         )
+        return self.readings_with(ctx)
+
+    def readings_with(self, ctx: ReadingContext) -> list[DecodedReading]:
+        """The glucose reading built by ``ctx`` (this record's time, flags and sequence, plus
+        whatever its context adds: :func:`edge_agent.devices.glucose_context.paired_readings`)."""
+        if self.concentration is None or self.is_control_solution:
+            return []
         factor = MOL_PER_L_TO_MG_PER_DL if self.unit is ConcentrationUnit.MOL_PER_L else KG_PER_L_TO_MG_PER_DL
         return [ctx.number("glucose", self.concentration, factor)]

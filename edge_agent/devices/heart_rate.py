@@ -10,6 +10,13 @@ Readings: ``heart_rate`` (/min) and one ``rr_interval`` (ms) per RR value, all f
 contact supported but not detected is not a patient reading: :meth:`readings` returns nothing.
 Energy expended is not a catalogue metric and produces no reading. The packet has no timestamp.
 
+Salvage: the RR field is the last one and the heart rate before it is complete, so a malformed
+RR field (the flag set but no RR value, or an odd number of bytes: a byte lost or added
+somewhere) does not cost the heart rate. Where the stray byte sits cannot be told, so none of the
+field's intervals is trusted: the field is kept as sent in
+:attr:`HeartRateMeasurement.rr_malformed` (the packet still round-trips) and gives no reading,
+and the heart rate reading is flagged ``rr_truncated`` (the agent counts it).
+
 Encoding is canonical: uint8 heart rate when it fits, contact code 0 when unsupported.
 """
 
@@ -20,10 +27,12 @@ from dataclasses import dataclass
 from typing import ClassVar, Final, Self
 
 from edge_agent.devices._codec import Reader, check_uint, le, scale
-from edge_agent.devices.errors import TruncatedPayload
+from edge_agent.devices.errors import InvalidMeasurement
 from edge_agent.devices.reading import DecodedReading, ReadingContext
 
-__all__ = ["HeartRateMeasurement", "SensorContact"]
+__all__ = ["RR_TRUNCATED", "HeartRateMeasurement", "SensorContact"]
+
+RR_TRUNCATED: Final = "rr_truncated"
 
 _CHAR: Final = 0x2A37
 _UINT16_HR: Final = 0x01
@@ -49,12 +58,18 @@ _CONTACT_CODE: Final = {
 
 @dataclass(frozen=True, slots=True)
 class HeartRateMeasurement:
-    """``rr_intervals`` are raw 1/1024 s counts (see :attr:`rr_intervals_ms`)."""
+    """``rr_intervals`` are raw 1/1024 s counts (see :attr:`rr_intervals_ms`).
+
+    ``rr_malformed`` is ``None`` for a well-formed packet; otherwise the RR flag was set and this
+    is the whole RR field as sent, an odd number of bytes or none at all (then ``rr_intervals``
+    is empty).
+    """
 
     heart_rate: int
     sensor_contact: SensorContact = SensorContact.NOT_SUPPORTED
     energy_expended: int | None = None
     rr_intervals: tuple[int, ...] = ()
+    rr_malformed: bytes | None = None
 
     CHARACTERISTIC: ClassVar[int] = _CHAR
 
@@ -64,6 +79,13 @@ class HeartRateMeasurement:
             check_uint(_CHAR, "energy_expended", self.energy_expended, 16)
         for rr in self.rr_intervals:
             check_uint(_CHAR, "rr_intervals", rr, 16)
+        if self.rr_malformed is not None:
+            if self.rr_intervals:
+                raise InvalidMeasurement(_CHAR, "rr_malformed", "a malformed RR field has no intervals")
+            if len(self.rr_malformed) % 2:
+                return
+            if self.rr_malformed:
+                raise InvalidMeasurement(_CHAR, "rr_malformed", "an even RR field is well formed")
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> Self:
@@ -76,18 +98,15 @@ class HeartRateMeasurement:
         )
         energy = reader.u16() if flags & _ENERGY else None
         rr: tuple[int, ...] = ()
+        malformed: bytes | None = None
         if flags & _RR:
+            # The flag promises at least one whole uint16 to the end; an odd count is a byte astray.
             if reader.remaining == 0 or reader.remaining % 2:
-                # The flag promises at least one whole uint16; a lone byte is half a value.
-                raise TruncatedPayload(
-                    _CHAR,
-                    offset=len(payload) - reader.remaining % 2,
-                    needed=2,
-                    available=reader.remaining % 2,
-                )
-            rr = tuple(reader.u16() for _ in range(reader.remaining // 2))
+                malformed = reader.take(reader.remaining)
+            else:
+                rr = tuple(reader.u16() for _ in range(reader.remaining // 2))
         reader.finish()
-        return cls(heart_rate, contact, energy, rr)
+        return cls(heart_rate, contact, energy, rr, malformed)
 
     def __bytes__(self) -> bytes:
         flags = _CONTACT_CODE[self.sensor_contact] << _CONTACT_SHIFT
@@ -99,10 +118,15 @@ class HeartRateMeasurement:
         if self.energy_expended is not None:
             flags |= _ENERGY
             body += le(self.energy_expended, 2)
-        if self.rr_intervals:
+        if self.rr_intervals or self.rr_malformed is not None:
             flags |= _RR
-            body += b"".join(le(rr, 2) for rr in self.rr_intervals)
+            body += b"".join(le(rr, 2) for rr in self.rr_intervals) + (self.rr_malformed or b"")
         return bytes((flags,)) + body
+
+    @property
+    def rr_truncated(self) -> bool:
+        """Whether the RR field was malformed (and dropped from the readings)."""
+        return self.rr_malformed is not None
 
     @property
     def rr_intervals_ms(self) -> tuple[float, ...]:
@@ -112,7 +136,10 @@ class HeartRateMeasurement:
     def readings(self) -> list[DecodedReading]:
         if self.sensor_contact is SensorContact.NOT_DETECTED:
             return []
-        ctx = ReadingContext.create(_CHAR, flags=(f"sensor_contact:{self.sensor_contact.value}",))
+        flags = [f"sensor_contact:{self.sensor_contact.value}"]
+        if self.rr_truncated:
+            flags.append(RR_TRUNCATED)
+        ctx = ReadingContext.create(_CHAR, flags=flags)
         out = [ctx.reading("heart_rate", float(self.heart_rate))]
         out.extend(ctx.reading("rr_interval", ms) for ms in self.rr_intervals_ms)
         return out

@@ -13,7 +13,9 @@ Readings: ``spo2`` (%) and ``heart_rate`` (/min) from the (normal) SpO2/PR pair.
 slow pairs are other averaging windows of the same signal and the PAI is not a catalogue metric:
 they stay on the measurement types only. Flags: the names in :data:`MEASUREMENT_STATUS_BITS` and
 :data:`DEVICE_SENSOR_STATUS_BITS` that are set (reserved bits are kept and ignored), and
-``device_clock_not_set`` (the timestamp is still reported exactly as sent).
+``device_clock_not_set``. With that flag the device itself says its clock is wrong: the spot-check
+keeps its values, the readings carry no ``device_time`` (``device_time_fields`` keeps what the
+device sent) and the agent times them at receipt, never by that clock.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Final, Self
 
 from edge_agent.devices._codec import Reader, check_uint, le, translating
-from edge_agent.devices.datetime_field import DateTime
+from edge_agent.devices.datetime_field import Timestamp, read_timestamp
 from edge_agent.devices.reading import DecodedReading, ReadingContext
 from edge_agent.devices.sfloat import SFloat
 
@@ -96,7 +98,7 @@ _SC_CLOCK_NOT_SET: Final = 0x10
 class PlxSpotCheckMeasurement:
     spo2: SFloat
     pulse_rate: SFloat
-    timestamp: DateTime | None = None
+    timestamp: Timestamp | None = None
     measurement_status: int | None = None
     device_sensor_status: int | None = None
     pulse_amplitude_index: SFloat | None = None
@@ -112,7 +114,7 @@ class PlxSpotCheckMeasurement:
         reader = Reader(cls.CHARACTERISTIC, payload)
         flags = reader.flags(0x1F)
         spo2, pulse_rate = SFloat.read(reader), SFloat.read(reader)
-        timestamp = DateTime.read(reader) if flags & _SC_TIMESTAMP else None
+        timestamp = read_timestamp(reader) if flags & _SC_TIMESTAMP else None
         status = reader.u16() if flags & _SC_STATUS else None
         device = reader.u24() if flags & _SC_DEVICE else None
         pai = SFloat.read(reader) if flags & _SC_PAI else None
@@ -143,7 +145,9 @@ class PlxSpotCheckMeasurement:
         return (names | {DEVICE_CLOCK_NOT_SET}) if self.device_clock_not_set else names
 
     def readings(self) -> list[DecodedReading]:
-        ctx = ReadingContext.create(self.CHARACTERISTIC, self.timestamp, flags=self.flags)
+        ctx = ReadingContext.create(
+            self.CHARACTERISTIC, self.timestamp, flags=self.flags, clock_set=not self.device_clock_not_set
+        )
         return [ctx.number("spo2", self.spo2), ctx.number("heart_rate", self.pulse_rate)]
 
 

@@ -11,6 +11,13 @@ sequence number, "all records" none) or construction raises
 :class:`~edge_agent.devices.errors.InvalidMeasurement`.
 
 None of this is a patient reading: ``readings()`` is always empty.
+
+Sequence numbers are uint16 and wrap from 65535 to 0. Which record is newer is decided by
+serial number arithmetic (RFC 1982, :func:`sequence_after`): a record is after the cursor when it
+lies within the 32767 numbers that follow it. :func:`request_after` is what to ask for after the
+last record taken: everything (no cursor yet), ``>= cursor + 1``, or, once the cursor is 65535,
+``<= 32766`` (the records after the wrap). A meter numbers its records in order and keeps far
+fewer than 32767, so "newer" is never ambiguous.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from edge_agent.devices.reading import DecodedReading
 
 __all__ = [
     "RACP_CHARACTERISTIC",
+    "SEQUENCE_MODULUS",
     "RacpFilter",
     "RacpNumberOfRecords",
     "RacpOpcode",
@@ -33,9 +41,14 @@ __all__ = [
     "RacpResponse",
     "RacpResponseCode",
     "parse_racp_response",
+    "request_after",
+    "sequence_after",
 ]
 
 RACP_CHARACTERISTIC: Final = 0x2A52
+SEQUENCE_MODULUS: Final = 1 << 16
+_LAST_SEQUENCE: Final = SEQUENCE_MODULUS - 1
+_HALF: Final = SEQUENCE_MODULUS // 2
 
 
 class RacpOpcode(enum.IntEnum):
@@ -125,6 +138,11 @@ class RacpRequest:
     def report_from(cls, sequence: int) -> Self:
         """Report stored records with sequence number >= ``sequence``."""
         return cls(RacpOpcode.REPORT_STORED_RECORDS, RacpOperator.GREATER_THAN_OR_EQUAL, (sequence,))
+
+    @classmethod
+    def report_to(cls, sequence: int) -> Self:
+        """Report stored records with sequence number <= ``sequence``."""
+        return cls(RacpOpcode.REPORT_STORED_RECORDS, RacpOperator.LESS_THAN_OR_EQUAL, (sequence,))
 
     @classmethod
     def count_all(cls) -> Self:
@@ -228,3 +246,22 @@ def parse_racp_response(payload: bytes) -> RacpNumberOfRecords | RacpResponse:
         raise InvalidField(RACP_CHARACTERISTIC, field="opcode", reserved=False, detail="not a response op code")
     reader.finish()
     return result
+
+
+def sequence_after(candidate: int, reference: int) -> bool:
+    """Whether record ``candidate`` comes after record ``reference`` (16-bit sequence numbers
+    that wrap from 65535 to 0): within the 32767 numbers that follow ``reference``."""
+    return 0 < (candidate - reference) % SEQUENCE_MODULUS < _HALF
+
+
+def request_after(cursor: int | None) -> RacpRequest:
+    """The request for the records after ``cursor`` (the last one taken; ``None``: none yet).
+
+    After 65535 the next records are numbered from 0, so the request is ``<= 32766``, every
+    number that :func:`sequence_after` puts after 65535.
+    """
+    if cursor is None:
+        return RacpRequest.report_all()
+    if cursor == _LAST_SEQUENCE:
+        return RacpRequest.report_to(_HALF - 2)
+    return RacpRequest.report_from(cursor + 1)

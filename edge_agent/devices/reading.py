@@ -12,6 +12,14 @@ Device time
     is set. For glucose, ``device_time`` is base time + ``time_offset_minutes`` (the offset the
     meter applies to its base time), and ``device_time_fields`` is the base time as sent.
 
+    A time that cannot exist (31 February, month 13, hour 25, or a glucose base time whose offset
+    runs past year 9999) never rejects the measurement: ``device_time`` is ``None`` (and so is
+    ``device_time_fields``, unless the fields themselves were valid) and the flag
+    ``device_time_invalid`` is set. When the device itself says its clock
+    is not set (PLX spot-check flag bit 4), ``device_time`` is ``None`` and ``device_time_fields``
+    keeps what it sent, flagged ``device_clock_not_set``. Either way the agent times the reading
+    at receipt (:func:`edge_agent.timefix.measured_at` of ``None``), never by that clock.
+
 Flags
     Stable lowercase strings. Booleans are bare names (``irregular_pulse``); enumerations are
     ``key:value`` (``site:finger``, ``sample:capillary_plasma``, ``sensor_contact:detected``).
@@ -24,14 +32,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from edge_agent.devices.datetime_field import DateTime
+from edge_agent.devices.datetime_field import DateTime, InvalidDateTime, Timestamp
 from edge_agent.devices.errors import InvalidMeasurement
 from edge_agent.devices.sfloat import ABSENT_REASONS, MedFloat
 from rpm_core.metrics import CATALOGUE
 
-__all__ = ["DEVICE_TIME_INCOMPLETE", "DecodedReading", "ReadingContext"]
+__all__ = ["DEVICE_TIME_INCOMPLETE", "DEVICE_TIME_INVALID", "DecodedReading", "ReadingContext"]
 
 DEVICE_TIME_INCOMPLETE = "device_time_incomplete"
+DEVICE_TIME_INVALID = "device_time_invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,26 +91,36 @@ class ReadingContext:
     def create(
         cls,
         characteristic: int,
-        timestamp: DateTime | None = None,
+        timestamp: Timestamp | None = None,
         *,
         offset_minutes: int | None = None,
         flags: Iterable[str] = (),
         sequence: int | None = None,
         user_id: int | None = None,
+        clock_set: bool = True,
     ) -> ReadingContext:
-        """``timestamp`` (plus ``offset_minutes``, if any) becomes ``device_time``."""
+        """``timestamp`` (plus ``offset_minutes``, if any) becomes ``device_time``, unless it
+        cannot exist or ``clock_set`` is false (the device says its clock is not set)."""
         all_flags = set(flags)
         device_time = None
-        if timestamp is not None:
-            device_time = timestamp.to_datetime()
-            if device_time is None:
+        fields: DateTime | None = None
+        if isinstance(timestamp, InvalidDateTime):
+            all_flags.add(DEVICE_TIME_INVALID)
+        elif timestamp is not None:
+            fields = timestamp
+            device_time = timestamp.to_datetime() if clock_set else None
+            if clock_set and device_time is None:
                 all_flags.add(DEVICE_TIME_INCOMPLETE)
-            elif offset_minutes:
-                device_time += timedelta(minutes=offset_minutes)
+            elif device_time is not None and offset_minutes:
+                try:
+                    device_time += timedelta(minutes=offset_minutes)
+                except OverflowError:  # base time + offset runs past year 9999
+                    device_time = None
+                    all_flags.add(DEVICE_TIME_INVALID)
         return cls(
             characteristic,
             device_time,
-            timestamp,
+            fields,
             offset_minutes,
             sequence,
             user_id,

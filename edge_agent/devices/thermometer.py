@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Final, Self
 
 from edge_agent.devices._codec import Reader, enum_value, translating
-from edge_agent.devices.datetime_field import DateTime
+from edge_agent.devices.datetime_field import Timestamp, read_timestamp
 from edge_agent.devices.errors import InvalidMeasurement
 from edge_agent.devices.reading import DecodedReading, ReadingContext
 from edge_agent.devices.sfloat import Float
@@ -52,7 +52,7 @@ class TemperatureType(enum.IntEnum):
 class TemperatureMeasurement:
     temperature: Float
     fahrenheit: bool = False
-    timestamp: DateTime | None = None
+    timestamp: Timestamp | None = None
     temperature_type: TemperatureType | None = None
 
     CHARACTERISTIC: ClassVar[int] = _CHAR
@@ -66,7 +66,7 @@ class TemperatureMeasurement:
         reader = Reader(_CHAR, payload)
         flags = reader.flags(_ALLOWED)
         temperature = Float.read(reader)
-        timestamp = DateTime.read(reader) if flags & _TIMESTAMP else None
+        timestamp = read_timestamp(reader) if flags & _TIMESTAMP else None
         kind = enum_value(reader, TemperatureType, reader.u8(), "temperature_type") if flags & _TYPE else None
         reader.finish()
         with translating(_CHAR):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Final, Self
 
 from edge_agent.devices._codec import Reader, check_uint, le, scale, translating
-from edge_agent.devices.datetime_field import DateTime
+from edge_agent.devices.datetime_field import Timestamp, read_timestamp
 from edge_agent.devices.errors import InvalidMeasurement
 from edge_agent.devices.reading import DecodedReading, ReadingContext
 
@@ -44,7 +44,7 @@ class WeightMeasurement:
 
     weight: int | None
     imperial: bool = False
-    timestamp: DateTime | None = None
+    timestamp: Timestamp | None = None
     user_id: int | None = None
     bmi: int | None = None
     height: int | None = None
@@ -69,7 +69,7 @@ class WeightMeasurement:
         reader = Reader(_CHAR, payload)
         flags = reader.flags(0x0F)
         raw_weight = reader.u16()
-        timestamp = DateTime.read(reader) if flags & _TIMESTAMP else None
+        timestamp = read_timestamp(reader) if flags & _TIMESTAMP else None
         user_id = reader.u8() if flags & _USER else None
         bmi, height = (reader.u16(), reader.u16()) if flags & _BMI_HEIGHT else (None, None)
         reader.finish()

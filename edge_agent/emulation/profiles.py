@@ -5,12 +5,18 @@ Every factory takes the :class:`VirtualAir`, a ``name`` (advertised as the compl
 the :class:`PeripheralOptions` (``connectable_window=`` for cuffs and scales that only advertise
 after a measurement, ``clock_offset=`` for a skewed device clock, ...).
 
-The glucose meter keeps ``(sequence, measurement bytes, optional context bytes)`` records and
-answers the Record Access Control Point (0x2A52) as the Glucose Profile specifies: op codes 1
-(report stored records), 4 (report number of records) and 3 (abort); operators all, <=, >=,
-within range (filter type 0x01, sequence number, uint16), first and last. Results arrive as
-0x2A18 (and 0x2A34) notifications followed by a Response Code indication
+The glucose meter keeps ``(sequence, measurement bytes, optional context bytes)`` records in
+the order they were stored and answers the Record Access Control Point (0x2A52) as the Glucose
+Profile specifies: op codes 1 (report stored records), 4 (report number of records) and 3
+(abort); operators all, <=, >=, within range (filter type 0x01, sequence number, uint16,
+compared as plain numbers), first and last. Records are reported in storage order, so a meter
+whose sequence numbers wrapped from 65535 to 0 reports 65534, 65535, 0, 1 for "all". Results
+arrive as 0x2A18 (and 0x2A34) notifications followed by a Response Code indication
 ``06 00 <request op> <code>``, or a Number of Records indication ``05 00 <uint16>``.
+
+Quirks for tests: ``context_lag=n`` sends each record's context only after ``n`` further
+records' measurements (or at the end of the report), as a meter may; ``faulty_response=bytes``
+answers every RACP request with those bytes instead of a valid response (a broken meter).
 """
 
 from __future__ import annotations
@@ -202,8 +208,9 @@ class GlucoseRecord:
 
 
 def select_records(records: list[GlucoseRecord], operator: int, operand: bytes) -> list[GlucoseRecord] | RacpResponse:
-    """Pure RACP record selection; a :class:`RacpResponse` when the request is malformed."""
-    ordered = sorted(records, key=lambda r: r.sequence)
+    """Pure RACP record selection from ``records`` in storage order (oldest first), kept in that
+    order; a :class:`RacpResponse` when the request is malformed."""
+    ordered = list(records)
     if operator == RacpOperator.NULL:
         return RacpResponse.INVALID_OPERATOR
     if operator > RacpOperator.LAST:
@@ -249,6 +256,8 @@ class GlucoseMeter(EmulatedPeripheral):
         with_context: bool = False,
         feature: int = 0x0000,
         record_interval: float = 0.0,
+        context_lag: int = 0,
+        faulty_response: bytes | None = None,
         **options: Unpack[PeripheralOptions],
     ) -> None:
         chars = [C(0x2A18, notify=True, encrypted=encrypted)]
@@ -262,6 +271,8 @@ class GlucoseMeter(EmulatedPeripheral):
         super().__init__(air, name=name, services=[service], **options)
         self.records: list[GlucoseRecord] = []
         self.record_interval = record_interval
+        self.context_lag = context_lag
+        self.faulty_response = faulty_response
         self._procedure: asyncio.Task[None] | None = None
 
     def add_record(self, sequence: int, measurement: bytes, context: bytes | None = None) -> None:
@@ -299,6 +310,9 @@ class GlucoseMeter(EmulatedPeripheral):
         await self._respond(connection, RacpOpCode.ABORT_OPERATION, RacpResponse.SUCCESS)
 
     async def _run(self, connection: Connection, data: bytes) -> None:
+        if self.faulty_response is not None:
+            await self._finish(connection, self.faulty_response)
+            return
         opcode = data[0] if data else 0
         if opcode not in (RacpOpCode.REPORT_STORED_RECORDS, RacpOpCode.REPORT_NUMBER_OF_RECORDS):
             await self._respond(connection, opcode, RacpResponse.OPCODE_NOT_SUPPORTED)
@@ -315,12 +329,21 @@ class GlucoseMeter(EmulatedPeripheral):
         elif not selected:
             await self._respond(connection, opcode, RacpResponse.NO_RECORDS_FOUND)
         else:
-            for record in selected:
-                await self._push(GLUCOSE_MEASUREMENT, record.measurement, indicate=False, only=connection)
-                if record.context is not None and GLUCOSE_CONTEXT in self._chars:
-                    await self._push(GLUCOSE_CONTEXT, record.context, indicate=False, only=connection)
-                await asyncio.sleep(self.record_interval)
+            await self._report(connection, selected)
             await self._respond(connection, opcode, RacpResponse.SUCCESS)
+
+    async def _report(self, connection: Connection, selected: list[GlucoseRecord]) -> None:
+        contexts: list[tuple[int, bytes]] = []  # (records still to send before it, context)
+        for record in selected:
+            await self._push(GLUCOSE_MEASUREMENT, record.measurement, indicate=False, only=connection)
+            if record.context is not None and GLUCOSE_CONTEXT in self._chars:
+                contexts.append((self.context_lag, record.context))
+            while contexts and contexts[0][0] <= 0:
+                await self._push(GLUCOSE_CONTEXT, contexts.pop(0)[1], indicate=False, only=connection)
+            contexts = [(lag - 1, context) for lag, context in contexts]
+            await asyncio.sleep(self.record_interval)
+        for _lag, context in contexts:
+            await self._push(GLUCOSE_CONTEXT, context, indicate=False, only=connection)
 
 
 def glucose_meter(air: VirtualAir, **kwargs: Any) -> GlucoseMeter:

@@ -73,3 +73,36 @@ def test_auto_resolution_times_per_rule() -> None:
     assert cfg.auto_resolve_after("missing_data:device:x") == timedelta(0)
     assert cfg.auto_resolve_after("trend:bp_goal") == timedelta(hours=72)
     assert cfg.auto_resolve_after("threshold:spo2:low") == timedelta(hours=24)
+
+
+# -- issue 14: unconfirmed alerts ---------------------------------------------------------------------
+
+
+def unconfirmed(severity: Severity = Severity.HIGH) -> Candidate:
+    return Candidate("threshold:spo2:low", Kind.THRESHOLD, "spo2", severity, "s", (), unconfirmed=True)
+
+
+def test_an_unconfirmed_candidate_opens_unconfirmed_and_a_confirmed_one_confirms_it() -> None:
+    assert reconcile({}, Outcome((unconfirmed(),)), T0) == [Open(unconfirmed())]
+    pending = {"threshold:spo2:low": view(Severity.HIGH, unconfirmed=True)}
+    (d,) = reconcile(pending, Outcome((cand(severity=Severity.HIGH),)), T0)
+    assert (d.confirms, d.severity, d.raised, d.restart_walk) == (True, Severity.HIGH, False, True)
+    (lower,) = reconcile(pending, Outcome((cand(severity=Severity.MEDIUM),)), T0)  # the repeat is the truth
+    assert (lower.confirms, lower.severity, lower.raised) == (True, Severity.MEDIUM, False)
+    (worse,) = reconcile(pending, Outcome((cand(severity=Severity.CRITICAL),)), T0)
+    assert (worse.confirms, worse.severity, worse.raised) == (True, Severity.CRITICAL, True)
+
+
+def test_unconfirmed_retriggers_only_rise_and_never_touch_a_confirmed_alert() -> None:
+    pending = {"threshold:spo2:low": view(Severity.HIGH, unconfirmed=True)}
+    (d,) = reconcile(pending, Outcome((unconfirmed(Severity.MEDIUM),)), T0)
+    assert (d.confirms, d.severity, d.raised) == (False, Severity.HIGH, False)
+    confirmed = {"threshold:spo2:low": view(Severity.MEDIUM, cleared_since=T0)}
+    assert reconcile(confirmed, Outcome((unconfirmed(Severity.HIGH),)), T0) == []  # waits, as before
+
+
+def test_a_normal_repeat_refutes_an_unconfirmed_alert_at_once() -> None:
+    cleared = view(Severity.HIGH, unconfirmed=True, cleared_since=T0)
+    assert due_auto_resolves([cleared], T0, LifecycleConfig()) == [AutoResolve(7, T0, refuted=True)]
+    confirmed = view(Severity.HIGH, cleared_since=T0)
+    assert due_auto_resolves([confirmed], T0, LifecycleConfig()) == []

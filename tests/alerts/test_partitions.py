@@ -58,7 +58,12 @@ def test_two_workers_share_the_partitions_and_each_alert_is_made_once(db: str, c
         assert a.stats.readings_seen > 0
         assert b.stats.readings_seen > 0
         b.close()  # a worker dies: its partitions come back to the other
+        # ... as soon as the server has ended its session (that takes the backend a moment).
+        deadline = time.monotonic() + 10
         a.rebalance()
+        while a.owned != set(range(8)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+            a.rebalance()
         assert a.owned == set(range(8))
     finally:
         a.close()

@@ -32,7 +32,7 @@ def test_every_opened_alert_is_one_json_line_and_nothing_else_goes_to_stdout(tmp
     rows = [
         ("p1", T0, "spo2", 97),
         ("p1", T0 + timedelta(hours=1), "spo2", 91),
-        ("p1", T0 + timedelta(hours=2), "spo2", 90),  # confirmed: one high alert (not a second line)
+        ("p1", T0 + timedelta(hours=2), "spo2", 90),  # confirmed: the same high alert (not a second line)
         ("p1", T0 + timedelta(hours=3), "spo2", 89),
         ("p2", T0 + timedelta(hours=1), "glucose", 48),  # level 2 hypoglycaemia: critical at once
         ("p2", T0 + timedelta(hours=2), "bp_systolic", 225),
@@ -42,14 +42,16 @@ def test_every_opened_alert_is_one_json_line_and_nothing_else_goes_to_stdout(tmp
     done = replay(str(path), "--no-anomaly")
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [(a["patient_id"], a["kind"], a["metric"], a["severity"]) for a in lines] == [
-        ("p2", "threshold", "glucose", "critical"),
-        ("p1", "threshold", "spo2", "high"),
-        ("p2", "threshold", "bp_systolic", "critical"),
+    # Issue 14: the SpO2 alert opens at the first low reading, unconfirmed (asking for a repeat).
+    assert [(a["patient_id"], a["kind"], a["metric"], a["severity"], a["unconfirmed"]) for a in lines] == [
+        ("p1", "threshold", "spo2", "high", True),
+        ("p2", "threshold", "glucose", "critical", False),
+        ("p2", "threshold", "bp_systolic", "critical", False),
     ]
-    first = lines[1]
-    assert first["opened_at"] == (T0 + timedelta(hours=2)).isoformat()
-    assert [e["value"] for e in first["evidence"]] == [91, 90]
+    first = lines[0]
+    assert first["opened_at"] == (T0 + timedelta(hours=1)).isoformat()
+    assert [e["value"] for e in first["evidence"]] == [91]
+    assert first["detail"]["remeasure"] == ["spo2"]
     assert set(first) >= {"patient_id", "kind", "metric", "severity", "opened_at", "evidence"}
     assert "replayed 6 readings" in done.stderr
 
@@ -64,7 +66,10 @@ def test_unsorted_input_other_offsets_and_stdin() -> None:
     assert done.returncode == 0, done.stderr
     (alert,) = [json.loads(line) for line in done.stdout.splitlines()]
     assert (alert["patient_id"], alert["metric"], alert["severity"]) == ("x9", "heart_rate", "high")
-    assert alert["opened_at"] == "2026-02-01T07:00:00+00:00"  # 09:00+02:00, the later reading
+    # Opened (unconfirmed) by 06:30Z, the earlier reading though it came second; 09:00+02:00 (07:00Z)
+    # confirmed it and is no new line.
+    assert alert["opened_at"] == "2026-02-01T06:30:00+00:00"
+    assert [e["time"] for e in alert["evidence"]] == ["2026-02-01T06:30:00+00:00"]
 
 
 BAD_ROWS = [

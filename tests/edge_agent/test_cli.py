@@ -112,6 +112,31 @@ def test_thermometer_device_time() -> None:
     assert reading["flags"] == ["site:finger"]
 
 
+def test_glucose_measurement_context() -> None:
+    # Nordic's full context vector: HbA1c 34.5 %, meal casual, sequence 0.
+    code, out, err = _run("2A34", "FF 00 00 B3 03 64 00 04 12 3C 00 32 04 D2 F4 59 F1")
+    assert (code, err) == (0, "")
+    [reading] = json.loads(out)["readings"]
+    assert (reading["metric"], reading["value"], reading["unit"]) == ("hba1c", 34.5, "%")
+    assert (reading["sequence"], reading["device_time"], reading["flags"]) == (0, None, ["meal_casual"])
+    code, out, _ = _run("2a34", "02 01 00 01")  # a meal only: no reading of its own
+    assert (code, json.loads(out)) == (0, {"readings": []})
+    code, _, err = _run("2A34", "02 01 00 07")
+    assert (code, err.startswith("error: reserved_value: 0x2A34: field meal")) == (2, True)
+
+
+def test_salvaged_values_print_their_flags() -> None:
+    code, out, _ = _run("2A37", "10 50 04")  # an odd RR byte
+    assert code == 0
+    assert [(r["metric"], r["value"], r["flags"]) for r in json.loads(out)["readings"]] == [
+        ("heart_rate", 80.0, ["rr_truncated", "sensor_contact:unsupported"])
+    ]
+    code, out, _ = _run("2A1C", "06 B0 0E 00 FE DC 07 02 1F 0B 32 1B 04")  # 31 February
+    [reading] = json.loads(out)["readings"]
+    assert (code, reading["device_time"], reading["device_time_fields"]) == (0, None, None)
+    assert reading["flags"] == ["device_time_invalid", "site:finger"]
+
+
 def test_special_value_prints_null_and_absent_reason() -> None:
     code, out, _ = _run("2A5F", "00 FF 07 5A 00")
     assert code == 0

@@ -47,3 +47,18 @@ def test_any_completion_order_yields_arrival_order(n: int, rnd: random.Random) -
         assert acked == list(range(len(acked)))
         assert set(acked) <= committed
     assert acked == list(range(n))
+
+
+def test_the_oldest_unacknowledged_arrival_is_known_for_the_lag_gauge() -> None:
+    t = AckTracker()
+    t.connected()
+    assert t.oldest_arrival is None
+    a, b = t.arrived(1, 10.0), t.arrived(2, 11.5)
+    assert t.oldest_arrival == 10.0
+    t.done([b])
+    assert t.oldest_arrival == 10.0  # 2 is committed but waits behind 1: still unacknowledged
+    t.done([a])
+    assert t.oldest_arrival is None
+    t.arrived(3, 12.0)
+    t.connected()  # a new connection forgets the old one's messages (the broker redelivers them)
+    assert t.oldest_arrival is None

@@ -19,6 +19,7 @@ EXPECTED_UNITS = {
     "bmi": "kg/m2",
     "body_height": "m",
     "glucose": "mg/dL",
+    "hba1c": "%",
     "respiratory_rate": "/min",
 }
 
@@ -34,6 +35,7 @@ EXPECTED_LOINC = {
     "glucose": "41653-7",
     "respiratory_rate": "9279-1",
     "rr_interval": "8637-1",
+    "hba1c": "4548-4",  # Hemoglobin A1c/Hemoglobin.total in Blood
 }
 EXPECTED_MDC = {
     "heart_rate": 147842,
@@ -45,6 +47,7 @@ EXPECTED_MDC = {
     "body_weight": 188736,
     "glucose": 160184,
     "respiratory_rate": 151562,
+    "hba1c": 160220,  # MDC_CONC_HBA1C 29148 in partition 2 (glucose 160184 is MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD 29112)
 }
 
 
@@ -68,6 +71,7 @@ def test_codes_match_the_clinical_reference() -> None:
         ("bp_systolic", 138.0, 501.5),
         ("glucose", 100.0, 1.5),
         ("body_weight", 70.0, -7.25),
+        ("hba1c", 6.5, 34.5),
     ],
 )
 def test_plausible_range_accepts_real_values_and_rejects_impossible_ones(name: str, good: float, bad: float) -> None:

@@ -76,3 +76,30 @@ def test_devices_not_seen_or_low_battery_and_agents_offline() -> None:
     assert by_rule["missing_data:device:oxi-1"].detail["battery_pct"] == 10
     assert all(c.severity is Severity.LOW and c.metric is None for c in out.candidates)
     assert out.clear == {"missing_data:device:scale-1"}
+
+
+# -- issue 14: monitoring pauses ----------------------------------------------------------------------
+
+
+def test_nothing_is_missing_while_paused_and_silence_counts_from_the_pause_end() -> None:
+    h = history(daily("body_weight", 20))
+    last = at(19 * 24)
+    pause = (last + timedelta(hours=12), last + timedelta(days=10))  # admitted to hospital
+    during = missing_data_status(h, last + timedelta(days=5), config(), [pause])
+    assert (during.outcome.candidates, during.outcome.clear) == ((), {"missing_data"})
+    assert during.next_due == pause[1] + timedelta(seconds=1)
+    after = pause[1] + timedelta(hours=95)
+    assert evaluate_missing_data(h, after, config(), [pause]).candidates == ()  # 96 h from the pause end
+    (c,) = evaluate_missing_data(h, pause[1] + timedelta(hours=97), config(), [pause]).candidates
+    assert c.metric == "body_weight"
+    assert evaluate_missing_data(h, pause[1] + timedelta(hours=97), config()).candidates  # without the pause too
+
+
+def test_devices_and_agents_are_not_missing_while_paused() -> None:
+    now = at(0)
+    devices = [DeviceState("device", "cuff-1", now - timedelta(days=8), 80), DeviceState("agent", "pi-1", None)]
+    pause = (now - timedelta(days=9), now + timedelta(days=1))
+    out = evaluate_devices(devices, now, config(), [pause])
+    assert (out.candidates, out.clear) == ((), {"missing_data:device:cuff-1", "missing_data:agent:pi-1"})
+    ended = (now - timedelta(days=9), now - timedelta(days=2))
+    assert evaluate_devices(devices, now, config(), [ended]).candidates == ()  # not seen since the end: 2 d

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from alerts.config import RulesConfig
 from alerts.model import Kind, Outcome, Severity
 from alerts.rules.news2 import (
     PARAMETERS,
@@ -194,3 +195,46 @@ def test_supplemental_oxygen_from_the_patient_settings_scores_2_and_is_said() ->
 
 def test_parameters_are_the_five_home_measurable_ones() -> None:
     assert set(PARAMETERS) == {"respiratory_rate", "spo2", "bp_systolic", "heart_rate", "body_temperature"}
+
+
+# -- issue 14: a spot check of several parameters, each read once ---------------------------------
+
+
+def spot_check(hours: float, rr: float, spo2: float, hr: float, temp: float, sys: float = 125) -> list:
+    return [
+        ("respiratory_rate", [(hours, rr)]),
+        ("spo2", [(hours, spo2)]),
+        ("bp_systolic", [(hours, sys)]),
+        ("heart_rate", [(hours, hr)]),
+        ("body_temperature", [(hours, temp)]),
+    ]
+
+
+def test_a_spot_check_scoring_5_or_more_opens_unconfirmed_and_names_what_to_repeat() -> None:
+    h = history(*normal(-20), *spot_check(0, rr=22, spo2=94, hr=115, temp=38.3))  # 2 + 1 + 2 + 1
+    (c,) = evaluate_news2(h, at(0), config()).candidates
+    assert (c.severity, c.unconfirmed, c.detail["score"], c.detail["band"]) == (Severity.HIGH, True, 6, "medium")
+    assert c.detail["awaiting_confirmation"] is True
+    assert c.detail["confirmed_score"] == 0
+    assert set(c.detail["remeasure"]) == {"respiratory_rate", "spo2", "heart_rate", "body_temperature"}
+    first = history(*spot_check(0, rr=22, spo2=94, hr=115, temp=38.3))  # no earlier readings at all
+    (c,) = evaluate_news2(first, at(0), config()).candidates
+    assert c.unconfirmed
+
+
+def test_the_repeat_confirms_or_clears_the_spot_check() -> None:
+    sick = spot_check(0, rr=22, spo2=94, hr=115, temp=38.3)
+    repeat = spot_check(0.25, rr=23, spo2=94, hr=118, temp=38.4)
+    (c,) = evaluate_news2(history(*sick, *repeat), at(0.25), config()).candidates
+    assert (c.unconfirmed, c.severity, c.detail["score"]) == (False, Severity.HIGH, 6)
+    fine = spot_check(0.25, rr=16, spo2=97, hr=72, temp=36.8)
+    out = evaluate_news2(history(*sick, *fine), at(0.25), config())
+    assert (out.candidates, out.clear) == ((), {"news2"})
+
+
+def test_below_5_or_switched_off_a_spot_check_waits_silently() -> None:
+    h = history(*normal(-20), *spot_check(0, rr=16, spo2=91, hr=72, temp=36.8))  # a single 3, unconfirmed
+    assert evaluate_news2(h, at(0), config()) == Outcome()
+    h = history(*normal(-20), *spot_check(0, rr=22, spo2=94, hr=115, temp=38.3))
+    assert evaluate_news2(h, at(0), config(rules=RulesConfig(news2={"unconfirmed_score": None}))) == Outcome()
+    assert evaluate_news2(h, at(0), config(rules=RulesConfig(remeasure_unconfirmed=False))) == Outcome()

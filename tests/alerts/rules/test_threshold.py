@@ -79,13 +79,19 @@ def test_values_just_inside_normal_are_clear(metric, value) -> None:
 
 def test_one_artefact_does_not_page_and_waits_for_confirmation() -> None:
     out = run("spo2", [(0, 97), (1, 90)])
-    assert out.candidates == ()
+    # Issue 14: not silent any more, but unconfirmed: the patient is asked to repeat, nobody is paged.
+    c = only(out)
+    assert c.unconfirmed
+    assert (c.detail["awaiting_confirmation"], c.detail["remeasure"]) == (True, ["spo2"])
     assert "threshold:spo2:low" not in out.clear  # pending, not clear
+    silent = config(rules=RulesConfig(remeasure_unconfirmed=False))
+    assert run("spo2", [(0, 97), (1, 90)], silent).candidates == ()  # the old behaviour, on request
 
 
 def test_confirmation_must_fall_within_the_window() -> None:
-    assert run("spo2", [(0, 90), (25, 90)]).candidates == ()  # 25 h apart > 24 h
-    assert only(run("spo2", [(0, 90), (23, 90)])).severity is Severity.HIGH
+    assert only(run("spo2", [(0, 90), (25, 90)])).unconfirmed  # 25 h apart > 24 h: not confirmed
+    c = only(run("spo2", [(0, 90), (23, 90)]))
+    assert (c.severity, c.unconfirmed) == (Severity.HIGH, False)
 
 
 def test_the_worst_confirmed_band_wins_over_an_unconfirmed_worse_one() -> None:
@@ -99,7 +105,7 @@ def test_sustained_duration_confirms_a_stream() -> None:
     cfg = config({"thresholds": {"heart_rate": [band.model_dump()]}})
     minutes = [(m / 60, 140) for m in range(0, 11)]
     assert only(run("heart_rate", minutes, cfg)).summary == "sustained"
-    assert run("heart_rate", minutes[:5], cfg).candidates == ()  # only 4 minutes so far
+    assert only(run("heart_rate", minutes[:5], cfg)).unconfirmed  # only 4 minutes so far
 
 
 def test_both_directions_are_separate_rules() -> None:
@@ -145,3 +151,53 @@ def test_organisation_settings_override_some_metrics_and_keep_the_other_defaults
     assert [b.value for b in cfg.bands["glucose"]] == [60]
     assert cfg.bands["spo2"] == ()
     assert cfg.bands["heart_rate"] == RulesConfig().thresholds["heart_rate"]
+
+
+# -- issue 14: N of the last M readings, unconfirmed single readings, accepted baselines -------------
+
+
+def test_a_persistent_tachycardia_with_one_lower_reading_between_confirms() -> None:
+    c = only(run("heart_rate", [(0, 135), (2, 128), (4, 140)]))  # >= 131 on 2 of the last 3
+    assert (c.severity, c.unconfirmed) == (Severity.HIGH, False)
+    assert [o.value for o in c.evidence] == [135, 140]
+    assert (c.detail["confirm"], c.detail["of"]) == (2, 3)
+    consecutive = config({"thresholds": {"heart_rate": [{"op": ">=", "value": 131, "severity": "high", "confirm": 2}]}})
+    assert only(run("heart_rate", [(0, 135), (2, 128), (4, 140)], consecutive)).unconfirmed  # never confirms
+
+
+def test_n_of_m_counts_only_readings_within_the_window() -> None:
+    assert only(run("heart_rate", [(0, 135), (20, 128), (26, 140)])).unconfirmed  # 135 is 26 h before 140
+    c = only(run("heart_rate", [(0, 112), (1, 108), (2, 115), (3, 118)]))  # >= 111 on 3 of the last 4
+    assert (c.severity, c.unconfirmed) == (Severity.MEDIUM, False)
+
+
+def test_a_single_reading_below_the_critical_band_asks_for_a_repeat_at_the_worst_band_it_is_in() -> None:
+    c = only(run("spo2", [(0, 97), (1, 87)]))  # in <= 94 and <= 92, confirmed in neither
+    assert (c.severity, c.unconfirmed, c.detail["threshold"]) == (Severity.HIGH, True, 92)
+    assert c.summary.startswith("unconfirmed:")
+    assert [o.value for o in c.evidence] == [87]
+
+
+def test_critical_single_readings_still_act_at_once() -> None:
+    for metric, value, severity in (("glucose", 50, Severity.CRITICAL), ("bp_systolic", 225, Severity.CRITICAL)):
+        c = only(run(metric, [(0, value)]))
+        assert (c.severity, c.unconfirmed) == (severity, False)
+
+
+def test_an_accepted_baseline_turns_off_the_bands_the_patients_normal_lies_in() -> None:
+    copd = config(None)
+    copd = copd.model_copy(update={"baselines": {"threshold:spo2:low": 91.0}})
+    out = run("spo2", [(0, 92), (12, 91), (24, 92)], copd)  # her normal: no alert, and clear
+    assert out.candidates == ()
+    assert "threshold:spo2:low" in out.clear
+    c = only(run("spo2", [(0, 84), (1, 84)], copd))  # beyond her normal: the <= 85 bands still fire
+    assert c.severity is Severity.CRITICAL
+    athlete = config(None).model_copy(update={"baselines": {"threshold:heart_rate:low": 39.0}})
+    out = run("heart_rate", [(0, 39), (12, 38)], athlete)  # every low band contains it: his normal
+    assert out.candidates == ()
+    assert "threshold:heart_rate:low" in out.clear
+
+
+def test_a_baseline_never_turns_off_a_critical_band() -> None:
+    cfg = config(None).model_copy(update={"baselines": {"threshold:glucose:low": 52.0}})
+    assert only(run("glucose", [(0, 50)], cfg)).severity is Severity.CRITICAL

@@ -10,7 +10,7 @@ import pytest
 from bleak import BleakScanner
 from bleak.backends.device import BLEDevice
 
-from edge_agent.ble import Radio
+from edge_agent.ble import Radio, SessionOptions
 from edge_agent.demo import glucose_record
 from edge_agent.devices.datetime_field import DateTime
 from edge_agent.devices.glucose import GlucoseMeasurement, SampleLocation, SampleType
@@ -20,7 +20,7 @@ from edge_agent.emulation import VirtualAir, blood_pressure_cuff, glucose_meter,
 from edge_agent.errors import ProfileMismatch
 from edge_agent.outbox import AsyncOutbox
 from edge_agent.settings import PairedDevice
-from tests.edge_agent.ble.conftest import Rig
+from tests.edge_agent.ble.conftest import OPTIONS, Rig
 from tests.edge_agent.emulation.conftest import Started
 
 BP_VECTOR = bytes.fromhex("1e8a00580078000000041114293b3c00012700")  # 138/88 MAP 120, PR 60, year unknown
@@ -34,8 +34,8 @@ async def find(radio: Radio, address: str) -> BLEDevice:
 
 
 @contextlib.asynccontextmanager
-async def running(rig: Rig, paired: PairedDevice):
-    task = asyncio.create_task(rig.session(paired).run(await find(rig.radio, paired.address)))
+async def running(rig: Rig, paired: PairedDevice, options: SessionOptions = OPTIONS):
+    task = asyncio.create_task(rig.session(paired, options).run(await find(rig.radio, paired.address)))
     try:
         yield task
     finally:

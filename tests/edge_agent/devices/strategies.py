@@ -7,8 +7,18 @@ from datetime import datetime
 from hypothesis import strategies as st
 
 from edge_agent.devices.blood_pressure import BloodPressureMeasurement, IntermediateCuffPressure, PressureUnit
-from edge_agent.devices.datetime_field import CurrentTime, DateTime, DayOfWeek
+from edge_agent.devices.datetime_field import CurrentTime, DateTime, DayOfWeek, InvalidDateTime, Timestamp
+from edge_agent.devices.errors import InvalidMeasurement
 from edge_agent.devices.glucose import ConcentrationUnit, GlucoseMeasurement, SampleLocation, SampleType
+from edge_agent.devices.glucose_context import (
+    CarbohydrateId,
+    GlucoseMeasurementContext,
+    Health,
+    Meal,
+    MedicationId,
+    MedicationUnit,
+    Tester,
+)
 from edge_agent.devices.heart_rate import HeartRateMeasurement, SensorContact
 from edge_agent.devices.pulse_oximeter import PlxContinuousMeasurement, PlxSpotCheckMeasurement
 from edge_agent.devices.racp import (
@@ -55,15 +65,45 @@ def date_times(draw: st.DrawFn) -> DateTime:
     return DateTime(year, month, day, moment.hour, moment.minute, moment.second)
 
 
+def _is_valid_date_time(fields: tuple[int, int, int, int, int, int]) -> bool:
+    year, month, day, hours, minutes, seconds = fields
+    try:
+        DateTime(year or None, month or None, day or None, hours, minutes, seconds)
+    except InvalidMeasurement:
+        return False
+    return True
+
+
+@st.composite
+def invalid_date_times(draw: st.DrawFn) -> InvalidDateTime:
+    """Date Time fields that cannot be a time: a reserved value somewhere, or a missing day."""
+    fields = draw(
+        st.one_of(
+            st.tuples(u16, u8, u8, u8, u8, u8),
+            # Mostly plausible fields with one wrong: more likely to hit day-of-month errors.
+            st.tuples(st.integers(1582, 9999), st.integers(1, 12), st.integers(29, 31), st.integers(0, 25), u8, u8),
+        ).filter(lambda f: not _is_valid_date_time(f))
+    )
+    return InvalidDateTime(*fields)
+
+
+# What a measurement's timestamp may hold: a valid (maybe incomplete) time or an impossible one.
+timestamps: st.SearchStrategy[Timestamp] = st.one_of(date_times(), invalid_date_times())
+
 current_times = st.builds(CurrentTime, date_times(), st.none() | st.sampled_from(list(DayOfWeek)), u8, u8)
 
-heart_rates = st.builds(
-    HeartRateMeasurement,
-    u16,
-    st.sampled_from(list(SensorContact)),
-    st.none() | u16,
-    st.lists(u16, max_size=9).map(tuple),
-)
+
+@st.composite
+def heart_rates(draw: st.DrawFn) -> HeartRateMeasurement:
+    malformed = draw(st.none() | st.binary(max_size=9).filter(lambda b: len(b) % 2 == 1 or not b))
+    return HeartRateMeasurement(
+        draw(u16),
+        draw(st.sampled_from(list(SensorContact))),
+        draw(st.none() | u16),
+        () if malformed is not None else tuple(draw(st.lists(u16, max_size=9))),
+        malformed,
+    )
+
 
 # Status words whose pulse-rate range (bits 3-4) is not the reserved value 3.
 bp_status = u16.filter(lambda s: (s >> 3) & 3 != 3)
@@ -74,7 +114,7 @@ blood_pressures = st.builds(
     sfloats,
     sfloats,
     st.sampled_from(list(PressureUnit)),
-    st.none() | date_times(),
+    st.none() | timestamps,
     st.none() | sfloats,
     st.none() | u8,
     st.none() | bp_status,
@@ -84,7 +124,7 @@ cuff_pressures = st.builds(
     IntermediateCuffPressure,
     sfloats,
     st.sampled_from(list(PressureUnit)),
-    st.none() | date_times(),
+    st.none() | timestamps,
     st.none() | sfloats,
     st.none() | u8,
     st.none() | bp_status,
@@ -96,7 +136,7 @@ temperatures = st.builds(
     TemperatureMeasurement,
     floats32,
     st.booleans(),
-    st.none() | date_times(),
+    st.none() | timestamps,
     st.none() | st.sampled_from(list(TemperatureType)),
 )
 
@@ -104,7 +144,7 @@ plx_spot_checks = st.builds(
     PlxSpotCheckMeasurement,
     sfloats,
     sfloats,
-    st.none() | date_times(),
+    st.none() | timestamps,
     st.none() | u16,
     st.none() | u24,
     st.none() | sfloats,
@@ -130,7 +170,7 @@ def weights(draw: st.DrawFn) -> WeightMeasurement:
     return WeightMeasurement(
         draw(st.none() | st.integers(0, 0xFFFE)),
         draw(st.booleans()),
-        draw(st.none() | date_times()),
+        draw(st.none() | timestamps),
         draw(st.none() | u8),
         bmi,
         height,
@@ -139,10 +179,8 @@ def weights(draw: st.DrawFn) -> WeightMeasurement:
 
 @st.composite
 def glucoses(draw: st.DrawFn) -> GlucoseMeasurement:
-    base = draw(date_times())
+    base = draw(timestamps)
     offset = draw(st.none() | st.integers(-0x8000, 0x7FFF))
-    if base.year == 9999 and offset is not None:
-        offset = min(offset, 0)  # base + offset must stay a representable date
     concentration = draw(st.none() | sfloats)
     has_value = concentration is not None
     return GlucoseMeasurement(
@@ -155,6 +193,30 @@ def glucoses(draw: st.DrawFn) -> GlucoseMeasurement:
         draw(st.sampled_from(list(SampleLocation))) if has_value else None,
         draw(st.none() | u16),
         draw(st.booleans()),
+    )
+
+
+@st.composite
+def glucose_contexts(draw: st.DrawFn) -> GlucoseMeasurementContext:
+    """Valid contexts: each pair of fields present together or absent together."""
+    carb_id = draw(st.none() | st.sampled_from(list(CarbohydrateId)))
+    tester = draw(st.none() | st.sampled_from(list(Tester)))
+    duration = draw(st.none() | u16)
+    med_id = draw(st.none() | st.sampled_from(list(MedicationId)))
+    return GlucoseMeasurementContext(
+        sequence=draw(u16),
+        extended_flags=draw(st.none() | u8),
+        carbohydrate_id=carb_id,
+        carbohydrate=None if carb_id is None else draw(sfloats),
+        meal=draw(st.none() | st.sampled_from(list(Meal))),
+        tester=tester,
+        health=None if tester is None else draw(st.sampled_from(list(Health))),
+        exercise_duration=duration,
+        exercise_intensity=None if duration is None else draw(u8),
+        medication_id=med_id,
+        medication=None if med_id is None else draw(sfloats),
+        medication_unit=draw(st.sampled_from(list(MedicationUnit))),
+        hba1c=draw(st.none() | sfloats),
     )
 
 

@@ -11,7 +11,7 @@ from edge_agent.devices.blood_pressure import (
     PressureUnit,
     status_flags,
 )
-from edge_agent.devices.datetime_field import DateTime
+from edge_agent.devices.datetime_field import DateTime, InvalidDateTime
 from edge_agent.devices.errors import DecodeError, InvalidField, InvalidMeasurement
 from edge_agent.devices.reading import DecodedReading
 from edge_agent.devices.sfloat import SFloat, Special
@@ -127,7 +127,6 @@ def test_status_flags(status: int, expected: set[str]) -> None:
         ("00 8A 00 58 00 78 00 00", "trailing_bytes"),
         ("20 8A 00 58 00 78 00", "reserved_value"),
         ("10 8A 00 58 00 78 00 18 00", "reserved_value"),  # pulse-rate range 3
-        ("02 8A 00 58 00 78 00 E8 07 0D 01 00 00 00", "reserved_value"),  # month 13
     ],
 )
 def test_bad_payloads(payload: str, reason: str) -> None:
@@ -143,10 +142,29 @@ def test_reserved_status_names_the_field() -> None:
     assert caught.value.field == "status"
 
 
-def test_timestamp_errors_carry_the_bp_characteristic() -> None:
-    with pytest.raises(InvalidField) as caught:
-        BloodPressureMeasurement.from_bytes(bytes.fromhex("02 8A 00 58 00 78 00 E8 07 02 1E 00 00 00"))
-    assert (caught.value.characteristic, caught.value.field, caught.value.reason) == (0x2A35, "day", "invalid_value")
+@pytest.mark.parametrize(
+    ("stamp", "field", "reason"),
+    [
+        ("E8 07 02 1E 00 00 00", "day", "invalid_value"),  # 30 February 2024
+        ("E8 07 0D 01 00 00 00", "month", "reserved_value"),  # month 13
+        ("E8 07 01 01 19 00 00", "hours", "reserved_value"),  # hour 25
+    ],
+)
+def test_a_timestamp_that_cannot_exist_keeps_the_values(stamp: str, field: str, reason: str) -> None:
+    payload = bytes.fromhex("02 8A 00 58 00 78 00" + stamp)
+    measurement = BloodPressureMeasurement.from_bytes(payload)
+    assert isinstance(measurement.timestamp, InvalidDateTime)
+    assert (measurement.timestamp.field, measurement.timestamp.reason) == (field, reason)
+    assert bytes(measurement) == payload  # kept exactly as sent
+    readings = measurement.readings()
+    assert [(r.metric, r.value) for r in readings] == [
+        ("bp_systolic", 138.0),
+        ("bp_diastolic", 88.0),
+        ("bp_mean", 120.0),
+    ]
+    for reading in readings:
+        assert (reading.device_time, reading.device_time_fields) == (None, None)
+        assert reading.flags == {"device_time_invalid"}
 
 
 @pytest.mark.parametrize("kwargs", [{"user_id": 256}, {"status": 0x10000}, {"status": 0x0018}])

@@ -5,10 +5,11 @@ from datetime import datetime
 import pytest
 from hypothesis import given
 
-from edge_agent.devices.datetime_field import CurrentTime, DateTime, DayOfWeek
+from edge_agent.devices._codec import Reader
+from edge_agent.devices.datetime_field import CurrentTime, DateTime, DayOfWeek, InvalidDateTime, read_timestamp
 from edge_agent.devices.errors import InvalidField, InvalidMeasurement, TrailingBytes, TruncatedPayload
 
-from .strategies import current_times, date_times
+from .strategies import current_times, date_times, invalid_date_times
 
 
 def test_complete_date_time() -> None:
@@ -126,3 +127,55 @@ def test_date_time_round_trips(value: DateTime) -> None:
 @given(current_times)
 def test_current_time_round_trips(value: CurrentTime) -> None:
     assert CurrentTime.from_bytes(bytes(value)) == value
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected", "field", "reason"),
+    [
+        ("E707 02 1F 0A 00 00", InvalidDateTime(2023, 2, 31, 10, 0, 0), "day", "invalid_value"),  # 31 February
+        ("E807 0D 01 00 00 00", InvalidDateTime(2024, 13, 1, 0, 0, 0), "month", "reserved_value"),
+        ("E807 01 01 19 00 00", InvalidDateTime(2024, 1, 1, 25, 0, 0), "hours", "reserved_value"),
+        ("E803 01 01 00 00 00", InvalidDateTime(1000, 1, 1, 0, 0, 0), "year", "reserved_value"),
+        ("0000 00 20 00 00 00", InvalidDateTime(0, 0, 32, 0, 0, 0), "day", "reserved_value"),
+    ],
+)
+def test_a_measurement_timestamp_that_cannot_exist_is_kept_as_sent(
+    payload: str, expected: InvalidDateTime, field: str, reason: str
+) -> None:
+    raw = bytes.fromhex(payload.replace(" ", ""))
+    reader = Reader(0x2A1C, raw)
+    value = read_timestamp(reader)
+    reader.finish()
+    assert value == expected
+    assert (value.field, value.reason) == (field, reason)  # type: ignore[union-attr]
+    assert value.to_datetime() is None
+    assert not value.is_complete
+    assert bytes(value) == raw
+    with pytest.raises(InvalidField):  # a Current Time is nothing but the time: still refused
+        DateTime.from_bytes(raw)
+
+
+def test_read_timestamp_returns_a_valid_date_time_as_before() -> None:
+    reader = Reader(0x2A1C, bytes.fromhex("0000041114293B"))
+    assert read_timestamp(reader) == DateTime(None, 4, 17, 20, 41, 59)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        (2024, 2, 29, 0, 0, 0),  # valid: a DateTime
+        (0, 0, 0, 0, 0, 0),  # all unknown: an incomplete DateTime
+        (1 << 16, 1, 1, 0, 0, 0),  # does not fit the field
+        (2024, 256, 1, 0, 0, 0),
+    ],
+)
+def test_invalid_date_time_has_one_representation(fields: tuple[int, int, int, int, int, int]) -> None:
+    with pytest.raises(InvalidMeasurement):
+        InvalidDateTime(*fields)
+
+
+@given(invalid_date_times())
+def test_invalid_date_times_round_trip_through_read_timestamp(value: InvalidDateTime) -> None:
+    reader = Reader(0x2A35, bytes(value))
+    assert read_timestamp(reader) == value
+    assert reader.remaining == 0

@@ -36,6 +36,8 @@ VECTORS = [
     (0x2A5F, "1C 5F 00 5A 00 20 00 00 00 00 57 F0", [("spo2", 95.0), ("heart_rate", 90.0)]),
     (0x2A9D, "00 B0 36", [("body_weight", 70.0)]),
     (0x2A9D, "01 54 3D", [("body_weight", 71.214)]),
+    # Nordic Android BLE Common Library, GlucoseMeasurementContextDataCallbackTest (every field).
+    (0x2A34, "FF 00 00 B3 03 64 00 04 12 3C 00 32 04 D2 F4 59 F1", [("hba1c", 34.5)]),
 ]
 
 
@@ -65,6 +67,7 @@ def test_parse_returns_the_typed_measurement() -> None:
         (0x2A19, "64"),  # battery
         (0x2A2B, "E8 07 0B 1D 17 08 39 05 80 03"),  # current time
         (0x2A52, "05 00 2A 00"),  # RACP number of records
+        (0x2A34, "00 01 00"),  # glucose context without HbA1c
     ],
 )
 def test_valid_values_without_patient_readings(characteristic: int, payload: str) -> None:
@@ -72,12 +75,15 @@ def test_valid_values_without_patient_readings(characteristic: int, payload: str
 
 
 def test_registry_covers_the_profiles() -> None:
-    assert set(REGISTRY) == {0x2A37, 0x2A35, 0x2A36, 0x2A1C, 0x2A5E, 0x2A5F, 0x2A9D, 0x2A18, 0x2A52, 0x2A19, 0x2A2B}
+    assert set(REGISTRY) == {
+        0x2A37, 0x2A35, 0x2A36, 0x2A1C, 0x2A5E, 0x2A5F, 0x2A9D, 0x2A18, 0x2A34, 0x2A52, 0x2A19, 0x2A2B,
+    }  # fmt: skip
+    assert REGISTRY[0x2A34].name == "glucose_measurement_context"
     assert all(p.characteristic == c for c, p in REGISTRY.items())
     assert REGISTRY[0x2A35].name == "blood_pressure_measurement"
 
 
-@pytest.mark.parametrize("characteristic", [0x2A00, 0x2A34, 0, 0x1_0000])
+@pytest.mark.parametrize("characteristic", [0x2A00, 0x2A51, 0, 0x1_0000])
 def test_unknown_characteristic(characteristic: int) -> None:
     with pytest.raises(UnknownCharacteristic) as caught:
         decode(characteristic, b"\x00")
@@ -122,7 +128,7 @@ def test_random_bytes_only_ever_give_readings_or_decode_error(characteristic: in
 
 
 _VALID: dict[int, st.SearchStrategy[Measurement]] = {
-    0x2A37: strategies.heart_rates,
+    0x2A37: strategies.heart_rates(),
     0x2A35: strategies.blood_pressures,
     0x2A36: strategies.cuff_pressures,
     0x2A1C: strategies.temperatures,
@@ -130,6 +136,7 @@ _VALID: dict[int, st.SearchStrategy[Measurement]] = {
     0x2A5F: strategies.plx_continuous,
     0x2A9D: strategies.weights(),
     0x2A18: strategies.glucoses(),
+    0x2A34: strategies.glucose_contexts(),
     0x2A52: strategies.racp_responses,
     0x2A19: st.builds(BatteryLevel, st.integers(0, 100)),
     0x2A2B: strategies.current_times,

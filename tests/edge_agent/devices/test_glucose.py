@@ -5,7 +5,7 @@ from datetime import datetime
 import pytest
 from hypothesis import given
 
-from edge_agent.devices.datetime_field import DateTime
+from edge_agent.devices.datetime_field import DateTime, InvalidDateTime
 from edge_agent.devices.errors import DecodeError, InvalidField, InvalidMeasurement
 from edge_agent.devices.glucose import ConcentrationUnit, GlucoseMeasurement, SampleLocation, SampleType
 from edge_agent.devices.reading import DecodedReading
@@ -116,11 +116,25 @@ def test_reserved_type_and_location(payload: str, field: str) -> None:
     assert (caught.value.field, caught.value.reason, caught.value.characteristic) == (field, "reserved_value", 0x2A18)
 
 
-def test_offset_past_year_9999_is_invalid() -> None:
-    payload = bytes.fromhex("01 01 00 0F 27 0C 1F 17 3B 3B 01 00")
-    with pytest.raises(InvalidField) as caught:
-        GlucoseMeasurement.from_bytes(payload)
-    assert (caught.value.field, caught.value.reason) == ("time_offset", "invalid_value")
+def test_offset_past_year_9999_keeps_the_record_without_a_device_time() -> None:
+    # 9999-12-31 23:59:59 + 1 minute: no such time; the reading is kept, timed at receipt.
+    payload = bytes.fromhex("03 01 00 0F 27 0C 1F 17 3B 3B 01 00 64 B0 11")
+    measurement = GlucoseMeasurement.from_bytes(payload)
+    assert bytes(measurement) == payload
+    [reading] = measurement.readings()
+    assert (reading.value, reading.device_time, reading.time_offset_minutes) == (100.0, None, 1)
+    assert reading.device_time_fields == DateTime(9999, 12, 31, 23, 59, 59)  # valid as sent
+    assert "device_time_invalid" in reading.flags
+
+
+def test_base_time_that_cannot_exist_keeps_the_record() -> None:
+    payload = bytes.fromhex("02 05 00 E7 07 02 1F 08 00 00 64 B0 11")  # 31 February 2023
+    measurement = GlucoseMeasurement.from_bytes(payload)
+    assert measurement.base_time == InvalidDateTime(2023, 2, 31, 8, 0, 0)
+    assert bytes(measurement) == payload
+    [reading] = measurement.readings()
+    assert (reading.value, reading.sequence, reading.device_time, reading.device_time_fields) == (100.0, 5, None, None)
+    assert reading.flags == {"sample:capillary_whole_blood", "location:finger", "device_time_invalid"}
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from edge_agent.devices.errors import DecodeError, InvalidMeasurement
-from edge_agent.devices.heart_rate import HeartRateMeasurement, SensorContact
+from edge_agent.devices.heart_rate import RR_TRUNCATED, HeartRateMeasurement, SensorContact
 from edge_agent.devices.reading import DecodedReading
 
 from .strategies import heart_rates
@@ -74,8 +75,7 @@ def test_several_rr_intervals_each_become_a_reading() -> None:
         ("00", "truncated"),
         ("01 50", "truncated"),  # uint16 heart rate with one byte
         ("08 50 32", "truncated"),  # energy expended cut short
-        ("10 50", "truncated"),  # RR flag but no RR value
-        ("10 50 00 04 01", "truncated"),  # odd-length RR tail
+        ("18 50 32", "truncated"),  # energy cut short before an RR field: the prefix is incomplete
         ("00 50 00", "trailing_bytes"),
         ("20 50", "reserved_value"),
         ("80 50", "reserved_value"),
@@ -97,12 +97,79 @@ def test_construction_is_validated(kwargs: dict[str, int]) -> None:
         HeartRateMeasurement(**kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("payload", "heart_rate", "malformed"),
+    [
+        ("10 50", 80, b""),  # the RR flag, but no RR value
+        ("10 50 04", 80, b"\x04"),  # one odd trailing byte
+        ("10 50 00 04 01", 80, b"\x00\x04\x01"),  # a whole interval and a stray byte: which is which?
+        ("1E 55 32 00 21 00 21", 85, b"\x21\x00\x21"),  # Nordic's vector with one byte too many
+        ("11 2C 01 00", 300, b"\x00"),  # uint16 heart rate
+    ],
+)
+def test_malformed_rr_field_keeps_the_heart_rate(payload: str, heart_rate: int, malformed: bytes) -> None:
+    raw = bytes.fromhex(payload)
+    measurement = HeartRateMeasurement.from_bytes(raw)
+    assert (measurement.heart_rate, measurement.rr_intervals, measurement.rr_malformed) == (heart_rate, (), malformed)
+    assert measurement.rr_truncated
+    [reading] = measurement.readings()  # no RR interval reading from a field that lost a byte
+    assert (reading.metric, reading.value) == ("heart_rate", float(heart_rate))
+    assert RR_TRUNCATED in reading.flags
+    assert bytes(measurement) == raw  # kept as sent
+
+
+def test_no_contact_with_a_malformed_rr_field_is_still_no_reading() -> None:
+    assert HeartRateMeasurement.from_bytes(bytes.fromhex("14 50 04")).readings() == []
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"rr_intervals": (1,), "rr_malformed": b"\x01"},  # intervals come only from a whole field
+        {"rr_malformed": b"\x01\x02"},  # an even field is well formed
+    ],
+)
+def test_malformed_rr_field_is_validated(kwargs: dict[str, object]) -> None:
+    with pytest.raises(InvalidMeasurement) as caught:
+        HeartRateMeasurement(60, **kwargs)  # type: ignore[arg-type]
+    assert caught.value.field == "rr_malformed"
+
+
+@st.composite
+def _valid_prefix_then_anything(draw: st.DrawFn) -> tuple[bytes, bytes, int]:
+    """Flags with the RR bit set, a whole heart rate (and energy), then any bytes at all."""
+    flags = draw(st.integers(0, 0x0F)) | 0x10
+    wide = bool(flags & 0x01)
+    heart_rate = draw(st.integers(0, 0xFFFF if wide else 0xFF))
+    prefix = bytes((flags,)) + heart_rate.to_bytes(2 if wide else 1, "little")
+    if flags & 0x08:
+        prefix += draw(st.binary(min_size=2, max_size=2))
+    return prefix, draw(st.binary(max_size=40)), heart_rate
+
+
+@given(_valid_prefix_then_anything())
+def test_any_packet_with_a_valid_prefix_yields_its_heart_rate(case: tuple[bytes, bytes, int]) -> None:
+    prefix, tail, heart_rate = case
+    measurement = HeartRateMeasurement.from_bytes(prefix + tail)
+    assert measurement.heart_rate == heart_rate
+    whole = bool(tail) and len(tail) % 2 == 0
+    assert measurement.rr_malformed == (None if whole else tail)
+    assert len(measurement.rr_intervals) == (len(tail) // 2 if whole else 0)
+    assert HeartRateMeasurement.from_bytes(bytes(measurement)) == measurement
+    readings = measurement.readings()
+    if measurement.sensor_contact is SensorContact.NOT_DETECTED:
+        assert readings == []
+        return
+    assert (readings[0].metric, readings[0].value) == ("heart_rate", float(heart_rate))
+    assert all((RR_TRUNCATED in r.flags) != whole for r in readings)
+
+
 def test_rr_values_are_validated() -> None:
     with pytest.raises(InvalidMeasurement) as caught:
         HeartRateMeasurement(60, rr_intervals=(1 << 16,))
     assert caught.value.field == "rr_intervals"
 
 
-@given(heart_rates)
+@given(heart_rates())
 def test_round_trip(measurement: HeartRateMeasurement) -> None:
     assert HeartRateMeasurement.from_bytes(bytes(measurement)) == measurement

@@ -5,7 +5,7 @@ from datetime import datetime
 import pytest
 from hypothesis import given
 
-from edge_agent.devices.datetime_field import DateTime
+from edge_agent.devices.datetime_field import DateTime, InvalidDateTime
 from edge_agent.devices.errors import DecodeError
 from edge_agent.devices.pulse_oximeter import (
     DEVICE_SENSOR_STATUS_BITS,
@@ -89,14 +89,41 @@ def test_continuous_fast_and_slow_pairs_are_kept_but_not_read() -> None:
     assert bytes(measurement) == payload
 
 
-def test_device_clock_not_set_is_flagged_and_the_time_still_reported() -> None:
+def test_device_clock_not_set_keeps_the_values_but_not_the_time() -> None:
+    # The device says its clock is not set: 2000-01-01 00:00:16 is sixteen seconds after a reset,
+    # not when the patient measured. No device_time, so the agent times it at receipt.
     payload = bytes.fromhex("11 62 00 48 00 D0 07 01 01 00 00 10")
     measurement = PlxSpotCheckMeasurement.from_bytes(payload)
     assert measurement.device_clock_not_set
+    assert measurement.timestamp == DateTime(2000, 1, 1, 0, 0, 16)
     readings = measurement.readings()
+    assert [(r.metric, r.value) for r in readings] == [("spo2", 98.0), ("heart_rate", 72.0)]
     assert [r.flags for r in readings] == [frozenset({"device_clock_not_set"})] * 2
-    assert [r.device_time for r in readings] == [datetime(2000, 1, 1, 0, 0, 16)] * 2
+    assert [r.device_time for r in readings] == [None, None]
+    assert [r.device_time_fields for r in readings] == [DateTime(2000, 1, 1, 0, 0, 16)] * 2  # as sent
     assert bytes(measurement) == payload
+
+
+def test_device_clock_not_set_without_a_timestamp() -> None:
+    readings = PlxSpotCheckMeasurement.from_bytes(bytes.fromhex("10 62 00 48 00")).readings()
+    assert [(r.value, r.device_time, r.device_time_fields) for r in readings] == [
+        (98.0, None, None),
+        (72.0, None, None),
+    ]
+    assert all(r.flags == {"device_clock_not_set"} for r in readings)
+
+
+def test_spot_check_with_a_time_that_cannot_exist() -> None:
+    payload = bytes.fromhex("01 62 00 48 00 E8 07 0D 01 00 00 00")  # month 13
+    measurement = PlxSpotCheckMeasurement.from_bytes(payload)
+    assert measurement.timestamp == InvalidDateTime(2024, 13, 1, 0, 0, 0)
+    assert bytes(measurement) == payload
+    readings = measurement.readings()
+    assert [(r.value, r.device_time, r.device_time_fields) for r in readings] == [
+        (98.0, None, None),
+        (72.0, None, None),
+    ]
+    assert all(r.flags == {"device_time_invalid"} for r in readings)
 
 
 def test_unavailable_spo2_is_an_absent_reading() -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from edge_agent.devices.errors import DecodeError, InvalidMeasurement
 from edge_agent.devices.glucose import RacpRequest as ReexportedRequest
@@ -13,6 +14,8 @@ from edge_agent.devices.racp import (
     RacpResponse,
     RacpResponseCode,
     parse_racp_response,
+    request_after,
+    sequence_after,
 )
 
 from .strategies import racp_requests, racp_responses
@@ -23,6 +26,7 @@ from .strategies import racp_requests, racp_responses
     [
         (RacpRequest.report_from(5), "01 03 01 05 00"),  # records with sequence >= 5
         (RacpRequest.report_all(), "01 01"),
+        (RacpRequest.report_to(0x7FFE), "01 02 01 FE 7F"),  # records with sequence <= 32766
         (RacpRequest.count_all(), "04 01"),
         (RacpRequest.count_from(0x1234), "04 03 01 34 12"),
         (RacpRequest.abort(), "03 00"),
@@ -128,3 +132,50 @@ def test_request_round_trip(request_: RacpRequest) -> None:
 @given(racp_responses)
 def test_response_round_trip(response: RacpNumberOfRecords | RacpResponse) -> None:
     assert parse_racp_response(bytes(response)) == response
+
+
+@pytest.mark.parametrize(
+    ("candidate", "reference", "after"),
+    [
+        (6, 5, True),
+        (5, 5, False),
+        (4, 5, False),
+        (0, 0xFFFF, True),  # the wrap: 0 follows 65535
+        (3, 0xFFFE, True),
+        (0xFFFF, 0, False),
+        (5 + 0x7FFF, 5, True),  # the furthest number still after
+        (5 + 0x8000, 5, False),  # half the circle away: before
+        (0xFFF0, 10, False),  # an old record from before the wrap
+    ],
+)
+def test_sequence_after(candidate: int, reference: int, after: bool) -> None:
+    assert sequence_after(candidate, reference) is after
+
+
+@pytest.mark.parametrize(
+    ("cursor", "payload"),
+    [
+        (None, "01 01"),  # nothing taken yet: all records
+        (0, "01 03 01 01 00"),
+        (41, "01 03 01 2A 00"),
+        (0xFFFE, "01 03 01 FF FF"),  # the last number before the wrap
+        (0xFFFF, "01 02 01 FE 7F"),  # after the wrap: 0..32766, every number after 65535
+    ],
+)
+def test_request_after(cursor: int | None, payload: str) -> None:
+    assert bytes(request_after(cursor)) == bytes.fromhex(payload)
+
+
+@given(st.integers(0, 0xFFFF), st.integers(1, 0x7FFF))
+def test_the_next_records_are_after_the_cursor_and_requested(cursor: int, step: int) -> None:
+    following = (cursor + step) % 0x10000
+    assert sequence_after(following, cursor)
+    assert not sequence_after(cursor, following)
+    request = request_after(cursor)
+    (bound,) = request.operand
+    if request.operator is RacpOperator.GREATER_THAN_OR_EQUAL:
+        # No wrap between them: asked for at once; after a wrap, asked once the cursor is 65535.
+        assert following >= bound or following < cursor
+    else:
+        assert (cursor, request.operator) == (0xFFFF, RacpOperator.LESS_THAN_OR_EQUAL)
+        assert following <= bound

@@ -5,7 +5,7 @@ from datetime import datetime
 import pytest
 from hypothesis import given
 
-from edge_agent.devices.datetime_field import DateTime
+from edge_agent.devices.datetime_field import DateTime, InvalidDateTime
 from edge_agent.devices.errors import DecodeError, InvalidField
 from edge_agent.devices.reading import DecodedReading
 from edge_agent.devices.sfloat import Float, Special
@@ -89,6 +89,17 @@ def test_reserved_type(payload: str, reason: str) -> None:
     with pytest.raises(InvalidField) as caught:
         TemperatureMeasurement.from_bytes(bytes.fromhex(payload))
     assert (caught.value.reason, caught.value.field) == (reason, "temperature_type")
+
+
+def test_31_february_keeps_the_temperature_timed_at_receipt() -> None:
+    # The Nordic thermometer vector with its day changed to 31 February 2012.
+    payload = bytes.fromhex("06 B0 0E 00 FE DC 07 02 1F 0B 32 1B 04")
+    measurement = TemperatureMeasurement.from_bytes(payload)
+    assert measurement.timestamp == InvalidDateTime(2012, 2, 31, 11, 50, 27)
+    assert bytes(measurement) == payload
+    [reading] = measurement.readings()
+    assert (reading.value, reading.device_time, reading.device_time_fields) == (37.6, None, None)
+    assert reading.flags == {"site:finger", "device_time_invalid"}
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from datetime import datetime
 import pytest
 from hypothesis import given
 
-from edge_agent.devices.datetime_field import DateTime
+from edge_agent.devices.datetime_field import DateTime, InvalidDateTime
 from edge_agent.devices.errors import DecodeError, InvalidMeasurement
 from edge_agent.devices.reading import DecodedReading
 from edge_agent.devices.weight_scale import WeightMeasurement
@@ -93,7 +93,6 @@ def test_unsuccessful_measurement() -> None:
         ("08 B0 36 E5 00", "truncated"),
         ("00 B0 36 00", "trailing_bytes"),
         ("10 B0 36", "reserved_value"),
-        ("02 B0 36 E8 07 01 02 18 00 00", "reserved_value"),  # hour 24
     ],
 )
 def test_bad_payloads(payload: str, reason: str) -> None:
@@ -101,6 +100,17 @@ def test_bad_payloads(payload: str, reason: str) -> None:
         WeightMeasurement.from_bytes(bytes.fromhex(payload))
     assert caught.value.reason == reason
     assert caught.value.characteristic == 0x2A9D
+
+
+def test_hour_24_keeps_the_weight_timed_at_receipt() -> None:
+    payload = bytes.fromhex("02 B0 36 E8 07 01 02 18 00 00")  # 2024-01-02 24:00:00 does not exist
+    measurement = WeightMeasurement.from_bytes(payload)
+    assert measurement.timestamp == InvalidDateTime(2024, 1, 2, 24, 0, 0)
+    assert (measurement.timestamp.field, measurement.timestamp.reason) == ("hours", "reserved_value")
+    assert bytes(measurement) == payload
+    [reading] = measurement.readings()
+    assert (reading.metric, reading.value, reading.device_time) == ("body_weight", 70.0, None)
+    assert reading.flags == {"device_time_invalid"}
 
 
 @pytest.mark.parametrize(

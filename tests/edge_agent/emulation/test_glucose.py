@@ -111,6 +111,33 @@ async def test_report_all_and_last(session: Session) -> None:
 
 
 @pytest.mark.asyncio
+async def test_contexts_can_lag_behind_their_measurements(session: Session, meter: GlucoseMeter) -> None:
+    meter.records.clear()
+    for sequence in (1, 2, 3):
+        meter.add_record(sequence, record(sequence), context=b"\x00" + struct.pack("<H", sequence))
+    meter.context_lag = 1
+    async with asyncio.timeout(10):
+        events = await session.request(b"\x01\x01")
+    assert events == [
+        ("measurement", record(1)),
+        ("measurement", record(2)),
+        ("context", b"\x00\x01\x00"),  # record 1's context, a record later
+        ("measurement", record(3)),
+        ("context", b"\x00\x02\x00"),
+        ("context", b"\x00\x03\x00"),  # the last one before the response
+        response(0x01, RacpResponse.SUCCESS),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_faulty_meter_answers_every_request_with_garbage(session: Session, meter: GlucoseMeter) -> None:
+    meter.faulty_response = b"\x06\x00\x01\x0a"
+    async with asyncio.timeout(10):
+        assert await session.request(b"\x01\x01") == [("racp", b"\x06\x00\x01\x0a")]
+        assert await session.request(b"\x04\x01") == [("racp", b"\x06\x00\x01\x0a")]
+
+
+@pytest.mark.asyncio
 async def test_number_of_records(session: Session) -> None:
     async with asyncio.timeout(10):
         assert await session.request(b"\x04\x01") == [("racp", b"\x05\x00\x05\x00")]
@@ -170,18 +197,19 @@ async def test_racp_write_needs_indications_enabled(radio: EmulatedRadio, meter:
             assert injected.value.code == 0x81
 
 
-RECORDS = [GlucoseRecord(s, bytes([s])) for s in (5, 1, 3, 2, 4)]
+# A meter's memory in storage order (oldest first) after its sequence numbers wrapped at 65535.
+RECORDS = [GlucoseRecord(s, s.to_bytes(2, "little")) for s in (65533, 65534, 65535, 0, 1)]
 
 
 @pytest.mark.parametrize(
     ("operator", "operand", "expected"),
     [
-        (1, b"", [1, 2, 3, 4, 5]),
-        (2, b"\x01\x02\x00", [1, 2]),
-        (3, b"\x01\x04\x00", [4, 5]),
-        (4, b"\x01\x02\x00\x03\x00", [2, 3]),
-        (5, b"", [1]),
-        (6, b"", [5]),
+        (1, b"", [65533, 65534, 65535, 0, 1]),  # storage order, not numeric order
+        (2, b"\x01\x01\x00", [0, 1]),
+        (3, b"\x01\xfe\xff", [65534, 65535]),
+        (4, b"\x01\x01\x00\xfe\xff", [65533, 65534, 1]),  # numbers compared as numbers
+        (5, b"", [65533]),  # the oldest stored
+        (6, b"", [1]),  # the newest stored
         (4, b"\x01\x03\x00\x02\x00", RacpResponse.INVALID_OPERAND),
         (1, b"\x01", RacpResponse.INVALID_OPERAND),
         (3, b"", RacpResponse.INVALID_OPERAND),

@@ -1,0 +1,106 @@
+"""Error translation at the store boundary: a database-side failure is never the data's fault
+(issue 10 item 6). Each SQLSTATE class maps to its store error; one of them against the real server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from psycopg import errors as pgerrors
+from psycopg.conninfo import make_conninfo
+
+from store.connection import translate_error, translate_errors
+from store.errors import DatabaseUnavailable, MigrationError, StoreError, TransientConflict
+from store.ingest_db import BatchWrite, IngestDatabase
+from store.ingest_state import DeadLetterRow
+
+UNAVAILABLE = [
+    "08000",  # connection exception
+    "08006",  # connection failure
+    "25006",  # read-only SQL transaction: a standby, default_transaction_read_only
+    "25P02",  # in failed SQL transaction
+    "28P01",  # invalid password: credentials changed under us
+    "3D000",  # the database does not exist (any more)
+    "42501",  # insufficient privilege: rights revoked
+    "53100",  # disk full
+    "53200",  # out of memory
+    "53300",  # too many connections
+    "53400",  # configuration limit exceeded
+    "57014",  # query cancelled (an operator, statement_timeout)
+    "57P01",  # admin shutdown
+    "57P02",  # crash shutdown
+    "57P03",  # cannot connect now (starting up, recovering)
+    "58030",  # I/O error
+    "XX000",  # internal error
+    "XX001",  # data corrupted
+    "55006",  # object in use: another operational condition
+]
+TRANSIENT = ["40001", "40P01", "55P03"]
+THE_DATA = ["22001", "22021", "22P02", "23502", "23503", "23505", "23514", "54000", "42804"]
+
+
+@pytest.mark.parametrize("sqlstate", UNAVAILABLE)
+def test_database_side_states_are_database_unavailable(sqlstate: str) -> None:
+    got = translate_error(pgerrors.lookup(sqlstate)("server says no"))
+    assert isinstance(got, DatabaseUnavailable)
+    assert got.sqlstate == sqlstate
+
+
+@pytest.mark.parametrize("sqlstate", TRANSIENT)
+def test_conflicts_are_transient(sqlstate: str) -> None:
+    got = translate_error(pgerrors.lookup(sqlstate)("conflict"))
+    assert isinstance(got, TransientConflict)
+    assert got.sqlstate == sqlstate
+
+
+@pytest.mark.parametrize("sqlstate", THE_DATA)
+def test_what_the_data_may_cause_is_left_to_the_caller(sqlstate: str) -> None:
+    assert translate_error(pgerrors.lookup(sqlstate)("bad value")) is None
+
+
+def test_a_lost_connection_without_sqlstate_is_unavailable_and_a_client_error_is_not() -> None:
+    lost = translate_error(psycopg.OperationalError("server closed the connection unexpectedly"))
+    assert isinstance(lost, DatabaseUnavailable)
+    assert lost.sqlstate is None
+    assert isinstance(translate_error(psycopg.InterfaceError("connection already closed")), DatabaseUnavailable)
+    assert translate_error(psycopg.ProgrammingError("cannot adapt type")) is None
+
+
+def test_a_missing_table_is_a_migration_error() -> None:
+    assert isinstance(translate_error(pgerrors.lookup("42P01")("no table")), MigrationError)
+
+
+def test_translate_errors_reports_conflicts_as_unavailable_to_reconnecting_consumers() -> None:
+    # The alert engine knows one retry: reconnect after a pause. A deadlock gets that retry.
+    with pytest.raises(DatabaseUnavailable) as info, translate_errors():
+        raise pgerrors.lookup("40P01")("deadlock detected")
+    assert info.value.sqlstate == "40P01"
+    with pytest.raises(pgerrors.UniqueViolation), translate_errors():
+        raise pgerrors.lookup("23505")("duplicate")
+
+
+def test_a_read_only_database_is_unavailable_to_ingest_not_a_bad_batch(db: str) -> None:
+    # What a standby, or a database set read-only by an operator, answers to every write: at
+    # connect (the session's staging table) ...
+    with pytest.raises(DatabaseUnavailable) as at_connect:
+        IngestDatabase.connect(make_conninfo(db, options="-c default_transaction_read_only=on"))
+    assert at_connect.value.sqlstate == "25006"
+    # ... and to a batch of a session that was writable when it connected.
+    session = IngestDatabase.connect(db)
+    row = DeadLetterRow("vigil/v1/o1/a1/up/readings", "malformed", "", b"x", None, None)
+    try:
+        session._conn.execute("SET default_transaction_read_only = on")
+        with pytest.raises(DatabaseUnavailable) as at_commit:
+            session.commit(BatchWrite(dead_letters=[row]), now=datetime.now(UTC))
+        assert at_commit.value.sqlstate == "25006"
+    finally:
+        session.close()
+    writable = IngestDatabase.connect(db)
+    try:
+        nul = DeadLetterRow("t\x00", "r", "", b"", None, None)
+        with pytest.raises(StoreError) as refused:  # a NUL byte in text: the data's fault, not the database's
+            writable.commit(BatchWrite(dead_letters=[nul]), now=datetime.now(UTC))
+        assert not isinstance(refused.value, DatabaseUnavailable | TransientConflict)
+    finally:
+        writable.close()

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from clinician_api.app import create_app
+from clinician_api.provisioning import load_provisioner
 from clinician_api.settings import ApiSettings
 from rpm_core.errors import VigilError
 from rpm_core.keystore import write_private
@@ -55,7 +56,9 @@ def worker_app() -> FastAPI:
     raw = os.environ.get(_HANDOFF)
     if raw is None:
         raise VigilError("worker_app is started by `vigil api --workers N`")
-    return create_app(ApiSettings.model_validate_json(raw))
+    data = json.loads(raw)
+    config = data.pop("_config_file", None)
+    return create_app(ApiSettings.model_validate(data), provisioner=load_provisioner(Path(config) if config else None))
 
 
 @app.callback()
@@ -93,11 +96,16 @@ def serve(
         "proxy_headers": bool(settings.api_forwarded_allow_ips),
         "forwarded_allow_ips": list(settings.api_forwarded_allow_ips) or None,
     }
-    typer.echo(f"vigil api: serving on http://{settings.api_host}:{settings.api_port}/api/v1", err=True)
+    if settings.api_tls_cert_file is not None:
+        options["ssl_certfile"] = str(settings.api_tls_cert_file)
+        options["ssl_keyfile"] = str(settings.api_tls_key_file) if settings.api_tls_key_file else None
+    scheme = "https" if settings.api_tls_cert_file is not None else "http"
+    typer.echo(f"vigil api: serving on {scheme}://{settings.api_host}:{settings.api_port}/", err=True)
     if settings.api_workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.run(create_app(settings, provisioner=load_provisioner(config)), **options)
         return
     handoff = settings.model_dump(mode="json")
+    handoff["_config_file"] = str(config) if config else None
     handoff["api_secret_key"] = settings.api_secret_key.get_secret_value() if settings.api_secret_key else None
     os.environ[_HANDOFF] = json.dumps(handoff)
     uvicorn.run("clinician_api.cli:worker_app", factory=True, workers=settings.api_workers, **options)

@@ -22,6 +22,7 @@ from clinician_api.errors import ApiError
 from clinician_api.routes import alerts as alert_routes
 from clinician_api.routes import billing as billing_routes
 from clinician_api.routes import enrolment as enrolment_routes
+from clinician_api.routes import fleet as fleet_routes
 from clinician_api.routes import history as history_routes
 from clinician_api.routes import patients as patient_routes
 from clinician_api.routes import time as time_routes
@@ -206,6 +207,21 @@ def time_part(request: Request, target: TimePart, conn: Db, svc: Svc, info: Info
 def policy(request: Request, who: Admin, conn: Db) -> HTMLResponse:
     current = history_routes.get_policy(who, conn)
     return _pages(request).render("policy.html", {"me": _me(conn, who), "page": "policy", "policy": current})
+
+
+@router.get("/admin/fleet", response_class=HTMLResponse)
+def fleet_page(
+    request: Request,
+    who: Admin,
+    conn: Db,
+    svc: Svc,
+    info: Info,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+) -> HTMLResponse:
+    page = fleet_routes.list_agents(who, conn, svc, info, limit=100, cursor=cursor)
+    return _pages(request).render(
+        "fleet.html", {"me": _me(conn, who), "page": "fleet", "fleet": page, "now": svc.clock.now()}
+    )
 
 
 @router.get("/billing", response_class=HTMLResponse)

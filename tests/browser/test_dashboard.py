@@ -126,6 +126,9 @@ def test_billing_csv_download_and_admin_pages(chromium: Browser, site: Site) -> 
         page.goto("/admin/policy")
         expect(page.locator("#policy-json")).to_be_visible()
         keep(site.shots, "policy", page.screenshot(full_page=True))
+        page.goto("/admin/fleet")
+        expect(page.locator("table.fleet tr[data-agent='agent-1']")).to_be_visible()
+        keep(site.shots, "fleet", page.screenshot(full_page=True))
 
 
 def test_tablet_width_and_keyboard(chromium: Browser, site: Site) -> None:

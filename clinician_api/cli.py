@@ -109,3 +109,36 @@ def serve(
     handoff["api_secret_key"] = settings.api_secret_key.get_secret_value() if settings.api_secret_key else None
     os.environ[_HANDOFF] = json.dumps(handoff)
     uvicorn.run("clinician_api.cli:worker_app", factory=True, workers=settings.api_workers, **options)
+
+
+@app.command(
+    "demo-accounts", help="Create or refresh the demo's accounts and print them (demo only: prints passwords)."
+)
+def demo_accounts(
+    org: Annotated[str, typer.Option("--org", help="The demo organisation.")],
+    config: ConfigOpt = None,
+    database_url: UrlOpt = None,
+) -> None:
+    from datetime import UTC, datetime
+
+    from clinician_api.auth.passwords import Passwords
+    from clinician_api.demo_accounts import ensure_demo_accounts
+    from clinician_api.keys import ApiKeys
+    from store.connection import connect
+
+    try:
+        settings = ensure_secret(load_settings(ApiSettings, config_file=config, database_url=database_url))
+        assert settings.api_secret_key is not None  # noqa: S101 - ensure_secret sets it
+        keys = ApiKeys.from_secret(settings.api_secret_key.get_secret_value())
+        passwords = Passwords(
+            time_cost=settings.api_argon2_time_cost,
+            memory_kib=settings.api_argon2_memory_kib,
+            parallelism=settings.api_argon2_parallelism,
+            concurrency=1,
+        )
+        with connect(settings.database_url, application_name="vigil-demo-accounts") as conn:
+            accounts = ensure_demo_accounts(conn, org_id=org, keys=keys, passwords=passwords, now=datetime.now(UTC))
+    except (VigilError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps({"url": settings.api_public_url, "accounts": [a.as_dict() for a in accounts]}))

@@ -37,6 +37,7 @@ __all__ = [
     "create_patient",
     "current_episode",
     "end_episode",
+    "first_reading_at",
     "get_enrolled",
     "latest_consent",
     "open_episode",
@@ -291,6 +292,13 @@ def end_episode(conn: Connection, episode_id: str, *, end: date) -> None:
     conn.execute(
         "UPDATE monitoring_episodes SET end_date = %s WHERE episode_id = %s AND end_date IS NULL", (end, episode_id)
     )
+
+
+def first_reading_at(conn: Connection, patient_id: str, org_id: str) -> datetime | None:
+    row = conn.execute(
+        "SELECT min(time) FROM readings WHERE patient_id = %s AND org_id = %s", (patient_id, org_id)
+    ).fetchone()
+    return None if row is None else row[0]
 
 
 def org_time_zone(conn: Connection, org_id: str) -> str:

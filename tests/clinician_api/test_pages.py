@@ -67,6 +67,9 @@ async def test_admin_pages(client, world) -> None:
     policy = await client.get("/admin/policy")
     assert policy.status_code == 200
     assert "request_video_consult" in policy.text
+    fleet = await client.get("/admin/fleet")
+    assert fleet.status_code == 200
+    assert 'id="token-form"' in fleet.text
     billing = await client.get("/billing", params={"month": "2026-03"})
     assert billing.status_code == 200
     assert 'href="/api/v1/billing/2026-03?format=csv"' in billing.text

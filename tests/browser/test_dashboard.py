@@ -142,3 +142,25 @@ def test_tablet_width_and_keyboard(chromium: Browser, site: Site) -> None:
         page.keyboard.press("Tab")
         assert page.evaluate("document.activeElement.closest('main') !== null")
         keep(site.shots, "panel-tablet", page.screenshot(full_page=True))
+
+
+def test_first_sign_in_enrols_an_authenticator_from_the_qr_page(chromium: Browser, site: Site) -> None:
+    acct = site.world["c3"]  # a clinician without an authenticator yet
+    context = chromium.new_context(base_url=site.base)
+    try:
+        page = context.new_page()
+        page.goto("/panel")
+        page.wait_for_url(lambda url: urlparse(url).path == "/login")
+        page.fill("#email", acct.email)
+        page.fill("#password", PASSWORD)
+        page.click("#password-form button[type=submit]")
+        qr = page.locator("#qr")
+        expect(qr).to_be_visible()
+        page.wait_for_function("document.getElementById('qr').naturalWidth > 0")  # the SVG QR code loaded
+        secret = page.locator("#totp-secret").inner_text()
+        page.fill("#code", pyotp.TOTP(secret).now())
+        page.click("#totp-form button[type=submit]")
+        page.wait_for_url(lambda url: urlparse(url).path == "/panel")
+        expect(page.locator("h1")).to_have_text("My panel")
+    finally:
+        context.close()

@@ -5,7 +5,7 @@
     vigil agents keys init | rotate | retire --keep N | list
     vigil agents org create ORG --name NAME
     vigil agents patient create PATIENT --org ORG --name NAME
-    vigil agents create --org ORG --patient PATIENT [--out bundle.json]
+    vigil agents create --org ORG --patient PATIENT --out bundle.json|-
     vigil agents assign AGENT --patient PATIENT
     vigil agents revoke AGENT
     vigil agents list
@@ -15,7 +15,6 @@ See docs/provisioning.md for the whole flow.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -152,7 +151,8 @@ def create_cmd(
     org: Annotated[str, typer.Option("--org")],
     patient: Annotated[str, typer.Option("--patient")],
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write the bundle here (mode 0600); default stdout.")
+        Path | None,
+        typer.Option("--out", help="Write the bundle (it holds secrets) to this file, mode 0600; `-`: stdout."),
     ] = None,
     agent: Annotated[
         str | None, typer.Option("--agent", help="Agent id (default: a new agt-… id); not starting with 'vigil-'.")
@@ -161,6 +161,10 @@ def create_cmd(
     database_url: UrlOpt = None,
 ) -> None:
     """Create a pending agent assigned to PATIENT, give it a broker account and write its enrollment bundle."""
+    if out is None:  # before anything is created: an agent whose bundle nobody saw is of no use
+        typer.echo("error: --out FILE is required: the bundle holds the agent's broker password and", err=True)
+        typer.echo("enrollment token and is written mode 0600 (`--out -` prints it on stdout instead)", err=True)
+        raise typer.Exit(2)
     settings = load(config, database_url=database_url)
     try:
         oid, pid = org_id(org), patient_id(patient)
@@ -187,12 +191,18 @@ def create_cmd(
             note = commit_with_broker(settings, conn, create=(account, password))
         except (VigilError, psycopg.Error, OSError) as exc:
             raise _fail(exc) from exc
-    if out is None:
+    if str(out) == "-":
+        typer.echo("warning: the bundle on stdout holds the broker password and enrollment token: keep it", err=True)
+        typer.echo("out of logs and terminals' scrollback, and delete every copy after enrollment", err=True)
         typer.echo(bundle.to_json())
     else:
-        write_private(out, bundle.to_json().encode())
-        os.chmod(out, 0o600)
-        typer.echo(f"created agent {aid} (pending); bundle written to {out}", err=True)
+        try:
+            write_private(out, bundle.to_json().encode())  # 0600 from the start; never through a planted symlink
+        except OSError as exc:
+            typer.echo(f"error: cannot write {out} ({exc.strerror}); agent {aid} exists without a bundle:", err=True)
+            typer.echo(f"revoke it (vigil agents revoke {aid}) and create another", err=True)
+            raise typer.Exit(1) from exc
+        typer.echo(f"created agent {aid} (pending); bundle written to {out} (mode 0600)", err=True)
     typer.echo(note, err=True)
 
 

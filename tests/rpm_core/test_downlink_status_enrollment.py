@@ -44,6 +44,21 @@ def test_receipt_round_trip_and_forgery() -> None:
             verify_receipt(bytes(tampered), topic=r.topic, trusted=[SERVER.public()])
 
 
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        bytes.fromhex("c482") + bytes.fromhex("01") + bytes.fromhex("6161"),  # decimal fraction, text mantissa
+        bytes.fromhex("d81e82") + bytes.fromhex("0100"),  # rational with a zero denominator
+        bytes.fromhex("d82361") + b"(",  # a regular expression that does not compile
+    ],
+)
+def test_hostile_cbor_on_the_receipts_topic_is_malformed_never_another_error(hostile: bytes) -> None:
+    # The agent parses whatever arrives on its downlink: cbor2's semantic tag decoders raise
+    # decimal.InvalidOperation, ZeroDivisionError, re.error ... which must all end as one EnvelopeError.
+    with pytest.raises(EnvelopeError):
+        verify_receipt(hostile, topic=Topic.receipts(ORG, AGENT), trusted=[SERVER.public()])
+
+
 def test_status_rejects_unknown_alarms() -> None:
     with pytest.raises(ValueError):
         AgentStatus(org=ORG, agent=AGENT, online=True, sent_at=NOW, alarms=frozenset({"on_fire"}))

@@ -24,7 +24,7 @@ import typer
 from alerts import monitoring, service
 from alerts.config import RulesConfig
 from alerts.errors import AlertsConfigError, LifecycleError, MonitoringRequestError, ReplayInputError
-from alerts.escalation import DEFAULT_POLICY, EscalationPolicy, RecordingSink
+from alerts.escalation import DEFAULT_POLICY, EscalationPolicy
 from alerts.replay_csv import parse_readings
 from alerts.settings import AlertsSettings
 from rpm_core.clock import SystemClock
@@ -88,8 +88,9 @@ def run(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     from alerts.engine import Engine  # heavy (pandas, scikit-learn): only this command needs it
+    from consult.notify.sink import NotifyingSink  # escalation steps become notifications (`vigil notify run`)
 
-    engine = Engine(settings, clock=SystemClock(), sink=RecordingSink(), stop=stop)
+    engine = Engine(settings, clock=SystemClock(), sink=NotifyingSink(), stop=stop)
     log.info("alert engine starting (%d partitions)", settings.alerts_partitions)
     try:
         engine.run()

@@ -43,10 +43,13 @@ def _reload(conn: Connection, alert_id: int) -> AlertRow:
     return row
 
 
-def acknowledge(conn: Connection, alert_id: int, *, by: str, now: datetime, note: str | None = None) -> AlertRow:
+def acknowledge(
+    conn: Connection, alert_id: int, *, by: str, now: datetime, note: str | None = None, via: str | None = None
+) -> AlertRow:
+    """``via`` says how, for the timeline (e.g. 'link': an emailed acknowledgement link)."""
     with conn.transaction():
         row = _locked(conn, alert_id, "acknowledge", ("open",))
-        alert_store.acknowledge_alert(conn, row.alert_id, row.org_id, ensure_utc(now), by=by, note=note)
+        alert_store.acknowledge_alert(conn, row.alert_id, row.org_id, ensure_utc(now), by=by, note=note, via=via)
         return _reload(conn, alert_id)
 
 

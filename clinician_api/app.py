@@ -26,7 +26,7 @@ from clinician_api.live import AlertHub
 from clinician_api.middleware import EdgeMiddleware
 from clinician_api.pagination import CursorCodec
 from clinician_api.problems import install_problem_handlers
-from clinician_api.routes import admin_teams, admin_users, alerts, auth, patients, stream
+from clinician_api.routes import ack_links, admin_teams, admin_users, alerts, auth, patients, stream
 from clinician_api.sealer import AuditSealer
 from clinician_api.settings import ApiSettings
 from rpm_core.clock import Clock, SystemClock
@@ -94,6 +94,7 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None) -> FastAPI:
     install_problem_handlers(app)
     for module in (auth, stream, alerts, patients, admin_users, admin_teams):  # stream before /alerts/{id}
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(ack_links.router)  # pages at /ack/..., outside /api/v1
     _health(app)
     if settings.api_cors_origins:
         app.add_middleware(

@@ -28,6 +28,7 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("Ingest", "ingest.settings:IngestSettings", "`vigil ingest`"),
     ("Alert engine", "alerts.settings:AlertsSettings", "`vigil alerts`"),
     ("Clinician API", "clinician_api.settings:ApiSettings", "`vigil api`, `vigil audit`"),
+    ("Notifications", "consult.notify.settings:NotifySettings", "`vigil notify`"),
     ("Edge agent", "edge_agent.settings:EdgeSettings", "`vigil edge` (the agent's `agent.toml`)"),
 )
 

@@ -341,14 +341,19 @@ def resolve_alert(
     add_event(conn, alert_id, org_id, at, "auto_resolved" if resolution == "auto" else "resolved", by, note, data)
 
 
-def acknowledge_alert(conn: Connection, alert_id: int, org_id: str, at: datetime, *, by: str, note: str | None) -> None:
+def acknowledge_alert(
+    conn: Connection, alert_id: int, org_id: str, at: datetime, *, by: str, note: str | None, via: str | None = None
+) -> None:
     conn.execute(
         "UPDATE alerts SET state = 'acknowledged', acknowledged_at = %s, acknowledged_by = %s, updated_at = %s, "
         "esc_next_at = NULL WHERE alert_id = %s",
         (at, by, at, alert_id),
     )
     canceled = cancel_due_actions(conn, alert_id, at)
-    add_event(conn, alert_id, org_id, at, "acknowledged", by, note, {"canceled_actions": canceled})
+    data: dict[str, Any] = {"canceled_actions": canceled}
+    if via is not None:
+        data["via"] = via
+    add_event(conn, alert_id, org_id, at, "acknowledged", by, note, data)
 
 
 def assign_alert(conn: Connection, a: AlertRow, at: datetime, *, by: str, assignee: str | None) -> None:

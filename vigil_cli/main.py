@@ -35,6 +35,7 @@ GROUPS: tuple[tuple[str, str, str], ...] = (
     ("agents", "vigil_cli.agents", "Provision, assign and revoke edge agents."),
     ("ingest", "ingest.cli", "The ingestion service."),
     ("alerts", "alerts.cli", "The alert engine and replay."),
+    ("notify", "consult.notify.cli", "Deliver notifications: email, SMS, push, in-app."),
     ("api", "clinician_api.cli", "The clinician API and dashboard."),
     ("audit", "clinician_api.audit_cli", "Verify the audit chain; export an accounting of disclosures."),
     ("demo", "vigil_cli.demo", "The whole platform on one machine."),

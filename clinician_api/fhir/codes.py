@@ -194,6 +194,15 @@ METRIC_CODINGS: Final = MappingProxyType(
                 _mdc(160184, "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD"),
                 "mg/dL",
             ),
+            # Reported by a glucose meter in its measurement context (0x2A34): a laboratory-style
+            # result, not a vital sign (no vital-signs profile or category).
+            MetricCoding(
+                "hba1c",
+                "Hemoglobin A1c",
+                (_loinc("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood"),),
+                _mdc(160220, "MDC_CONC_HBA1C"),
+                "%",
+            ),
             MetricCoding(
                 "respiratory_rate",
                 "Respiratory rate",

@@ -193,5 +193,5 @@ def test_an_edge_only_install_runs_vigil_edge(args: list[str], expect: str) -> N
     assert "psycopg" in refused  # the server groups really tried, and were left out
     assert not set(refused) & EDGE_MODULES
     if args == ["--help"]:
-        for server_group in ("db", "agents", "broker", "ingest", "alerts", "api", "demo"):
+        for server_group in ("db", "agents", "broker", "ingest", "alerts", "notify", "api", "demo"):
             assert not re.search(rf"^\W*{server_group}\b", done.stdout, re.MULTILINE), done.stdout

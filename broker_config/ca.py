@@ -6,7 +6,8 @@ authenticate with a username and password over that TLS connection (their keys a
 the Pi, see ``rpm_core.enrollment``), so no client certificate is issued here.
 
 Keys are ECDSA P-256 (every TLS 1.2 and 1.3 stack speaks it). The CA key lives in the server key
-directory (``{key_dir}/ca/ca.key``, mode 0600) beside ``ca.pem``. ``now`` is a parameter so tests can
+directory (``{key_dir}/ca/ca.key``, mode 0600) beside ``ca.pem``; both directories are kept 0700
+(created so, or tightened with a warning when found looser). ``now`` is a parameter so tests can
 issue certificates that are already expired or not yet valid.
 """
 
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from broker_config.errors import CertificateError
-from rpm_core.keystore import write_private
+from rpm_core.keystore import ensure_private_dir, write_private
 
 __all__ = ["CertifiedKey", "create_ca", "issue_server_certificate", "load_ca", "load_or_create_ca"]
 
@@ -145,6 +146,8 @@ def load_ca(key_dir: Path) -> CertifiedKey:
 
 
 def load_or_create_ca(key_dir: Path, *, now: datetime) -> CertifiedKey:
+    ensure_private_dir(key_dir)
+    ensure_private_dir(key_dir / CA_DIR)
     if (key_dir / CA_DIR / "ca.key").exists():
         return load_ca(key_dir)
     ca = create_ca(now=now)

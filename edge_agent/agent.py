@@ -4,6 +4,11 @@ Everything is built here from the settings and the identity that ``vigil edge ru
 the radio can be injected (tests hand in an emulated one). :meth:`Agent.run` returns when ``stop``
 is set (SIGTERM) after saying goodbye to the server, or raises what ended it: an outbox failure,
 for example, ends the process so systemd restarts it (``Restart=always``).
+
+Beside its own uplink the agent delivers the undelivered readings of identities that ``vigil edge
+enroll --force`` retired (:mod:`edge_agent.retired`), each over its own connection as that
+identity; a retired identity that cannot be delivered is logged and left for ``vigil edge outbox
+adopt``, never a reason to stop the agent.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 from collections.abc import AsyncIterator, Coroutine
 from datetime import timedelta
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Final
 
 from edge_agent.ble import DeviceManager, DeviceSession, Radio, SessionOptions, open_radio
@@ -22,17 +28,20 @@ from edge_agent.errors import EnrollmentError
 from edge_agent.identity import AgentIdentity
 from edge_agent.mqtt import MqttLink, MqttOptions
 from edge_agent.outbox import AsyncOutbox
+from edge_agent.retired import RetiredIdentity, deliver_retired, list_retired
 from edge_agent.settings import EdgeSettings, PairedDevice
 from edge_agent.state import AgentState
 from edge_agent.uplink import Uplink, UplinkOptions
 from rpm_core.backoff import BackoffPolicy
 from rpm_core.clock import Clock, SystemClock
+from rpm_core.errors import VigilError
 from rpm_core.topics import Topic
 
 __all__ = ["Agent", "agent_version"]
 
 _log = logging.getLogger(__name__)
 _PERSIST_EVERY_S: Final = 15.0
+Endpoint = tuple[str, int, str]  # broker host, port, TLS server name
 
 
 def agent_version() -> str:
@@ -60,7 +69,7 @@ class Agent:
         self.clock = clock or SystemClock()
         self._radio = radio
         self.version = version or agent_version()
-        self._broker = (settings.broker_host, settings.broker_server_name)
+        self._broker: Endpoint = (settings.broker_host, settings.broker_port, settings.broker_server_name)
         self.uplink: Uplink | None = None
         self.state: AgentState | None = None
 
@@ -74,6 +83,7 @@ class Agent:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         s, ident = self.settings, self.identity
+        retired = await asyncio.to_thread(list_retired, s.state_dir)
         outbox = await AsyncOutbox.open(
             s.outbox_path,
             key=ident.outbox_key,
@@ -87,9 +97,10 @@ class Agent:
                 s.devices, clock=self.clock, clock_skew_threshold_s=s.clock_skew_threshold_s
             )
             uplink = self.uplink = Uplink(
-                identity=ident, options=self._uplink_options(), outbox=outbox, state=state, clock=self.clock
+                identity=ident, options=self._uplink_options(self._broker), outbox=outbox, state=state, clock=self.clock
             )
-            link = MqttLink(self._mqtt_options(), listener=uplink, will=uplink.will, loop=asyncio.get_running_loop())
+            mqtt = self._mqtt_options(ident, self._broker)
+            link = MqttLink(mqtt, listener=uplink, will=uplink.will, loop=asyncio.get_running_loop())
             uplink.publisher = link
             await outbox.save_devices(state.devices())
             async with self._open_radio() as radio:
@@ -97,7 +108,10 @@ class Agent:
                 link.start()
                 _log.info("agent %s running with %d paired device(s)", ident.agent, len(s.devices))
                 try:
-                    await _until(stop, uplink.run(), manager.run(), self._persist(outbox, state))
+                    jobs = [uplink.run(), manager.run(), self._persist(outbox, state)]
+                    if retired:
+                        jobs.append(self._deliver_retired(retired))
+                    await _until(stop, *jobs)
                 finally:
                     await uplink.goodbye()
                     await link.stop()
@@ -105,12 +119,12 @@ class Agent:
         finally:
             await outbox.close()
 
-    def _uplink_options(self) -> UplinkOptions:
+    def _uplink_options(self, broker: Endpoint) -> UplinkOptions:
         s = self.settings
-        host, server_name = self._broker
+        host, port, server_name = broker
         return UplinkOptions(
             broker_host=host,
-            broker_port=s.broker_port,
+            broker_port=port,
             broker_server_name=server_name,
             agent_version=self.version,
             batch_max_readings=s.batch_max_readings,
@@ -121,12 +135,12 @@ class Agent:
             registration_retry_s=s.registration_retry_s,
         )
 
-    def _mqtt_options(self) -> MqttOptions:
-        s, ident = self.settings, self.identity
-        host, server_name = self._broker
+    def _mqtt_options(self, ident: AgentIdentity, broker: Endpoint) -> MqttOptions:
+        s = self.settings
+        host, port, server_name = broker
         return MqttOptions(
             host=host,
-            port=s.broker_port,
+            port=port,
             server_name=server_name,
             ca_pem=ident.ca_pem,
             client_id=ident.agent,
@@ -160,6 +174,34 @@ class Agent:
 
         policy = BackoffPolicy(base_s=0.5, factor=2.0, cap_s=s.ble_backoff_cap_s)
         return DeviceManager(radio=radio, devices=s.devices, session=session, state=state, policy=policy)
+
+    async def _deliver_retired(self, paths: list[Path]) -> None:
+        """Deliver every retired identity's outbox (each as that identity), then idle with the other jobs."""
+        await asyncio.gather(*(self._deliver_one(p) for p in paths))
+        await asyncio.Event().wait()  # a job of `_until` never returns on its own
+
+    async def _deliver_one(self, path: Path) -> None:
+        try:
+            retired = await asyncio.to_thread(RetiredIdentity.load, path)
+            ident = await asyncio.to_thread(AgentIdentity.load, path, org=retired.org, agent=retired.agent)
+            own = self._broker
+            broker: Endpoint = (
+                retired.broker_host or own[0],
+                retired.broker_port or own[1],
+                retired.broker_server_name or own[2],
+            )
+            _log.info("delivering the undelivered readings of retired identity %s", retired.agent)
+            await deliver_retired(
+                retired,
+                ident,
+                uplink_options=self._uplink_options(broker),
+                mqtt_options=self._mqtt_options(ident, broker),
+                clock=self.clock,
+                max_readings=self.settings.outbox_max_readings,
+            )
+        except (VigilError, OSError) as exc:
+            # Its readings stay where they are (see `vigil edge status`); the patient's own agent runs on.
+            _log.warning("retired identity in %s not delivered: %s (vigil edge outbox adopt)", path.name, exc)
 
     async def _persist(self, outbox: AsyncOutbox, state: AgentState) -> None:
         """Keep the local view of ``vigil edge status`` current: on change and every few seconds."""

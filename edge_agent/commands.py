@@ -1,6 +1,6 @@
 """The agent's operator commands (mounted on ``vigil edge`` by :mod:`edge_agent.cli`).
 
-``enroll``, ``install``/``uninstall``, ``pair``, ``run`` and ``status``. Settings are built once
+``enroll``, ``install``/``uninstall``, ``pair``, ``run``, ``status`` and ``outbox adopt``. Settings are built once
 per command (``--config``, else ``VIGIL_CONFIG``, else ``/etc/vigil/edge/agent.toml`` when it
 exists; ``VIGIL_*`` variables override the file) and passed down. Every Vigil error ends the
 command with one line on stderr and exit status 1.
@@ -26,9 +26,10 @@ from edge_agent.ble.radio import open_radio
 from edge_agent.config_file import add_device
 from edge_agent.enroll import SERVICE_USER, enroll, system_time_zone
 from edge_agent.identity import AgentIdentity
-from edge_agent.install import InstallPlan, install, uninstall
-from edge_agent.outbox import inspect_outbox
+from edge_agent.install import InstallPlan, allow_broker, install, uninstall
+from edge_agent.outbox import SqliteOutbox, inspect_outbox
 from edge_agent.pairing import scan_candidates
+from edge_agent.retired import adopt_retired, describe_all
 from edge_agent.settings import CONFIG_NAME, DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR, EdgeSettings, load_edge_settings
 from rpm_core.clock import SystemClock
 from rpm_core.errors import VigilError
@@ -70,7 +71,10 @@ def enroll_command(
     state_dir: Annotated[Path, typer.Option("--state-dir", help="State directory (outbox).")] = DEFAULT_STATE_DIR,
     time_zone: Annotated[str | None, typer.Option("--time-zone", help="IANA zone of the devices' clocks.")] = None,
     owner: Annotated[str, typer.Option("--owner", help="Service user owning the files.")] = SERVICE_USER,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing identity.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing identity (its undelivered readings are kept).")
+    ] = False,
+    root: Annotated[Path, typer.Option("--root", help="Root holding the installed unit (an image).")] = Path("/"),
 ) -> None:
     """Generate this agent's keys and write its identity, outbox and config from a bundle."""
     with _failing_cleanly():
@@ -84,6 +88,20 @@ def enroll_command(
             force=force,
         )
     typer.echo(f"enrolled agent {result.agent} (signing key {result.sign_kid}); config {result.config}")
+    plan = InstallPlan(root=root, exec_path=Path("/unused"), config_dir=directory, state_dir=state_dir)
+    if plan.unit.is_file():  # installed: allow the unit to reach this broker (IPAddressAllow drop-in)
+        try:
+            host, port = result.broker
+            for action in allow_broker(plan, host, port):
+                typer.echo(action)
+        except VigilError as exc:
+            typer.echo(f"warning: {exc}; the agent cannot reach the broker until `vigil edge install` succeeds")
+    if result.retired is not None:
+        typer.echo(
+            f"the replaced identity and its undelivered readings are retired in {result.retired}: the agent delivers "
+            "them under that identity (revoke it only once `vigil edge status` lists it no more), or see "
+            "`vigil edge outbox adopt`"
+        )
     typer.echo(f"the bundle holds credentials: delete it now (rm {bundle})")
 
 
@@ -201,6 +219,7 @@ def status_command(
     with _failing_cleanly():
         settings = _settings(config)
         local = inspect_outbox(settings.outbox_path)
+        retired = list(describe_all(settings.state_dir))
     s = local.stats
     doc = {
         "agent": settings.agent_id,
@@ -214,6 +233,7 @@ def status_command(
         },
         "last_receipt": {"through": s.last_receipt, "at": _iso(s.last_receipt_at)},
         "devices": [d.model_dump(mode="json", exclude_none=True) for d in local.devices],
+        "retired": retired,
         **local.state,
     }
     if as_json:
@@ -225,11 +245,44 @@ def status_command(
     for gap in s.gaps:
         typer.echo(f"gap: readings {gap.first}-{gap.last} dropped (not yet reported)")
     typer.echo(f"alarms: {', '.join(local.state.get('alarms', [])) or 'none'}")
+    for r in retired:
+        typer.echo(f"retired identity {r['agent']}: {r['depth']} reading(s) not delivered yet ({r['path']})")
     for d in local.devices:
         state = "connected" if d.connected else "disconnected"
         battery = "-" if d.battery_pct is None else f"{d.battery_pct}%"
         seen = _iso(d.last_seen) or "never"
         typer.echo(f"  {d.device_id}  {d.profile:<15} {state:<12} battery {battery:<5} last seen {seen}")
+
+
+def adopt_command(
+    retired_dir: Annotated[Path, typer.Argument(metavar="RETIRED_DIR", help="A directory `vigil edge status` lists.")],
+    config: ConfigOption = None,
+) -> None:
+    """Re-send a retired identity's undelivered readings under this agent's identity, flagged as such.
+
+    For when the retired identity cannot deliver them itself (its agent revoked, its bundle expired
+    before it registered). Stop the agent first or it may be delivering them (refused then).
+    """
+    with _failing_cleanly():
+        settings = _settings(config)
+        identity = AgentIdentity.load(settings.enrollment_dir, org=settings.org_id, agent=settings.agent)
+        clock = SystemClock()
+        current = SqliteOutbox.open(
+            settings.outbox_path,
+            key=identity.outbox_key,
+            agent=identity.agent,
+            kid=identity.keys.public().kex_kid,
+            clock=clock,
+            max_readings=settings.outbox_max_readings,
+        )
+        try:
+            result = adopt_retired(retired_dir, current=current, identity=identity, clock=clock)
+        finally:
+            current.close()
+    typer.echo(f"adopted {result.adopted} reading(s) of retired identity {result.agent} as {identity.agent}")
+    for gap in result.gaps:
+        typer.echo(f"note: {result.agent} had dropped readings {gap.first}-{gap.last} (outbox overflow) before")
+    typer.echo("they are sent with the agent's own readings (restart it to send them at once)")
 
 
 def _iso(value: Any) -> str | None:
@@ -247,3 +300,6 @@ def register(app: typer.Typer) -> None:
     }
     for name, function in commands.items():
         app.command(name)(function)
+    outbox = typer.Typer(no_args_is_help=True, add_completion=False, help="The agent's outbox.")
+    outbox.command("adopt")(adopt_command)
+    app.add_typer(outbox, name="outbox")

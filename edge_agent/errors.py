@@ -9,7 +9,8 @@
         │   ├── OutboxSchemaTooNew     .found .supported   written by a newer agent
         │   ├── OutboxKeyMismatch      the outbox key does not open this outbox
         │   ├── OutboxCorrupt          .seq    a row fails authentication, or integrity_check fails
-        │   └── OutboxFull             the disk (or max_page_count) is full
+        │   ├── OutboxFull             the disk (or max_page_count) is full
+        │   └── OutboxInUse            .path   another process (the running agent) has it open
         ├── DeviceError                a BLE device session failed            .address
         │   ├── DeviceUnreachable      connecting failed (not found, timeout, refused)
         │   ├── DeviceLinkLost         the link dropped or a GATT request failed mid-session
@@ -55,6 +56,7 @@ __all__ = [
     "OutboxCorrupt",
     "OutboxError",
     "OutboxFull",
+    "OutboxInUse",
     "OutboxKeyMismatch",
     "OutboxMissing",
     "OutboxSchemaTooNew",
@@ -117,6 +119,14 @@ class OutboxFull(OutboxError):
 
     def __init__(self) -> None:
         super().__init__("the outbox's disk is full")
+
+
+class OutboxInUse(OutboxError):
+    reason = "outbox_in_use"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} is in use by another process: stop the agent first (systemctl stop vigil-edge)")
+        self.path = path
 
 
 # -- BLE --------------------------------------------------------------------------------------

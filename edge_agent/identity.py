@@ -1,18 +1,22 @@
 """The agent's key store and enrollment files: what ``vigil edge enroll`` writes and the agent reads.
 
-Layout of the enrollment directory (default ``/etc/vigil/edge``; private files mode 0600)::
+Layout of the enrollment directory (default ``/etc/vigil/edge``, and ``keys/``: mode 0700; private
+files mode 0600)::
 
     agent.toml          the agent configuration (settings, the allow-list)          0640
     ca.pem              the CA that signed the broker's certificate                  0644
     server_keys.json    the server's public keys (encrypt to, verify receipts with)  0644
-    credentials.json    MQTT username/password, the one-time enrollment token        0600
+    credentials.json    MQTT username/password, the bundle's expiry                  0600
     keys/sign.pem       the agent's Ed25519 signing key (generated here, never leaves) 0600
     keys/kex.pem        the agent's X25519 key agreement key                         0600
     keys/outbox.key     32 random bytes: the outbox's ChaCha20-Poly1305 key          0600
 
 The outbox key is separate from the signing keys on purpose: it encrypts data at rest only and is
 never sent anywhere; losing it makes the outbox unreadable (the agent refuses to start, see
-:class:`~edge_agent.errors.OutboxKeyMismatch`).
+:class:`~edge_agent.errors.OutboxKeyMismatch`). The one-time enrollment token is not kept here but
+sealed in the outbox until the registration is accepted (:mod:`edge_agent.outbox.store`); an
+identity enrolled by an older version still has it in ``credentials.json``
+(:attr:`AgentIdentity.enrollment_token`), used only if the outbox holds none.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from rpm_core.enrollment import BrokerEndpoint, EnrollmentBundle, ServerKeyInfo
 from rpm_core.errors import ConfigError
 from rpm_core.ids import AgentId, OrgId
 from rpm_core.keys import AgentKeys, ServerPublicKey
-from rpm_core.keystore import write_private
+from rpm_core.keystore import ensure_private_dir, write_private
 
 __all__ = ["OUTBOX_KEY_BYTES", "AgentIdentity", "IdentityFiles", "write_identity"]
 
@@ -84,10 +88,11 @@ class AgentIdentity:
     outbox_key: bytes = field(repr=False)
     mqtt_username: str
     mqtt_password: str = field(repr=False)
-    enrollment_token: str = field(repr=False)
     bundle_expires_at: datetime
     ca_pem: str
     server_keys: tuple[ServerKeyInfo, ...]
+    # Only in identities enrolled before the token moved into the outbox (see the module docstring).
+    enrollment_token: str | None = field(default=None, repr=False, kw_only=True)
 
     @property
     def server(self) -> ServerPublicKey:
@@ -99,7 +104,7 @@ class AgentIdentity:
         """Every server key a receipt or config message may be signed with."""
         return tuple(k.public() for k in self.server_keys)
 
-    def registration_bundle(self, *, host: str, port: int, server_name: str) -> EnrollmentBundle:
+    def registration_bundle(self, *, host: str, port: int, server_name: str, token: str) -> EnrollmentBundle:
         """The bundle again, as :func:`rpm_core.enrollment.seal_registration` takes it."""
         return EnrollmentBundle(
             org=self.org,
@@ -107,7 +112,7 @@ class AgentIdentity:
             broker=BrokerEndpoint(host=host, port=port, server_name=server_name, ca_pem=self.ca_pem),
             mqtt_username=self.mqtt_username,
             mqtt_password=SecretStr(self.mqtt_password),
-            enrollment_token=SecretStr(self.enrollment_token),
+            enrollment_token=SecretStr(token),
             server_keys=self.server_keys,
             expires_at=self.bundle_expires_at,
         )
@@ -131,7 +136,7 @@ class AgentIdentity:
                 outbox_key=_read(files.outbox_key),
                 mqtt_username=str(creds["mqtt_username"]),
                 mqtt_password=str(creds["mqtt_password"]),
-                enrollment_token=str(creds["enrollment_token"]),
+                enrollment_token=None if creds.get("enrollment_token") is None else str(creds["enrollment_token"]),
                 bundle_expires_at=datetime.fromisoformat(str(creds["bundle_expires_at"])),
                 ca_pem=_read(files.ca).decode(),
                 server_keys=server_keys,
@@ -163,17 +168,16 @@ def write_identity(
     """Write the identity files for ``bundle``; returns the new outbox key.
 
     ``owner`` (uid, gid) becomes the owner of every file and directory written (the service user),
-    so the agent can read its 0600 files while nobody else can.
+    so the agent can read its 0600 files while nobody else can. The enrollment token is not written
+    here: the caller seals it into the new outbox.
     """
     files = IdentityFiles(directory)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(directory, 0o700)
-    (directory / "keys").mkdir(exist_ok=True, mode=0o700)
+    ensure_private_dir(directory)
+    ensure_private_dir(directory / "keys")
     outbox_key = secrets.token_bytes(OUTBOX_KEY_BYTES)
     credentials = {
         "mqtt_username": bundle.mqtt_username,
         "mqtt_password": bundle.mqtt_password.get_secret_value(),
-        "enrollment_token": bundle.enrollment_token.get_secret_value(),
         "bundle_expires_at": bundle.expires_at.isoformat(),
     }
     write_private(files.credentials, json.dumps(credentials, indent=2).encode())

@@ -4,6 +4,7 @@ Everything is written under ``root`` (``/`` on a running Pi, a mounted image whe
 cards), and installing twice changes nothing the second time::
 
     etc/systemd/system/vigil-edge.service                      the unit (0644)
+    etc/systemd/system/vigil-edge.service.d/50-broker-address.conf  where the agent may connect (below)
     etc/systemd/system/multi-user.target.wants/vigil-edge.service -> the unit (what `enable` does)
     usr/lib/sysusers.d/vigil-edge.conf   the service user, member of `bluetooth` (systemd-sysusers)
     usr/lib/tmpfiles.d/vigil-edge.conf   config and state directories, 0700, owned by the user
@@ -17,27 +18,52 @@ before services start) and the tmpfiles.d entry fixes the directories' ownership
 
 ``uninstall`` removes the unit, the links and the sysusers/tmpfiles entries; the directories (keys
 and readings not yet delivered) and the user stay unless ``purge`` is given.
+
+Network: the unit denies every IP address (``IPAddressDeny=any``) but loopback; the drop-in
+``50-broker-address.conf`` allows the broker's addresses, resolved from ``broker_host`` when the
+agent is enrolled (``vigil edge enroll`` writes it when the unit is installed) or when ``vigil edge
+install`` runs on an enrolled agent, plus this machine's name servers from ``/etc/resolv.conf`` (the
+agent resolves ``broker_host`` itself). When the broker's address or the name servers change, the
+agent cannot connect (its readings wait in the outbox) until ``vigil edge install`` runs again.
+BlueZ is reached over the system D-Bus socket (AF_UNIX), which IP filtering does not touch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import grp
+import ipaddress
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from edge_agent.config_file import read_config
 from edge_agent.errors import InstallError
 from edge_agent.settings import CONFIG_NAME, DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR
 
-__all__ = ["UNIT_NAME", "InstallPlan", "install", "render_unit", "uninstall"]
+__all__ = [
+    "BROKER_DROPIN",
+    "UNIT_NAME",
+    "InstallPlan",
+    "allow_broker",
+    "install",
+    "name_servers",
+    "render_broker_dropin",
+    "render_unit",
+    "resolve_broker",
+    "uninstall",
+]
 
 UNIT_NAME: Final = "vigil-edge.service"
+BROKER_DROPIN: Final = "50-broker-address.conf"
 Runner = Callable[[Sequence[str]], None]
+Resolver = Callable[[str, int], Sequence[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +85,10 @@ class InstallPlan:
     @property
     def unit(self) -> Path:
         return self.under_root(Path("/etc/systemd/system") / UNIT_NAME)
+
+    @property
+    def broker_dropin(self) -> Path:
+        return self.under_root(Path("/etc/systemd/system") / f"{UNIT_NAME}.d" / BROKER_DROPIN)
 
     @property
     def wants_link(self) -> Path:
@@ -114,7 +144,17 @@ ProtectClock=yes
 ProtectHostname=yes
 ProtectProc=invisible
 ProcSubset=pid
+# AF_UNIX: the system D-Bus socket, through which bleak talks to BlueZ; AF_INET(6): the broker.
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+# No IP peer but loopback; {BROKER_DROPIN} (written at enrollment) allows the broker and name servers.
+IPAddressDeny=any
+IPAddressAllow=localhost
+# No writable-and-executable memory: CPython 3.11, cryptography, SQLite and dbus-fast need none.
+MemoryDenyWriteExecute=yes
+# Own user namespace (only root and {plan.user} mapped): D-Bus still sees the real uid and groups
+# (kernel credentials), so BlueZ's bus policy applies as without it; see docs/edge-agent.md.
+PrivateUsers=yes
+PrivateMounts=yes
 RestrictNamespaces=yes
 RestrictRealtime=yes
 RestrictSUIDSGID=yes
@@ -149,6 +189,75 @@ def _tmpfiles(plan: InstallPlan) -> str:
         f"Z {plan.config_dir} - {plan.user} {plan.user} -\n"
         f"d {plan.state_dir} 0700 {plan.user} {plan.user} -\n"
     )
+
+
+def _getaddrinfo(host: str, port: int) -> Sequence[str]:
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+
+
+def resolve_broker(host: str, port: int, *, resolver: Resolver = _getaddrinfo) -> tuple[str, ...]:
+    """The addresses ``host`` stands for now (an address stands for itself); raises :class:`InstallError`."""
+    try:
+        return (str(ipaddress.ip_address(host)),)
+    except ValueError:
+        pass
+    try:
+        found = {str(ipaddress.ip_address(a.split("%", 1)[0])) for a in resolver(host, port)}
+    except (OSError, ValueError) as exc:
+        raise InstallError(f"cannot resolve the broker host {host!r} now: {type(exc).__name__}") from exc
+    if not found:
+        raise InstallError(f"the broker host {host!r} resolves to no address")
+    return tuple(sorted(found))
+
+
+def name_servers(root: Path) -> tuple[str, ...]:
+    """The non-loopback name servers of ``{root}/etc/resolv.conf`` (loopback ones are allowed anyway)."""
+    try:
+        lines = (root / "etc" / "resolv.conf").read_text().splitlines()
+    except OSError:
+        return ()
+    found: list[str] = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            try:
+                address = ipaddress.ip_address(fields[1].split("%", 1)[0])
+            except ValueError:
+                continue
+            if not address.is_loopback and str(address) not in found:
+                found.append(str(address))
+    return tuple(found)
+
+
+def render_broker_dropin(host: str, addresses: Sequence[str], servers: Sequence[str]) -> str:
+    lines = [
+        "# Written by `vigil edge enroll` / `vigil edge install`; rewritten by them. The unit denies every IP",
+        f"# address but loopback; the agent may reach only these besides: the broker {host} as it resolved then,",
+        "# and the name servers of /etc/resolv.conf. When either changes, run `vigil edge install` again and",
+        "# restart the agent (until then it cannot connect; readings wait in its outbox).",
+        "[Service]",
+        *(f"IPAddressAllow={a}" for a in addresses),
+        *(f"IPAddressAllow={a}" for a in servers),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def allow_broker(
+    plan: InstallPlan, host: str, port: int, *, resolver: Resolver = _getaddrinfo, run: Runner | None = None
+) -> list[str]:
+    """Write the drop-in allowing ``host``'s current addresses; returns what changed."""
+    actions: list[str] = []
+    addresses = resolve_broker(host, port, resolver=resolver)
+    _write(plan.broker_dropin, render_broker_dropin(host, addresses, name_servers(plan.root)), 0o644, actions)
+    if actions and plan.live and Path("/run/systemd/system").is_dir():
+        (run or _run)(["systemctl", "daemon-reload"])
+    return actions
+
+
+def _enrolled_broker(plan: InstallPlan) -> tuple[str, int] | None:
+    values = read_config(plan.under_root(plan.config_dir / CONFIG_NAME))
+    host = values.get("broker_host")
+    return None if not isinstance(host, str) else (host, int(values.get("broker_port", 8883)))
 
 
 def _run(command: Sequence[str]) -> None:
@@ -221,6 +330,12 @@ def install(plan: InstallPlan, *, run: Runner = _run) -> list[str]:
     _write(plan.sysusers, _sysusers(plan), 0o644, actions)
     _write(plan.tmpfiles, _tmpfiles(plan), 0o644, actions)
     _link(plan, actions)
+    broker = _enrolled_broker(plan)
+    if broker is not None:  # enrolled already: (re)resolve the broker for the unit's allow-list
+        try:
+            actions += allow_broker(plan, *broker, run=lambda _cmd: None)
+        except InstallError as exc:  # offline: keep what the drop-in said, and say so
+            actions.append(f"warning: {exc}; {plan.broker_dropin} left as it was (run this again when online)")
     if plan.live:
         _create_user(plan, run, actions)
     elif (
@@ -248,10 +363,12 @@ def install(plan: InstallPlan, *, run: Runner = _run) -> list[str]:
 
 def uninstall(plan: InstallPlan, *, purge: bool = False, run: Runner = _run) -> list[str]:
     actions: list[str] = []
-    for path in (plan.wants_link, plan.unit, plan.sysusers, plan.tmpfiles):
+    for path in (plan.wants_link, plan.unit, plan.broker_dropin, plan.sysusers, plan.tmpfiles):
         if path.is_symlink() or path.exists():
             path.unlink()
             actions.append(f"removed {path}")
+    with contextlib.suppress(OSError):  # only if nothing else is in it
+        plan.broker_dropin.parent.rmdir()
     if purge:
         for directory in (plan.config_dir, plan.state_dir):
             path = plan.under_root(directory)

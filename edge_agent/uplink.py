@@ -5,8 +5,10 @@ Registration first
     registration (:func:`rpm_core.enrollment.seal_registration` on ``.../up/status``): on every
     connect and again every ``registration_retry_s``. Devices keep measuring meanwhile and their
     readings keep buffering in the outbox (bounded like any outage). The first verified receipt or
-    config message signed by a server key from the bundle proves acceptance; that is persisted and
-    the agent goes online (status, then readings).
+    config message signed by a server key from the bundle proves acceptance; that is persisted, the
+    spent enrollment token deleted from the outbox in the same transaction, and the agent goes
+    online (status, then readings). A registered agent never registers again, so it never needs
+    the token again.
 
 Readings
     Envelopes carry up to ``batch_max_readings`` readings in sequence order plus the pending gaps
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from edge_agent.errors import BrokerDisconnected, BrokerError
+from edge_agent.errors import BrokerDisconnected, BrokerError, EnrollmentError
 from edge_agent.identity import AgentIdentity
 from edge_agent.ports import Outbox, Publisher
 from edge_agent.state import AgentState
@@ -102,6 +104,8 @@ class Uplink:
         self._age_deadline: float | None = None
         self._will: tuple[str, bytes] | None = None
         self.resends = 0
+        # Set whenever a receipt moves ``receipted_through`` forward (waited on by whoever drains an outbox).
+        self.receipted = asyncio.Event()
 
     # -- events (LinkListener, the sessions, the state) -----------------------------------------
 
@@ -198,7 +202,7 @@ class Uplink:
         now = self._clock.monotonic()
         if not self.registered:
             if self._registration_at is None or now - self._registration_at >= self.options.registration_retry_s:
-                self._register()
+                await self._register()
             return
         if self._status_due(now):
             await self.publish_status(online=True)
@@ -219,10 +223,13 @@ class Uplink:
         if self.publisher is not None:
             self.publisher.publish(str(topic), payload, generation=self._generation)
 
-    def _register(self) -> None:
+    async def _register(self) -> None:
         o = self.options
+        token = await self._outbox.enrollment_token() or self.identity.enrollment_token
+        if token is None:
+            raise EnrollmentError("not registered and no enrollment token left; enroll again with a new bundle")
         bundle = self.identity.registration_bundle(
-            host=o.broker_host, port=o.broker_port, server_name=o.broker_server_name
+            host=o.broker_host, port=o.broker_port, server_name=o.broker_server_name, token=token
         )
         topic, data = seal_registration(bundle, self.identity.keys, agent_version=o.agent_version)
         self._publish(topic, data)
@@ -302,6 +309,7 @@ class Uplink:
         self.receipted_through = max(self.receipted_through, through)
         self._sent_through = max(self._sent_through, through)
         self._inflight = [s for s in self._inflight if s.last > through]
+        self.receipted.set()
         _log.debug("receipt through %d: %d reading(s) delivered", through, deleted)
 
     # -- status ---------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
     vigil agents keys init | rotate | retire --keep N | list
     vigil agents org create ORG --name NAME
     vigil agents patient create PATIENT --org ORG --name NAME
-    vigil agents create --org ORG --patient PATIENT [--out bundle.json]
+    vigil agents create --org ORG --patient PATIENT --out bundle.json|-
     vigil agents assign AGENT --patient PATIENT
     vigil agents revoke AGENT
     vigil agents list
@@ -16,7 +16,6 @@ docs/provisioning.md for the whole flow.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -26,7 +25,7 @@ from provisioning import agents, keys, tenants
 from provisioning.bundles import new_enrollment
 from provisioning.errors import ProvisioningError
 from rpm_core.keystore import write_private
-from vigil_cli.provisioning import CLOCK, EXIT_USAGE, ConfigOpt, UrlOpt, fail, load
+from vigil_cli.provisioning import CLOCK, EXIT_FAILED, EXIT_USAGE, ConfigOpt, UrlOpt, fail, load
 
 __all__ = ["app"]
 
@@ -121,7 +120,8 @@ def create_cmd(
     org: Annotated[str, typer.Option("--org")],
     patient: Annotated[str, typer.Option("--patient")],
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write the bundle here (mode 0600); default stdout.")
+        Path | None,
+        typer.Option("--out", help="Write the bundle (it holds secrets) to this file, mode 0600; `-`: stdout."),
     ] = None,
     agent: Annotated[
         str | None, typer.Option("--agent", help="Agent id (default: a new agt-… id); not starting with 'vigil-'.")
@@ -130,6 +130,10 @@ def create_cmd(
     database_url: UrlOpt = None,
 ) -> None:
     """Create a pending agent assigned to PATIENT, give it a broker account and write its enrollment bundle."""
+    if out is None:  # before anything is created: an agent whose bundle nobody saw is of no use
+        typer.echo("error: --out FILE is required: the bundle holds the agent's broker password and", err=True)
+        typer.echo("enrollment token and is written mode 0600 (`--out -` prints it on stdout instead)", err=True)
+        raise typer.Exit(EXIT_USAGE)
     settings = load(config, database_url=database_url)
     try:  # nothing is written when this fails: a usage error
         enrollment = new_enrollment(settings, org_id=org, patient_id=patient, agent_id=agent, now=CLOCK.now())
@@ -139,12 +143,19 @@ def create_cmd(
         created = agents.create_agent(settings, enrollment, clock=CLOCK)
     except ProvisioningError as exc:
         raise fail(exc) from exc
-    if out is None:
+    aid = created.agent_id
+    if str(out) == "-":
+        typer.echo("warning: the bundle on stdout holds the broker password and enrollment token: keep it", err=True)
+        typer.echo("out of logs and terminals' scrollback, and delete every copy after enrollment", err=True)
         typer.echo(created.bundle_json)
     else:
-        write_private(out, created.bundle_json.encode())
-        os.chmod(out, 0o600)
-        typer.echo(f"created agent {created.agent_id} (pending); bundle written to {out}", err=True)
+        try:
+            write_private(out, created.bundle_json.encode())  # 0600 from the start; never through a planted symlink
+        except OSError as exc:
+            typer.echo(f"error: cannot write {out} ({exc.strerror}); agent {aid} exists without a bundle:", err=True)
+            typer.echo(f"revoke it (vigil agents revoke {aid}) and create another", err=True)
+            raise typer.Exit(EXIT_FAILED) from exc
+        typer.echo(f"created agent {aid} (pending); bundle written to {out} (mode 0600)", err=True)
     typer.echo(created.note, err=True)
 
 

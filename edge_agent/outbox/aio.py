@@ -79,6 +79,9 @@ class AsyncOutbox:
     async def set_registered(self, at: datetime) -> None:
         await self._run(lambda: self._store.set_registered(at))
 
+    async def enrollment_token(self) -> str | None:
+        return await self._run(self._store.enrollment_token)
+
     async def save_state(self, key: str, value: object) -> None:
         await self._run(lambda: self._store.save_state(key, value))
 

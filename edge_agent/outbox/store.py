@@ -15,11 +15,18 @@ Guarantees
 Schema version 1 (``PRAGMA user_version``)::
 
     meta(key PRIMARY KEY, value)                 next_seq, agent, kid, key_check, last_receipt, ...
+                                                 enrollment_token (sealed) until registration
     readings(seq INTEGER PRIMARY KEY, queued_at INTEGER ms, sealed BLOB)
     gaps(first INTEGER PRIMARY KEY, last, recorded_at ms, reason)
     symbols(id INTEGER PRIMARY KEY, tag BLOB UNIQUE, sealed BLOB)
     cursors(device_id, kind, value, PRIMARY KEY (device_id, kind))
     devices(device_id PRIMARY KEY, doc TEXT JSON of DeviceStatus, updated_at ms)
+
+The one-time enrollment token lives in ``meta`` too, sealed with the outbox key (kind ``t``), from
+enrollment until the server accepts the registration: :meth:`SqliteOutbox.set_registered` deletes
+it in the same transaction that records the acceptance, so a spent token is never kept and a token
+still needed is never lost. (It cannot live in the enrollment directory's ``credentials.json``: the
+agent's unit mounts that directory read-only.)
 
 Every ``sqlite3.Error`` is translated into an :class:`~edge_agent.errors.OutboxError`.
 """
@@ -39,6 +46,7 @@ from edge_agent.errors import (
     OutboxCorrupt,
     OutboxError,
     OutboxFull,
+    OutboxInUse,
     OutboxKeyMismatch,
     OutboxMissing,
     OutboxSchemaTooNew,
@@ -49,7 +57,18 @@ from rpm_core.ids import AgentId
 from rpm_core.reading import Reading, SeqRange
 from rpm_core.status import DeviceStatus
 
-__all__ = ["SCHEMA_VERSION", "Backlog", "Cursor", "OutboxStats", "SqliteOutbox", "connect", "stats_from", "translating"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Backlog",
+    "Cursor",
+    "OutboxStats",
+    "SqliteOutbox",
+    "close_for_move",
+    "connect",
+    "read_meta",
+    "stats_from",
+    "translating",
+]
 
 SCHEMA_VERSION: Final = 1
 _MIGRATIONS: Final = {
@@ -65,6 +84,9 @@ _MIGRATIONS: Final = {
     """,
 }
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_TOKEN: Final = "enrollment_token"  # noqa: S105 - the meta key's name, not a token
+_TOKEN_KIND: Final = b"t"
+_SQLITE_BUSY: Final = 5
 _SQLITE_FULL: Final = 13
 _SQLITE_CORRUPT: Final = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
 # When the disk is full, make room by dropping this share of the oldest readings (recorded as a gap).
@@ -136,6 +158,38 @@ def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
         return db
 
 
+def close_for_move(path: Path) -> None:
+    """Fold the write-ahead log into ``path`` so the outbox is one file that can be moved safely.
+
+    Leaving WAL mode needs the only connection to the database: :class:`OutboxInUse` when another
+    process (the running agent) has it open; nothing is changed then. The next :func:`connect`
+    switches it back to WAL.
+    """
+    db = sqlite3.connect(path, isolation_level=None, timeout=0.5)
+    try:
+        mode = str(db.execute("PRAGMA journal_mode = DELETE").fetchone()[0])
+    except sqlite3.OperationalError as exc:
+        if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == _SQLITE_BUSY:
+            raise OutboxInUse(path) from exc
+        with translating():
+            raise
+    finally:
+        db.close()
+    if mode.lower() != "delete":
+        raise OutboxInUse(path)
+
+
+def read_meta(path: Path, *keys: str) -> dict[str, Any]:
+    """Some ``meta`` values of the outbox at ``path``, read-only and without its key."""
+    db = connect(path, read_only=True)
+    try:
+        with translating():
+            marks = ", ".join("?" * len(keys))
+            return dict(db.execute(f"SELECT key, value FROM meta WHERE key IN ({marks})", keys))  # noqa: S608
+    finally:
+        db.close()
+
+
 def _check_outbox(db: sqlite3.Connection, cipher: RowCipher, *, agent: AgentId, kid: str) -> None:
     """Refuse an outbox of a newer schema, of another identity, or that this key does not open."""
     with translating():
@@ -168,8 +222,10 @@ class SqliteOutbox:
     # -- lifecycle -----------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: Path, *, key: bytes, agent: AgentId, kid: str, clock: Clock) -> None:
-        """Create a new, empty outbox (enrollment does this once per identity)."""
+    def create(
+        cls, path: Path, *, key: bytes, agent: AgentId, kid: str, clock: Clock, enrollment_token: str | None = None
+    ) -> None:
+        """Create a new, empty outbox (enrollment does this once per identity), holding the token to register with."""
         if path.exists():
             raise OutboxError(f"an outbox already exists at {path}")
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -189,6 +245,8 @@ class SqliteOutbox:
                     "last_receipt": 0,
                     "created_at": _ms(clock.now()),
                 }
+                if enrollment_token is not None:
+                    rows[_TOKEN] = cipher.seal(0, enrollment_token.encode(), kind=_TOKEN_KIND)
                 db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows.items())
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 db.execute("COMMIT")
@@ -370,8 +428,16 @@ class SqliteOutbox:
         return int(deleted)
 
     def set_registered(self, at: datetime) -> None:
+        """The server accepted the registration: record it and forget the now spent enrollment token."""
         with self._transaction() as db:
             self._set_meta(db, "registered_at", _ms(at))
+            db.execute("DELETE FROM meta WHERE key = ?", (_TOKEN,))
+
+    def enrollment_token(self) -> str | None:
+        """The token to register with; None once registered (or for an outbox enrolled before it was kept here)."""
+        with translating():
+            sealed = self._meta(_TOKEN)
+        return None if sealed is None else self._cipher.open(0, sealed, kind=_TOKEN_KIND).decode()
 
     def save_state(self, key: str, value: object) -> None:
         """Persist agent state shown by ``vigil edge status`` (JSON), e.g. alarms, broker link."""

@@ -82,7 +82,12 @@ def test_enroll_refuses_expired_bundles_and_second_enrollment(tmp_path: Path, bu
         enroll(bundle_file, **kwargs)  # type: ignore[arg-type]
     second = enroll(bundle_file, force=True, **kwargs)  # type: ignore[arg-type]
     assert second.sign_kid != first.sign_kid
-    assert [p.name.split(".replaced-")[0] for p in (tmp_path / "state").glob("*.replaced-*")] == ["outbox.db"]
+    assert second.retired is not None
+    assert second.retired.parent == tmp_path / "state" / "retired"
+    assert second.retired.name.endswith("-agt-0042")
+    kept = {str(p.relative_to(second.retired)) for p in second.retired.rglob("*") if p.is_file()}
+    assert kept == {"outbox.db", "retired.json", "ca.pem", "server_keys.json", "credentials.json",
+                    "keys/sign.pem", "keys/kex.pem", "keys/outbox.key"}  # fmt: skip
 
 
 def test_cli_enroll_and_status(tmp_path: Path, bundle_file: Path) -> None:

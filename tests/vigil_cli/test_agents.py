@@ -77,7 +77,8 @@ def test_create_enroll_assign_revoke(env: Path, db: str) -> None:
 
 def test_unknown_patient_or_org_is_refused(env: Path) -> None:
     vigil("agents", "keys", "init")
-    result = runner.invoke(build_app(), ["agents", "create", "--org", "nowhere", "--patient", "p1"])
+    args = ["agents", "create", "--org", "nowhere", "--patient", "p1", "--out", str(env / "bundle.json")]
+    result = runner.invoke(build_app(), args)
     assert result.exit_code == 1
     assert "no organisation" in result.output
 

@@ -233,3 +233,41 @@ def test_live_rows_stay_one_contiguous_range(tmp_path: Path, key: bytes, clock: 
         assert all(s in covered or s <= stats.last_receipt for s in issued)
     finally:
         box.close()
+
+
+def test_the_enrollment_token_is_sealed_and_forgotten_when_registration_is_accepted(
+    tmp_path: Path, key: bytes, clock: ManualClock
+) -> None:
+    path, token = tmp_path / "token.db", "one-time-token-" + secrets.token_hex(8)
+    SqliteOutbox.create(path, key=key, agent=AGENT, kid=KID, clock=clock, enrollment_token=token)
+    assert token.encode() not in path.read_bytes()  # sealed with the outbox key, never in clear
+    box = reopen(path, key, clock)
+    try:
+        assert box.enrollment_token() == token
+        box.set_registered(clock.now())  # the same transaction deletes it
+        assert box.enrollment_token() is None
+        assert box._db.execute("SELECT count(*) FROM meta WHERE key = 'enrollment_token'").fetchone() == (0,)
+    finally:
+        box.close()
+    again = reopen(path, key, clock)
+    try:
+        assert again.enrollment_token() is None
+    finally:
+        again.close()
+
+
+def test_close_for_move_refuses_an_outbox_in_use_and_folds_the_log(path: Path, outbox: SqliteOutbox) -> None:
+    from edge_agent.errors import OutboxInUse
+    from edge_agent.outbox.store import close_for_move
+
+    outbox.append([reading(i) for i in range(3)])
+    with pytest.raises(OutboxInUse):
+        close_for_move(path)
+    outbox.close()
+    close_for_move(path)
+    assert sorted(p.name for p in path.parent.iterdir() if p.name.startswith(path.name)) == [path.name]
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT count(*) FROM readings").fetchone() == (3,)
+    finally:
+        db.close()

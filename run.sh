@@ -28,12 +28,14 @@ apt_install() {
 }
 
 system_packages() {
-  command -v apt-get >/dev/null || { log "not a Debian/Ubuntu machine: install mosquitto, coturn, postgresql, nodejs by hand"; return 0; }
+  command -v apt-get >/dev/null || { log "not a Debian/Ubuntu machine: install mosquitto, coturn, postgresql, nodejs, chromium by hand"; return 0; }
   local want=()
   command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || want+=(mosquitto)
   command -v turnserver >/dev/null || [ -x /usr/bin/turnserver ] || want+=(coturn)  # TURN for the video tests
   command -v psql >/dev/null || want+=(postgresql)
   command -v node >/dev/null || want+=(nodejs npm)
+  # The dashboard's browser tests drive Debian's Chromium through Playwright (never `playwright install`).
+  [ -x /usr/bin/chromium ] || want+=(chromium)
   "$PY" -c 'import ensurepip' 2>/dev/null || want+=(python3-venv)
   [ ${#want[@]} -eq 0 ] || apt_install "${want[@]}"
 }

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from fastapi import Depends, Request
 
@@ -33,7 +33,7 @@ from store import alerts as alert_store
 from store import care_teams, users
 from store.connection import Connection
 
-__all__ = ["Resolved", "guard", "patient_basis", "register"]
+__all__ = ["Denied", "Resolved", "guard", "patient_basis", "register", "resolve"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +68,11 @@ def register(kind: str) -> Callable[[Resolver], Resolver]:
         return fn
 
     return deco
+
+
+def resolve(kind: str, conn: Connection, who: Principal, raw: str, now: datetime) -> Resolved | Denied:
+    """Resolve ``raw`` with the resolver of ``kind`` (for resolvers that delegate to another)."""
+    return _RESOLVERS[kind](conn, who, raw, now)
 
 
 def patient_basis(conn: Connection, who: Principal, patient_id: str, now: datetime) -> str | None:
@@ -120,15 +125,19 @@ def _team(conn: Connection, who: Principal, raw: str, now: datetime) -> Resolved
 _ACTIONS: Final = {"GET": "read", "HEAD": "read", "POST": "write", "PUT": "write", "PATCH": "write", "DELETE": "write"}
 
 
-def guard(kind: str, param: str, permission: Permission) -> Callable[..., Resolved]:
-    """The dependency for a route whose path parameter ``param`` names a ``kind`` object: the caller
-    (who must hold ``permission``) and the object, or a 404 and one denied audit row."""
+def guard(
+    kind: str, param: str, permission: Permission, *, source: Literal["path", "query"] = "path"
+) -> Callable[..., Resolved]:
+    """The dependency for a route whose path parameter ``param`` (or query parameter, ``source``)
+    names a ``kind`` object: the caller (who must hold ``permission``) and the object, or a 404 and
+    one denied audit row."""
     resolver = _RESOLVERS[kind]
     caller = Depends(require(permission))
 
     # A default, not an Annotated alias: string annotations resolve in module scope only.
     def dependency(request: Request, conn: Db, svc: Svc, info: Info, who: Principal = caller) -> Resolved:
-        raw = str(request.path_params.get(param, ""))
+        params = request.path_params if source == "path" else request.query_params
+        raw = str(params.get(param, ""))
         found = resolver(conn, who, raw, svc.clock.now())
         if isinstance(found, Resolved):
             return replace(found, who=who)

@@ -23,12 +23,30 @@ from clinician_api.auth.passwords import Passwords
 from clinician_api.context import Services
 from clinician_api.keys import ApiKeys
 from clinician_api.live import AlertHub
-from clinician_api.middleware import EdgeMiddleware
+from clinician_api.middleware import EdgeMiddleware, RequestGuard
 from clinician_api.pagination import CursorCodec
-from clinician_api.problems import install_problem_handlers
-from clinician_api.routes import ack_links, admin_teams, admin_users, alerts, auth, patients, stream
+from clinician_api.problems import document_problems, install_problem_handlers
+from clinician_api.provisioning import Provisioner, spki_pin
+from clinician_api.routes import (
+    ack_links,
+    admin_teams,
+    admin_users,
+    alerts,
+    auth,
+    billing,
+    enrolment,
+    fhir,
+    fleet,
+    history,
+    patients,
+    stream,
+    time,
+)
 from clinician_api.sealer import AuditSealer
 from clinician_api.settings import ApiSettings
+from clinician_api.web import pages
+from clinician_api.web.render import Pages, page_errors
+from clinician_api.web.static import Assets
 from rpm_core.clock import Clock, SystemClock
 from rpm_core.errors import ConfigError
 from store.app_pool import PoolOptions, open_app_pool
@@ -39,7 +57,15 @@ __all__ = ["API_PREFIX", "create_app"]
 API_PREFIX = "/api/v1"
 
 
-def _services(settings: ApiSettings, clock: Clock, keys: ApiKeys) -> Services:
+def _enrol_pin(settings: ApiSettings) -> str:
+    if settings.api_enrol_pin:
+        return settings.api_enrol_pin
+    if settings.api_tls_cert_file is not None:
+        return spki_pin(settings.api_tls_cert_file.read_bytes())
+    return ""
+
+
+def _services(settings: ApiSettings, clock: Clock, keys: ApiKeys, provisioner: Provisioner | None) -> Services:
     pool = open_app_pool(
         PoolOptions(
             url=settings.database_url,
@@ -56,11 +82,16 @@ def _services(settings: ApiSettings, clock: Clock, keys: ApiKeys) -> Services:
         parallelism=settings.api_argon2_parallelism,
         concurrency=settings.api_hash_concurrency,
     )
-    return Services(settings, clock, pool, keys, CursorCodec(keys), passwords, AlertHub(settings.database_url), flavor)
+    hub = AlertHub(settings.database_url)
+    return Services(
+        settings, clock, pool, keys, CursorCodec(keys), passwords, hub, flavor, provisioner, _enrol_pin(settings)
+    )
 
 
-def create_app(settings: ApiSettings, *, clock: Clock | None = None) -> FastAPI:
-    """The clinician API over ``settings`` (with ``api_secret_key`` set); ``clock`` is a test seam."""
+def create_app(settings: ApiSettings, *, clock: Clock | None = None, provisioner: Provisioner | None = None) -> FastAPI:
+    """The clinician API over ``settings`` (with ``api_secret_key`` set); ``clock`` is a test seam;
+    ``provisioner`` creates and revokes agents (the composition root's; without one the fleet
+    routes that need it answer 503)."""
     if settings.api_secret_key is None:
         raise ConfigError("api_secret_key is not set (`vigil api` creates one in key_dir)")
     keys = ApiKeys.from_secret(settings.api_secret_key.get_secret_value())
@@ -68,8 +99,9 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        svc = await asyncio.to_thread(_services, settings, the_clock, keys)
+        svc = await asyncio.to_thread(_services, settings, the_clock, keys, provisioner)
         app.state.services = svc
+        app.state.pages = await asyncio.to_thread(Pages)
         listener = asyncio.create_task(svc.hub.run(), name="vigil-alert-listener")
         sealer = AuditSealer(svc.pool, interval_s=settings.api_audit_seal_interval_s)
         sealer.start()
@@ -91,10 +123,15 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
-    install_problem_handlers(app)
-    for module in (auth, stream, alerts, patients, admin_users, admin_teams):  # stream before /alerts/{id}
+    install_problem_handlers(app, pages=page_errors)
+    document_problems(app)
+    routers = (auth, stream, alerts, enrolment, history, time, patients, admin_users, admin_teams, billing, fleet)
+    for module in routers:  # stream before /alerts/{id}
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(ack_links.router)  # pages at /ack/..., outside /api/v1
+    app.include_router(fhir.router)
+    app.include_router(pages.router)
+    app.mount("/static", Assets(), name="static")
     _health(app)
     if settings.api_cors_origins:
         app.add_middleware(
@@ -104,6 +141,7 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["content-type", "authorization", "x-csrf-token", "if-none-match"],
         )
+    app.add_middleware(RequestGuard)
     app.add_middleware(EdgeMiddleware, hsts_max_age_s=settings.api_hsts_max_age_s if settings.api_tls else None)
     return app
 

@@ -37,6 +37,14 @@ class Recording:
     reason: str | None = None
 
 
+def _clean(text: str | None, limit: int) -> str | None:
+    """Text from a request as the audit log can hold it: NUL and other control characters (which
+    PostgreSQL text refuses, or a terminal would act on) replaced, cut to ``limit``."""
+    if text is None:
+        return None
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in text[:limit])
+
+
 def entry(
     who: Principal | None,
     info: RequestInfo,
@@ -61,10 +69,10 @@ def entry(
         subjects=tuple(subjects),
         action=action,
         object_type=object_type,
-        object_id=object_id,
+        object_id=_clean(object_id, 200),
         outcome=outcome,
         basis=basis,
-        reason=reason,
+        reason=_clean(reason, 1000),
         client_addr=info.client_addr,
         request_id=info.request_id,
     )

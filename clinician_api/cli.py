@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from clinician_api.app import create_app
+from clinician_api.provisioning import load_provisioner
 from clinician_api.settings import ApiSettings
 from rpm_core.errors import VigilError
 from rpm_core.keystore import write_private
@@ -55,7 +56,9 @@ def worker_app() -> FastAPI:
     raw = os.environ.get(_HANDOFF)
     if raw is None:
         raise VigilError("worker_app is started by `vigil api --workers N`")
-    return create_app(ApiSettings.model_validate_json(raw))
+    data = json.loads(raw)
+    config = data.pop("_config_file", None)
+    return create_app(ApiSettings.model_validate(data), provisioner=load_provisioner(Path(config) if config else None))
 
 
 @app.callback()
@@ -93,11 +96,49 @@ def serve(
         "proxy_headers": bool(settings.api_forwarded_allow_ips),
         "forwarded_allow_ips": list(settings.api_forwarded_allow_ips) or None,
     }
-    typer.echo(f"vigil api: serving on http://{settings.api_host}:{settings.api_port}/api/v1", err=True)
+    if settings.api_tls_cert_file is not None:
+        options["ssl_certfile"] = str(settings.api_tls_cert_file)
+        options["ssl_keyfile"] = str(settings.api_tls_key_file) if settings.api_tls_key_file else None
+    scheme = "https" if settings.api_tls_cert_file is not None else "http"
+    typer.echo(f"vigil api: serving on {scheme}://{settings.api_host}:{settings.api_port}/", err=True)
     if settings.api_workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.run(create_app(settings, provisioner=load_provisioner(config)), **options)
         return
     handoff = settings.model_dump(mode="json")
+    handoff["_config_file"] = str(config) if config else None
     handoff["api_secret_key"] = settings.api_secret_key.get_secret_value() if settings.api_secret_key else None
     os.environ[_HANDOFF] = json.dumps(handoff)
     uvicorn.run("clinician_api.cli:worker_app", factory=True, workers=settings.api_workers, **options)
+
+
+@app.command(
+    "demo-accounts", help="Create or refresh the demo's accounts and print them (demo only: prints passwords)."
+)
+def demo_accounts(
+    org: Annotated[str, typer.Option("--org", help="The demo organisation.")],
+    config: ConfigOpt = None,
+    database_url: UrlOpt = None,
+) -> None:
+    from datetime import UTC, datetime
+
+    from clinician_api.auth.passwords import Passwords
+    from clinician_api.demo_accounts import ensure_demo_accounts
+    from clinician_api.keys import ApiKeys
+    from store.connection import connect
+
+    try:
+        settings = ensure_secret(load_settings(ApiSettings, config_file=config, database_url=database_url))
+        assert settings.api_secret_key is not None  # noqa: S101 - ensure_secret sets it
+        keys = ApiKeys.from_secret(settings.api_secret_key.get_secret_value())
+        passwords = Passwords(
+            time_cost=settings.api_argon2_time_cost,
+            memory_kib=settings.api_argon2_memory_kib,
+            parallelism=settings.api_argon2_parallelism,
+            concurrency=1,
+        )
+        with connect(settings.database_url, application_name="vigil-demo-accounts") as conn:
+            accounts = ensure_demo_accounts(conn, org_id=org, keys=keys, passwords=passwords, now=datetime.now(UTC))
+    except (VigilError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps({"url": settings.api_public_url, "accounts": [a.as_dict() for a in accounts]}))

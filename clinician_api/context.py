@@ -17,6 +17,7 @@ from clinician_api.auth.passwords import Passwords
 from clinician_api.keys import ApiKeys
 from clinician_api.live import AlertHub
 from clinician_api.pagination import CursorCodec
+from clinician_api.provisioning import Provisioner
 from clinician_api.settings import ApiSettings
 from rpm_core.clock import Clock
 from store.app_pool import AppPool
@@ -35,6 +36,8 @@ class Services:
     passwords: Passwords
     hub: AlertHub
     flavor: str
+    provisioner: Provisioner | None = None
+    enrol_pin: str = ""  # the TLS public-key pin enrolment tokens carry ("" when unknown)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CSP", "EdgeMiddleware"]
+__all__ = ["CSP", "MAX_BODY_BYTES", "EdgeMiddleware", "RequestGuard"]
 
 log = logging.getLogger(__name__)
 
@@ -89,3 +90,84 @@ class EdgeMiddleware:
                 }
             )
             await send_with_headers({"type": "http.response.body", "body": body})
+
+
+# No request the API serves needs more (a policy or a settings document is a few kilobytes).
+MAX_BODY_BYTES: Final = 1 << 20
+_NUL_ESCAPE: Final = re.compile(rb"\\u0000", re.IGNORECASE)
+
+
+def _problem(status: int, title: str, detail: str, code: str, path: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    body = json.dumps(
+        {
+            "type": "https://vigil.invalid/problems/" + code.replace("_", "-"),
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "instance": path,
+            "code": code,
+        }
+    ).encode()
+    headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]
+    return headers, body
+
+
+class RequestGuard:
+    """Refuses, before any route sees them, what no route can store: a NUL character in the query
+    string or the body (PostgreSQL text cannot hold one; 400/422 instead of a database error), and
+    bodies over :data:`MAX_BODY_BYTES` (413). Path parameters are left to the routes: a NUL in an
+    id is an audited 404 like any other id that names nothing."""
+
+    def __init__(self, app: ASGIApp, *, max_body: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = str(scope.get("path", ""))
+        query = bytes(scope.get("query_string", b"")).lower()
+        if b"%00" in query or b"\x00" in query:
+            await self._refuse(send, 400, "Bad Request", "the query holds a NUL character", "nul_character", path)
+            return
+        if scope.get("method") not in ("POST", "PUT", "PATCH", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, receive, send)  # disconnected: let the app see it
+                return
+            chunk = bytes(message.get("body", b""))
+            size += len(chunk)
+            if size > self.max_body:
+                await self._refuse(send, 413, "Content Too Large", "the body is too large", "too_large", path)
+                return
+            chunks.append(chunk)
+            more = bool(message.get("more_body", False))
+        body = b"".join(chunks)
+        if b"\x00" in body or _NUL_ESCAPE.search(body):
+            await self._refuse(
+                send, 422, "Unprocessable Content", "a value holds a NUL character", "nul_character", path
+            )
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(send: Send, status: int, title: str, detail: str, code: str, path: str) -> None:
+        headers, body = _problem(status, title, detail, code, path)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -8,6 +8,7 @@ the status, ``detail`` "not found", ``instance`` the request path (which the cal
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
@@ -23,9 +24,21 @@ from store.errors import Conflict as StoreConflict
 from store.errors import DatabaseUnavailable, MigrationError
 from store.errors import NotFound as StoreNotFound
 
-__all__ = ["PROBLEM_JSON", "Problem", "install_problem_handlers", "problem_response", "translate"]
+__all__ = [
+    "PROBLEM_JSON",
+    "PageErrors",
+    "Problem",
+    "document_problems",
+    "install_problem_handlers",
+    "problem_response",
+    "translate",
+]
 
 PROBLEM_JSON: Final = "application/problem+json"
+# The dashboard's pages answer errors for a person, not a program: given the request and the
+# problem (status, title, detail, code), a page renderer returns an HTML response (or a redirect to
+# the sign-in page), or None to answer with problem+json as the API does.
+PageErrors = Callable[[Request, int, str, str, str], Response | None]
 _TYPE_BASE: Final = "https://vigil.invalid/problems/"
 
 
@@ -85,7 +98,9 @@ def translate(exc: Exception) -> ApiError | None:
     return None
 
 
-def _api_error(request: Request, exc: ApiError) -> Response:
+def _api_error(request: Request, exc: ApiError, pages: PageErrors | None = None) -> Response:
+    if pages is not None and (page := pages(request, exc.status, exc.title, exc.detail, exc.code)) is not None:
+        return page
     headers = {}
     retry = getattr(exc, "retry_after_s", None)
     if isinstance(retry, int):
@@ -96,22 +111,25 @@ def _api_error(request: Request, exc: ApiError) -> Response:
     return problem_response(request, exc.status, exc.title, exc.detail, exc.code, errors=errors, headers=headers)
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def install_problem_handlers(app: FastAPI, *, pages: PageErrors | None = None) -> None:
     async def on_api_error(request: Request, exc: Exception) -> Response:
         mapped = translate(exc)
         if mapped is None:  # pragma: no cover - registered for mapped types only
             raise exc
-        return _api_error(request, mapped)
+        return _api_error(request, mapped, pages)
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for that type
         titles = {404: "Not Found", 405: "Method Not Allowed"}
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         detail = "not found" if exc.status_code == 404 else str(exc.detail)
+        title = titles.get(exc.status_code, "Error")
+        if pages is not None and (page := pages(request, exc.status_code, title, detail, code)) is not None:
+            return page
         return problem_response(
             request,
             exc.status_code,
-            titles.get(exc.status_code, "Error"),
+            title,
             detail,
             code,
             headers=dict(exc.headers or {}),
@@ -123,6 +141,8 @@ def install_problem_handlers(app: FastAPI) -> None:
             {"field": ".".join(str(p) for p in err.get("loc", ())), "message": str(err.get("msg", ""))[:200]}
             for err in exc.errors()[:50]
         ]
+        if pages is not None and (page := pages(request, 422, "Unprocessable Content", "invalid", "validation")):
+            return page
         return problem_response(
             request, 422, "Unprocessable Content", "the request is invalid", "validation", errors=errors
         )
@@ -140,3 +160,30 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TooManyAttempts, on_api_error)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
+
+
+def document_problems(app: FastAPI) -> None:
+    """Say in the OpenAPI schema what every operation's errors are: ``application/problem+json``
+    bodies of :class:`Problem` for any 4xx and 5xx (FastAPI would describe 422 as its own
+    validation body, which this API never sends)."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        problem = {"content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                responses["4XX"] = {"description": "A problem (RFC 9457)", **problem}
+                responses["5XX"] = {"description": "A problem (RFC 9457)", **problem}
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

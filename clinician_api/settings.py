@@ -12,6 +12,7 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 
+from alerts.config import RulesConfig
 from rpm_core.settings import VigilSettings
 from store.config import DEFAULT_DATABASE_URL
 
@@ -94,6 +95,22 @@ class ApiSettings(VigilSettings):
     api_stream_max_s: Annotated[int, Field(ge=10, le=86_400)] = 300
     # Seconds between keep-alive comments on an idle live stream.
     api_stream_ping_s: Annotated[float, Field(gt=0, le=300)] = 15.0
+
+    # The organisation's alert rule defaults (the TOML table [alerts_rules] the alert engine reads too):
+    # the patient page shows a patient's thresholds resolved against them.
+    alerts_rules: RulesConfig = RulesConfig()
+    # Minutes an enrolment token (`vigil edge enroll --url --token`) stays valid when the admin does not say.
+    api_enrol_token_ttl_min: Annotated[int, Field(ge=5, le=7 * 24 * 60)] = 24 * 60
+    # The URL a Pi reaches the API at for `vigil edge enroll --url` (HTTPS); empty: api_public_url.
+    api_enrol_url: str = ""
+    # The API's TLS certificate and key (PEM): `vigil api` then serves HTTPS itself, and enrolment
+    # tokens carry the certificate's public-key pin so a Pi needs no CA file.
+    api_tls_cert_file: Path | None = None
+    # The private key of api_tls_cert_file.
+    api_tls_key_file: Path | None = None
+    # The SHA-256 pin (base64) of the public key Pis see when the TLS certificate is served by a proxy in front
+    # of the API; empty: computed from api_tls_cert_file.
+    api_enrol_pin: str = ""
 
     @field_validator("api_secret_key")
     @classmethod

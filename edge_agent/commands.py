@@ -25,6 +25,7 @@ from edge_agent.agent import Agent
 from edge_agent.ble.radio import open_radio
 from edge_agent.config_file import add_device
 from edge_agent.enroll import SERVICE_USER, enroll, system_time_zone
+from edge_agent.enroll_remote import fetch_bundle, write_fetched_bundle
 from edge_agent.identity import AgentIdentity
 from edge_agent.install import InstallPlan, allow_broker, install, uninstall
 from edge_agent.outbox import SqliteOutbox, inspect_outbox
@@ -66,7 +67,14 @@ def _settings(config: Path | None, **overrides: Any) -> EdgeSettings:
 
 
 def enroll_command(
-    bundle: Annotated[Path, typer.Option("--bundle", help="The enrollment bundle from `vigil agents create`.")],
+    bundle: Annotated[
+        Path | None, typer.Option("--bundle", help="The enrollment bundle from `vigil agents create`.")
+    ] = None,
+    url: Annotated[str | None, typer.Option("--url", help="The clinician API (https://…) to enrol over.")] = None,
+    token: Annotated[str | None, typer.Option("--token", help="The one-time token from the fleet page.")] = None,
+    ca_file: Annotated[
+        Path | None, typer.Option("--ca-file", help="The API's CA, when the token carries no pin.")
+    ] = None,
     directory: Annotated[Path, typer.Option("--dir", help="Enrollment directory.")] = DEFAULT_CONFIG_DIR,
     state_dir: Annotated[Path, typer.Option("--state-dir", help="State directory (outbox).")] = DEFAULT_STATE_DIR,
     time_zone: Annotated[str | None, typer.Option("--time-zone", help="IANA zone of the devices' clocks.")] = None,
@@ -76,17 +84,27 @@ def enroll_command(
     ] = False,
     root: Annotated[Path, typer.Option("--root", help="Root holding the installed unit (an image).")] = Path("/"),
 ) -> None:
-    """Generate this agent's keys and write its identity, outbox and config from a bundle."""
+    """Generate this agent's keys and write its identity, outbox and config from a bundle, given as
+    a file (--bundle) or fetched once over HTTPS with a one-time token (--url --token)."""
+    if (bundle is None) == (url is None) or (url is None) != (token is None):
+        raise typer.BadParameter("give --bundle FILE, or --url URL with --token TOKEN")
     with _failing_cleanly():
-        result = enroll(
-            bundle,
-            directory=directory,
-            state_dir=state_dir,
-            clock=SystemClock(),
-            time_zone=time_zone or system_time_zone(),
-            owner=owner,
-            force=force,
-        )
+        fetched = None
+        if url is not None and token is not None:
+            fetched = write_fetched_bundle(directory, fetch_bundle(url, token, ca_file=ca_file))
+        try:
+            result = enroll(
+                fetched or bundle or Path(),
+                directory=directory,
+                state_dir=state_dir,
+                clock=SystemClock(),
+                time_zone=time_zone or system_time_zone(),
+                owner=owner,
+                force=force,
+            )
+        finally:
+            if fetched is not None:
+                fetched.unlink(missing_ok=True)
     typer.echo(f"enrolled agent {result.agent} (signing key {result.sign_kid}); config {result.config}")
     plan = InstallPlan(root=root, exec_path=Path("/unused"), config_dir=directory, state_dir=state_dir)
     if plan.unit.is_file():  # installed: allow the unit to reach this broker (IPAddressAllow drop-in)
@@ -102,7 +120,8 @@ def enroll_command(
             "them under that identity (revoke it only once `vigil edge status` lists it no more), or see "
             "`vigil edge outbox adopt`"
         )
-    typer.echo(f"the bundle holds credentials: delete it now (rm {bundle})")
+    if bundle is not None:
+        typer.echo(f"the bundle holds credentials: delete it now (rm {bundle})")
 
 
 def install_command(

@@ -46,6 +46,7 @@ from rpm_core.keys import ServerKey
 from rpm_core.status import AgentStatus, open_status
 from rpm_core.topics import Direction, Kind, Topic
 from store.agents import AgentRecord
+from store.fleet import AgentStatusRow
 from store.ingest_db import Activation, BatchWrite
 from store.ingest_state import DeadLetterRow, DeviceRow, GapRow
 from store.readings import ReadingRow
@@ -399,6 +400,12 @@ def _record_status(out: Classified, topic: Topic, status: AgentStatus, now: date
                 d.firmware, d.battery_pct, d.last_seen,
             )
         )  # fmt: skip
+    out.write.statuses.append(
+        AgentStatusRow(
+            topic.agent, topic.org, seen, status.online, status.agent_version, status.outbox_depth,
+            status.outbox_oldest, status.last_receipt, tuple(sorted(status.alarms)),
+        )
+    )  # fmt: skip
     out.kinds["status"] += 1
 
 

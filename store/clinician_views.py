@@ -191,7 +191,9 @@ def sparklines(
 def adherence_days(
     conn: Connection, *, org_id: str, patient_ids: Sequence[str], now: datetime, days: int = 30
 ) -> dict[str, int]:
-    """Patient -> number of UTC days, of the last ``days``, with at least one reading."""
+    """Patient -> number of UTC days, of the last ``days`` (today and the ``days - 1`` before it),
+    with at least one reading."""
+    today = BUCKET_ORIGIN + ((now - BUCKET_ORIGIN) // timedelta(days=1)) * timedelta(days=1)
     rows = conn.execute(
         "SELECT p.patient_id, count(DISTINCT d.day) FROM unnest(%(patients)s::text[]) AS p(patient_id) "
         "CROSS JOIN unnest(%(metrics)s::text[]) AS m(metric) "
@@ -203,7 +205,7 @@ def adherence_days(
             "metrics": sorted(METRIC_NAMES),
             "origin": BUCKET_ORIGIN,
             "org": org_id,
-            "since": now - timedelta(days=days),
+            "since": today - timedelta(days=days - 1),
             "now": now,
         },
     ).fetchall()

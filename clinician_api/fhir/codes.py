@@ -204,6 +204,13 @@ METRIC_CODINGS: Final = MappingProxyType(
                 "%",
             ),
             MetricCoding(
+                "hba1c",
+                "Hemoglobin A1c",
+                (_loinc("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood"),),
+                _mdc(160220, "MDC_CONC_HBA1C"),
+                "%",
+            ),
+            MetricCoding(
                 "respiratory_rate",
                 "Respiratory rate",
                 (_loinc("9279-1", "Respiratory rate"),),

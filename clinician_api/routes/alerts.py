@@ -111,7 +111,7 @@ class ResolveIn(Strict):
     note: str = Field(min_length=1, max_length=2000)
 
 
-def _out(a: AlertRow) -> dict[str, Any]:
+def alert_fields(a: AlertRow) -> dict[str, Any]:
     return {
         "alert_id": a.alert_id,
         "patient_id": a.patient_id,
@@ -190,7 +190,7 @@ def alert_detail(target: ReadAlert, conn: Db, svc: Svc, info: Info) -> AlertDeta
         events = alert_store.alert_events(conn, a.alert_id)
         actions = alert_store.alert_actions(conn, a.alert_id)
     return AlertDetail(
-        **_out(a),
+        **alert_fields(a),
         evidence=a.evidence,
         detail=a.detail,
         resolved_at=a.resolved_at,
@@ -229,7 +229,7 @@ def _act(target: Resolved, conn: Db, svc: Svc, info: Info, action: str, work: An
         basis=target.basis,
     ):
         row: AlertRow = work()
-    return AlertOut(**_out(row))
+    return AlertOut(**alert_fields(row))
 
 
 @router.post("/{alert_id}/acknowledge", response_model=AlertOut, summary="Acknowledge (stops the escalation)")

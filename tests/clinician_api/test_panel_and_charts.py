@@ -164,3 +164,14 @@ async def test_raw_charts_are_capped(world, clock) -> None:
         body = (await c.get(f"{API}/patients/p1/vitals/spo2", params={"resolution": "raw"})).json()
     assert len(body["points"]) == 100
     assert body["truncated"]
+
+
+async def test_adherence_counts_at_most_the_thirty_days_it_names(client, world) -> None:
+    # Readings at 07:30 and 23:00 every day (now is 08:00): "now minus 30 days" touches 31 UTC days.
+    times = [T0 - timedelta(days=d, minutes=30) for d in range(40)] + [
+        T0 - timedelta(days=d, hours=9) for d in range(1, 40)
+    ]
+    add_readings(world.url, "o1", "p1", "spo2", [(t, 96.0) for t in times])
+    await sign_in(client, world["c1"], T0)
+    p1 = next(p for p in (await client.get(f"{API}/patients")).json()["items"] if p["patient_id"] == "p1")
+    assert p1["adherence_days"] == 30

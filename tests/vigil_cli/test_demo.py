@@ -101,6 +101,10 @@ def test_demo_runs_the_platform_and_resumes(demo_dir: Path) -> None:
     summary, _ = _finish(_demo(demo_dir, "--duration", str(FIRST_RUN_S)), timeout=FIRST_RUN_S + 240)
 
     assert summary["first_run"] is True
+    # The clinician API and dashboard ran, with a demo clinician and admin whose TOTP secrets it printed.
+    assert summary["api_url"].startswith("http://127.0.0.1:")
+    assert sorted(a["role"] for a in summary["demo_accounts"]) == ["admin", "clinician"]
+    assert all(len(a["totp_secret"]) >= 16 for a in summary["demo_accounts"])
     assert summary["patients"] == PATIENTS
     assert summary["agents"] == PATIENTS
     assert summary["database"].startswith("embedded PostgreSQL")

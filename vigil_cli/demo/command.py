@@ -105,6 +105,8 @@ def _run(
             platform.prepare()
             platform.start_broker()
             platform.start_services()
+            platform.start_api()
+            _announce(platform, progress)
             platform.start_agents()
             with psycopg.connect(url, autocommit=True) as conn:
                 firsts = _watch(conn, platform, progress, stop, headless=headless, duration=duration, started=started)
@@ -113,6 +115,16 @@ def _run(
             platform.supervisor.stop_all()
         with psycopg.connect(url, autocommit=True) as conn:
             return _summary(conn, platform, database, started, firsts)
+
+
+def _announce(platform: DemoPlatform, progress: _Progress) -> None:
+    """The dashboard's address and the demo's accounts (a demo only: it prints passwords)."""
+    progress(f"dashboard and API: {platform.api_url} (open it in a browser on this machine)")
+    for a in platform.accounts:
+        progress(
+            f"  {a['role']}: {a['email']}  password {a['password']}  TOTP secret {a['totp_secret']} "
+            f"(add it to an authenticator app, or: oathtool --totp -b {a['totp_secret']})"
+        )
 
 
 def _watch(
@@ -192,6 +204,8 @@ def _summary(
         **firsts,
         "stopped_at": datetime.now(UTC).isoformat(),
         "demo_dir": str(platform.layout.root),
+        "api_url": platform.api_url,
+        "demo_accounts": platform.accounts,
         "readings_by_device": [
             {
                 "patient_id": d.patient_id,

@@ -193,6 +193,8 @@ class DemoPlatform:
     supervisor: Supervisor = field(init=False)
     broker: str = field(init=False, default="")
     first_run: bool = field(init=False, default=True)
+    api_url: str = field(init=False, default="")
+    accounts: list[dict[str, str]] = field(init=False, default_factory=list)
     _state: dict[str, Any] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -241,6 +243,7 @@ class DemoPlatform:
         if os.environ.get("VIGIL_BROKER_HOST"):  # a broker the operator runs (see start_broker)
             self._state["broker_port"] = int(os.environ.get("VIGIL_BROKER_PORT", "8883"))
         port = self._state.setdefault("broker_port", _free_port())
+        api_port = self._state["api_port"] = _port_or_free(int(self._state.get("api_port", 8000)))
         layout = self.layout
         key_dir = Path(os.environ.get("VIGIL_KEY_DIR") or layout.keys)
         broker_dir = Path(os.environ.get("VIGIL_BROKER_DIR") or layout.broker)
@@ -260,6 +263,12 @@ class DemoPlatform:
             "metrics_port": 0,
             "alerts_poll_interval_s": 2.0,
             "alerts_schedule_interval_s": 30.0,
+            # The clinician API and dashboard on this machine only, over plain HTTP (so cookies
+            # cannot be Secure: a local demo is the one place that is allowed).
+            "api_host": "127.0.0.1",
+            "api_port": api_port,
+            "api_public_url": f"http://127.0.0.1:{api_port}",
+            "api_cookie_secure": False,
         }
         lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
         layout.server_config.write_text("# written by vigil demo\n" + "\n".join(lines) + "\n", encoding="utf-8")
@@ -346,6 +355,16 @@ class DemoPlatform:
         self._child("ingest", [*py, "ingest", "--log-level", self.log_level.upper()])
         self._child("alerts", [*py, "alerts", "run"])
 
+    def start_api(self) -> None:
+        """``vigil api`` (the API and dashboard) and the demo's accounts (printed by the command)."""
+        self.say("starting the clinician API and dashboard (vigil api) with the demo's accounts")
+        out = json.loads(self.vigil("api", "demo-accounts", "--org", ORG))
+        self.accounts = list(out["accounts"])
+        self._child("api", [sys.executable, "-m", "vigil_cli", "api"])
+        port = int(self._state["api_port"])
+        _wait_port("127.0.0.1", port, self.supervisor, "api", timeout_s=60.0)
+        self.api_url = f"http://127.0.0.1:{port}/"
+
     def start_agents(self) -> None:
         py = [sys.executable, "-m", "vigil_cli"]
         history = self.history_days if self.first_run else 0
@@ -371,6 +390,15 @@ class DemoPlatform:
         if dead:
             child = dead[0]
             raise DemoError(f"{child.name} exited with status {child.exit_code()}; see {child.log_path}")
+
+
+def _port_or_free(preferred: int) -> int:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+        except OSError:
+            return _free_port()
+    return preferred
 
 
 def _wait_port(host: str, port: int, supervisor: Supervisor, name: str, timeout_s: float = 20.0) -> None:

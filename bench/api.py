@@ -1,0 +1,307 @@
+"""The clinician API under load, over real HTTP against a real ``vigil api``. Prints JSON.
+
+A scratch database (plain PostgreSQL) gets ``--readings`` readings of ``--patients`` patients
+from ``bench.store_queries``' loader (arrival order, 90 days), a care team whose panel holds
+``--panel`` patients, a clinician in it, and open alerts on a fifth of the panel. ``vigil api``
+(``--workers`` processes) serves it; per scenario and per concurrency (``--clients``, default 1
+and 32) the clients send requests for ``--seconds`` and the JSON gives p50/p99 latency and
+requests/s:
+
+- ``panel``: ``GET /api/v1/patients?limit=200`` (the whole panel page: risk order, latest vitals,
+  7-day sparklines, adherence, devices);
+- ``chart_30d_hourly``: a 30-day hourly heart-rate chart of a panel patient;
+- ``chart_1y_daily``: a one-year daily chart;
+- ``alert_queue``: ``GET /api/v1/alerts?limit=50``;
+- ``fhir_search_1000``: ``GET /fhir/r4/Observation?patient=…&_count=1000``.
+
+Every request writes its audit row, as in production. Then the same scenarios run again with the
+audit INSERT made a no-op *in the scratch database only* (``audit_log`` swapped for a view whose
+INSTEAD OF trigger returns the row without storing it: the API's code path is unchanged, the
+transaction stays read-only) and ``audit_share`` is ``1 - p50_without / p50_with`` per scenario.
+
+The machine's other load shows in the figures; the targets (issue 12) are a 30-day chart p99 under
+50 ms and the panel p99 under 150 ms at 32 clients, and audit under 10 % of a request's time.
+Run: ``.venv/bin/python -m bench.api`` (10 million readings); ``--readings 1000000 --patients 500``
+for a quick run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any, Final
+
+import httpx
+import psycopg
+import pyotp
+from psycopg import sql
+
+from bench.store_queries import END, ORG, admin, load_readings, log, patient_id, seed_fleet, url_for
+from clinician_api.auth.passwords import Passwords
+from clinician_api.keys import ApiKeys
+from store import care_teams, users
+from store.migrate import migrate
+
+SECRET: Final = "bench-secret-" + "k" * 40
+PASSWORD: Final = "bench password that is long enough"  # noqa: S105 - a scratch database's account
+_AUDIT_OFF: Final = """
+ALTER TABLE audit_log RENAME TO audit_log_stored;
+CREATE VIEW audit_log AS SELECT * FROM audit_log_stored;
+CREATE FUNCTION bench_audit_discard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.audit_id := 0; RETURN NEW; END $$;
+CREATE TRIGGER bench_audit_discard INSTEAD OF INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION bench_audit_discard();
+GRANT SELECT, INSERT ON audit_log TO vigil_app;
+"""
+_AUDIT_ON: Final = """
+DROP VIEW audit_log;
+DROP FUNCTION bench_audit_discard();
+ALTER TABLE audit_log_stored RENAME TO audit_log;
+"""
+
+
+def seed_people(url: str, panel: int) -> tuple[str, str]:
+    """A care team with ``panel`` patients, a clinician in it (TOTP enrolled), open alerts."""
+    keys = ApiKeys.from_secret(SECRET)
+    secret = pyotp.random_base32()
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        hashed = Passwords(time_cost=1, memory_kib=1024, parallelism=1, concurrency=1).hash(PASSWORD)
+        user = users.create_user(
+            conn, org_id=ORG, email="bench@clinic.test", display_name="Bench", role="clinician",
+            now=END, password_hash=hashed,
+        )  # fmt: skip
+        users.set_totp_pending(conn, user.user_id, keys.seal(secret.encode(), bound_to=user.user_id), END)
+        users.enable_totp(conn, user.user_id, END)
+        team = care_teams.create_team(conn, ORG, "bench ward", END)
+        care_teams.add_member(conn, team, user.user_id, END)
+        for p in range(panel):
+            care_teams.add_patient(conn, team, patient_id(p), END)
+        conn.execute(
+            "INSERT INTO alerts (org_id, patient_id, rule, kind, metric, severity, summary, evidence, opened_at, "
+            "updated_at, last_triggered_at) SELECT %s, 'pat-' || lpad(p::text, 5, '0'), 'threshold:spo2:low', "
+            "'threshold', 'spo2', (ARRAY['low','medium','high','critical'])[1 + p %% 4], 'bench alert', '[]', "
+            "%s - p * interval '1 minute', %s, %s FROM generate_series(0, %s - 1, 5) AS p",
+            (ORG, END, END, END, panel),
+        )
+    return "bench@clinic.test", secret
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(url: str, workers: int) -> Iterator[str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "VIGIL_CONFIG": "",
+        "VIGIL_DATABASE_URL": url,
+        "VIGIL_API_SECRET_KEY": SECRET,
+        "VIGIL_API_COOKIE_SECURE": "false",
+        "VIGIL_API_POOL_MAX": "40",
+        "VIGIL_API_PAGE_MAX": "1000",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vigil_cli",
+            "api",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit("vigil api did not start")
+            time.sleep(0.2)
+        yield base
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+def sign_in(base: str, email: str, totp_secret: str) -> httpx.Cookies:
+    with httpx.Client(base_url=base, timeout=30) as c:
+        r = c.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+        r.raise_for_status()
+        c.headers["x-csrf-token"] = r.json()["csrf_token"]
+        for _ in range(3):  # a code is accepted once per 30 s step: wait for the next step if used
+            v = c.post("/api/v1/auth/totp/verify", json={"code": pyotp.TOTP(totp_secret).now()})
+            if v.status_code == 200:
+                return c.cookies
+            time.sleep(31 - time.time() % 30)
+        v.raise_for_status()
+    raise SystemExit("sign-in failed")
+
+
+Scenario = Callable[[int], str]
+
+
+def scenarios(panel: int) -> dict[str, Scenario]:
+    stamp = "%Y-%m-%dT%H:%M:%SZ"  # no "+" to escape in a query string
+    end = END.strftime(stamp)
+    month = (END - timedelta(days=30)).strftime(stamp)
+    year = (END - timedelta(days=365)).strftime(stamp)
+    return {
+        "panel": lambda i: "/api/v1/patients?limit=200",
+        "chart_30d_hourly": lambda i: (
+            f"/api/v1/patients/{patient_id(i % panel)}/vitals/heart_rate?resolution=hourly&start={month}&end={end}"
+        ),
+        "chart_1y_daily": lambda i: (
+            f"/api/v1/patients/{patient_id(i % panel)}/vitals/heart_rate?resolution=daily&start={year}&end={end}"
+        ),
+        "alert_queue": lambda i: "/api/v1/alerts?limit=50",
+        "fhir_search_1000": lambda i: f"/fhir/r4/Observation?patient={patient_id(i % panel)}&_count=1000",
+    }
+
+
+def drive(base: str, cookies: httpx.Cookies, path: Scenario, clients: int, seconds: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+    sizes: list[int] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def worker(n: int) -> None:
+        nonlocal errors
+        mine: list[float] = []
+        bad = 0
+        i = n * 7919
+        with httpx.Client(base_url=base, cookies=cookies, timeout=60) as c:
+            while time.monotonic() < stop_at:
+                t0 = time.perf_counter()
+                r = c.get(path(i))
+                mine.append(time.perf_counter() - t0)
+                bad += r.status_code != 200
+                if len(sizes) < 5:
+                    sizes.append(len(r.content))
+                i += 1
+        with lock:
+            latencies.extend(mine)
+            errors += bad
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    ordered = sorted(latencies)
+    if errors:
+        log(f"{errors} of {len(ordered)} requests failed")
+    return {
+        "clients": clients,
+        "requests": len(ordered),
+        "errors": errors,
+        "requests_per_s": round(len(ordered) / elapsed, 1),
+        "p50_ms": round(statistics.median(ordered) * 1000, 2) if ordered else None,
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2) if ordered else None,
+        "response_bytes": int(statistics.median(sizes)) if sizes else None,
+    }
+
+
+def run_all(base: str, cookies: httpx.Cookies, panel: int, clients: Sequence[int], seconds: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, path in scenarios(panel).items():
+        drive(base, cookies, path, 1, 1.0)  # warm the caches and the pool
+        out[name] = {f"c{n}": drive(base, cookies, path, n, seconds) for n in clients}
+        log(f"{name}: {json.dumps(out[name])}")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--readings", type=int, default=10_000_000)
+    p.add_argument("--patients", type=int, default=2000)
+    p.add_argument("--panel", type=int, default=200)
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--keep", action="store_true", help="keep the scratch database")
+    args = p.parse_args(argv)
+    name = "vigil_bench_api_" + secrets.token_hex(4)
+    admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = url_for(name)
+    try:
+        migrate(url, flavor="postgres")
+        with psycopg.connect(url) as conn:
+            seed_fleet(conn, args.patients)
+            load_readings(conn, args.readings, args.patients)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+        email, totp_secret = seed_people(url, args.panel)
+        result: dict[str, Any] = {
+            "readings": args.readings,
+            "patients": args.patients,
+            "panel": args.panel,
+            "workers": args.workers,
+            "seconds_per_run": args.seconds,
+            "cpus": os.cpu_count(),
+            "database": name if args.keep else None,
+        }
+        with serving(url, args.workers) as base:
+            result["with_audit"] = run_all(
+                base, sign_in(base, email, totp_secret), args.panel, args.clients, args.seconds
+            )
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(_AUDIT_OFF)
+        try:
+            with serving(url, args.workers) as base:
+                cookies = sign_in(base, email, totp_secret)
+                result["without_audit"] = run_all(base, cookies, args.panel, args.clients, args.seconds)
+        finally:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(_AUDIT_ON)
+        result["audit_share_p50"] = {
+            scenario: {
+                level: round(1 - runs[level]["p50_ms"] / result["with_audit"][scenario][level]["p50_ms"], 3)
+                for level in runs
+            }
+            for scenario, runs in result["without_audit"].items()
+        }
+        c = f"c{max(args.clients)}"
+        result["targets"] = {
+            "chart_30d_p99_under_50ms": result["with_audit"]["chart_30d_hourly"][c]["p99_ms"] < 50,
+            "panel_p99_under_150ms": result["with_audit"]["panel"][c]["p99_ms"] < 150,
+            "audit_under_10_percent": all(v < 0.10 for s in result["audit_share_p50"].values() for v in s.values()),
+        }
+    finally:
+        if not args.keep:
+            admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    print(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -24,7 +24,7 @@ OUT = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 # (heading, "module:Class", who reads it)
 SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("Database migrations", "store.cli:StoreSettings", "`vigil db`"),
-    ("Provisioning and broker", "vigil_cli.provisioning:ProvisioningSettings", "`vigil agents`, `vigil broker`"),
+    ("Provisioning and broker", "provisioning.settings:ProvisioningSettings", "`vigil agents`, `vigil broker`"),
     ("Ingest", "ingest.settings:IngestSettings", "`vigil ingest`"),
     ("Alert engine", "alerts.settings:AlertsSettings", "`vigil alerts`"),
     ("Clinician API", "clinician_api.settings:ApiSettings", "`vigil api`, `vigil audit`"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import psycopg
 from psycopg import errors as pgerrors
@@ -21,6 +21,7 @@ from rpm_core.keys import AgentPublicKeys
 from store.errors import Conflict, NotFound
 
 __all__ = [
+    "AgentListing",
     "AgentRecord",
     "AgentStatusName",
     "Assignment",
@@ -128,16 +129,20 @@ def create_agent(
     )
 
 
-def _org_of(conn: psycopg.Connection[Any], agent_id: str) -> tuple[str, str]:
+def _org_of(conn: psycopg.Connection[Any], agent_id: str, org_id: str | None = None) -> tuple[str, str]:
+    """(organisation, status) of the agent, locked; NotFound also when it belongs to another ``org_id``."""
     row = conn.execute("SELECT org_id, status FROM agents WHERE agent_id = %s FOR UPDATE", (agent_id,)).fetchone()
-    if row is None:
+    if row is None or (org_id is not None and row[0] != org_id):
         raise NotFound("agent", agent_id)
     return str(row[0]), str(row[1])
 
 
-def assign_agent(conn: psycopg.Connection[Any], agent_id: str, patient_id: str, *, now: datetime) -> None:
-    """Close the open assignment at ``now`` and open one to ``patient_id`` (same organisation)."""
-    org_id, status = _org_of(conn, agent_id)
+def assign_agent(
+    conn: psycopg.Connection[Any], agent_id: str, patient_id: str, *, now: datetime, org_id: str | None = None
+) -> None:
+    """Close the open assignment at ``now`` and open one to ``patient_id`` (same organisation; with
+    ``org_id``, an agent of another organisation is NotFound)."""
+    org_id, status = _org_of(conn, agent_id, org_id)
     if status == "revoked":
         raise Conflict("agent", agent_id, "is revoked")
     _require_patient(conn, org_id, patient_id)
@@ -151,8 +156,10 @@ def assign_agent(conn: psycopg.Connection[Any], agent_id: str, patient_id: str, 
         raise Conflict("agent", agent_id, "was assigned at this very instant already") from exc
 
 
-def revoke_agent(conn: psycopg.Connection[Any], agent_id: str, *, now: datetime) -> None:
-    _, status = _org_of(conn, agent_id)
+def revoke_agent(conn: psycopg.Connection[Any], agent_id: str, *, now: datetime, org_id: str | None = None) -> None:
+    """Revoke the agent (a no-op when revoked already); with ``org_id``, an agent of another
+    organisation is NotFound."""
+    _, status = _org_of(conn, agent_id, org_id)
     if status == "revoked":
         return
     conn.execute(
@@ -204,14 +211,23 @@ def load_agents(conn: psycopg.Connection[Any], agent_ids: Iterable[str]) -> dict
     return out
 
 
-def list_agents(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str, str | None, datetime | None]]:
-    """(agent, org, status, current patient, last seen) of every agent, by organisation and id."""
+class AgentListing(NamedTuple):
+    agent_id: str
+    org_id: str
+    status: AgentStatusName
+    patient_id: str | None  # the current assignment (revoked agents keep their last one)
+    last_seen_at: datetime | None
+
+
+def list_agents(conn: psycopg.Connection[Any], *, org_id: str | None = None) -> list[AgentListing]:
+    """Every agent (of ``org_id``, or of every organisation) with its current patient, by organisation and id."""
     return [
-        (r[0], r[1], r[2], r[3], r[4])
+        AgentListing(r[0], r[1], r[2], r[3], r[4])
         for r in conn.execute(
             "SELECT a.agent_id, a.org_id, a.status, s.patient_id, a.last_seen_at FROM agents a "
             "LEFT JOIN agent_assignments s ON s.agent_id = a.agent_id AND s.valid_to IS NULL "
-            "ORDER BY a.org_id, a.agent_id"
+            "WHERE %(org)s::text IS NULL OR a.org_id = %(org)s ORDER BY a.org_id, a.agent_id",
+            {"org": org_id},
         )
     ]
 

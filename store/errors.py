@@ -9,6 +9,8 @@
         │                          (lost connection, read-only, disk full, ...: store.connection)
         ├── NotFound               .kind .key  a row the caller named does not exist
         ├── Conflict               .kind .key  the row exists already, or is in the wrong state
+        ├── Rejected               .sqlstate   the database refused a statement or the COMMIT for the
+        │                          data written (a constraint or trigger: store.transaction)
         └── TransientConflict      .sqlstate   deadlock or serialization failure: retry at once (.transient)
 """
 
@@ -16,7 +18,15 @@ from __future__ import annotations
 
 from rpm_core.errors import VigilError
 
-__all__ = ["Conflict", "DatabaseUnavailable", "MigrationError", "NotFound", "StoreError", "TransientConflict"]
+__all__ = [
+    "Conflict",
+    "DatabaseUnavailable",
+    "MigrationError",
+    "NotFound",
+    "Rejected",
+    "StoreError",
+    "TransientConflict",
+]
 
 
 class StoreError(VigilError):
@@ -52,6 +62,17 @@ class Conflict(StoreError):
         self.kind = kind
         self.key = key
         self.why = why
+
+
+class Rejected(StoreError):
+    """The database refused what was written (not its own failure): the message is the server's primary
+    message (never its detail, which may quote the values written)."""
+
+    reason = "rejected"
+
+    def __init__(self, message: str, *, sqlstate: str | None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
 
 
 class TransientConflict(StoreError):

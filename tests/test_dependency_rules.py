@@ -19,6 +19,7 @@ PACKAGES = (
     "broker_config",
     "store",
     "ingest",
+    "provisioning",
     "alerts",
     "consult",
     "clinician_api",

@@ -1,40 +1,27 @@
-"""``vigil broker render | sync``: the complete Mosquitto configuration, and its accounts, from the database."""
+"""``vigil broker render | sync``: the complete Mosquitto configuration, and its accounts, from the database.
+
+The work is :mod:`provisioning.broker`'s; these commands build its settings, call it and print.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
 
-import psycopg
 import typer
 
-from broker_config.errors import BrokerConfigError
-from broker_config.render import BrokerLayout, render_broker, running_pid
-from rpm_core.errors import VigilError
-from vigil_cli.provisioning import (
-    broker_spec,
-    ca_of,
-    load,
-    now,
-    open_db,
-    sync_broker,
-)
+from provisioning.broker import render, sync_broker
+from provisioning.errors import ProvisioningError
+from vigil_cli.provisioning import CLOCK, ConfigOpt, fail, load
 
 __all__ = ["app"]
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file (or VIGIL_CONFIG).")]
-
 
 @app.callback()
 def _broker() -> None:
     """Render the MQTT broker configuration."""
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(1)
 
 
 @app.command("render")
@@ -52,31 +39,15 @@ def render_cmd(
     configuration and certificate take effect at its next start).
     """
     settings = load(config, broker_dir=out)
-    layout = BrokerLayout(settings.broker_dir)
     try:
-        running = running_pid(layout)
-        if running is not None and without_agents:
-            raise BrokerConfigError(
-                f"Mosquitto (pid {running}) runs from {layout.out_dir}: --without-agents would remove every agent"
-            )
-        conf = render_broker(
-            layout,
-            spec=broker_spec(settings, layout),
-            ca=ca_of(settings),
-            server_names=settings.broker_server_names,
-            accounts=None,
-            now=now(),
+        rendered = render(settings, now=CLOCK.now(), with_agents=not without_agents)
+    except ProvisioningError as exc:
+        raise fail(exc) from exc
+    typer.echo(f"wrote {rendered.conf}; {rendered.note}")
+    if rendered.running_pid is not None:
+        typer.echo(
+            f"Mosquitto (pid {rendered.running_pid}) keeps its configuration and certificate until restarted", err=True
         )
-        if without_agents:
-            note = sync_broker(settings, None)
-        else:
-            with open_db(settings) as conn:
-                note = sync_broker(settings, conn)
-    except (VigilError, OSError, psycopg.Error) as exc:
-        raise _fail(exc) from exc
-    typer.echo(f"wrote {conf}; {note}")
-    if running is not None:
-        typer.echo(f"Mosquitto (pid {running}) keeps its configuration and certificate until restarted", err=True)
 
 
 @app.command("sync")
@@ -84,8 +55,7 @@ def sync_cmd(config: ConfigOpt = None) -> None:
     """Bring the broker's accounts in line with the database (after a failed provisioning step)."""
     settings = load(config)
     try:
-        with open_db(settings) as conn:
-            note = sync_broker(settings, conn)
-    except (VigilError, OSError, psycopg.Error) as exc:
-        raise _fail(exc) from exc
+        note = sync_broker(settings)
+    except ProvisioningError as exc:
+        raise fail(exc) from exc
     typer.echo(note)

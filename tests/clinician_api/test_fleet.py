@@ -13,13 +13,13 @@ import pytest_asyncio
 
 from broker_config.ca import load_or_create_ca
 from clinician_api.app import create_app
+from provisioning.settings import ProvisioningSettings
 from rpm_core.enrollment import EnrollmentBundle
 from rpm_core.keystore import create_server_key
 from store.fleet import AgentStatusRow, record_statuses
 from tests.clinician_api.conftest import _client
 from tests.clinician_api.world import T0, audit_head, audit_rows, sign_in
 from vigil_cli.api_provisioner import ApiProvisioner
-from vigil_cli.provisioning import ProvisioningSettings
 
 pytestmark = pytest.mark.asyncio
 API = "/api/v1"

@@ -60,6 +60,7 @@ from edge_agent.outbox.store import OutboxStats
 from edge_agent.settings import PairedDevice
 from ingest.opener import EnvelopeOpener
 from ingest.settings import IngestSettings
+from provisioning.broker import service_password
 from rpm_core.enrollment import EnrollmentBundle
 from rpm_core.keys import AgentPublicKeys
 from rpm_core.keystore import load_server_keys
@@ -72,7 +73,6 @@ from tests.support.mosquitto import mosquitto_binary
 from tests.support.net import free_port, wait_for_port
 from vigil_cli.agents import app as agents_app
 from vigil_cli.broker import app as broker_app
-from vigil_cli.provisioning import service_password
 
 ORG, PATIENT, OTHER_PATIENT, AGENT = "clinic-1", "p1", "p2", "agt-e2e-1"
 HR, SPO2, BP, TEMP, GLU = (f"E0:00:00:00:20:0{i}" for i in range(1, 6))

@@ -174,3 +174,26 @@ def test_the_contract_breaks_on_each_way_to_server_code_or_bumble(tmp_path: Path
     result = _lint(tree)
     assert result.returncode != 0, result.stdout[-2000:]
     assert f"{CONTRACT} BROKEN" in result.stdout
+
+
+# `vigil edge ...` through the console script's entry point, as the systemd unit runs the agent.
+_CLI_PROBE = textwrap.dedent(
+    """
+    import json, sys
+    from vigil_cli.main import main
+
+    sys.argv = ["vigil", "edge", "decode", "2a37", "0648"]
+    try:
+        main()
+    except SystemExit as exc:
+        assert not exc.code, exc.code
+    print(json.dumps({"modules": sorted(sys.modules), "skipped": []}))
+    """
+)
+
+
+def test_vigil_edge_through_the_console_script_imports_no_server_group() -> None:
+    modules = _loaded(_CLI_PROBE)["modules"]
+    assert "edge_agent.cli" in modules
+    # vigil_cli.main itself is the entry point: it is loaded, but no other group is imported.
+    assert [m for m in _forbidden(modules) if m not in ("vigil_cli", "vigil_cli.main")] == []

@@ -23,7 +23,7 @@ from typing import Final
 
 import typer
 
-__all__ = ["GROUPS", "OPTIONAL_MODULES", "BrokenCommandGroup", "build_app", "main", "missing_extra"]
+__all__ = ["GROUPS", "OPTIONAL_MODULES", "BrokenCommandGroup", "build_app", "groups_for", "main", "missing_extra"]
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +117,17 @@ def build_app(groups: tuple[tuple[str, str, str], ...] | None = None) -> typer.T
     return app
 
 
+def groups_for(argv: list[str]) -> tuple[tuple[str, str, str], ...]:
+    """The groups a command line needs: only the named group for ``vigil GROUP ...`` (so `vigil edge
+    run` on a Pi imports the agent and nothing of the server), every group otherwise (``--help``)."""
+    named = tuple(g for g in GROUPS if argv and g[0] == argv[0])
+    return named or GROUPS
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        app = build_app()
+        app = build_app(groups_for(sys.argv[1:]))
     except BrokenCommandGroup as exc:
         traceback.print_exception(exc.error, file=sys.stderr)
         print(f"error: {exc}", file=sys.stderr)

@@ -35,6 +35,7 @@ import psycopg
 from psycopg import sql
 
 from rpm_core.metrics import METRIC_NAMES
+from store import summaries
 from store.migrate import migrate
 from store.readings import latest_query, series, series_query
 
@@ -155,6 +156,10 @@ def load_readings(conn: psycopg.Connection[Any], rows: int, patients: int) -> No
         conn.execute(_LOAD, {**params, "lo": lo, "hi": hi})
         conn.commit()
         log(f"loaded {hi:,} rows ({hi / (time.monotonic() - started):,.0f} rows/s)")
+    # The load bypasses store.readings.insert_readings: the panel's summaries are computed once.
+    summaries.rebuild(conn)
+    conn.commit()
+    log("panel summaries rebuilt (reading_buckets, latest_readings)")
 
 
 def distinct_on_query(

@@ -27,9 +27,9 @@ from psycopg.types.json import Jsonb
 
 from alerts.config import RulesConfig
 from alerts.engine import Engine
-from alerts.escalation import RecordingSink
 from alerts.settings import AlertsSettings
 from bench.cohort import Cohort
+from consult.sinks import RecordingSink
 from rpm_core.clock import ManualClock
 from store import alert_engine as engine_store
 from store.migrate import migrate

@@ -1,7 +1,7 @@
 """The import-linter contracts (docs/design.md's dependency rules) really fail on a violation.
 
-A copy of the packages with one forbidden import added (edge_agent -> store) must make
-`lint-imports` exit non-zero naming the broken contract; the unchanged copy must pass.
+A copy of the packages with one forbidden import added (edge_agent -> store, alerts -> consult)
+must make `lint-imports` exit non-zero naming the broken contract; the unchanged copy must pass.
 """
 
 from __future__ import annotations
@@ -51,3 +51,14 @@ def test_contracts_pass_on_the_tree_and_fail_on_a_forbidden_import(tmp_path: Pat
     broken = _lint(tree)
     assert broken.returncode != 0
     assert "edge_agent ships alone to the Pi: no server packages BROKEN" in broken.stdout
+
+
+def test_alerts_importing_consult_breaks_its_contract(tmp_path: Path) -> None:
+    """The sinks live in consult and the composition root wires them: an alerts module reaching for a
+    sink (even the harmless RecordingSink) is refused."""
+    tree = _copy(tmp_path)
+    module = tree / "alerts" / "engine.py"
+    module.write_text(module.read_text() + "\nimport consult.sinks  # noqa: E402,F401\n")
+    broken = _lint(tree)
+    assert broken.returncode != 0
+    assert "alerts never imports consult BROKEN" in broken.stdout

@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from alerts.cli import build_app, commands
 from consult.notify.sink import NotifyingSink
 from consult.sinks import RecordingSink
-from tests.alerts.conftest import add_patients, store_readings
+from store.alerts import NewAlert, insert_alert
+from tests.alerts.conftest import add_patients
 from vigil_cli import alerts as alerts_root
 
 
@@ -67,8 +68,10 @@ def _wait(predicate, engine: subprocess.Popen[bytes], log: Path, what: str, time
 
 
 def test_vigil_alerts_run_delivers_through_the_notifying_sink(db: str, tmp_path: Path) -> None:
-    """The real command: a critical alert's first step is handed to NotifyingSink (its result says what
-    was queued and for how many recipients), not recorded as done by a RecordingSink."""
+    """The real command: an open critical alert's first step is handed to NotifyingSink (its result says
+    what was queued and for how many recipients), not recorded as done by a RecordingSink. The alert
+    is stored directly, so the walk does not wait for the readings feed (whose horizon any long
+    transaction elsewhere on the server holds back)."""
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute("INSERT INTO organizations VALUES ('o1', 'Clinic')")
         add_patients(conn, ["p1"])
@@ -77,7 +80,10 @@ def test_vigil_alerts_run_delivers_through_the_notifying_sink(db: str, tmp_path:
         with log.open("ab") as out:
             engine = subprocess.Popen(cmd, stdout=out, stderr=out, env={**os.environ, "VIGIL_CONFIG": ""})
         try:
-            store_readings(conn, [("p1", datetime.now(UTC), "glucose", 45.0)])
+            now = datetime.now(UTC)
+            alert = NewAlert("o1", "p1", "threshold:glucose:critical_low", "threshold", "glucose", "critical",
+                             "low glucose", [], {}, now, now)  # fmt: skip
+            insert_alert(conn, alert)
             result = _wait(
                 lambda: conn.execute(
                     "SELECT result FROM alert_actions WHERE action = 'notify_care_team' AND status = 'done'"

@@ -24,6 +24,9 @@ PACKAGES = (
     "consult",
     "clinician_api",
     "vigil_cli",
+    "bench",
+    "scripts",
+    "vigil_testkit",
 )
 
 
@@ -62,3 +65,16 @@ def test_alerts_importing_consult_breaks_its_contract(tmp_path: Path) -> None:
     broken = _lint(tree)
     assert broken.returncode != 0
     assert "alerts never imports consult BROKEN" in broken.stdout
+
+
+def test_bench_speaking_sql_or_importing_tests_breaks_its_contracts(tmp_path: Path) -> None:
+    """bench goes through store for its SQL and through vigil_testkit for real services: psycopg in a
+    benchmark, or a benchmark reaching into tests (the old bench <-> tests cycle), is refused."""
+    tree = _copy(tmp_path)
+    for name, line in (("cohort.py", "import psycopg"), ("fleet.py", "import tests.support.pg")):
+        module = tree / "bench" / name
+        module.write_text(module.read_text() + f"\n{line}  # noqa: E402,F401\n")
+    broken = _lint(tree)
+    assert broken.returncode != 0
+    assert "only store speaks SQL BROKEN" in broken.stdout
+    assert "bench never imports tests (shared workload code is in vigil_testkit) BROKEN" in broken.stdout

@@ -34,7 +34,7 @@ GROUPS: tuple[tuple[str, str, str], ...] = (
     ("broker", "vigil_cli.broker", "Render the MQTT broker configuration."),
     ("agents", "vigil_cli.agents", "Provision, assign and revoke edge agents."),
     ("ingest", "ingest.cli", "The ingestion service."),
-    ("alerts", "alerts.cli", "The alert engine and replay."),
+    ("alerts", "vigil_cli.alerts", "The alert engine and replay."),
     ("notify", "consult.notify.cli", "Deliver notifications: email, SMS, push, in-app."),
     ("api", "clinician_api.cli", "The clinician API and dashboard."),
     ("audit", "clinician_api.audit_cli", "Verify the audit chain; export an accounting of disclosures."),

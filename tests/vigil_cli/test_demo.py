@@ -168,9 +168,9 @@ def test_demo_runs_the_platform_and_resumes(demo_dir: Path) -> None:
 def test_demo_uses_the_configured_database_and_broker(tmp_path: Path) -> None:
     # An operator's own PostgreSQL (VIGIL_DATABASE_URL) and own Mosquitto, started from
     # `vigil broker render` output whose key and broker directories the demo is pointed at.
-    from tests.support.mosquitto import mosquitto_binary
-    from tests.support.net import free_port
     from tests.support.pg import temporary_database
+    from vigil_testkit.mosquitto import mosquitto_binary
+    from vigil_testkit.net import free_port
 
     binary = mosquitto_binary()
     assert binary is not None, "mosquitto is not installed: run .ci/run"

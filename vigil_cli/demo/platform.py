@@ -53,8 +53,12 @@ PATIENTS: Final = (
 )
 DETERIORATING: Final = "pat-demo-3"
 DETERIORATE_AFTER_S: Final = 10.0
-# Shortened escalation timers so a watcher sees the whole walk within minutes (the platform's
-# default waits 15-30 minutes for a critical alert before paging and requesting a consultation).
+# No reading stored for this long (agents that cannot reach the broker, ingest that cannot store):
+# the demo stops and shows why.
+STALL_AFTER_S: Final = 60.0
+# Shortened escalation timers so a watcher sees the whole walk within about two minutes of the
+# agents starting (the platform's default waits 15-30 minutes for a critical alert before paging
+# and requesting a consultation); the alert engine checks due steps every 5 s.
 DEMO_POLICY: Final = {
     "low": [{"action": "notify_care_team"}],
     "medium": [
@@ -65,8 +69,8 @@ DEMO_POLICY: Final = {
     "high": [
         {"action": "notify_care_team"},
         {"action": "message_patient", "params": {"template": "please_remeasure"}},
-        {"action": "page_backup", "after_min": 0.5},
-        {"action": "request_video_consult", "after_min": 1},
+        {"action": "page_backup", "after_min": 0.25},
+        {"action": "request_video_consult", "after_min": 0.5},
     ],
     "critical": [
         {"action": "notify_care_team"},
@@ -244,7 +248,7 @@ class DemoPlatform:
             "mqtt_client_id": "vigil-ingest-1",
             "metrics_port": 0,
             "alerts_poll_interval_s": 2.0,
-            "alerts_schedule_interval_s": 30.0,
+            "alerts_schedule_interval_s": 5.0,
             # The clinician API and dashboard on this machine only, over plain HTTP (so cookies
             # cannot be Secure: a local demo is the one place that is allowed).
             "api_host": "127.0.0.1",
@@ -367,11 +371,47 @@ class DemoPlatform:
                 env["VIGIL_DEMO_DETERIORATE_AFTER_S"] = str(DETERIORATE_AFTER_S)
             self._child(f"agent-{patient}", [*py, "edge", "run"], env=env)
 
+    def stall_report(self, idle_s: float) -> str:
+        """Why nothing is being stored, from the processes' own logs: each agent's last error."""
+        problems: dict[str, list[str]] = {}
+        for patient, _name in self.patients:
+            problem = _last_problem(self.layout.logs / f"agent-{patient}.log") or "no error logged"
+            problems.setdefault(problem, []).append(patient)
+        ingest = _last_problem(self.layout.logs / "ingest.log")
+        lines = [
+            f"  {'every agent' if len(who) == len(self.patients) > 1 else ', '.join(who)}: {problem}"
+            for problem, who in problems.items()
+        ]
+        if ingest:
+            lines.append(f"  ingest: {ingest}")
+        return (
+            f"no reading was stored for {idle_s:.0f} s (broker: {self.broker or 'not started'}). "
+            "The agents' last errors:\n" + "\n".join(lines) + f"\nLogs: {self.layout.logs}"
+        )
+
     def check_children(self) -> None:
         dead = self.supervisor.dead()
         if dead:
             child = dead[0]
             raise DemoError(f"{child.name} exited with status {child.exit_code()}; see {child.log_path}")
+
+
+_PROBLEM_LEVELS: Final = (" WARNING ", " ERROR ", " CRITICAL ")
+
+
+def _last_problem(log: Path, tail_bytes: int = 64 * 1024) -> str | None:
+    """The last WARNING/ERROR line of a child's log (our logs carry ids, never PHI), without its timestamp."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, log.stat().st_size - tail_bytes))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    for line in reversed(text.splitlines()):
+        for level in _PROBLEM_LEVELS:
+            if level in line:
+                return (level.strip() + " " + line.split(level, 1)[1].strip())[:300]
+    return None
 
 
 def _port_or_free(preferred: int) -> int:

@@ -178,6 +178,9 @@ def test_demo_runs_the_platform_and_resumes(demo_dir: Path) -> None:
         " WHERE x.status = 'done' AND x.action IN ('page_backup', 'request_video_consult')",
     )
     assert {p for p, _ in escalated} == {deteriorating}
+    # Each agent reported its own six devices (the live view's "N devices reported").
+    reported = _query(demo_dir, "SELECT agent_id, count(*) FROM devices GROUP BY agent_id ORDER BY agent_id")
+    assert reported == [(f"agt-demo-{n}", DEVICES_PER_AGENT) for n in range(1, PATIENTS + 1)]
     consults = _query(demo_dir, "SELECT patient_id FROM consult_requests")
     assert {p for (p,) in consults} == {deteriorating}
     history_before = _query(demo_dir, "SELECT count(*) FROM readings WHERE time < %s", (started,))[0][0]
@@ -208,7 +211,52 @@ def test_demo_runs_the_platform_and_resumes(demo_dir: Path) -> None:
     assert _processes_mentioning(str(demo_dir)) == [], "processes left behind by the second run"
 
 
-def test_demo_uses_the_configured_database_and_broker(tmp_path: Path) -> None:
+def _operator_dirs() -> Iterator[Path]:
+    """A directory the demo's system user can reach, for what an operator prepares for the demo."""
+    parent = Path(tempfile.mkdtemp(prefix="vigil-demo-op-"))
+    parent.chmod(0o755)
+    try:
+        yield parent
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+operator_dir = pytest.fixture(_operator_dirs)
+
+
+def _prepare_for_the_demo(env: dict[str, str], directory: Path) -> dict[str, Any]:
+    """What an operator does for the demo: ``vigil agents keys init`` and ``vigil broker render`` into
+    ``directory``; as root, hands it to the demo's user (the user the demo runs as). Returns the
+    ``subprocess`` arguments that run the operator's broker as that user (nothing when not root)."""
+    vigil = [sys.executable, "-m", "vigil_cli"]
+    subprocess.run([*vigil, "agents", "keys", "init"], env=env, check=True, capture_output=True)
+    subprocess.run([*vigil, "broker", "render", "--without-agents"], env=env, check=True, capture_output=True)
+    if os.geteuid() != 0:
+        return {}
+    from vigil_cli.demo.system_user import ensure_demo_user, hand_over
+
+    user = ensure_demo_user(lambda _message: None)
+    hand_over(directory, user)
+    return {"user": user.uid, "group": user.gid, "extra_groups": []}
+
+
+def _database_for_the_demo(url: str) -> str:
+    """``url`` usable by the demo's user: as root without a user in the URL (peer authentication over
+    the socket), a role named after the demo's user that owns the test database."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(url)
+    if os.geteuid() != 0 or params.get("user"):
+        return url
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'vigil-demo'").fetchone() is None:
+            conn.execute('CREATE ROLE "vigil-demo" LOGIN')
+        conn.execute(f'ALTER DATABASE "{params["dbname"]}" OWNER TO "vigil-demo"')
+        conn.execute('ALTER SCHEMA public OWNER TO "vigil-demo"')
+    return make_conninfo(url, user="vigil-demo")
+
+
+def test_demo_uses_the_configured_database_and_broker(operator_dir: Path) -> None:
     # An operator's own PostgreSQL (VIGIL_DATABASE_URL) and own Mosquitto, started from
     # `vigil broker render` output whose key and broker directories the demo is pointed at.
     from tests.support.mosquitto import mosquitto_binary
@@ -218,7 +266,9 @@ def test_demo_uses_the_configured_database_and_broker(tmp_path: Path) -> None:
     binary = mosquitto_binary()
     assert binary is not None, "mosquitto is not installed: run .ci/run"
     port = free_port()
-    with temporary_database("vigil_demo") as url:
+    tmp_path = operator_dir
+    with temporary_database("vigil_demo") as admin_url:
+        url = _database_for_the_demo(admin_url)
         env = {
             **_env(),
             "VIGIL_DATABASE_URL": url,
@@ -226,19 +276,20 @@ def test_demo_uses_the_configured_database_and_broker(tmp_path: Path) -> None:
             "VIGIL_BROKER_DIR": str(tmp_path / "broker"),
             "VIGIL_BROKER_HOST": "localhost",
             "VIGIL_BROKER_PORT": str(port),
-            "VIGIL_BROKER_USER": getpass.getuser(),
+            "VIGIL_BROKER_USER": "vigil-demo" if os.geteuid() == 0 else getpass.getuser(),
         }
         vigil = [sys.executable, "-m", "vigil_cli"]
-        subprocess.run([*vigil, "agents", "keys", "init"], env=env, check=True, capture_output=True)
-        subprocess.run([*vigil, "broker", "render", "--without-agents"], env=env, check=True, capture_output=True)
+        as_user = _prepare_for_the_demo(env, tmp_path)
         broker = subprocess.Popen(
             [binary, "-c", str(tmp_path / "broker" / "mosquitto.conf")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            **as_user,
         )
+        demo_root = Path(tempfile.mkdtemp(prefix="vigil-demo-test-"))
         try:
             demo = subprocess.Popen(
-                [*vigil, "demo", "--headless", "--dir", str(tmp_path / "demo"), "--duration", "40"],
+                [*vigil, "demo", "--headless", "--dir", str(demo_root / "demo"), "--duration", "40"],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -255,5 +306,44 @@ def test_demo_uses_the_configured_database_and_broker(tmp_path: Path) -> None:
         with psycopg.connect(url) as conn:
             row = conn.execute("SELECT count(*), count(DISTINCT agent_id) FROM readings").fetchone()
         assert row == (summary["readings_stored"], PATIENTS)
-        assert not (tmp_path / "demo" / "pgdata").exists()  # no embedded server was started
+        assert not (demo_root / "demo" / "pgdata").exists()  # no embedded server was started
     assert _processes_mentioning(str(tmp_path)) == []
+    assert _processes_mentioning(str(demo_root)) == []
+    shutil.rmtree(demo_root, ignore_errors=True)
+
+
+def test_demo_with_an_unreachable_broker_says_why_and_fails(demo_dir: Path, operator_dir: Path) -> None:
+    # The newcomer's case: nothing listens where the broker should be. The demo used to show
+    # "0 readings from 0 devices" for its whole duration and exit 0.
+    from tests.support.net import free_port
+
+    port = free_port()  # nothing listens there
+    env = {
+        **_env(),
+        "VIGIL_KEY_DIR": str(operator_dir / "keys"),
+        "VIGIL_BROKER_DIR": str(operator_dir / "broker"),
+        "VIGIL_BROKER_HOST": "localhost",
+        "VIGIL_BROKER_PORT": str(port),
+    }
+    _prepare_for_the_demo(env, operator_dir)
+    vigil = [sys.executable, "-m", "vigil_cli"]
+    proc = subprocess.Popen(
+        [*vigil, "demo", "--headless", "--dir", str(demo_dir), "--stall-after", "20", "--duration", "200"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"vigil demo did not stop by itself; stderr:\n{err[-3000:]}")
+    assert proc.returncode == 1, err[-3000:]
+    assert out.strip() == ""  # no summary: it failed
+    reason = err[err.index("error: no reading was stored") :]
+    assert "every agent: WARNING edge_agent.mqtt: broker unreachable: ConnectionRefusedError" in reason, reason
+    assert str(demo_dir / "logs") in reason
+    assert _processes_mentioning(str(demo_dir)) == []

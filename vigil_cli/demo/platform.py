@@ -18,6 +18,7 @@ import getpass
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -397,6 +398,7 @@ class DemoPlatform:
 
 
 _PROBLEM_LEVELS: Final = (" WARNING ", " ERROR ", " CRITICAL ")
+_RETRY_DELAY: Final = re.compile(r"; reconnecting in [0-9.]+ s$")
 
 
 def _last_problem(log: Path, tail_bytes: int = 64 * 1024) -> str | None:
@@ -410,7 +412,8 @@ def _last_problem(log: Path, tail_bytes: int = 64 * 1024) -> str | None:
     for line in reversed(text.splitlines()):
         for level in _PROBLEM_LEVELS:
             if level in line:
-                return (level.strip() + " " + line.split(level, 1)[1].strip())[:300]
+                problem = level.strip() + " " + line.split(level, 1)[1].strip()
+                return _RETRY_DELAY.sub("; reconnecting", problem)[:300]  # the same error reads the same
     return None
 
 

@@ -14,6 +14,7 @@ Mosquitto, ingest, the alert engine, the API, the agents) runs as the unprivileg
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -126,7 +127,7 @@ def _query(directory: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tupl
 def _assert_unprivileged(directory: Path) -> None:
     """Every process of the running demo runs as the demo's system user when the suite runs as root."""
     running = _processes_mentioning(str(directory))
-    assert len(running) >= 1 + 1 + 1 + 4 + PATIENTS, running  # demo, postgres, mosquitto, services, agents
+    assert len(running) >= 1 + 1 + 1 + 3 + PATIENTS, running  # demo, postgres, mosquitto, 3 services, agents
     if os.geteuid() != 0:
         me = getpass.getuser()
         assert set(_owners(running).values()) <= {me, str(os.getuid())}, _owners(running)
@@ -240,20 +241,29 @@ def _prepare_for_the_demo(env: dict[str, str], directory: Path) -> dict[str, Any
     return {"user": user.uid, "group": user.gid, "extra_groups": []}
 
 
-def _database_for_the_demo(url: str) -> str:
-    """``url`` usable by the demo's user: as root without a user in the URL (peer authentication over
-    the socket), a role named after the demo's user that owns the test database."""
+@contextlib.contextmanager
+def _database_for_the_demo() -> Iterator[str]:
+    """A test database the demo's processes can use. As root with the default peer-authenticated
+    socket URL, the demo (running as ``vigil-demo``) logs in as a superuser role of that name, as
+    the suite's own connections are a superuser's; the role is dropped afterwards."""
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    params = conninfo_to_dict(url)
-    if os.geteuid() != 0 or params.get("user"):
-        return url
-    with psycopg.connect(url, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'vigil-demo'").fetchone() is None:
-            conn.execute('CREATE ROLE "vigil-demo" LOGIN')
-        conn.execute(f'ALTER DATABASE "{params["dbname"]}" OWNER TO "vigil-demo"')
-        conn.execute('ALTER SCHEMA public OWNER TO "vigil-demo"')
-    return make_conninfo(url, user="vigil-demo")
+    from tests.support.pg import admin_url, temporary_database
+
+    as_role = os.geteuid() == 0 and not conninfo_to_dict(admin_url()).get("user")
+    if as_role:
+        with psycopg.connect(admin_url(), autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'vigil-demo'").fetchone() is None:
+                conn.execute('CREATE ROLE "vigil-demo" LOGIN SUPERUSER')
+            else:  # left by an interrupted run
+                conn.execute('ALTER ROLE "vigil-demo" LOGIN SUPERUSER')
+    try:
+        with temporary_database("vigil_demo") as url:
+            yield make_conninfo(url, user="vigil-demo") if as_role else url
+    finally:
+        if as_role:
+            with psycopg.connect(admin_url(), autocommit=True) as conn:
+                conn.execute('DROP ROLE IF EXISTS "vigil-demo"')
 
 
 def test_demo_uses_the_configured_database_and_broker(operator_dir: Path) -> None:
@@ -261,14 +271,14 @@ def test_demo_uses_the_configured_database_and_broker(operator_dir: Path) -> Non
     # `vigil broker render` output whose key and broker directories the demo is pointed at.
     from tests.support.mosquitto import mosquitto_binary
     from tests.support.net import free_port
-    from tests.support.pg import temporary_database
 
     binary = mosquitto_binary()
     assert binary is not None, "mosquitto is not installed: run .ci/run"
     port = free_port()
     tmp_path = operator_dir
-    with temporary_database("vigil_demo") as admin_url:
-        url = _database_for_the_demo(admin_url)
+    demo_root = Path(tempfile.mkdtemp(prefix="vigil-demo-test-"))
+    demo_root.chmod(0o755)
+    with _database_for_the_demo() as url:
         env = {
             **_env(),
             "VIGIL_DATABASE_URL": url,
@@ -286,7 +296,6 @@ def test_demo_uses_the_configured_database_and_broker(operator_dir: Path) -> Non
             stderr=subprocess.DEVNULL,
             **as_user,
         )
-        demo_root = Path(tempfile.mkdtemp(prefix="vigil-demo-test-"))
         try:
             demo = subprocess.Popen(
                 [*vigil, "demo", "--headless", "--dir", str(demo_root / "demo"), "--duration", "40"],
@@ -343,6 +352,7 @@ def test_demo_with_an_unreachable_broker_says_why_and_fails(demo_dir: Path, oper
         pytest.fail(f"vigil demo did not stop by itself; stderr:\n{err[-3000:]}")
     assert proc.returncode == 1, err[-3000:]
     assert out.strip() == ""  # no summary: it failed
+    assert "error: no reading was stored" in err, err[-3000:]
     reason = err[err.index("error: no reading was stored") :]
     assert "every agent: WARNING edge_agent.mqtt: broker unreachable: ConnectionRefusedError" in reason, reason
     assert str(demo_dir / "logs") in reason

@@ -394,7 +394,10 @@ class DemoPlatform:
         dead = self.supervisor.dead()
         if dead:
             child = dead[0]
-            raise DemoError(f"{child.name} exited with status {child.exit_code()}; see {child.log_path}")
+            raise DemoError(
+                f"{child.name} exited with status {child.exit_code()}: {_log_tail(child.log_path)} "
+                f"(whole log: {child.log_path})"
+            )
 
 
 _PROBLEM_LEVELS: Final = (" WARNING ", " ERROR ", " CRITICAL ")
@@ -417,6 +420,18 @@ def _last_problem(log: Path, tail_bytes: int = 64 * 1024) -> str | None:
     return None
 
 
+def _log_tail(log: Path, lines: int = 6, tail_bytes: int = 16 * 1024) -> str:
+    """The last lines a child wrote (our logs carry ids, never PHI), on one line."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, log.stat().st_size - tail_bytes))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return "(no log)"
+    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+    return " | ".join(kept)[-1500:] if kept else "(nothing logged)"
+
+
 def _port_or_free(preferred: int) -> int:
     with socket.socket() as s:
         try:
@@ -429,8 +444,12 @@ def _port_or_free(preferred: int) -> int:
 def _wait_port(host: str, port: int, supervisor: Supervisor, name: str, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if any(c.name == name for c in supervisor.dead()):
-            raise DemoError(f"{name} exited at start; see its log")
+        for child in supervisor.dead():
+            if child.name == name:
+                raise DemoError(
+                    f"{name} exited at start with status {child.exit_code()}: {_log_tail(child.log_path)} "
+                    f"(whole log: {child.log_path})"
+                )
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
             return
         time.sleep(0.1)

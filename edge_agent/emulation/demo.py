@@ -72,6 +72,7 @@ def demo_devices(seed: int = 0) -> tuple[PairedDevice, ...]:
         for d in DEMO_DEVICES
     )
 
+
 # A day of stored history (UTC hour, measurement): glucose four times, weight once, blood pressure twice.
 _DAY: Final = ((7.0, "g"), (7.5, "scale"), (8.0, "bp"), (12.5, "g"), (18.5, "g"), (20.0, "bp"), (22.0, "g"))
 

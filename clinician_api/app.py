@@ -34,6 +34,8 @@ from clinician_api.routes import (
     alerts,
     auth,
     billing,
+    call,
+    consults,
     enrolment,
     fhir,
     fleet,
@@ -44,6 +46,7 @@ from clinician_api.routes import (
 )
 from clinician_api.sealer import AuditSealer
 from clinician_api.settings import ApiSettings
+from clinician_api.video import start_video
 from clinician_api.web import pages
 from clinician_api.web.render import Pages, page_errors
 from clinician_api.web.static import Assets
@@ -106,9 +109,11 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None, provisioner
         sealer = AuditSealer(svc.pool, interval_s=settings.api_audit_seal_interval_s)
         sealer.start()
         app.state.sealer = sealer
+        app.state.video = start_video(svc)
         try:
             yield
         finally:
+            await app.state.video.stop()
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
@@ -128,9 +133,11 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None, provisioner
     routers = (auth, stream, alerts, enrolment, history, time, patients, admin_users, admin_teams, billing, fleet)
     for module in routers:  # stream before /alerts/{id}
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(consults.router, prefix=API_PREFIX)
     app.include_router(ack_links.router)  # pages at /ack/..., outside /api/v1
     app.include_router(fhir.router)
     app.include_router(pages.router)
+    app.include_router(call.router)  # the join page, the call's WebSocket, the consult pages
     app.mount("/static", Assets(), name="static")
     _health(app)
     if settings.api_cors_origins:

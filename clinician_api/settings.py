@@ -13,13 +13,15 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 
 from alerts.config import RulesConfig
-from rpm_core.settings import VigilSettings
+from consult.video.settings import VideoSettings
 from store.config import DEFAULT_DATABASE_URL
 
 __all__ = ["ApiSettings"]
 
 
-class ApiSettings(VigilSettings):
+class ApiSettings(VideoSettings):
+    # The video_* settings (join links, ICE/TURN, signalling limits) come from VideoSettings; without
+    # video_link_secret the join links are signed with a key derived from api_secret_key.
     # PostgreSQL URL of the Vigil database.
     database_url: str = DEFAULT_DATABASE_URL
     # Server keys directory; `vigil api` keeps its secret key there (api-secret.key) unless api_secret_key is set.

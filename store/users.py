@@ -29,6 +29,7 @@ __all__ = [
     "is_uuid",
     "list_users",
     "organization_exists",
+    "patient_user_id",
     "reset_totp",
     "set_password",
     "set_totp_pending",
@@ -225,3 +226,13 @@ def is_uuid(value: str) -> bool:
         return str(uuid.UUID(value)) == value.lower()
     except (ValueError, TypeError, AttributeError):
         return False
+
+
+def patient_user_id(conn: Connection, org_id: str, patient_id: str) -> str | None:
+    """The active account of a patient (role patient), if they have one."""
+    row = conn.execute(
+        "SELECT user_id::text FROM users WHERE org_id = %s AND patient_id = %s AND role = 'patient' "
+        "AND status = 'active' ORDER BY created_at LIMIT 1",
+        (org_id, patient_id),
+    ).fetchone()
+    return None if row is None else str(row[0])

@@ -36,6 +36,8 @@ class Permission(enum.StrEnum):
     TIME_READ = "time.read"  # time entries of a patient
     TIME_WRITE = "time.write"  # the timer and manual time entries
     BILLING_READ = "billing.read"  # the organisation's CMS billing evidence
+    CONSULTS = "consults"  # request, start, cancel video consults; invite, remove, links; one's availability
+    CONSULTS_BOOK = "consults.book"  # see open slots and book a consult into one (a patient: their own)
 
 
 P = Permission
@@ -53,6 +55,8 @@ GRANTS: Final = MappingProxyType(
                 P.SETTINGS_WRITE,
                 P.TIME_READ,
                 P.TIME_WRITE,
+                P.CONSULTS,
+                P.CONSULTS_BOOK,
             }
         ),
         Role.NURSE: frozenset(
@@ -66,12 +70,14 @@ GRANTS: Final = MappingProxyType(
                 P.SETTINGS_WRITE,
                 P.TIME_READ,
                 P.TIME_WRITE,
+                P.CONSULTS,
+                P.CONSULTS_BOOK,
             }
         ),
         Role.CARE_COORDINATOR: frozenset(
-            {P.PANEL_READ, P.ALERTS_READ, P.ALERTS_ASSIGN, P.PATIENTS_ENROL, P.TIME_READ, P.TIME_WRITE}
+            {P.PANEL_READ, P.ALERTS_READ, P.ALERTS_ASSIGN, P.PATIENTS_ENROL, P.TIME_READ, P.TIME_WRITE, P.CONSULTS_BOOK}
         ),
-        Role.PATIENT: frozenset({P.PANEL_READ}),
+        Role.PATIENT: frozenset({P.PANEL_READ, P.CONSULTS_BOOK}),
         Role.SERVICE: frozenset({P.PANEL_READ, P.ALERTS_READ, P.ALERTS_ACT, P.ALERTS_ASSIGN}),
     }
 )

@@ -20,6 +20,7 @@ from consult.video.settings import VideoSettings
 from consult.video.signalling import JoinGrant, Role
 from rpm_core.clock import ensure_utc
 from store import consult_rooms as db
+from store.call_time import bill_call_time
 from store.connection import Connection
 from store.consults import ConsultRequestRow, set_consult_status
 from store.errors import Conflict
@@ -205,7 +206,8 @@ class PgRoomDirectory:
             return grant_for(conn, claims)
 
     def record(self, events: Sequence[db.NewCallEvent]) -> None:
-        """Store call events; the first entry into the call starts the consult, ``ended`` completes it."""
+        """Store call events; the first entry into the call starts the consult, ``ended`` completes it,
+        and a clinician's ``left`` becomes a time entry for billing (``store.call_time``)."""
         if not events:
             return
         with self._connect() as conn, conn.transaction():
@@ -215,6 +217,9 @@ class PgRoomDirectory:
                     _started(conn, e.room_id, e.at)
                 elif e.kind == "ended":
                     _ended(conn, e.room_id, e.participant_id or "", e.at)
+            # A clinician's time in the call is billing time (interactive communication).
+            for room_id in sorted({e.room_id for e in events if e.kind == "left"}):
+                bill_call_time(conn, room_id, now=max(e.at for e in events))
 
     def refused(self, *, at: datetime, room_id: str, participant_id: str | None, why: str) -> None:
         with self._connect() as conn, conn.transaction():

@@ -28,7 +28,7 @@ from consult.errors import JoinRefused
 from consult.video.hub import SignallingHub
 from consult.video.links import JoinClaims, JoinLinkSigner
 from consult.video.rooms import PgRoomDirectory, grant_for
-from consult.video.settings import VideoSettings, require_secret
+from consult.video.settings import VideoSettings
 from consult.video.signalling import JoinGrant
 from rpm_core.clock import Clock
 from store import audit as audit_store
@@ -56,10 +56,7 @@ CALLER: ContextVar[CallCaller | None] = ContextVar("vigil_call_caller", default=
 def link_signer(settings: VideoSettings, fallback: SecretStr | None) -> JoinLinkSigner:
     """The join-link signer: ``video_link_secret`` or, unset, the API's secret key (links.py derives
     its own HMAC key from it with HKDF, so the key serves no other purpose)."""
-    if settings.video_link_secret is not None:
-        return JoinLinkSigner.from_settings(settings)
-    previous = [require_secret(s, "video_link_previous_secrets") for s in settings.video_link_previous_secrets]
-    return JoinLinkSigner(require_secret(fallback, "api_secret_key"), previous=previous)
+    return JoinLinkSigner.from_settings(settings, fallback=fallback)
 
 
 class AuditedDirectory(PgRoomDirectory):

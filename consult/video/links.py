@@ -35,6 +35,7 @@ from typing import Final
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from pydantic import SecretStr
 
 from consult.errors import JoinRefused
 from consult.video.settings import VideoSettings, require_secret
@@ -90,8 +91,11 @@ class JoinLinkSigner:
             self._keys.setdefault(kid, key)
 
     @classmethod
-    def from_settings(cls, settings: VideoSettings) -> JoinLinkSigner:
-        secret = require_secret(settings.video_link_secret, "video_link_secret")
+    def from_settings(cls, settings: VideoSettings, *, fallback: SecretStr | None = None) -> JoinLinkSigner:
+        """The signer of ``video_link_secret``; unset, of ``fallback`` (the app passes its API secret
+        key: the HKDF ``info`` above keeps the derived key from serving any other purpose)."""
+        chosen = settings.video_link_secret if settings.video_link_secret is not None else fallback
+        secret = require_secret(chosen, "video_link_secret")
         previous = [require_secret(s, "video_link_previous_secrets") for s in settings.video_link_previous_secrets]
         return cls(secret, previous=previous)
 

@@ -15,6 +15,8 @@ Mosquitto, ingest, the alert engine, the API, the agents) runs as the unprivileg
 from __future__ import annotations
 
 import contextlib
+import email
+import email.policy
 import getpass
 import json
 import os
@@ -124,10 +126,17 @@ def _query(directory: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tupl
         shutil.rmtree(log.parent, ignore_errors=True)
 
 
+def _body(path: Path) -> str:
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    part = message.get_body(preferencelist=("plain",)) if message.is_multipart() else message
+    return str(part.get_content()) if part is not None else ""
+
+
 def _assert_unprivileged(directory: Path) -> None:
     """Every process of the running demo runs as the demo's system user when the suite runs as root."""
     running = _processes_mentioning(str(directory))
-    assert len(running) >= 1 + 1 + 1 + 3 + PATIENTS, running  # demo, postgres, mosquitto, 3 services, agents
+    # demo, postgres, mosquitto, 4 services (ingest, alerts, api, notify), agents
+    assert len(running) >= 1 + 1 + 1 + 4 + PATIENTS, running
     if os.geteuid() != 0:
         me = getpass.getuser()
         assert set(_owners(running).values()) <= {me, str(os.getuid())}, _owners(running)
@@ -184,6 +193,27 @@ def test_demo_runs_the_platform_and_resumes(demo_dir: Path) -> None:
     assert reported == [(f"agt-demo-{n}", DEVICES_PER_AGENT) for n in range(1, PATIENTS + 1)]
     consults = _query(demo_dir, "SELECT patient_id FROM consult_requests")
     assert {p for (p,) in consults} == {deteriorating}
+    # The notification worker delivered to the demo's mailbox: a care-team email with an
+    # acknowledgement link among them, every subject free of PHI.
+    mails = summary["mailbox"]["messages"]
+    assert mails, summary["mailbox"]
+    assert all(m["subject"].startswith("Vigil: ") for m in mails), mails
+    bodies = [_body(Path(m["file"])) for m in mails]
+    assert any("/ack/" in b for b in bodies), bodies
+    # The requested consult was opened and its join links printed: one for the clinician, one for
+    # the patient, both for the room the database holds, with those two seated.
+    links = summary["consult_join_links"]
+    assert links is not None, summary
+    base = summary["api_url"].rstrip("/")
+    assert links["patient_link"].startswith(f"{base}/consult/rooms/")
+    assert links["clinician_link"].split("#")[0] == links["patient_link"].split("#")[0]
+    seats = _query(
+        demo_dir,
+        "SELECT p.role FROM consult_rooms r JOIN consult_room_participants p USING (room_id) "
+        "WHERE r.request_id = %s ORDER BY p.role",
+        (links["request_id"],),
+    )
+    assert seats == [("clinician",), ("patient",)]
     history_before = _query(demo_dir, "SELECT count(*) FROM readings WHERE time < %s", (started,))[0][0]
     assert history_before > PATIENTS * 100  # weeks of cuff, scale and glucose memory
     assert _processes_mentioning(str(demo_dir)) == []

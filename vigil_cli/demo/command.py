@@ -26,6 +26,7 @@ import typer
 import vigil_cli
 from store import overview
 from store.connection import Connection, connect
+from vigil_cli.demo.consults import ConsultLinks
 from vigil_cli.demo.database import EmbeddedPostgresError, postgres_binaries
 from vigil_cli.demo.platform import (
     DETERIORATING,
@@ -120,6 +121,12 @@ def demo(
             f"({summary['alerts_escalated']} escalated, {summary['consult_requests']} consult requests). "
             f"Data kept in {layout.root}: run `{again}` again to resume."
         )
+        links = summary.get("consult_join_links")
+        if links:
+            typer.echo(
+                f"Video consult #{links['request_id']}: its join links work again when the demo resumes "
+                f"(`{again}`). Clinician (signed in): {links['clinician_link']}  Patient: {links['patient_link']}"
+            )
 
 
 def _leave_root(layout: DemoLayout, say: _Progress) -> None:
@@ -174,6 +181,7 @@ def _run(
             platform.start_services()
             platform.start_api()
             _announce(platform, progress)
+            platform.start_notify()
             platform.start_agents()
             with connect(url, application_name="vigil-demo") as conn:
                 firsts = _watch(
@@ -181,8 +189,9 @@ def _run(
                     stall_after=stall_after,
                 )  # fmt: skip
         finally:
-            progress("stopping: agents, alert engine, ingest (drains), broker, database")
+            progress("stopping: agents, alert engine, ingest (drains), notification worker, broker, database")
             platform.supervisor.stop_all()
+            platform.mailbox.stop()
         with connect(url, application_name="vigil-demo") as conn:
             return _summary(conn, platform, database, started, firsts)
 
@@ -225,6 +234,7 @@ def _watch(
     stored, stored_at = baseline.readings, time.monotonic()
     live = None if headless else Live(console=Console(), refresh_per_second=2, screen=False)
     last_log = 0.0
+    mails, consult_tries = 0, [0.0]
     progress.echo = live is None  # the live view shows the last lines itself
     with live if live is not None else contextlib.nullcontext():
         while not stop.is_set():
@@ -247,6 +257,7 @@ def _watch(
             if firsts["first_consult_request_s"] is None and c.consult_requests > baseline.consult_requests:
                 firsts["first_consult_request_s"] = round(now - started, 1)
                 progress("first video consultation requested (the escalation reached its last step)")
+            mails = _news(platform, progress, mails, consult_tries, c.consult_requests)
             if live is not None:
                 live.update(render(snap, header=header, started=started, now_mono=now, progress=progress.lines))
             elif now - last_log >= 10:
@@ -258,6 +269,32 @@ def _watch(
             stop.wait(_REFRESH_S)
     progress.echo = True
     return firsts
+
+
+def _news(
+    platform: DemoPlatform, progress: _Progress, seen: int, consult_tries: list[float], consult_requests: int
+) -> int:
+    """Say what reached the mailbox; once a consult is requested, open it and print its join links."""
+    for mail in platform.mailbox.since(seen):
+        progress(f"email to {', '.join(mail.to)}: {mail.subject!r} (kept in {mail.path})")
+        seen += 1
+    now = time.monotonic()
+    if platform.consult_links is None and consult_requests > 0 and now - consult_tries[0] >= 10:
+        consult_tries[0] = now
+        links = platform.consult_links = platform.open_consult(DETERIORATING)
+        if links is not None:
+            for line in _link_lines(links):
+                progress(line)
+    return seen
+
+
+def _link_lines(links: ConsultLinks) -> list[str]:
+    return [
+        f"video consult #{links.request_id} for {links.patient_id} is open (started as the demo clinician):",
+        f"  clinician: sign in as the demo clinician, then open {links.clinician_link}",
+        f"  patient (another browser window, e.g. a private one): {links.patient_link}",
+        f"  the consult's page: {links.consult_page}",
+    ]
 
 
 def _summary(
@@ -290,6 +327,13 @@ def _summary(
         "demo_dir": str(platform.layout.root),
         "api_url": platform.api_url,
         "demo_accounts": platform.accounts,
+        "mailbox": {
+            "dir": str(platform.mailbox.directory),
+            "messages": [
+                {"to": list(m.to), "subject": m.subject, "file": str(m.path)} for m in platform.mailbox.received
+            ],
+        },
+        "consult_join_links": platform.consult_links.as_dict() if platform.consult_links is not None else None,
         "readings_by_device": [
             {
                 "patient_id": d.patient_id,

@@ -31,7 +31,9 @@ from typing import Any, Final
 
 from broker_config.mosquitto import find_mosquitto
 from store.admin import create_database
+from vigil_cli.demo.consults import ConsultLinks, open_consult
 from vigil_cli.demo.database import EmbeddedPostgres, EmbeddedPostgresError
+from vigil_cli.demo.mailbox import Mailbox
 from vigil_cli.demo.supervisor import Supervisor
 
 __all__ = [
@@ -183,10 +185,13 @@ class DemoPlatform:
     first_run: bool = field(init=False, default=True)
     api_url: str = field(init=False, default="")
     accounts: list[dict[str, str]] = field(init=False, default_factory=list)
+    mailbox: Mailbox = field(init=False)
+    consult_links: ConsultLinks | None = field(init=False, default=None)
     _state: dict[str, Any] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.supervisor = Supervisor(base_env={"VIGIL_CONFIG": str(self.layout.server_config)})
+        self.mailbox = Mailbox(self.layout.root / "mailbox")
 
     # -- state across runs -------------------------------------------------------------------
     def _load_state(self) -> None:
@@ -232,6 +237,7 @@ class DemoPlatform:
             self._state["broker_port"] = int(os.environ.get("VIGIL_BROKER_PORT", "8883"))
         port = self._state.setdefault("broker_port", _free_port())
         api_port = self._state["api_port"] = _port_or_free(int(self._state.get("api_port", 8000)))
+        smtp_port = self._state["smtp_port"] = _port_or_free(int(self._state.get("smtp_port") or _free_port()))
         layout = self.layout
         key_dir = Path(os.environ.get("VIGIL_KEY_DIR") or layout.keys)
         broker_dir = Path(os.environ.get("VIGIL_BROKER_DIR") or layout.broker)
@@ -257,6 +263,14 @@ class DemoPlatform:
             "api_port": api_port,
             "api_public_url": f"http://127.0.0.1:{api_port}",
             "api_cookie_secure": False,
+            # Email goes to the demo's own mailbox (vigil_cli/demo/mailbox.py) on this machine, so
+            # plain SMTP; the worker polls often and retries soon (the platform's defaults are slower).
+            "notify_smtp_host": "127.0.0.1",
+            "notify_smtp_port": smtp_port,
+            "notify_smtp_security": "none",
+            "notify_smtp_from": "Vigil demo <vigil@demo.invalid>",
+            "notify_poll_interval_s": 1.0,
+            "notify_backoff_base_s": 2.0,
         }
         lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
         layout.server_config.write_text("# written by vigil demo\n" + "\n".join(lines) + "\n", encoding="utf-8")
@@ -352,6 +366,27 @@ class DemoPlatform:
         port = int(self._state["api_port"])
         _wait_port("127.0.0.1", port, self.supervisor, "api", timeout_s=60.0)
         self.api_url = f"http://127.0.0.1:{port}/"
+
+    def start_notify(self) -> None:
+        """The demo's mailbox (a local SMTP server) and ``vigil notify run`` delivering to it."""
+        self.mailbox.start(int(self._state["smtp_port"]))
+        self.say(f"mailbox: a local SMTP server on port {self.mailbox.port}, emails kept in {self.mailbox.directory}")
+        self.say("starting the notification worker (vigil notify run)")
+        self._child("notify", [sys.executable, "-m", "vigil_cli", "notify", "run"])
+
+    def open_consult(self, patient_id: str) -> ConsultLinks | None:
+        """Start the patient's requested video consult as the demo clinician; its join links."""
+        clinician = next((a["email"] for a in self.accounts if a["role"] == "clinician"), None)
+        if clinician is None:
+            return None
+        return open_consult(
+            self.database_url,
+            self.layout.server_config,
+            org_id=ORG,
+            patient_id=patient_id,
+            clinician_email=clinician,
+            public_url=self.api_url,
+        )
 
     def start_agents(self) -> None:
         py = [sys.executable, "-m", "vigil_cli"]

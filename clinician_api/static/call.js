@@ -16,7 +16,7 @@
   var el = function (id) { return document.getElementById(id); };
   var call = {
     ws: null, token: null, me: null, role: null, ice: [], peers: {}, local: null,
-    joined: false, final: false, attempts: 0, pingTimer: null, statsTimer: null, names: {}
+    joined: false, final: false, attempts: 0, pingTimer: null, statsTimer: null, iceTimer: null, names: {}
   };
 
   function setState(state, text) {
@@ -206,8 +206,23 @@
 
   /* ---- signalling ------------------------------------------------------------------------- */
 
+  /* TURN credentials expire (username "<expiry>:<participant>"): ask for fresh ones 5 minutes
+     before, so a long call keeps its relay (coturn refuses refreshing an expired allocation). */
+  function scheduleIceRefresh() {
+    window.clearTimeout(call.iceTimer);
+    var expiries = call.ice.map(function (s) {
+      var m = /^([0-9]+):/.exec(s.username || "");
+      return m ? Number(m[1]) * 1000 : Infinity;
+    });
+    var soonest = Math.min.apply(null, expiries.concat([Infinity]));
+    if (soonest === Infinity) return;
+    var wait = Math.max(10000, soonest - Date.now() - 300000);
+    call.iceTimer = window.setTimeout(function () { send({ type: "refresh-ice" }); }, wait);
+  }
+
   function enterCall(peers, ice) {
     call.ice = ice || [];
+    scheduleIceRefresh();
     (peers || []).forEach(function (p) { call.names[p.participant_id] = p; });
     el("waiting").hidden = true;
     el("in-call").hidden = false;
@@ -258,8 +273,11 @@
       case "chat": onChat(msg); break;
       case "ice-servers":
         call.ice = msg.ice_servers || [];
+        scheduleIceRefresh();
         Object.keys(call.peers).forEach(function (pid) {
-          call.peers[pid].pc.setConfiguration({ iceServers: call.ice });
+          var p = call.peers[pid];
+          p.pc.setConfiguration({ iceServers: call.ice });
+          if (p.offerer) offer(p, true);  // an ICE restart gathers relay candidates with the new credential
         });
         break;
       case "ended":
@@ -307,6 +325,7 @@
     if (call.local) call.local.getTracks().forEach(function (t) { t.stop(); });
     window.clearInterval(call.pingTimer);
     window.clearInterval(call.statsTimer);
+    window.clearTimeout(call.iceTimer);
     el("in-call").hidden = true;
     el("waiting").hidden = true;
     setState(state, text);
@@ -361,7 +380,7 @@
       call.local = stream;
       el("local-video").srcObject = stream;
       call.pingTimer = window.setInterval(function () { send({ type: "ping" }); }, 20000);
-      call.statsTimer = window.setInterval(pollStats, 500);
+      call.statsTimer = window.setInterval(pollStats, 250);
       connect();
     });
   }

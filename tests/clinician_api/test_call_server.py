@@ -7,6 +7,9 @@ another's), a cross-origin handshake — each refused, recorded and audited."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -226,3 +229,40 @@ def test_a_cross_origin_handshake_is_refused(served: tuple[World, ApiProcess]) -
     with pytest.raises(InvalidStatus) as refused, _socket(api, room, client=c1, origin="https://evil.example"):
         pass
     assert refused.value.response.status_code == 403
+
+
+def test_admission_hands_out_turn_credentials_minted_for_the_participant(db: str) -> None:
+    """ICE servers come from settings; each participant gets a coturn REST credential of their own
+    (username ``<expiry>:<participant>``, password HMAC-SHA1 of coturn's static-auth-secret)."""
+    world = build(db)
+    secret = "turn-" + "k9Qz" * 12
+    env = api_env(
+        db,
+        SECRET_KEY,
+        VIGIL_VIDEO_STUN_URLS='["stun:127.0.0.1:3478"]',
+        VIGIL_VIDEO_TURN_URLS='["turn:127.0.0.1:3478?transport=udp"]',
+        VIGIL_VIDEO_TURN_SECRET=secret,
+    )
+    with running_api(env) as api:
+        c1 = _signed_in(api, world, "c1")
+        try:
+            call = _started(c1, "p1")
+            room = call["consult"]["room"]["room_id"]
+            with _socket(api, room, client=c1) as clinician, _socket(api, room) as patient:
+                _send(clinician, type="join", v=1, token=_token(call["me"]))
+                mine = _expect(clinician, "joined")["ice_servers"]
+                _send(patient, type="join", v=1, token=_token(call["patient"]))
+                pid = _expect(patient, "joined")["participant_id"]
+                _send(clinician, type="admit", participant_id=pid)
+                theirs = _expect(patient, "admitted")["ice_servers"]
+        finally:
+            c1.close()
+    for servers, participant in ((mine, call["me"]["participant_id"]), (theirs, pid)):
+        assert servers[0] == {"urls": ["stun:127.0.0.1:3478"]}
+        turn = servers[1]
+        assert turn["urls"] == ["turn:127.0.0.1:3478?transport=udp"]
+        expiry, who = turn["username"].split(":")
+        assert who == participant
+        assert int(expiry) > time.time() + 3000  # an hour for a call started now
+        digest = hmac.new(secret.encode(), turn["username"].encode(), hashlib.sha1).digest()
+        assert turn["credential"] == base64.b64encode(digest).decode()

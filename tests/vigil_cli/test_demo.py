@@ -200,6 +200,9 @@ def test_demo_runs_the_platform_and_resumes(demo_dir: Path) -> None:
     assert all(m["subject"].startswith("Vigil: ") for m in mails), mails
     bodies = [_body(Path(m["file"])) for m in mails]
     assert any("/ack/" in b for b in bodies), bodies
+    # ... and the patient was asked to repeat the reading (the demo gave them an email address).
+    to_patient = {m["subject"] for m in mails if "chen.wei@patients.demo.invalid" in m["to"]}
+    assert "Vigil: a message from your care team" in to_patient, mails
     # The requested consult was opened and its join links printed: one for the clinician, one for
     # the patient, both for the room the database holds, with those two seated.
     links = summary["consult_join_links"]
@@ -209,11 +212,11 @@ def test_demo_runs_the_platform_and_resumes(demo_dir: Path) -> None:
     assert links["clinician_link"].split("#")[0] == links["patient_link"].split("#")[0]
     seats = _query(
         demo_dir,
-        "SELECT p.role FROM consult_rooms r JOIN consult_room_participants p USING (room_id) "
+        "SELECT p.role, p.user_id IS NOT NULL FROM consult_rooms r JOIN consult_room_participants p USING (room_id) "
         "WHERE r.request_id = %s ORDER BY p.role",
         (links["request_id"],),
     )
-    assert seats == [("clinician",), ("patient",)]
+    assert seats == [("clinician", True), ("patient", True)]  # the patient's seat is their account's
     history_before = _query(demo_dir, "SELECT count(*) FROM readings WHERE time < %s", (started,))[0][0]
     assert history_before > PATIENTS * 100  # weeks of cuff, scale and glucose memory
     assert _processes_mentioning(str(demo_dir)) == []
@@ -354,7 +357,7 @@ def test_demo_uses_the_configured_database_and_broker(operator_dir: Path) -> Non
 def test_demo_with_an_unreachable_broker_says_why_and_fails(demo_dir: Path, operator_dir: Path) -> None:
     # The newcomer's case: nothing listens where the broker should be. The demo used to show
     # "0 readings from 0 devices" for its whole duration and exit 0.
-    from tests.support.net import free_port
+    from vigil_testkit.net import free_port
 
     port = free_port()  # nothing listens there
     env = {

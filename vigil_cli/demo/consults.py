@@ -25,7 +25,7 @@ from store import users
 from store.connection import connect
 from store.consults import consult_requests
 
-__all__ = ["ConsultLinks", "open_consult"]
+__all__ = ["ConsultLinks", "ensure_patient_contact", "open_consult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,20 @@ class ConsultLinks:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def ensure_patient_contact(url: str, *, org_id: str, patient_id: str, email: str, name: str) -> bool:
+    """Give the patient an account that receives email (no password: it cannot sign in), unless they
+    have one, so the escalation's message to the patient reaches the demo's mailbox and the
+    patient's video seat is theirs. True when one was created."""
+    with connect(url, application_name="vigil-demo") as conn:
+        if users.patient_user_id(conn, org_id, patient_id) is not None or users.get_user_by_email(conn, email):
+            return False
+        now = datetime.now(UTC)
+        users.create_user(
+            conn, org_id=org_id, email=email, display_name=name, role="patient", now=now, patient_id=patient_id
+        )
+    return True
 
 
 def open_consult(

@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from broker_config.mosquitto import find_mosquitto
 from store.admin import create_database
-from vigil_cli.demo.consults import ConsultLinks, open_consult
+from vigil_cli.demo.consults import ConsultLinks, ensure_patient_contact, open_consult
 from vigil_cli.demo.database import EmbeddedPostgres, EmbeddedPostgresError
 from vigil_cli.demo.mailbox import Mailbox
 from vigil_cli.demo.supervisor import Supervisor
@@ -57,6 +57,9 @@ PATIENTS: Final = (
 )
 DETERIORATING: Final = "pat-demo-3"
 DETERIORATE_AFTER_S: Final = 10.0
+# The deteriorating patient's email (fictional): the escalation's message asking them to repeat the
+# reading lands in the demo's mailbox.
+PATIENT_EMAIL: Final = "chen.wei@patients.demo.invalid"
 # No reading stored for this long (agents that cannot reach the broker, ingest that cannot store):
 # the demo stops and shows why.
 STALL_AFTER_S: Final = 60.0
@@ -362,6 +365,14 @@ class DemoPlatform:
         self.say("starting the clinician API and dashboard (vigil api) with the demo's accounts")
         out = json.loads(self.vigil("api", "demo-accounts", "--org", ORG))
         self.accounts = list(out["accounts"])
+        if ensure_patient_contact(
+            self.database_url,
+            org_id=ORG,
+            patient_id=DETERIORATING,
+            email=PATIENT_EMAIL,
+            name=dict(self.patients).get(DETERIORATING, DETERIORATING),
+        ):
+            self.say(f"{DETERIORATING} has an account that receives email (it cannot sign in)")
         self._child("api", [sys.executable, "-m", "vigil_cli", "api"])
         port = int(self._state["api_port"])
         _wait_port("127.0.0.1", port, self.supervisor, "api", timeout_s=60.0)

@@ -27,6 +27,7 @@
     if (action === "consult-start") {
       V.api("POST", base + "/start").then(function (res) {
         if (!res.ok) return fail(res);
+        b.hidden = true;
         showLinks(res.data.me, res.data.patient);
         V.say("The call is open. Join it, and send the patient their link.");
       });

@@ -3,7 +3,9 @@
 the patient opens their join link and waits, the clinician admits them, both see the other's video
 (``getStats`` framesDecoded > 0 on the remote tile), chat arrives both ways, the patient's
 signalling connection drops and resumes without a new admission, the clinician ends the call and
-the consult page shows it completed with its events.
+the patient reloads the page and is back in the call without a new admission, the clinician ends
+the call and the consult page shows it completed with its events. A second test runs a call of
+three: an interpreter invited from the consult page joins the mesh (one connection per pair).
 
 The call set-up time (the clinician's Admit click until both pages decode remote video, as this test
 observes it, stats polled every 250 ms) is printed; screenshots go to ``VIGIL_SCREENSHOTS``."""
@@ -149,6 +151,15 @@ def test_patient_waits_clinician_admits_video_chat_reconnect_end(media_chromium:
             clinician.wait_for_timeout(100)
         expect(patient.locator("#chat-log li")).to_have_count(2)
 
+        # The patient reloads the page: the link is kept in the tab, the seat within the grace, so the
+        # page rejoins the call without a new admission and the clinician offers a fresh connection.
+        patient.reload()
+        expect(patient.locator("#call")).to_have_attribute("data-state", "in-call")
+        expect(patient.locator("figure.tile.remote")).to_have_count(1)
+        expect(patient.locator("figure.tile.remote")).to_have_attribute("data-frames-decoded", FRAMES, timeout=30_000)
+        expect(clinician.locator("figure.tile.remote")).to_have_count(1)
+        expect(clinician.locator("#admit")).to_be_hidden()
+
         clinician.click("#end-call")
         expect(patient.locator("#call")).to_have_attribute("data-state", "ended")
         expect(clinician.locator("#call")).to_have_attribute("data-state", "ended")
@@ -164,3 +175,45 @@ def test_patient_waits_clinician_admits_video_chat_reconnect_end(media_chromium:
             "SELECT kind FROM time_entries WHERE call_event_id IS NOT NULL AND patient_id = 'p1'"
         ).fetchall()
     assert billed == [("interactive_communication",)]
+
+
+def test_three_in_a_call_interpreter_invited_from_the_consult_page(media_chromium: Browser, site: Site) -> None:
+    request_id = escalation_requests_a_consult(site)
+    with (
+        window(media_chromium, site) as clinician,
+        window(media_chromium, site) as patient,
+        window(media_chromium, site) as interpreter,
+    ):
+        sign_in(clinician, site, "c1")
+        clinician.goto(f"/consults/{request_id}")
+        clinician.click("button[data-action='consult-start']")
+        expect(clinician.locator("#patient-link")).to_have_value(re.compile(r"#t=v1\."))
+        patient_link = urlsplit(clinician.locator("#patient-link").input_value())
+        clinician.reload()
+        clinician.fill("#guest-label", "Spanish")
+        clinician.click("#guest-form button[type=submit]")
+        expect(clinician.locator("#reissued-link")).to_have_value(re.compile(r"#t=v1\."))
+        guest_link = urlsplit(clinician.locator("#reissued-link").input_value())
+        assert guest_link.fragment.startswith("t=v1.")
+        clinician.click("button[data-action='my-link']")
+        expect(clinician.locator("#call")).to_have_attribute("data-state", "in-call")
+        for page, link in ((patient, patient_link), (interpreter, guest_link)):
+            page.goto(f"{link.path}#{link.fragment}")
+            expect(page.locator("#call")).to_have_attribute("data-state", "waiting")
+        admit = clinician.locator("#waiting-list button[data-action='admit']")
+        expect(admit).to_have_count(2)
+        expect(clinician.locator("#waiting-list")).to_contain_text("Interpreter (Spanish) is waiting")
+        for _ in range(2):
+            admit.first.click()
+            expect(admit).to_have_count(0 if _ else 1)
+        for page in (clinician, patient, interpreter):
+            tiles = page.locator("figure.tile.remote")
+            expect(tiles).to_have_count(2)
+            for n in range(2):
+                expect(tiles.nth(n)).to_have_attribute("data-frames-decoded", FRAMES, timeout=30_000)
+        names = sorted(t.strip() for t in interpreter.locator("figure.tile.remote figcaption").all_inner_texts())
+        assert names == ["Clinician", "Patient"]
+        keep(site.shots, "call-three", clinician.screenshot(full_page=True))
+        clinician.click("#end-call")
+        for page in (patient, interpreter):
+            expect(page.locator("#call")).to_have_attribute("data-state", "ended")

@@ -324,7 +324,7 @@ def test_demo_uses_the_configured_database_and_broker(operator_dir: Path) -> Non
 def test_demo_with_an_unreachable_broker_says_why_and_fails(demo_dir: Path, operator_dir: Path) -> None:
     # The newcomer's case: nothing listens where the broker should be. The demo used to show
     # "0 readings from 0 devices" for its whole duration and exit 0.
-    from tests.support.net import free_port
+    from vigil_testkit.net import free_port
 
     port = free_port()  # nothing listens there
     env = {

@@ -22,7 +22,6 @@ from store.connection import Connection
 __all__ = [
     "ADVISORY_CLASS",
     "PRESENCE_CLASS",
-    "READINGS_CHANNEL",
     "DeviceRow",
     "PatientRow",
     "WindowReading",
@@ -39,8 +38,6 @@ __all__ = [
     "unlock_partition",
 ]
 
-# The channel ingest NOTIFYs after each commit (payload: the new ingest watermark).
-READINGS_CHANNEL: Final = "vigil_readings"
 # First key of the engine's two-key advisory locks ("al" + "rt"), the second is the partition.
 ADVISORY_CLASS: Final = 0x616C7274 & 0x7FFFFFFF
 # Every live worker holds this key shared (second key 0): how workers count each other.

@@ -13,7 +13,7 @@ and gets a :class:`BatchResult` back, or a :class:`~store.errors.StoreError`:
 Inside the transaction: activations, readings (COPY into the session's staging table, made once at
 connect, + ``INSERT ... ON CONFLICT DO NOTHING``), dead letters and the summary of suppressed ones,
 gaps, agent last-seen and devices, receipt high-water marks; then COMMIT; then the watermark
-``NOTIFY`` (``store.ingest_state.notify_watermark``). :meth:`IngestDatabase.prune_dead_letters`
+``NOTIFY`` (``store.channels.notify_watermark``). :meth:`IngestDatabase.prune_dead_letters`
 applies the dead letters' retention outside any batch.
 """
 
@@ -30,6 +30,7 @@ import psycopg
 
 from rpm_core.keys import AgentPublicKeys
 from store.agents import AgentRecord, activate_agent, load_agents
+from store.channels import notify_watermark
 from store.connection import translate_error
 from store.errors import StoreError
 from store.fleet import AgentStatusRow, record_statuses
@@ -40,7 +41,6 @@ from store.ingest_state import (
     SuppressedRow,
     advance_receipts,
     insert_dead_letters,
-    notify_watermark,
     prune_dead_letters,
     record_gaps,
     record_suppressed,

@@ -7,7 +7,7 @@
 * dead letters (a bounded payload prefix with the full length and SHA-256 of what arrived), the
   per-agent, per-hour summary of dead letters that were over the agent's rate and not stored
   (``dead_letter_suppressed``), declared gaps, agent last-seen and device status rows.
-* the ``synchronous_commit`` check and the post-commit watermark ``NOTIFY``.
+* the ``synchronous_commit`` check.
 * :func:`prune_dead_letters`: the retention of dead letters and their summaries.
 """
 
@@ -17,13 +17,11 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 import psycopg
-from psycopg import sql
 
 __all__ = [
-    "READINGS_CHANNEL",
     "DeadLetterRow",
     "DeviceRow",
     "GapRow",
@@ -31,7 +29,6 @@ __all__ = [
     "advance_receipts",
     "insert_dead_letters",
     "merge_resolved",
-    "notify_watermark",
     "prune_dead_letters",
     "record_gaps",
     "record_suppressed",
@@ -39,8 +36,6 @@ __all__ = [
     "touch_agents",
     "upsert_devices",
 ]
-
-READINGS_CHANNEL: Final = "vigil_readings"
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,16 +267,3 @@ def upsert_devices(conn: psycopg.Connection[Any], rows: Sequence[DeviceRow]) -> 
 def synchronous_commit(conn: psycopg.Connection[Any]) -> str:
     row = conn.execute("SHOW synchronous_commit").fetchone()
     return str(row[0]) if row else ""
-
-
-def notify_watermark(conn: psycopg.Connection[Any], channel: str = READINGS_CHANNEL) -> int:
-    """After a commit: NOTIFY ``channel`` with the current horizon (see ``store.feed``); return it.
-
-    The payload is a wake-up hint; consumers recompute the watermark themselves.
-    """
-    row = conn.execute(
-        sql.SQL(
-            "SELECT h, pg_notify({}, h::text) FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS h) s"
-        ).format(sql.Literal(channel))
-    ).fetchone()
-    return int(row[0]) if row else 0

@@ -46,9 +46,11 @@ from rpm_core.clock import Clock
 from rpm_core.metrics import METRIC_NAMES
 from store import alert_backfills, patient_baselines
 from store import alert_engine as engine_store
+from store import readings as reading_store
 from store.connection import Connection, connect, listen, translate_errors, wait_for_notification
 from store.errors import DatabaseUnavailable
-from store.feed import FeedReading, readings_since
+from store.feed import readings_since
+from store.readings import ReadingRow
 
 __all__ = ["Engine", "EngineStats"]
 
@@ -212,18 +214,23 @@ class Engine:
             # Read-only until the feed has taken its horizon (see store.alert_engine.load_watermarks).
             marks = engine_store.load_watermarks(conn, count, self.owned)
             page = readings_since(conn, min(marks.values()), limit=self.settings.alerts_batch_limit)
-            mine = [r for r in page.readings if (p := partition_of(r.patient_id, count)) in marks and r.xid >= marks[p]]
+            mine = [
+                r
+                for xid, rows in page.transactions
+                for r in rows
+                if (p := partition_of(r.patient_id, count)) in marks and xid >= marks[p]
+            ]
             if mine:
                 self._evaluate(conn, mine, self.clock.now())
             moved = {p: max(w, page.watermark) for p, w in marks.items()}
-            if page.readings and moved != marks:
+            if page.transactions and moved != marks:
                 engine_store.save_watermarks(conn, count, moved)
         self.stats.pages += 1
         self.stats.readings_seen += len(mine)
-        return len(mine), bool(page.readings)
+        return len(mine), bool(page.transactions)
 
-    def _evaluate(self, conn: Connection, readings: Sequence[FeedReading], now: datetime) -> None:
-        by_patient: dict[str, list[FeedReading]] = defaultdict(list)
+    def _evaluate(self, conn: Connection, readings: Sequence[ReadingRow], now: datetime) -> None:
+        by_patient: dict[str, list[ReadingRow]] = defaultdict(list)
         for r in readings:
             by_patient[r.patient_id].append(r)
         profiles = {p.patient_id: p for p in engine_store.patients(conn, sorted(by_patient))}
@@ -263,7 +270,7 @@ class Engine:
     def _histories(
         self,
         conn: Connection,
-        by_patient: dict[str, list[FeedReading]],
+        by_patient: dict[str, list[ReadingRow]],
         configs: dict[str, PatientConfig],
         profiles: dict[str, engine_store.PatientRow],
     ) -> dict[str, History]:
@@ -272,7 +279,7 @@ class Engine:
             times = [r.time for r in rows]
             windows.append((profiles[pid].org_id, pid, min(times) - reading_lookback(configs[pid]), max(times)))
         histories = {pid: History() for pid in by_patient}
-        for w in engine_store.readings_windows(conn, windows, sorted(METRIC_NAMES)):
+        for w in reading_store.readings_windows(conn, windows, sorted(METRIC_NAMES)):
             histories[w.patient_id].add(Obs(w.time, w.metric, w.value))
         return histories
 

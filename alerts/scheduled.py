@@ -42,6 +42,7 @@ from rpm_core.metrics import METRIC_NAMES
 from store import alert_backfills, monitoring_pauses, patient_baselines
 from store import alert_engine as engine_store
 from store import alerts as alert_store
+from store import readings as reading_store
 from store.connection import Connection
 
 __all__ = ["ScheduledRound"]
@@ -127,7 +128,7 @@ class ScheduledRound:
         ]
         histories: dict[str, History] = {p.patient_id: History() for p in due}
         windows = [(p.org_id, p.patient_id, start, now) for p in due]
-        for w in engine_store.readings_windows(conn, windows, sorted(METRIC_NAMES), per_metric_limit=500):
+        for w in reading_store.readings_windows(conn, windows, sorted(METRIC_NAMES), per_metric_limit=500):
             histories[w.patient_id].add(Obs(w.time, w.metric, w.value))
         devices: dict[str, list[DeviceState]] = defaultdict(list)
         for d in engine_store.devices_of(conn, ids):

@@ -1,5 +1,5 @@
-"""What the alert engine reads and keeps: partition locks, per-partition watermarks, patients,
-readings windows and device state.
+"""What the alert engine reads and keeps: partition locks, per-partition watermarks, patients and
+device state.
 
 Partitions: patients are hashed into ``partition_count`` partitions (the hash is the caller's); a
 worker owns a partition while it holds the session advisory lock ``(ADVISORY_CLASS, partition)``,
@@ -24,14 +24,12 @@ __all__ = [
     "PRESENCE_CLASS",
     "DeviceRow",
     "PatientRow",
-    "WindowReading",
     "devices_of",
     "ensure_watermarks",
     "live_workers",
     "load_watermarks",
     "partition_locks",
     "patients",
-    "readings_windows",
     "register_worker",
     "save_watermarks",
     "try_lock_partition",
@@ -49,14 +47,6 @@ class PatientRow:
     patient_id: str
     org_id: str
     settings: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class WindowReading:
-    patient_id: str
-    time: datetime
-    metric: str
-    value: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,35 +138,6 @@ def patients(conn: Connection, patient_ids: Sequence[str] | None = None) -> list
         (None if patient_ids is None else list(patient_ids), None if patient_ids is None else list(patient_ids)),
     ).fetchall()
     return [PatientRow(r[0], r[1], dict(r[2] or {})) for r in rows]
-
-
-def readings_windows(
-    conn: Connection,
-    windows: Sequence[tuple[str, str, datetime, datetime]],
-    metrics: Sequence[str],
-    *,
-    per_metric_limit: int = 2000,
-) -> list[WindowReading]:
-    """Readings of each ``(org, patient, start, end)`` window (``start <= time <= end``) in one round
-    trip: one index range scan of ``readings_patient_metric_time`` per patient and metric."""
-    if not windows:
-        return []
-    rows = conn.execute(
-        "SELECT w.patient_id, r.time, m.metric, r.value "
-        "FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS w(org_id, patient_id, t0, t1) "
-        "CROSS JOIN unnest(%s::text[]) AS m(metric) "
-        "CROSS JOIN LATERAL (SELECT time, value FROM readings WHERE patient_id = w.patient_id AND metric = m.metric "
-        "  AND org_id = w.org_id AND time >= w.t0 AND time <= w.t1 ORDER BY time DESC LIMIT %s) AS r",
-        (
-            [w[0] for w in windows],
-            [w[1] for w in windows],
-            [w[2] for w in windows],
-            [w[3] for w in windows],
-            list(metrics),
-            per_metric_limit,
-        ),
-    ).fetchall()
-    return [WindowReading(r[0], r[1], r[2], float(r[3])) for r in rows]
 
 
 def devices_of(conn: Connection, patient_ids: Sequence[str]) -> list[DeviceRow]:

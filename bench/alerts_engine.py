@@ -31,7 +31,7 @@ from alerts.escalation import RecordingSink
 from alerts.settings import AlertsSettings
 from bench.cohort import Cohort
 from rpm_core.clock import ManualClock
-from store import alert_engine as engine_store
+from store import patients as patient_store
 from store.migrate import migrate
 from store.readings import ReadingRow, insert_readings
 
@@ -90,7 +90,7 @@ def engine_throughput(cohort: Cohort, *, anomaly: bool) -> dict[str, float]:
             engine.rebalance()
             trained = 0
             if anomaly:
-                patients = engine_store.patients(conn)
+                patients = patient_store.patients(conn)
                 configs = {p.patient_id: engine.patient_config(p.patient_id, p.settings) for p in patients}
                 trained = engine.models.retrain_due(conn, patients, configs, clock.now(), limit=len(patients))
             clock.set(cohort.start + timedelta(days=cohort.days, hours=1))

@@ -45,8 +45,9 @@ from broker_config.passwords import hash_password, new_password
 from broker_config.render import BrokerLayout, dynsec_files, full_spec, render_broker
 from rpm_core.keys import AgentKeys, ServerKey
 from rpm_core.keystore import create_server_key, write_private
-from store.agents import activate_agent, create_agent, create_org, create_patient
+from store.agents import activate_agent, create_agent
 from store.migrate import migrate
+from store.patients import create_org, create_patient
 
 __all__ = ["ADMIN_URL", "COMPONENTS", "Publishers", "Rig", "Sample", "Sampler", "check_ranges", "cpu_delta"]
 

@@ -1,35 +1,27 @@
-"""What the alert engine reads and keeps: partition locks, per-partition watermarks, patients and
-device state.
+"""The alert engine's partitions: who owns which, and how far each has consumed the readings feed.
 
-Partitions: patients are hashed into ``partition_count`` partitions (the hash is the caller's); a
-worker owns a partition while it holds the session advisory lock ``(ADVISORY_CLASS, partition)``,
-and shows it is alive with the shared lock ``(PRESENCE_CLASS, 0)`` (so a worker that owns nothing
-yet still counts when the others compute their share). Locks die with the worker's connection, so
-a killed worker's partitions are free at once.
-Watermarks are kept per (partition_count, partition) and saved in the transaction that wrote the
-alerts they account for.
+Patients are hashed into ``partition_count`` partitions (the hash is the caller's); a worker owns a
+partition while it holds the session advisory lock ``(ADVISORY_CLASS, partition)``, and shows it is
+alive with the shared lock ``(PRESENCE_CLASS, 0)`` (so a worker that owns nothing yet still counts
+when the others compute their share). Locks die with the worker's connection, so a killed worker's
+partitions are free at once. Watermarks are kept per (partition_count, partition) and saved in the
+transaction that wrote the alerts they account for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Final
+from collections.abc import Iterable, Mapping
+from typing import Final
 
 from store.connection import Connection
 
 __all__ = [
     "ADVISORY_CLASS",
     "PRESENCE_CLASS",
-    "DeviceRow",
-    "PatientRow",
-    "devices_of",
     "ensure_watermarks",
     "live_workers",
     "load_watermarks",
     "partition_locks",
-    "patients",
     "register_worker",
     "save_watermarks",
     "try_lock_partition",
@@ -40,22 +32,6 @@ __all__ = [
 ADVISORY_CLASS: Final = 0x616C7274 & 0x7FFFFFFF
 # Every live worker holds this key shared (second key 0): how workers count each other.
 PRESENCE_CLASS: Final = ADVISORY_CLASS + 1
-
-
-@dataclass(frozen=True, slots=True)
-class PatientRow:
-    patient_id: str
-    org_id: str
-    settings: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceRow:
-    patient_id: str
-    kind: str  # 'device' | 'agent'
-    id: str
-    last_seen: datetime | None
-    battery_pct: int | None
 
 
 def try_lock_partition(conn: Connection, partition: int) -> bool:
@@ -128,28 +104,3 @@ def save_watermarks(conn: Connection, partition_count: int, watermarks: Mapping[
         "FROM unnest(%s::int[], %s::bigint[]) AS v(p, wm) WHERE w.partition_count = %s AND w.partition = v.p",
         (parts, [watermarks[p] for p in parts], partition_count),
     )
-
-
-def patients(conn: Connection, patient_ids: Sequence[str] | None = None) -> list[PatientRow]:
-    """Patients (all, or the given ones) with their organisation and settings document."""
-    rows = conn.execute(
-        "SELECT patient_id, org_id, settings FROM patients WHERE %s::text[] IS NULL OR patient_id = ANY(%s) "
-        "ORDER BY patient_id",
-        (None if patient_ids is None else list(patient_ids), None if patient_ids is None else list(patient_ids)),
-    ).fetchall()
-    return [PatientRow(r[0], r[1], dict(r[2] or {})) for r in rows]
-
-
-def devices_of(conn: Connection, patient_ids: Sequence[str]) -> list[DeviceRow]:
-    """The edge agents currently assigned to the patients, and those agents' devices."""
-    rows = conn.execute(
-        "SELECT a.patient_id, 'agent', g.agent_id, g.last_seen_at, NULL::smallint "
-        "FROM agent_assignments a JOIN agents g ON g.agent_id = a.agent_id "
-        "WHERE a.valid_to IS NULL AND a.patient_id = ANY(%s) AND g.status = 'active' "
-        "UNION ALL "
-        "SELECT a.patient_id, 'device', d.device_id, d.last_seen_at, d.battery_pct "
-        "FROM agent_assignments a JOIN devices d ON d.agent_id = a.agent_id "
-        "WHERE a.valid_to IS NULL AND a.patient_id = ANY(%s) ORDER BY 1, 2, 3",
-        (list(patient_ids), list(patient_ids)),
-    ).fetchall()
-    return [DeviceRow(r[0], r[1], r[2], r[3], None if r[4] is None else int(r[4])) for r in rows]

@@ -1,6 +1,7 @@
 """Devices: the medical devices behind each edge agent, as the agents report them (written by
-ingest, in the transaction of the readings), and a patient's equipment as the alert engine and the
-API see it (the agents assigned to the patient and their devices, with last contact and battery).
+ingest, in the transaction of the readings; read back with the patient assigned now for the FHIR
+export), and a patient's equipment as the alert engine and the API see it (the agents assigned to
+the patient and their devices, with last contact and battery).
 """
 
 from __future__ import annotations
@@ -9,9 +10,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from psycopg.rows import class_row
+
 from store.connection import Connection
 
-__all__ = ["DeviceRow", "EquipmentRow", "devices_of", "upsert_devices"]
+__all__ = [
+    "DeviceFacts",
+    "DeviceRow",
+    "EquipmentRow",
+    "device_facts",
+    "devices_of",
+    "patient_devices",
+    "upsert_devices",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +40,13 @@ class DeviceRow:
     firmware: str | None
     battery_pct: int | None
     last_seen_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFacts(DeviceRow):
+    """A stored device with the patient its agent is assigned to now (None: unassigned); the FHIR export's."""
+
+    patient_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +106,23 @@ def devices_of(conn: Connection, patient_ids: Sequence[str]) -> list[EquipmentRo
         (list(patient_ids), list(patient_ids)),
     ).fetchall()
     return [EquipmentRow(r[0], r[1], r[2], r[3], None if r[4] is None else int(r[4])) for r in rows]
+
+
+_DEVICE = (
+    "SELECT d.device_id, d.org_id, d.agent_id, a.patient_id, d.profile, d.name, d.manufacturer, d.model, d.serial, "
+    "d.firmware, d.battery_pct, d.last_seen_at FROM devices d "
+    "LEFT JOIN agent_assignments a ON a.agent_id = d.agent_id AND a.valid_to IS NULL "
+)
+
+
+def device_facts(conn: Connection, device_id: str) -> DeviceFacts | None:
+    with conn.cursor(row_factory=class_row(DeviceFacts)) as cur:
+        return cur.execute(_DEVICE + "WHERE d.device_id = %s", (device_id,)).fetchone()
+
+
+def patient_devices(conn: Connection, org_id: str, patient_id: str) -> list[DeviceFacts]:
+    """The devices of the agents assigned to the patient now."""
+    with conn.cursor(row_factory=class_row(DeviceFacts)) as cur:
+        return cur.execute(
+            _DEVICE + "WHERE d.org_id = %s AND a.patient_id = %s ORDER BY d.device_id", (org_id, patient_id)
+        ).fetchall()

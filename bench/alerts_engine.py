@@ -26,8 +26,8 @@ from alerts.settings import AlertsSettings
 from bench.cohort import Cohort
 from consult.sinks import RecordingSink
 from rpm_core.clock import ManualClock
-from store import alert_engine as engine_store
 from store import bench_support
+from store import patients as patient_store
 from store.admin import create_database, database_url, drop_database
 from store.connection import connect
 from store.migrate import migrate
@@ -80,7 +80,7 @@ def engine_throughput(cohort: Cohort, *, anomaly: bool) -> dict[str, float]:
             engine.rebalance()
             trained = 0
             if anomaly:
-                patients = engine_store.patients(conn)
+                patients = patient_store.patients(conn)
                 configs = {p.patient_id: engine.patient_config(p.patient_id, p.settings) for p in patients}
                 trained = engine.models.retrain_due(conn, patients, configs, clock.now(), limit=len(patients))
             clock.set(cohort.start + timedelta(days=cohort.days, hours=1))

@@ -7,7 +7,10 @@ envelope, minimum and median over the repetitions, for:
 
 - ``decrypt``: the outer COSE_Encrypt layer alone (parse, content key, ChaCha20/Poly1305);
 - ``open``: decrypt and verify the agent's Ed25519 COSE_Sign1 (what ``classify`` asks per envelope);
-- ``open_decode``: open plus validating the body into row values (``decode_values``).
+- ``open_decode``: open plus validating the body into row values (``decode_values``);
+- ``ed25519_cryptography`` and ``ed25519_pynacl``: one Ed25519 verification of a Sig_structure of
+  the same size through each binding (``cryptography``/OpenSSL, PyNaCl/libsodium), the comparison
+  behind the opener's choice of libsodium.
 
 The rest of the per-envelope path (paho's packet handling, the database transaction, receipts) is in
 ``bench.ingest``; this isolates the part that is pure CPU in ingest's own code, so it can be compared
@@ -24,6 +27,10 @@ import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives import serialization as ser
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nacl.signing import VerifyKey
 
 from ingest.opener import EnvelopeOpener
 from rpm_core.envelope import ReadingBatch, seal_batch
@@ -77,10 +84,25 @@ def main() -> None:
     def open_decode(t: Topic, d: bytes, k: AgentPublicKeys) -> object:
         return opener.decode_values(opener.open(d, topic=t, agent=k), topic=t)
 
+    signer = Ed25519PrivateKey.generate()
+    public = signer.public_key()
+    message = bytes(160)  # about a one-reading Sig_structure
+    signature = signer.sign(message)
+    nacl_key = VerifyKey(public.public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw))
+
+    def ed25519_cryptography(t: Topic, d: bytes, k: AgentPublicKeys) -> object:
+        public.verify(signature, message)
+        return None
+
+    def ed25519_pynacl(t: Topic, d: bytes, k: AgentPublicKeys) -> object:
+        return nacl_key.verify(message, signature)
+
     stages: dict[str, Callable[[Topic, bytes, AgentPublicKeys], object]] = {
         "decrypt": decrypt,
         "open": open_,
         "open_decode": open_decode,
+        "ed25519_cryptography": ed25519_cryptography,
+        "ed25519_pynacl": ed25519_pynacl,
     }
     out: dict[str, object] = {"envelopes": args.envelopes, "agents": args.agents}
     out["readings_per_envelope"] = args.readings

@@ -283,9 +283,13 @@ class Engine:
         for pid, rows in by_patient.items():
             times = [r.time for r in rows]
             windows.append((profiles[pid].org_id, pid, min(times) - reading_lookback(configs[pid]), max(times)))
-        histories = {pid: History() for pid in by_patient}
+        loaded: dict[str, list[Obs]] = {pid: [] for pid in by_patient}
         for w in reading_store.readings_windows(conn, windows, sorted(METRIC_NAMES)):
-            histories[w.patient_id].add(Obs(w.time, w.metric, w.value))
+            loaded[w.patient_id].append(Obs(w.time, w.metric, w.value))
+        histories = {}
+        for pid, obs in loaded.items():
+            histories[pid] = history = History()
+            history.extend(obs)
         return histories
 
     def patient_config(

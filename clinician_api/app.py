@@ -25,6 +25,7 @@ from clinician_api.keys import ApiKeys
 from clinician_api.live import AlertHub
 from clinician_api.middleware import EdgeMiddleware, RequestGuard
 from clinician_api.pagination import CursorCodec
+from clinician_api.portal import pages as portal
 from clinician_api.problems import document_problems, install_problem_handlers
 from clinician_api.provisioning import Provisioner, spki_pin
 from clinician_api.routes import (
@@ -131,6 +132,7 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None, provisioner
     app.include_router(ack_links.router)  # pages at /ack/..., outside /api/v1
     app.include_router(fhir.router)
     app.include_router(pages.router)
+    app.include_router(portal.router)  # the patient portal, /portal/...
     app.mount("/static", Assets(), name="static")
     _health(app)
     if settings.api_cors_origins:

@@ -2,7 +2,7 @@
 
 Readings come from the same sources as the clinician's charts (``store.readings.series``, hourly
 buckets; ``store.summaries`` for the newest value of each metric); devices from the patient's
-current home hub and its devices (``store.alert_engine.devices_of``, ``store.fleet``); consent from
+current home hub and its devices (``store.devices.devices_of``, ``store.fleet``); consent from
 the enrolment aggregate's history (``store.enrolment.consents``).
 """
 
@@ -37,8 +37,8 @@ from clinician_api.portal.wording import (
     week_verdict,
 )
 from store import enrolment, fleet, summaries
-from store.alert_engine import devices_of
 from store.connection import Connection
+from store.devices import devices_of
 from store.readings import BUCKET_ORIGIN, Bucket, LatestValue, series
 
 __all__ = [

@@ -36,12 +36,15 @@ class Permission(enum.StrEnum):
     TIME_READ = "time.read"  # time entries of a patient
     TIME_WRITE = "time.write"  # the timer and manual time entries
     BILLING_READ = "billing.read"  # the organisation's CMS billing evidence
+    MESSAGES = "messages"  # secure messaging: threads one takes part in (and break-glass reading)
 
 
 P = Permission
 GRANTS: Final = MappingProxyType(
     {
-        Role.ADMIN: frozenset({P.PANEL_READ, P.ALERTS_READ, P.ADMIN, P.PATIENTS_ENROL, P.TIME_READ, P.BILLING_READ}),
+        Role.ADMIN: frozenset(
+            {P.PANEL_READ, P.ALERTS_READ, P.ADMIN, P.PATIENTS_ENROL, P.TIME_READ, P.BILLING_READ, P.MESSAGES}
+        ),
         Role.CLINICIAN: frozenset(
             {
                 P.PANEL_READ,
@@ -53,6 +56,7 @@ GRANTS: Final = MappingProxyType(
                 P.SETTINGS_WRITE,
                 P.TIME_READ,
                 P.TIME_WRITE,
+                P.MESSAGES,
             }
         ),
         Role.NURSE: frozenset(
@@ -66,12 +70,13 @@ GRANTS: Final = MappingProxyType(
                 P.SETTINGS_WRITE,
                 P.TIME_READ,
                 P.TIME_WRITE,
+                P.MESSAGES,
             }
         ),
         Role.CARE_COORDINATOR: frozenset(
-            {P.PANEL_READ, P.ALERTS_READ, P.ALERTS_ASSIGN, P.PATIENTS_ENROL, P.TIME_READ, P.TIME_WRITE}
+            {P.PANEL_READ, P.ALERTS_READ, P.ALERTS_ASSIGN, P.PATIENTS_ENROL, P.TIME_READ, P.TIME_WRITE, P.MESSAGES}
         ),
-        Role.PATIENT: frozenset({P.PANEL_READ}),
+        Role.PATIENT: frozenset({P.PANEL_READ, P.MESSAGES}),
         Role.SERVICE: frozenset({P.PANEL_READ, P.ALERTS_READ, P.ALERTS_ACT, P.ALERTS_ASSIGN}),
     }
 )

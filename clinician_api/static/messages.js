@@ -90,6 +90,23 @@
     });
   }
 
+  var start = document.getElementById("new-thread");
+  if (start) {
+    start.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var pid = document.getElementById("new-patient").value;
+      var body = {
+        kind: "patient",
+        subject: document.getElementById("new-subject").value,
+        body: document.getElementById("new-body").value || null,
+      };
+      V.api("POST", "/api/v1/patients/" + encodeURIComponent(pid) + "/threads", body).then(function (res) {
+        if (!res.ok) { V.say(V.problem(res)); return; }
+        window.location.assign("/messages/" + res.data.thread_id);
+      });
+    });
+  }
+
   document.addEventListener("click", function (event) {
     var del = event.target.closest("[data-action='delete-message']");
     if (del) {

@@ -18,7 +18,7 @@ from clinician_api.context import Db, Info, Svc
 from clinician_api.routes import messages as message_routes
 from clinician_api.security import Principal, require
 from clinician_api.web.render import Pages
-from store import users
+from store import care_teams, users
 from store.connection import Connection
 
 __all__ = ["router"]
@@ -47,9 +47,11 @@ def _me(conn: Connection, who: Principal) -> dict[str, object]:
 @router.get("/messages", response_class=HTMLResponse)
 def threads_page(request: Request, who: Messenger, conn: Db, svc: Svc, info: Info) -> HTMLResponse:
     rows = message_routes.my_threads(who, conn, svc, info, limit=100)
+    # Whom a new thread can be about: oneself, or the caller's panel (ids only; the page names nobody).
+    about = [who.patient_id] if who.patient_id else care_teams.panel_patient_ids(conn, who.user_id, who.org_id)
     return _pages(request).render(
         "messages.html",
-        {"me": _me(conn, who), "page": "messages", "threads": rows, "now": svc.clock.now()},
+        {"me": _me(conn, who), "page": "messages", "threads": rows, "about": about, "now": svc.clock.now()},
     )
 
 

@@ -41,6 +41,7 @@ from clinician_api.routes import (
     fleet,
     history,
     messages,
+    notes,
     patients,
     stream,
     time,
@@ -150,6 +151,7 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None, provisioner
         billing,
         fleet,
         messages,
+        notes,
     )
     for module in routers:  # stream before /alerts/{id}
         app.include_router(module.router, prefix=API_PREFIX)

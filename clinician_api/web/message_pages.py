@@ -1,4 +1,5 @@
-"""The dashboard's secure-messaging pages: my threads (with unread counts) and one thread.
+"""The dashboard's secure-messaging pages (my threads with unread counts, one thread) and the care
+team's follow-up task list.
 
 Like every page, each calls the API route that serves the same data (the same guard, the same one
 audit row) and renders a template; writes go through the JSON API from ``messages.js``, and the
@@ -16,6 +17,7 @@ from clinician_api.access import Resolved, guard
 from clinician_api.auth.roles import Permission, allowed
 from clinician_api.context import Db, Info, Svc
 from clinician_api.routes import messages as message_routes
+from clinician_api.routes import notes as note_routes
 from clinician_api.security import Principal, require
 from clinician_api.web.render import Pages
 from store import care_teams, users
@@ -26,6 +28,7 @@ __all__ = ["router"]
 router = APIRouter(include_in_schema=False)
 
 Messenger = Annotated[Principal, Depends(require(Permission.MESSAGES))]
+TaskReader = Annotated[Principal, Depends(require(Permission.TASKS))]
 ThreadPage = Annotated[Resolved, Depends(guard("thread", "thread_id", Permission.MESSAGES))]
 
 
@@ -75,4 +78,12 @@ def thread_messages(request: Request, target: ThreadPage, conn: Db, svc: Svc, in
     detail = message_routes.read_thread(target, conn, svc, info, after_seq=0, limit=500)
     return _pages(request).render(
         "_thread_messages.html", {"t": detail, "me_id": target.caller.user_id, "now": svc.clock.now()}
+    )
+
+
+@router.get("/tasks", response_class=HTMLResponse)
+def tasks_page(request: Request, who: TaskReader, conn: Db, svc: Svc, info: Info) -> HTMLResponse:
+    rows = note_routes.task_list(who, conn, svc, info, limit=200)
+    return _pages(request).render(
+        "tasks.html", {"me": _me(conn, who), "page": "tasks", "tasks": rows, "now": svc.clock.now()}
     )

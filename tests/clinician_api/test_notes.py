@@ -126,6 +126,13 @@ async def test_follow_up_tasks_reach_the_care_teams_list(client, world, new_clie
     assert [t["patient_id"] for t in (await coordinator.get(f"{API}/tasks")).json()] == ["p2"]
     other_team = await _as(new_client, world, "c2")
     assert (await other_team.get(f"{API}/tasks")).json() == []  # p1 and p2 are not in c2's panel
+    # The dashboard's task list: the same data, one audit row.
+    head = audit_head(world.url)
+    page = await coordinator.get("/tasks")
+    assert page.status_code == 200
+    assert page.text.count('data-action="task-done"') == 1
+    assert "schedule consult" in page.text
+    assert [(r[1], r[2]) for r in audit_rows(world.url, since=head)] == [("tasks.read", "success")]
 
 
 async def test_outsiders_and_roles_without_the_right_are_refused(client, world, new_client) -> None:

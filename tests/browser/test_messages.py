@@ -82,7 +82,7 @@ def test_a_conversation_with_a_photo_live_on_both_pages(chromium: Browser, site:
         expect(clinician.locator("#thread-messages li.message .body")).to_have_text(
             ["How is the swelling today?", "A bit worse, here is a photo."]
         )
-        clinician.wait_for_function("document.querySelector('img.thumb').naturalWidth === 64")
+        expect(photo).to_have_js_property("naturalWidth", 64)  # decoded: the decrypted bytes are a real PNG
         # The patient read the first message before answering; the clinician's page says so.
         expect(clinician.locator("#thread-messages li.message.mine .read")).to_have_text("Read by 1")
         keep(site.shots, "thread", clinician.screenshot(full_page=True))

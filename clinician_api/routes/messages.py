@@ -212,8 +212,8 @@ def _rules() -> Iterator[None]:
     except AttachmentRefused as exc:
         if exc.code == "too_large":
             raise _TooLarge(exc.detail) from exc
-        if exc.code == "empty":
-            raise Invalid(exc.detail, field="body", code="empty") from exc
+        if exc.code in ("empty", "malformed"):
+            raise Invalid(exc.detail, field="body", code=exc.code) from exc
         if exc.code == "not_found":
             raise Invalid(exc.detail, field="attachment_id", code="attachment_not_found") from exc
         if exc.code == "already_sent":
@@ -580,7 +580,7 @@ def upload_attachment(
 ) -> Uploaded:
     _write_access(target)
     with _recorded(target, conn, svc, info, "attachment.upload", "message_attachment") as rec, _rules():
-        attachment_id, media_type = messaging.upload_attachment(
+        attachment_id, media_type, size = messaging.upload_attachment(
             conn,
             target.row,
             _actor(target.caller),
@@ -591,7 +591,7 @@ def upload_attachment(
             now=svc.clock.now(),
         )
         rec.object_id = attachment_id
-    return Uploaded(attachment_id=attachment_id, media_type=media_type, size_bytes=len(data))
+    return Uploaded(attachment_id=attachment_id, media_type=media_type, size_bytes=size)
 
 
 @router.get(

@@ -2,8 +2,11 @@
 
 A file is accepted only when its *content* is one of the allowed types (JPEG, PNG, PDF: a photo of
 a swollen ankle, a scanned letter), the type the client declared is that same type, and it is no
-larger than the limit. The client's file name is never kept (it may name the patient); an
-attachment is served as ``attachment-<id>.<ext>``.
+larger than the limit. Images are walked segment by segment (chunk by chunk) and stored without
+their metadata: a phone photo's Exif block holds where it was taken (the patient's home); a
+structure that does not parse is refused, and whatever follows the image's end (a polyglot's
+payload) is dropped. The client's file name is never kept (it may name the patient); an attachment
+is served as ``attachment-<id>.<ext>``.
 
 Sealing: AES-256-GCM with a key derived (HKDF-SHA256) from the API's secret key for this purpose
 only; a fresh 96-bit nonce per file; the attachment id, thread id and media type are the associated
@@ -33,6 +36,7 @@ __all__ = [
     "AttachmentCipher",
     "check_upload",
     "sniff",
+    "strip_metadata",
 ]
 
 ALLOWED_TYPES: Final = ("image/jpeg", "image/png", "application/pdf")
@@ -69,6 +73,71 @@ def check_upload(declared: str | None, data: bytes, *, max_bytes: int) -> str:
     if found != kind:
         raise AttachmentRefused("the content does not match the declared type", code="type_mismatch")
     return found
+
+
+# JPEG segments that carry metadata, not pixels: APP1 (Exif with the phone's GPS position, XMP),
+# APP12-APP13 (Photoshop/IPTC captions), COM (comments). APP0 (JFIF), APP2 (ICC colour profile) and
+# APP14 (Adobe colour transform) change how the picture looks and stay.
+_JPEG_DROP: Final = frozenset({0xE1, 0xEC, 0xED, 0xFE})
+# PNG chunks of text and metadata (tEXt, zTXt, iTXt, eXIf, tIME).
+_PNG_DROP: Final = frozenset({b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"})
+_PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
+
+
+def _malformed() -> AttachmentRefused:
+    return AttachmentRefused("the file's structure is damaged", code="malformed")
+
+
+def _strip_jpeg(data: bytes) -> bytes:
+    out = bytearray(data[:2])  # SOI
+    i = 2
+    while True:
+        if i + 4 > len(data) or data[i] != 0xFF:
+            raise _malformed()
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if length < 2 or i + 2 + length > len(data):
+            raise _malformed()
+        end = i + 2 + length
+        if marker == 0xDA:  # start of scan: the picture itself follows, kept as sent
+            out += data[i:]
+            return bytes(out)
+        if marker not in _JPEG_DROP:
+            out += data[i:end]
+        i = end
+
+
+def _strip_png(data: bytes) -> bytes:
+    out = bytearray(_PNG_SIGNATURE)
+    i = len(_PNG_SIGNATURE)
+    while i < len(data):
+        if i + 12 > len(data):
+            raise _malformed()
+        length = int.from_bytes(data[i : i + 4], "big")
+        kind = data[i + 4 : i + 8]
+        end = i + 12 + length
+        if end > len(data):
+            raise _malformed()
+        if kind not in _PNG_DROP:
+            out += data[i:end]
+        i = end
+        if kind == b"IEND":
+            return bytes(out)
+    raise _malformed()
+
+
+def strip_metadata(media_type: str, data: bytes) -> bytes:
+    """The picture without its metadata (a phone photo's GPS position, captions, comments); raises
+    :class:`AttachmentRefused` ('malformed') for an image whose structure does not parse. PDFs are
+    kept as sent."""
+    if media_type == "image/jpeg":
+        return _strip_jpeg(data)
+    if media_type == "image/png":
+        return _strip_png(data)
+    return data
 
 
 def _aad(attachment_id: str, thread_id: str, media_type: str) -> bytes:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from consult.messaging.attachments import EXTENSIONS, AttachmentCipher, check_upload
+from consult.messaging.attachments import EXTENSIONS, AttachmentCipher, check_upload, strip_metadata
 from consult.messaging.errors import AttachmentRefused, MessageInvalid, NotAllowed
 from consult.notify.sink import channels_for
 from consult.notify.templates import THREAD_MESSAGE
@@ -234,10 +234,12 @@ def upload_attachment(
     max_bytes: int,
     cipher: AttachmentCipher,
     now: datetime,
-) -> tuple[str, str]:
-    """Check, seal and store a file for a later message; returns (attachment id, media type)."""
+) -> tuple[str, str, int]:
+    """Check, strip (image metadata), seal and store a file for a later message; returns
+    (attachment id, media type, stored size)."""
     _must_take_part(conn, thread, actor)
     media_type = check_upload(declared_type, data, max_bytes=max_bytes)
+    data = strip_metadata(media_type, data)
     attachment_id = str(uuid.uuid4())
     sealed = cipher.seal(data, attachment_id=attachment_id, thread_id=thread.thread_id, media_type=media_type)
     attachment_store.insert_attachment(
@@ -255,7 +257,7 @@ def upload_attachment(
         ),
         now,
     )
-    return attachment_id, media_type
+    return attachment_id, media_type, len(data)
 
 
 def open_attachment(

@@ -331,6 +331,26 @@ async def test_attachment_size_is_limited_by_the_route_and_by_the_request_guard(
         assert audit_rows(world.url, since=head) == []  # refused before the route (nothing was read)
 
 
+async def test_a_photo_is_stored_without_its_location_and_a_broken_image_is_refused(client, world) -> None:
+    await sign_in(client, world["pu1"], T0)
+    t = await open_thread(client, "p1")
+    url = f"{API}/threads/{t['thread_id']}/attachments"
+    gps = b"GPSLatitude 51.5072 N GPSLongitude 0.1276 W"
+    photo = jpeg_bytes(5000, exif=gps)
+    r = await client.post(url, content=photo, headers={"content-type": "image/jpeg"})
+    assert r.status_code == 201
+    assert r.json()["size_bytes"] < len(photo)
+    got = await client.get(f"{url}/{r.json()['attachment_id']}")
+    assert gps not in got.content
+    assert got.content.endswith(photo[-4000:])
+    r = await client.post(url, content=b"\xff\xd8\xff\xe0\x00\x04ab<html>", headers={"content-type": "image/jpeg"})
+    assert (r.status_code, r.json()["code"]) == (422, "malformed")
+    polyglot = png_bytes() + b"<html><script>alert(1)</script></html>"
+    r = await client.post(url, content=polyglot, headers={"content-type": "image/png"})
+    got = await client.get(f"{url}/{r.json()['attachment_id']}")
+    assert got.content == png_bytes()
+
+
 async def test_someone_elses_upload_cannot_be_sent_or_read_before_it_is_sent(client, world, new_client) -> None:
     await sign_in(client, world["pu1"], T0)
     t = await open_thread(client, "p1")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consult.messaging.attachments import HARD_MAX_BYTES, AttachmentCipher, check_upload, sniff
+from consult.messaging.attachments import HARD_MAX_BYTES, AttachmentCipher, check_upload, sniff, strip_metadata
 from consult.messaging.errors import AttachmentRefused, AttachmentUnreadable
 from tests.clinician_api.messaging import jpeg_bytes, png_bytes
 
@@ -68,3 +68,38 @@ def test_another_key_is_told_apart_from_tampering() -> None:
         CIPHER.open(sealed, key_id=other.key_id, **IDS)
     assert bad.value.code == "key_changed"
     assert CIPHER.key_id not in repr(CIPHER.key)  # a fingerprint, not the key
+
+
+def test_photo_metadata_is_stripped_and_the_picture_kept() -> None:
+    gps = b"GPSLatitude 51.5072 N GPSLongitude 0.1276 W"
+    photo = jpeg_bytes(3000, exif=gps)
+    clean = strip_metadata("image/jpeg", photo)
+    assert gps not in clean
+    assert b"Exif" not in clean
+    assert clean.startswith(b"\xff\xd8\xff\xe0")  # JFIF kept
+    assert photo.endswith(clean[-2000:])  # the scan data, as sent
+    png = png_bytes(text=b"taken at 12 Acacia Avenue")
+    assert b"Acacia" not in strip_metadata("image/png", png)
+    assert strip_metadata("image/png", png) == png_bytes()
+    assert strip_metadata("application/pdf", b"%PDF-1.7 x") == b"%PDF-1.7 x"
+
+
+@pytest.mark.parametrize(
+    ("media_type", "data"),
+    [
+        ("image/jpeg", b"\xff\xd8\xff\xe0\x00\x10JFIF" + b"\x00" * 3),  # a segment longer than the file
+        ("image/jpeg", b"\xff\xd8\xff"),
+        ("image/jpeg", b"\xff\xd8\xff\xe0\x00\x04ab<html>"),  # no marker where one must be
+        ("image/png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR"),  # cut short
+        ("image/png", png_bytes()[:-12]),  # no IEND
+    ],
+)
+def test_an_image_whose_structure_does_not_parse_is_refused(media_type: str, data: bytes) -> None:
+    with pytest.raises(AttachmentRefused) as refused:
+        strip_metadata(media_type, data)
+    assert refused.value.code == "malformed"
+
+
+def test_what_follows_the_end_of_a_png_is_dropped() -> None:
+    polyglot = png_bytes() + b"<html><script>alert(1)</script>" + b"PK\x03\x04zip"
+    assert strip_metadata("image/png", polyglot) == png_bytes()

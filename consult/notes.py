@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 VITALS_WINDOW: Final = timedelta(hours=72)
+# UCUM codes as people write them.
+_UNITS: Final = {"mm[Hg]": "mmHg", "Cel": "°C", "kg/m2": "kg/m²"}
 MAX_SECTION: Final = 20_000
 
 
@@ -84,7 +86,8 @@ def vitals_text(vitals: list[dict[str, Any]]) -> str:
     lines = ["Recent readings (latest in the last 72 hours):"]
     for v in vitals:
         at = datetime.fromisoformat(str(v["at"])).strftime("%Y-%m-%d %H:%M UTC")
-        lines.append(f"- {v['display']}: {float(v['value']):g} {v['unit']} ({at})")
+        unit = _UNITS.get(str(v["unit"]), str(v["unit"]))
+        lines.append(f"- {v['display']}: {round(float(v['value']), 1):g} {unit} ({at})")
     return "\n".join(lines)
 
 

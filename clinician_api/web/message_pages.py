@@ -1,5 +1,5 @@
-"""The dashboard's secure-messaging pages (my threads with unread counts, one thread) and the care
-team's follow-up task list.
+"""The dashboard's secure-messaging pages (my threads with unread counts, one thread), the care
+team's follow-up task list, and consult notes (a patient's notes, one note: draft, sign, amend).
 
 Like every page, each calls the API route that serves the same data (the same guard, the same one
 audit row) and renders a template; writes go through the JSON API from ``messages.js``, and the
@@ -29,6 +29,8 @@ router = APIRouter(include_in_schema=False)
 
 Messenger = Annotated[Principal, Depends(require(Permission.MESSAGES))]
 TaskReader = Annotated[Principal, Depends(require(Permission.TASKS))]
+PatientNotes = Annotated[Resolved, Depends(guard("patient", "patient_id", Permission.NOTES_READ))]
+NotePage = Annotated[Resolved, Depends(guard("note", "note_id", Permission.NOTES_READ))]
 ThreadPage = Annotated[Resolved, Depends(guard("thread", "thread_id", Permission.MESSAGES))]
 
 
@@ -86,4 +88,35 @@ def tasks_page(request: Request, who: TaskReader, conn: Db, svc: Svc, info: Info
     rows = note_routes.task_list(who, conn, svc, info, limit=200)
     return _pages(request).render(
         "tasks.html", {"me": _me(conn, who), "page": "tasks", "tasks": rows, "now": svc.clock.now()}
+    )
+
+
+@router.get("/patients/{patient_id}/notes", response_class=HTMLResponse)
+def notes_page(request: Request, target: PatientNotes, conn: Db, svc: Svc, info: Info) -> HTMLResponse:
+    rows = note_routes.patient_notes(target, conn, svc, info)
+    who = target.caller
+    return _pages(request).render(
+        "notes.html",
+        {
+            "me": _me(conn, who),
+            "page": "notes",
+            "patient_id": target.object_id,
+            "notes": rows,
+            "can_write": allowed(who.role, Permission.NOTES_WRITE, who.scopes),
+        },
+    )
+
+
+@router.get("/notes/{note_id}", response_class=HTMLResponse)
+def note_page(request: Request, target: NotePage, conn: Db, svc: Svc, info: Info) -> HTMLResponse:
+    note = note_routes.read_note(target, conn, svc, info)
+    who = target.caller
+    return _pages(request).render(
+        "note.html",
+        {
+            "me": _me(conn, who),
+            "page": "notes",
+            "n": note,
+            "can_write": allowed(who.role, Permission.NOTES_WRITE, who.scopes),
+        },
     )

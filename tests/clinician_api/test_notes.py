@@ -164,3 +164,24 @@ async def test_outsiders_and_roles_without_the_right_are_refused(client, world, 
     client.headers.pop("x-csrf-token")
     r = await client.post(f"{API}/notes/{nid}/sign")
     assert (r.status_code, r.json()["code"]) == (403, "csrf")
+
+
+async def test_the_note_pages(client, world) -> None:
+    await sign_in(client, world["c1"], T0)
+    assert 'href="/patients/p1/notes"' in (await client.get("/patients/p1")).text
+    nid = (await client.post(f"{API}/patients/p1/notes", json={})).json()["note_id"]
+    listing = await client.get("/patients/p1/notes")
+    assert f'href="/notes/{nid}"' in listing.text
+    assert 'data-action="note-start"' in listing.text
+    page = (await client.get(f"/notes/{nid}")).text
+    assert 'data-action="note-sign"' in page
+    assert "readonly" not in page
+    await client.put(f"{API}/notes/{nid}/draft", json={"assessment": "Stable", "plan": "Continue"})
+    await client.post(f"{API}/notes/{nid}/sign")
+    page = (await client.get(f"/notes/{nid}")).text
+    assert 'data-action="note-sign"' not in page
+    assert page.count("readonly") == 4
+    assert 'id="amend-form"' in page
+    head = audit_head(world.url)
+    assert (await client.get("/notes/00000000-0000-4000-8000-000000000000")).status_code == 404
+    assert [r[2] for r in audit_rows(world.url, since=head)] == ["denied"]

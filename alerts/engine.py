@@ -44,7 +44,7 @@ from alerts.settings import AlertsSettings
 from rpm_core.backoff import BackoffPolicy, backoff_delay
 from rpm_core.clock import Clock
 from rpm_core.metrics import METRIC_NAMES
-from store import alert_backfills, patient_baselines
+from store import alert_backfills, patient_baselines, summaries
 from store import alert_engine as engine_store
 from store.connection import Connection, connect, listen, translate_errors, wait_for_notification
 from store.errors import DatabaseUnavailable
@@ -168,6 +168,10 @@ class Engine:
                 self.rebalance()
                 self._next_rebalance = mono + self.settings.alerts_rebalance_interval_s
             consumed = self.consume()
+            if consumed:
+                # Keep the clinician panel's summaries current (one advancer at a time; the panel
+                # catches up itself too, so this only keeps its catch-up small).
+                summaries.advance(self.conn)
             if mono >= self._next_schedule:
                 self.scheduled(self.clock.now())
                 self._next_schedule = mono + self.settings.alerts_schedule_interval_s

@@ -20,18 +20,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.types.json import Jsonb
-
 from alerts.config import RulesConfig
 from alerts.engine import Engine
-from alerts.escalation import RecordingSink
 from alerts.settings import AlertsSettings
 from bench.cohort import Cohort
+from consult.sinks import RecordingSink
 from rpm_core.clock import ManualClock
 from store import alert_engine as engine_store
+from store import bench_support
+from store.admin import create_database, database_url, drop_database
+from store.connection import connect
 from store.migrate import migrate
 from store.readings import ReadingRow, insert_readings
 
@@ -41,33 +39,25 @@ ADMIN_URL = os.environ.get("VIGIL_BENCH_DATABASE_URL", "postgresql:///postgres?h
 @contextmanager
 def bench_database() -> Iterator[str]:
     name = f"vigil_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    params = conninfo_to_dict(ADMIN_URL)
-    params["dbname"] = name
+    create_database(ADMIN_URL, name)
     try:
-        yield make_conninfo(**params)  # type: ignore[arg-type]
+        yield database_url(ADMIN_URL, name)
     finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        drop_database(ADMIN_URL, name)
 
 
 def _load(url: str, cohort: Cohort) -> None:
-    with psycopg.connect(url) as conn:
-        conn.execute("INSERT INTO organizations VALUES ('bench', 'Bench clinic')")
-        for p in cohort.patients:
-            conn.execute(
-                "INSERT INTO patients (patient_id, org_id, display_name, settings) VALUES (%s, 'bench', 'x', %s)",
-                (p.patient_id, Jsonb(p.settings)),
-            )
-        conn.commit()
+    with connect(url, application_name="vigil-bench") as conn:
+        with conn.transaction():
+            bench_support.insert_org(conn, "bench", "Bench clinic")
+            bench_support.insert_patients(conn, "bench", [(p.patient_id, "x", p.settings) for p in cohort.patients])
         rows = [
             ReadingRow(t, "bench", pid, "bench-agent", "dev", metric, value, seq, [], None)
             for seq, (pid, t, metric, value) in enumerate(cohort.readings)
         ]
         for i in range(0, len(rows), 1000):
-            insert_readings(conn, rows[i : i + 1000])
-            conn.commit()
+            with conn.transaction():
+                insert_readings(conn, rows[i : i + 1000])
 
 
 def engine_throughput(cohort: Cohort, *, anomaly: bool) -> dict[str, float]:

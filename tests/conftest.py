@@ -9,7 +9,7 @@ import pytest
 
 from store.migrate import migrate
 from tests.support import pg
-from tests.support.mosquitto import MosquittoProcess, mosquitto_binary, plain_spec
+from vigil_testkit.mosquitto import MosquittoProcess, mosquitto_binary, plain_spec
 
 # Our own code must never block the event loop; third-party libraries are theirs to police.
 _POLICED = ["rpm_core", "edge_agent", "broker_config", "store", "ingest", "alerts", "consult", "clinician_api"]

@@ -34,8 +34,8 @@ from edge_agent.emulation import (
 from edge_agent.emulation.demo import glucose_record
 from edge_agent.settings import PairedDevice
 from rpm_core.keys import ServerKey
-from tests.edge_agent.harness import Enrolled, ReceiptServer, enroll_agent, wait_async
-from tests.support.broker import SecureBroker, start_secure_broker
+from vigil_testkit.agent_harness import Enrolled, ReceiptServer, enroll_agent, wait_async
+from vigil_testkit.broker import SecureBroker, start_secure_broker
 
 HR, SPO2, BP, SCALE, TEMP, GLU = (f"E0:00:00:00:10:0{i}" for i in range(1, 7))
 DEVICES = (

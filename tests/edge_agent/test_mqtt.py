@@ -13,8 +13,8 @@ from edge_agent.errors import BrokerError, BrokerRefused, BrokerUnreachable
 from edge_agent.mqtt import MqttLink, MqttOptions
 from rpm_core.backoff import BackoffPolicy, backoff_delay
 from rpm_core.topics import Topic, ingest_subscription
-from tests.edge_agent.harness import ORG, SERVER_NAME, wait_sync
-from tests.support.broker import SecureBroker, start_secure_broker
+from vigil_testkit.agent_harness import ORG, SERVER_NAME, wait_sync
+from vigil_testkit.broker import SecureBroker, start_secure_broker
 
 AGENT = "agt-mqtt-1"
 

@@ -32,8 +32,8 @@ import pytest
 from edge_agent.emulation.demo import DEMO_DEVICES
 from edge_agent.outbox import inspect_outbox
 from rpm_core.keys import ServerKey
-from tests.edge_agent.harness import Enrolled, ReceiptServer, enroll_agent, wait_sync
-from tests.support.broker import SecureBroker, start_secure_broker
+from vigil_testkit.agent_harness import Enrolled, ReceiptServer, enroll_agent, wait_sync
+from vigil_testkit.broker import SecureBroker, start_secure_broker
 
 KILLS = int(os.environ.get("VIGIL_TEST_KILLS", "50"))
 RECORDS = 150  # 3 s of RACP transfer: the first few kills land inside it

@@ -21,7 +21,7 @@ from ingest.settings import IngestSettings
 from rpm_core.keys import ServerKey
 from rpm_core.keystore import create_server_key, load_server_keys, write_private
 from tests.support.agents import SimAgent, provision
-from tests.support.broker import SecureBroker, start_secure_broker
+from vigil_testkit.broker import SecureBroker, start_secure_broker
 
 
 def wait_until(cond: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:

@@ -22,7 +22,7 @@ from store.agents import AgentRecord
 from store.ingest_db import BatchResult, BatchWrite, IngestDatabase
 from tests.ingest.conftest import scalar, wait_until
 from tests.support.agents import readings
-from tests.support.broker import SecureBroker
+from vigil_testkit.broker import SecureBroker
 
 
 class BuggyStore:

@@ -8,7 +8,7 @@ import pytest
 from store.agents import create_org
 from store.errors import Conflict, DatabaseUnavailable, Rejected
 from store.transaction import transaction
-from tests.support.net import free_port
+from vigil_testkit.net import free_port
 
 
 def orgs(db: str) -> list[str]:

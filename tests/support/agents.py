@@ -33,7 +33,7 @@ from rpm_core.keys import AgentKeys, ServerKey
 from rpm_core.reading import Reading, SeqRange
 from rpm_core.topics import Topic
 from store.agents import create_agent, create_org, create_patient
-from tests.support.broker import SecureBroker, tls_context
+from vigil_testkit.broker import SecureBroker, tls_context
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from tests.support.net import free_port
+from vigil_testkit.net import free_port
 
 __all__ = ["ApiProcess", "api_env", "running_api"]
 

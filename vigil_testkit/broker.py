@@ -38,8 +38,8 @@ from broker_config.mosquitto import MosquittoSpec
 from broker_config.passwords import hash_password, new_password
 from broker_config.render import BrokerLayout, dynsec_files, full_spec, render_broker, write_dynsec
 from rpm_core.topics import PREFIX
-from tests.support.mosquitto import MosquittoProcess
-from tests.support.net import free_port
+from vigil_testkit.mosquitto import MosquittoProcess
+from vigil_testkit.net import free_port
 
 SERVER_NAMES = ("localhost", "127.0.0.1")
 CONTROL_HOST = "localhost"  # a name in the test certificate

@@ -26,7 +26,7 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 
 from broker_config.ca import create_ca, issue_server_certificate
-from tests.support.net import free_port
+from vigil_testkit.net import free_port
 
 __all__ = ["Received", "SmtpServer"]
 

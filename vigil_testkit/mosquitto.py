@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from broker_config.mosquitto import MosquittoSpec, find_mosquitto, write_mosquitto
-from tests.support.net import free_port, wait_for_port
+from vigil_testkit.net import free_port, wait_for_port
 
 mosquitto_binary = find_mosquitto
 

@@ -38,7 +38,7 @@ from rpm_core.keys import AgentPublicKeys, ServerKey
 from rpm_core.reading import Reading
 from rpm_core.status import AgentStatus
 from rpm_core.topics import Kind, Topic, ingest_subscription
-from tests.support.broker import SecureBroker, tls_context
+from vigil_testkit.broker import SecureBroker, tls_context
 
 ORG = org_id("clinic-1")
 SERVER_NAME = "localhost"  # in the broker certificate; the agent dials 127.0.0.1

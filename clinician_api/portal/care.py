@@ -1,12 +1,11 @@
 """Messages with the care team and the next video consult, as the portal shows them.
 
-These are the seams for the secure messaging and video consultation work (issue 13 items 1 and 4),
-which are built separately: until they are wired here, :func:`message_threads` returns no threads
-and :func:`next_consult` no consult, and the portal says "No messages yet" and "No video
-appointment booked". Wiring either is one function: read the patient's threads (or their next
-consult room and their own join link) and return these shapes; the pages and their tests need
-no other change. The functions run inside the page's audited transaction, so what they read is
-covered by the page's one audit row.
+:func:`message_threads` reads the patient's own threads with their care team (``store.threads``,
+the secure messaging of ``consult.messaging``): the ones the signed-in patient account takes part
+in, never a care-team-only thread. :func:`next_consult` is the seam for the video consultation
+pages (issue 13 item 4): until it is wired it returns no consult and the portal says "No video
+appointment booked". Both run inside the page's audited transaction, so what they read is covered
+by the page's one audit row.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from store import threads
 from store.connection import Connection
 
 __all__ = ["ConsultCard", "ThreadCard", "message_threads", "next_consult"]
@@ -43,9 +43,24 @@ class ConsultCard:
 
 
 def message_threads(conn: Connection, *, org_id: str, patient_id: str, user_id: str) -> list[ThreadCard]:
-    """The patient's threads with their care team, newest first. Not wired yet: none."""
-    del conn, org_id, patient_id, user_id
-    return []
+    """The patient's threads with their care team that this account takes part in, newest first."""
+    cards = []
+    for t in threads.my_threads(conn, user_id, org_id):
+        if t.kind != "patient" or t.patient_id != patient_id:
+            continue
+        last = threads.list_messages(conn, t.thread_id, after_seq=max(t.last_seq - 1, 0), limit=1)
+        who = "nobody yet" if not last else "you" if last[0].author_id == user_id else last[0].author_name
+        cards.append(
+            ThreadCard(
+                thread_id=t.thread_id,
+                title=t.subject or "Your care team",
+                last_at=t.last_message_at or t.created_at,
+                last_from=who,
+                unread=t.unread,
+                url=f"/messages/{t.thread_id}",
+            )
+        )
+    return cards
 
 
 def next_consult(conn: Connection, *, org_id: str, patient_id: str, user_id: str, now: datetime) -> ConsultCard | None:

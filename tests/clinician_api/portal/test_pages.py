@@ -152,3 +152,23 @@ async def test_staff_have_no_portal_even_for_their_own_patients(client, world) -
     assert (await client.get("/portal")).status_code == 404
     r = await client.get("/")
     assert r.headers["location"] == "/panel"
+
+
+async def test_the_messages_page_lists_the_patients_own_threads_only(client, world) -> None:
+    from tests.clinician_api.messaging import open_thread
+    from tests.clinician_api.world import add_alert
+
+    await sign_in(client, world["c1"], T0)
+    mine = await open_thread(client, "p1", subject="Swollen ankle", body="Please send a photo of the ankle")
+    alert = add_alert(world, "a", "o1", "p1", "high", opened=T0)
+    await open_thread(client, "p1", subject="Staff only discussion", kind="care_team", alert_id=alert)
+    await open_thread(client, "p2", subject="Another patient's thread")
+    await sign_in(client, world["pu1"], T0)
+    text = _text((await client.get("/portal/p1/messages")).text)
+    assert "Swollen ankle" in text
+    assert "Staff only discussion" not in text
+    assert "Another patient" not in text
+    assert "1 new" in text  # the clinician's first message, unread
+    home = _text((await client.get("/portal/p1")).text)
+    assert "You have 1 new message from your care team." in home
+    assert mine["thread_id"]

@@ -40,6 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.errors import BrokerDisconnected, BrokerError, BrokerRefused, BrokerUnreachable, SessionTakenOver
+from edge_agent.silence import bound_silence
 from rpm_core.backoff import BackoffPolicy, backoff_delay
 from rpm_core.takeover import TakeoverDetector
 
@@ -209,6 +210,7 @@ class MqttLink:
                 self._tls.last_socket.close()
             return _connect_error(exc)
         self._tls.last_socket = None
+        bound_silence(client.socket(), o.keepalive_s)  # a half-open path ends within 1.5 x keepalive
         while not self._stopping.is_set():
             rc = client.loop(timeout=_TICK_S)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._ended is not None:

@@ -31,6 +31,8 @@ from typing import Any
 
 __all__ = ["main", "run_hypothesis"]
 
+_ROOT = Path(__file__).resolve().parent.parent  # the checkout: the atheris child imports bench from it
+
 
 def _rss_mb() -> dict[str, float]:
     """Current and peak resident memory of this process (VmRSS, VmHWM), MiB."""
@@ -118,7 +120,8 @@ def run_atheris(name: str, seconds: float) -> dict[str, Any]:
         starts += 1
         argv = [sys.executable, "-m", "bench.fuzz_atheris", name, f"-max_total_time={int(left)}", "-rss_limit_mb=2048"]
         argv += [f"-artifact_prefix={work}/", "-print_final_stats=1", str(corpus)]
-        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", check=False, cwd=work)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))}
+        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", check=False, cwd=work, env=env)
         for line in proc.stderr.splitlines():
             if line.startswith("stat::number_of_executed_units:"):
                 runs += int(line.split(":")[-1])

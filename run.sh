@@ -38,6 +38,8 @@ system_packages() {
   command -v node >/dev/null || want+=(nodejs)
   # The dashboard's browser tests drive Debian's Chromium through Playwright (never `playwright install`).
   [ -x /usr/bin/chromium ] || want+=(chromium)
+  # The network fault tests (catalogue 8 and 9) build network namespaces with `ip` (iproute2).
+  command -v ip >/dev/null || want+=(iproute2)
   "$PY" -c 'import ensurepip' 2>/dev/null || want+=(python3-venv)
   [ ${#want[@]} -eq 0 ] || apt_install "${want[@]}"
 }

@@ -67,6 +67,7 @@ from edge_agent.errors import (  # noqa: E402
     BrokerUnreachable,
     SessionTakenOver,
 )
+from edge_agent.silence import ping_interval  # noqa: E402
 from rpm_core.backoff import BackoffPolicy, backoff_delay  # noqa: E402
 from rpm_core.takeover import TakeoverDetector  # noqa: E402
 
@@ -230,7 +231,8 @@ class MqttLink:
     def _session(self, client: paho.Client) -> BrokerError:
         o = self.options
         try:
-            client.connect(o.host, o.port, keepalive=o.keepalive_s, clean_start=True)
+            # 3/4 of the setting: a half-open path is given up within 1.5 x keepalive (edge_agent/silence.py)
+            client.connect(o.host, o.port, keepalive=ping_interval(o.keepalive_s), clean_start=True)
         except (OSError, ValueError) as exc:
             if self._tls.last_socket is not None:
                 self._tls.last_socket.close()

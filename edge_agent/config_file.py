@@ -54,6 +54,10 @@ def read_config(path: Path) -> dict[str, Any]:
         return {}
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise EnrollmentError(f"cannot read the agent config ({exc})", path=path) from exc
+    except UnicodeDecodeError as exc:  # found by bench.fuzz: a file that is not UTF-8
+        raise EnrollmentError("cannot read the agent config (not UTF-8)", path=path) from exc
+    except RecursionError as exc:  # tomllib recurses per nesting level (catalogue 24)
+        raise EnrollmentError("cannot read the agent config (nested too deeply)", path=path) from exc
 
 
 def write_config(path: Path, values: Mapping[str, Any], devices: Sequence[PairedDevice]) -> None:

@@ -82,8 +82,8 @@ class EdgeSettings(VigilSettings):
     broker_port: Annotated[int, Field(gt=0, lt=65536)] = 8883
     # The name the broker's certificate must carry (from the bundle), whatever address broker_host is.
     broker_server_name: str | None = None
-    # MQTT keepalive in seconds: ping interval when idle; the broker drops a connection silent 1.5 times as
-    # long and publishes the agent's last will (an offline status).
+    # MQTT keepalive in seconds: a connection silent this long is pinged and one silent 1.5 times as long is
+    # given up (the agent runs paho's keepalive at 3/4 of it); the broker then publishes the last will.
     mqtt_keepalive_s: Annotated[int, Field(ge=5, le=600)] = 30
     # Longest wait in seconds between broker reconnect attempts (exponential backoff from 0.5 s).
     mqtt_backoff_cap_s: Annotated[float, Field(gt=0, le=3600)] = 60.0

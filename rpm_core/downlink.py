@@ -32,6 +32,8 @@ __all__ = ["Receipt", "sign_downlink", "sign_receipt", "verify_downlink", "verif
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_DOWNLINK: Final = 64 * 1024
+# Microseconds from 1970 to 10000-01-01: a later `at` is not a datetime (found by bench.fuzz: OverflowError).
+_MAX_MICROS: Final = (datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 
 
 def _cbor(data: bytes) -> Any:
@@ -104,6 +106,6 @@ def verify_receipt(data: bytes, *, topic: Topic, trusted: Sequence[ServerPublicK
     through, at = doc.get("through"), doc.get("at")
     if doc.get("org") != topic.org or doc.get("agent") != topic.agent:
         raise MalformedEnvelope("receipt for another agent")
-    if not isinstance(through, int) or through < 0 or not isinstance(at, int) or at < 0:
+    if not isinstance(through, int) or through < 0 or not isinstance(at, int) or not 0 <= at < _MAX_MICROS:
         raise MalformedEnvelope("bad receipt fields")
     return Receipt(topic.org, topic.agent, through, _EPOCH + timedelta(microseconds=at))

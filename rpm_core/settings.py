@@ -68,5 +68,7 @@ def load_settings(cls: type[S], *, config_file: Path | None = None, **overrides:
         raise ConfigError(f"invalid settings: {fields}") from exc
     except ValueError as exc:  # e.g. a TOML syntax error
         raise ConfigError(f"cannot read settings: {exc}") from exc
+    except RecursionError as exc:  # tomllib recurses per nesting level: `x = [[[[...]]]]` (catalogue 24)
+        raise ConfigError("cannot read settings: nested too deeply") from exc
     finally:
         _toml_path.reset(token)

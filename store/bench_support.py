@@ -313,3 +313,14 @@ def insert_reading_naively(conn: Connection, row: Sequence[Any]) -> None:
         "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
         row,
     )
+
+
+def evaluated_and_alerts(conn: Connection, org: str) -> tuple[int, int]:
+    """(readings of ``org`` behind every alert-engine partition's watermark, alerts opened for ``org``)."""
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM readings WHERE org_id = %s AND ingest_xid::text::bigint < "
+        "  (SELECT coalesce(min(watermark), 0) FROM alert_watermarks)), "
+        "(SELECT count(*) FROM alerts WHERE org_id = %s)",
+        (org, org),
+    ).fetchone()
+    return (0, 0) if row is None else (int(row[0]), int(row[1]))

@@ -9,13 +9,16 @@ caller's clock. Every query is scoped by organisation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 from psycopg.rows import class_row
 
+from rpm_core.metrics import METRIC_NAMES
 from store.connection import Connection
+from store.readings import BUCKET_ORIGIN
 
 __all__ = [
     "MAX_KEY",
@@ -24,6 +27,7 @@ __all__ = [
     "QueueFilter",
     "QueueRow",
     "RawPoint",
+    "adherence_days",
     "alert_queue",
     "database_flavor",
     "panel",
@@ -31,6 +35,7 @@ __all__ = [
     "patient_teams",
     "raw_series",
     "roster",
+    "sparklines",
 ]
 
 # Sort-key stand-in for "none" (no unacknowledged alert, no NEWS2): after every real value.
@@ -155,6 +160,56 @@ def panel(
         PanelRow(r[0], r[1], int(r[2]), names.get(int(r[3])), r[4], r[5], (int(r[6]), int(r[7]), int(r[8]), r[0]))
         for r in conn.execute(query, params)
     ]
+
+
+def sparklines(
+    conn: Connection, *, org_id: str, patient_ids: Sequence[str], now: datetime, days: int = 7, bucket_h: int = 6
+) -> dict[tuple[str, str], list[tuple[datetime, float]]]:
+    """(patient, metric) -> [(bucket start, mean)] over the last ``days``, oldest first."""
+    rows = conn.execute(
+        "SELECT p.patient_id, m.metric, s.b, s.v FROM unnest(%(patients)s::text[]) AS p(patient_id) "
+        "CROSS JOIN unnest(%(metrics)s::text[]) AS m(metric) "
+        "CROSS JOIN LATERAL (SELECT date_bin(%(bucket)s, time, %(origin)s) AS b, avg(value) AS v FROM readings "
+        "  WHERE patient_id = p.patient_id AND metric = m.metric AND org_id = %(org)s "
+        "  AND time >= %(since)s AND time < %(now)s GROUP BY 1) AS s ORDER BY 1, 2, 3",
+        {
+            "patients": list(patient_ids),
+            "metrics": sorted(METRIC_NAMES),
+            "bucket": timedelta(hours=bucket_h),
+            "origin": BUCKET_ORIGIN,
+            "org": org_id,
+            "since": now - timedelta(days=days),
+            "now": now,
+        },
+    ).fetchall()
+    out: dict[tuple[str, str], list[tuple[datetime, float]]] = {}
+    for pid, metric, b, v in rows:
+        out.setdefault((pid, metric), []).append((b, float(v)))
+    return out
+
+
+def adherence_days(
+    conn: Connection, *, org_id: str, patient_ids: Sequence[str], now: datetime, days: int = 30
+) -> dict[str, int]:
+    """Patient -> number of UTC days, of the last ``days`` (today and the ``days - 1`` before it),
+    with at least one reading."""
+    today = BUCKET_ORIGIN + ((now - BUCKET_ORIGIN) // timedelta(days=1)) * timedelta(days=1)
+    rows = conn.execute(
+        "SELECT p.patient_id, count(DISTINCT d.day) FROM unnest(%(patients)s::text[]) AS p(patient_id) "
+        "CROSS JOIN unnest(%(metrics)s::text[]) AS m(metric) "
+        "CROSS JOIN LATERAL (SELECT DISTINCT date_bin('1 day', time, %(origin)s) AS day FROM readings "
+        "  WHERE patient_id = p.patient_id AND metric = m.metric AND org_id = %(org)s "
+        "  AND time >= %(since)s AND time < %(now)s) AS d GROUP BY 1",
+        {
+            "patients": list(patient_ids),
+            "metrics": sorted(METRIC_NAMES),
+            "origin": BUCKET_ORIGIN,
+            "org": org_id,
+            "since": today - timedelta(days=days - 1),
+            "now": now,
+        },
+    ).fetchall()
+    return {str(r[0]): int(r[1]) for r in rows}
 
 
 def patient(conn: Connection, patient_id: str, org_id: str) -> PatientRow | None:

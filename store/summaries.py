@@ -1,40 +1,33 @@
-"""The panel's per-patient summaries (migration 0027): 6-hour buckets of every metric, and the
-newest value of each, kept from ``readings`` by following its transaction watermark.
+"""The newest value of each metric per patient (migration 0027: ``latest_readings``), kept from
+``readings`` by following its transaction watermark, for the clinician panel.
 
-:func:`advance` summarises the readings committed since the last call, exactly once each (the
+:func:`advance` counts the readings committed since the last call, exactly once each (the
 watermark moves in the same transaction as the upserts), and runs in one process at a time (a
 transaction-scoped advisory lock; a caller that finds it taken returns at once). The alert engine
-calls it after each batch it evaluates and the panel route before it reads. The reads add the
-readings above the watermark (committed, not yet counted) to the summaries in one statement, so
-they are exact even while the watermark waits (it cannot pass a transaction still running anywhere
-in the cluster); advancing only keeps that tail short. Ingest's insert is untouched: no ingest
+calls it after each batch it evaluates and the panel before it reads. :func:`latest` adds the
+readings above the watermark (committed, not yet counted) in the same statement, so it is exact
+even while the watermark waits (it cannot pass a transaction still running anywhere in the
+cluster); advancing only keeps that tail short. Ingest's insert is untouched: no ingest
 transaction ever waits on a summary row.
 
-:func:`rebuild` recomputes both tables from scratch (a bulk load that bypasses ingest).
+:func:`rebuild` recomputes the table from scratch (a bulk load that bypasses ingest).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
 from typing import Any, Final
 
 import psycopg
 
 from rpm_core.metrics import METRIC_NAMES
-from store.readings import BUCKET_ORIGIN, LatestValue
+from store.readings import LatestValue
 
-__all__ = ["BUCKET", "adherence_days", "advance", "latest", "rebuild", "sparklines"]
+__all__ = ["advance", "latest", "rebuild"]
 
-BUCKET: Final = timedelta(hours=6)
 _LOCK_KEY: Final = 0x5649_4749_4C53_554D  # "VIGILSUM": one advancer at a time
 
 _UPSERTS: Final = (
-    "buckets AS (INSERT INTO reading_buckets AS b (org_id, patient_id, metric, bucket, n, total) "
-    "  SELECT org_id, patient_id, metric, date_bin('6 hours', time, '2000-01-01 00:00:00+00'), count(*), sum(value) "
-    "  FROM new GROUP BY 1, 2, 3, 4 "
-    "  ON CONFLICT (org_id, patient_id, metric, bucket) "
-    "  DO UPDATE SET n = b.n + excluded.n, total = b.total + excluded.total), "
     "newest AS (INSERT INTO latest_readings AS l (org_id, patient_id, metric, time, value, device_id) "
     "  SELECT DISTINCT ON (org_id, patient_id, metric) org_id, patient_id, metric, time, value, device_id "
     "  FROM new ORDER BY org_id, patient_id, metric, time DESC, device_id "
@@ -68,14 +61,13 @@ def advance(conn: psycopg.Connection[Any]) -> int | None:
 
 
 def rebuild(conn: psycopg.Connection[Any]) -> None:
-    """Recompute both tables from every reading of a finished transaction, and move the
+    """Recompute the table from every reading of a finished transaction, and move the
     watermark there, in the caller's transaction."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
     conn.execute(
         "INSERT INTO summary_watermark (xid) VALUES (pg_snapshot_xmin(pg_current_snapshot())) "
         "ON CONFLICT (singleton) DO UPDATE SET xid = excluded.xid"
     )
-    conn.execute("DELETE FROM reading_buckets")
     conn.execute("DELETE FROM latest_readings")
     conn.execute(
         "WITH new AS (SELECT time, org_id, patient_id, metric, value, device_id FROM readings "  # noqa: S608 - constant text
@@ -102,55 +94,3 @@ def latest(conn: psycopg.Connection[Any], *, org: str, patients: Sequence[str]) 
         {"org": org, "patients": list(patients), "metrics": sorted(METRIC_NAMES)},
     )
     return [LatestValue(r[0], r[1], r[2], float(r[3]), r[4]) for r in rows]
-
-
-def _buckets(since: str, until: str) -> str:
-    """(patient_id, metric, bucket, n, total) of the summaries and the uncounted tail, buckets in
-    [``since``, ``until``] (parameter names), not yet grouped."""
-    return (
-        f"WITH {_MARK}, b AS ("  # noqa: S608 - constant text
-        "  SELECT patient_id, metric, bucket, n, total FROM reading_buckets "
-        "  WHERE org_id = %(org)s AND patient_id = ANY(%(patients)s::text[]) "
-        f"  AND bucket >= %({since})s AND bucket <= %({until})s "
-        "  UNION ALL SELECT r.patient_id, r.metric, date_bin('6 hours', r.time, '2000-01-01 00:00:00+00'), 1, r.value "
-        "  FROM readings r, w WHERE r.ingest_xid >= w.xid AND r.org_id = %(org)s "
-        "  AND r.patient_id = ANY(%(patients)s::text[]) "
-        f"  AND date_bin('6 hours', r.time, '2000-01-01 00:00:00+00') BETWEEN %({since})s AND %({until})s) "
-    )
-
-
-def sparklines(
-    conn: psycopg.Connection[Any], *, org_id: str, patient_ids: Sequence[str], now: datetime, days: int = 7
-) -> dict[tuple[str, str], list[tuple[datetime, float]]]:
-    """(patient, metric) -> [(6-hour bucket start, mean)] over the last ``days``, oldest first (the
-    bucket holding ``now - days`` counts whole)."""
-    since = BUCKET_ORIGIN + ((now - timedelta(days=days) - BUCKET_ORIGIN) // BUCKET) * BUCKET
-    rows = conn.execute(
-        _buckets("since", "now") + "SELECT patient_id, metric, bucket, sum(total) / sum(n) FROM b "  # noqa: S608 - constant text
-        "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-        {"patients": list(patient_ids), "org": org_id, "since": since, "now": now},
-    ).fetchall()
-    out: dict[tuple[str, str], list[tuple[datetime, float]]] = {}
-    for pid, metric, b, v in rows:
-        out.setdefault((pid, metric), []).append((b, float(v)))
-    return out
-
-
-def adherence_days(
-    conn: psycopg.Connection[Any], *, org_id: str, patient_ids: Sequence[str], now: datetime, days: int = 30
-) -> dict[str, int]:
-    """Patient -> number of UTC days, of the last ``days`` (today and the ``days - 1`` before it),
-    with at least one reading (6-hour buckets never straddle a day)."""
-    today = BUCKET_ORIGIN + ((now - BUCKET_ORIGIN) // timedelta(days=1)) * timedelta(days=1)
-    rows = conn.execute(
-        _buckets("since", "now") + "SELECT patient_id, count(DISTINCT date_bin('1 day', bucket, %(origin)s)) FROM b "  # noqa: S608 - constant text
-        "GROUP BY 1",
-        {
-            "patients": list(patient_ids),
-            "origin": BUCKET_ORIGIN,
-            "org": org_id,
-            "since": today - timedelta(days=days - 1),
-            "now": now,
-        },
-    ).fetchall()
-    return {str(r[0]): int(r[1]) for r in rows}

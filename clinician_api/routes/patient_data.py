@@ -12,9 +12,9 @@ from clinician_api.security import Principal
 from rpm_core.metrics import CATALOGUE
 from store import care_teams, summaries, users
 from store import clinician_views as views
-from store.alert_engine import devices_of
 from store.care_teams import GrantRow
 from store.connection import Connection
+from store.devices import devices_of
 from store.notification_outbox import NewNotification, enqueue
 from store.readings import BUCKET_ORIGIN
 

@@ -29,7 +29,6 @@ from clinician_api.security import Principal, require
 from rpm_core.clock import ensure_utc
 from rpm_core.metrics import CATALOGUE
 from store import clinician_views as views
-from store import summaries
 from store.readings import series
 
 __all__ = ["router"]
@@ -139,8 +138,8 @@ def _panel_items(conn: Db, svc: Svc, org_id: str, rows: list[views.PanelRow]) ->
     ids = [r.patient_id for r in rows]
     now = svc.clock.now()
     latest = latest_vitals(conn, org_id, ids)
-    sparks = summaries.sparklines(conn, org_id=org_id, patient_ids=ids, now=now)
-    adherence = summaries.adherence_days(conn, org_id=org_id, patient_ids=ids, now=now)
+    sparks = views.sparklines(conn, org_id=org_id, patient_ids=ids, now=now)
+    adherence = views.adherence_days(conn, org_id=org_id, patient_ids=ids, now=now)
     devs = devices(conn, ids)
     return [
         PanelPatient(

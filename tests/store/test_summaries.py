@@ -1,6 +1,6 @@
-"""The panel's summaries follow the readings watermark: every committed reading counted once,
-none skipped when a slow writer commits late, the newest value never replaced by history, and an
-incremental result equal to a rebuild from scratch."""
+"""The panel's latest values follow the readings watermark: every committed reading counted once,
+none skipped when a slow writer commits late, the newest value never replaced by history, an
+incremental result equal to a rebuild from scratch, and reads exact before the watermark moves."""
 
 from __future__ import annotations
 
@@ -55,13 +55,8 @@ def advance(url: str, *, settle: bool = True) -> int | None:
         return summaries.advance(c)
 
 
-def buckets(url: str) -> dict[tuple[str, str, str, datetime], tuple[int, float]]:
-    with psycopg.connect(url) as c:
-        rows = c.execute("SELECT org_id, patient_id, metric, bucket, n, total FROM reading_buckets").fetchall()
-    return {(r[0], r[1], r[2], r[3]): (int(r[4]), float(r[5])) for r in rows}
-
-
 def latest(url: str) -> dict[tuple[str, str, str], tuple[datetime, float, str]]:
+    """The table itself (what advance has counted)."""
     with psycopg.connect(url) as c:
         rows = c.execute("SELECT org_id, patient_id, metric, time, value, device_id FROM latest_readings").fetchall()
     return {(r[0], r[1], r[2]): (r[3], float(r[4]), r[5]) for r in rows}
@@ -73,22 +68,18 @@ def test_each_committed_reading_is_counted_once_duplicates_never(url: str) -> No
     assert advance(url) == 0  # nothing new: nothing counted again
     assert store(url, [reading(1, T0, 60.0), reading(3, T0 + timedelta(hours=7), 90.0)]) == 1  # seq 1 absorbed
     assert advance(url) == 1
-    six = datetime(2026, 3, 2, 6, tzinfo=UTC)
-    assert buckets(url) == {
-        ("o1", "p1", "heart_rate", six): (2, 140.0),
-        ("o1", "p1", "heart_rate", six + timedelta(hours=6)): (1, 90.0),
-    }
+    assert latest(url) == {("o1", "p1", "heart_rate"): (T0 + timedelta(hours=7), 90.0, "d1")}
 
 
 def test_a_reading_committed_late_by_a_slow_writer_is_not_skipped(url: str) -> None:
     with psycopg.connect(url) as slow, psycopg.connect(url) as fast:
-        insert_readings(slow, [reading(1, T0, 61.0)])  # the older transaction, committed last
+        insert_readings(slow, [reading(1, T0 + timedelta(minutes=1), 61.0)])  # older transaction, committed last
         insert_readings(fast, [reading(2, T0, 62.0, agent="a2")])
         fast.commit()
         assert advance(url, settle=False) == 0  # the slow writer holds the horizon back
         slow.commit()
     assert advance(url) == 2
-    assert sum(n for n, _ in buckets(url).values()) == 2
+    assert latest(url)[("o1", "p1", "heart_rate")][1] == 61.0
 
 
 def test_history_never_replaces_the_newest_value(url: str) -> None:
@@ -104,27 +95,27 @@ def test_history_never_replaces_the_newest_value(url: str) -> None:
 
 def test_incremental_summaries_equal_a_rebuild(url: str) -> None:
     rows = [
-        reading(i, T0 + timedelta(minutes=37 * i), 50.0 + i % 13, patient=p, metric=m, org=o, agent=f"a-{p}")
+        reading(2 * i + k, T0 + timedelta(minutes=37 * ((i * 7919) % 120)), 50.0 + i % 13, patient=p, metric=m,
+                org=o, agent=f"a-{p}")
         for i in range(1, 120)
         for p, o in (("p1", "o1"), ("p2", "o1"), ("q1", "o2"))
-        for m in ("heart_rate", "spo2")
-    ]
-    for lo in range(0, len(rows), 50):
+        for k, m in enumerate(("heart_rate", "spo2"))
+    ]  # fmt: skip
+    for lo in range(0, len(rows), 50):  # out of time order, in several transactions
         store(url, rows[lo : lo + 50])
         advance(url)
-    incremental = (buckets(url), latest(url))
+    incremental = latest(url)
+    assert len(incremental) == 6
     with psycopg.connect(url) as c:
         summaries.rebuild(c)
         c.commit()
-    assert (buckets(url), latest(url)) == incremental
+    assert latest(url) == incremental
     assert advance(url) == 0  # the rebuild moved the watermark past what it counted
 
 
 def test_one_advancer_at_a_time_the_other_returns_at_once(url: str) -> None:
     store(url, [reading(1, T0, 60.0)])
-    advance(url, settle=True)  # counted; from here on nothing is new
-    store(url, [reading(2, T0, 61.0)])
-    advance(url, settle=True)
+    advance(url)
     with psycopg.connect(url) as holder, holder.transaction():
         assert summaries.advance(holder) == 0  # inside an outer transaction: the lock stays held
         other: list[int | None] = []
@@ -133,40 +124,29 @@ def test_one_advancer_at_a_time_the_other_returns_at_once(url: str) -> None:
         t.join(30)
         assert other == [None]
     assert advance(url) == 0
-    assert sum(n for n, _ in buckets(url).values()) == 2
 
 
 def test_reads_are_scoped_to_the_organisation(url: str) -> None:
     store(url, [reading(1, T0, 60.0), reading(1, T0, 70.0, patient="q1", org="o2", agent="b1")])
-    advance(url)
-    with psycopg.connect(url) as c:
-        mine = summaries.latest(c, org="o1", patients=["p1", "q1"])
-        spark = summaries.sparklines(c, org_id="o1", patient_ids=["p1", "q1"], now=T0 + timedelta(hours=1))
-        days = summaries.adherence_days(c, org_id="o1", patient_ids=["p1", "q1"], now=T0 + timedelta(hours=1))
-    assert [(v.patient_id, v.value) for v in mine] == [("p1", 60.0)]
-    assert list(spark) == [("p1", "heart_rate")]
-    assert days == {"p1": 1}
-
-
-def test_reads_are_exact_whether_or_not_the_summaries_have_moved(url: str) -> None:
-    now = T0 + timedelta(hours=2)
-
-    def read() -> tuple[list[tuple[str, float]], dict[tuple[str, str], list[tuple[datetime, float]]], dict[str, int]]:
+    for _ in (1, 2):  # before and after the watermark moves
         with psycopg.connect(url) as c:
-            return (
-                [(v.patient_id, v.value) for v in summaries.latest(c, org="o1", patients=["p1"])],
-                summaries.sparklines(c, org_id="o1", patient_ids=["p1"], now=now),
-                summaries.adherence_days(c, org_id="o1", patient_ids=["p1"], now=now),
-            )
+            mine = summaries.latest(c, org="o1", patients=["p1", "q1"])
+        assert [(v.patient_id, v.value) for v in mine] == [("p1", 60.0)]
+        advance(url)
 
-    store(url, [reading(1, T0 - timedelta(days=1), 60.0), reading(2, T0, 70.0)])
+
+def test_reads_are_exact_whether_or_not_the_watermark_has_moved(url: str) -> None:
+    def read() -> list[tuple[str, str, float]]:
+        with psycopg.connect(url) as c:
+            return [(v.patient_id, v.metric, v.value) for v in summaries.latest(c, org="o1", patients=["p1", "p2"])]
+
+    store(url, [reading(1, T0 - timedelta(days=1), 60.0), reading(2, T0, 70.0, metric="spo2")])
     before = read()  # nothing counted yet: all from the readings themselves
+    assert before == [("p1", "heart_rate", 60.0), ("p1", "spo2", 70.0)]
     advance(url)
-    assert read() == before  # counted: the same answer, none of it twice
-    store(url, [reading(3, T0 + timedelta(minutes=5), 80.0)])
-    after = read()  # half counted, half not
-    assert after[0] == [("p1", 80.0)]
-    assert after[1][("p1", "heart_rate")][-1] == (datetime(2026, 3, 2, 6, tzinfo=UTC), 75.0)
-    assert after[2] == {"p1": 2}
+    assert read() == before
+    store(url, [reading(3, T0 + timedelta(minutes=5), 80.0), reading(4, T0 - timedelta(days=9), 10.0, metric="spo2")])
+    after = read()  # half counted, half not: the newer counted value still wins over an older uncounted one
+    assert after == [("p1", "heart_rate", 80.0), ("p1", "spo2", 70.0)]
     advance(url)
     assert read() == after

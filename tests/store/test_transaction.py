@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from store.agents import create_org
 from store.errors import Conflict, DatabaseUnavailable, Rejected
+from store.patients import create_org
 from store.transaction import transaction
 from vigil_testkit.net import free_port
 

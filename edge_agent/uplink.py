@@ -34,6 +34,7 @@ from typing import Final
 
 from edge_agent.errors import BrokerDisconnected, BrokerError, EnrollmentError
 from edge_agent.identity import AgentIdentity
+from edge_agent.outbox.store import QUARANTINED
 from edge_agent.ports import Outbox, Publisher
 from edge_agent.state import AgentState
 from rpm_core.clock import Clock
@@ -257,15 +258,26 @@ class Uplink:
 
     async def _send_batch(self, after: int) -> None:
         readings = await self._outbox.fetch(after, self.options.batch_max_readings)
-        if not readings:
-            return
         gaps = (await self._outbox.gaps())[:_MAX_GAPS]
+        if any(g.reason == QUARANTINED and g.last > self.receipted_through for g in gaps):
+            # A stored row no longer opened: the outbox moved it aside and recorded it as a gap
+            # (sent below); the alarm makes the next status say so.
+            self._state.raise_alarm("outbox_quarantine", latch=True)
+        if readings:
+            first, last = readings[0].seq, readings[-1].seq
+        else:
+            # Every row fetched was quarantined: the gaps alone must still reach the server, or a
+            # receipt could never pass them when no reading follows.
+            pending = [g for g in gaps if g.last > after]
+            if not pending:
+                return
+            first, last = pending[0].first, max(g.last for g in pending)
         ident = self.identity
         batch = ReadingBatch(ident.org, ident.agent, self._clock.now(), tuple(readings), gaps)
         topic, data = seal_batch(batch, agent=ident.keys, server=ident.server)
         self._publish(topic, data)
-        self._inflight.append(_Sent(readings[0].seq, readings[-1].seq, self._clock.monotonic()))
-        self._sent_through = readings[-1].seq
+        self._inflight.append(_Sent(first, last, self._clock.monotonic()))
+        self._sent_through = max(self._sent_through, last)
 
     # -- downlink -------------------------------------------------------------------------------
 

@@ -300,7 +300,7 @@ def _readings(
                     flags = _server_flags(flags, None)
                     break
         rows.append(ReadingRow(measured_at, org, patient, agent, device, metric, value, seq, flags, device_time))
-    out.write.gaps.extend(GapRow(agent, org, g.first, g.last) for g in batch.gaps)
+    out.write.gaps.extend(GapRow(agent, org, g.first, g.last, g.reason) for g in batch.gaps)
     seen = min(batch.sent_at, now)  # a clock running ahead must not pin last_seen_at in the future
     out.write.seen[agent] = max(seen, out.write.seen.get(agent, seen))
     _resolve(out, topic, [*seq_ranges([r[0] for r in batch.rows]), *((g.first, g.last) for g in batch.gaps)])

@@ -131,6 +131,7 @@ class Agent:
             batch_max_age_s=s.batch_max_age_s,
             max_inflight_envelopes=s.max_inflight_envelopes,
             receipt_timeout_s=s.receipt_timeout_s,
+            no_subscriber_retry_s=s.no_subscriber_retry_s,
             status_interval_s=s.status_interval_s,
             registration_retry_s=s.registration_retry_s,
         )

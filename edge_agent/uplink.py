@@ -16,7 +16,10 @@ Readings
     At most ``max_inflight_envelopes`` envelopes may wait for a receipt. A broker PUBACK deletes
     nothing: only a verified receipt (``through``: everything ``<= through`` is committed) does.
     After a reconnect, or when no receipt came for ``receipt_timeout_s``, everything unreceipted is
-    sent again from the outbox; the server drops duplicates by sequence number.
+    sent again from the outbox; the server drops duplicates by sequence number. A PUBACK with
+    reason 0x10 (no matching subscribers: the broker dropped the envelope, as Mosquitto 2.0.11 does
+    after a restart until ingest has subscribed again) brings that resend forward to
+    ``no_subscriber_retry_s``, doubling while it repeats.
 
 Status
     A sealed :class:`rpm_core.status.AgentStatus` on connect, on every change of devices or alarms
@@ -62,6 +65,7 @@ class UplinkOptions:
     batch_max_age_s: float = 2.0
     max_inflight_envelopes: int = 8
     receipt_timeout_s: float = 60.0
+    no_subscriber_retry_s: float = 2.0
     status_interval_s: float = 60.0
     registration_retry_s: float = 30.0
 
@@ -105,6 +109,9 @@ class Uplink:
         self._age_deadline: float | None = None
         self._will: tuple[str, bytes] | None = None
         self.resends = 0
+        self.no_subscribers = 0
+        self._nosub_at: float | None = None  # resend the unreceipted then (after a PUBACK 0x10)
+        self._nosub_streak = 0  # 0x10 answers since the last receipt: the retry doubles with each
         # Set whenever a receipt moves ``receipted_through`` forward (waited on by whoever drains an outbox).
         self.receipted = asyncio.Event()
 
@@ -138,6 +145,22 @@ class Uplink:
         self._inbox.put_nowait((topic, payload))
         self._wake.set()
 
+    def on_no_subscribers(self) -> None:
+        """A readings envelope was dropped by the broker for want of a subscriber (PUBACK 0x10).
+
+        Mosquitto 2.0.11 does not keep shared subscriptions over a restart, so until ingest has
+        subscribed again every envelope is dropped; no receipt will come for it. Send the
+        unreceipted readings again after ``no_subscriber_retry_s`` (doubling while it repeats, at
+        most ``receipt_timeout_s``) instead of waiting the whole receipt timeout.
+        """
+        self.no_subscribers += 1
+        if self._nosub_at is None:
+            o = self.options
+            delay = min(o.receipt_timeout_s, o.no_subscriber_retry_s * 2 ** min(self._nosub_streak, 16))
+            self._nosub_at = self._clock.monotonic() + delay
+            self._nosub_streak += 1
+        self._wake.set()
+
     def readings_added(self) -> None:
         self._wake.set()
 
@@ -146,6 +169,7 @@ class Uplink:
         return self._will
 
     def _rewind(self) -> None:
+        self._nosub_at = None
         self._inflight.clear()
         self._sent_through = self.receipted_through
 
@@ -197,7 +221,7 @@ class Uplink:
             if self._state.version != self._status_version:  # a change waiting for the debounce
                 status = min(status, self._status_at + _STATUS_DEBOUNCE_S)
         receipt = self._inflight[0].at + o.receipt_timeout_s if self._inflight else None
-        return [status, receipt, self._age_deadline]
+        return [status, receipt, self._age_deadline, self._nosub_at]
 
     async def _step(self) -> None:
         now = self._clock.monotonic()
@@ -211,6 +235,10 @@ class Uplink:
             _log.warning(
                 "no receipt for %.0f s; sending the unreceipted readings again", self.options.receipt_timeout_s
             )
+            self.resends += 1
+            self._rewind()
+        elif self._nosub_at is not None and now >= self._nosub_at:
+            _log.warning("the broker had no subscriber for our readings (PUBACK 0x10); sending them again")
             self.resends += 1
             self._rewind()
         await self._fill_window()
@@ -321,6 +349,7 @@ class Uplink:
         self.receipted_through = max(self.receipted_through, through)
         self._sent_through = max(self._sent_through, through)
         self._inflight = [s for s in self._inflight if s.last > through]
+        self._nosub_streak = 0  # ingest is there again
         self.receipted.set()
         _log.debug("receipt through %d: %d reading(s) delivered", through, deleted)
 

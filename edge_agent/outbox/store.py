@@ -263,10 +263,14 @@ class SqliteOutbox:
         self.max_readings = max_readings
         self._symbols: dict[str, int] = {}
         self._texts: dict[int, str] = {}
+        self._load_symbols()
+
+    def _load_symbols(self) -> None:
         with translating():
-            for sid, sealed in db.execute("SELECT id, sealed FROM symbols"):
-                text = cipher.open(sid, sealed, kind=b"s").decode()
-                self._symbols[text], self._texts[sid] = sid, text
+            for sid, sealed in self._db.execute("SELECT id, sealed FROM symbols"):
+                if sid not in self._texts:
+                    text = self._cipher.open(sid, sealed, kind=b"s").decode()
+                    self._symbols[text], self._texts[sid] = sid, text
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -485,6 +489,10 @@ class SqliteOutbox:
             return quarantined_rows(self._db)
 
     def _text(self, sid: int) -> str:
+        if sid not in self._texts:
+            # Interned by another connection since this one loaded them (``vigil edge outbox adopt``,
+            # a test): read them again before a row is judged undecodable and quarantined.
+            self._load_symbols()
         return self._texts[sid]
 
     def cursor(self, device_id: str, kind: str) -> int | None:

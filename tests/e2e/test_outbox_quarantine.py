@@ -14,31 +14,22 @@ still running.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
-import pytest_asyncio
 from typer.testing import CliRunner
 
 from edge_agent.agent import Agent
 from edge_agent.ble import Radio
 from edge_agent.cli import app as edge_app
-from edge_agent.config_file import read_config, write_config
-from edge_agent.emulation import EmulatedRadio, VirtualAir
 from edge_agent.outbox import SqliteOutbox, inspect_outbox
-from ingest.service import IngestService
 from rpm_core.clock import SystemClock
-from rpm_core.enrollment import EnrollmentBundle
-from rpm_core.keystore import load_server_keys
+from tests.e2e.conftest import enroll_with_cli, ingest_worker, rows, until
 from tests.edge_agent.harness import Enrolled
 from tests.support.agents import readings
-from tests.support.platform import RenderedPlatform, start_platform
+from tests.support.platform import RenderedPlatform
 
 AGENT = "agt-quarantine"
 N = 40
@@ -46,40 +37,8 @@ BROKEN = (7, N)  # one in the middle, and the last row (no reading follows its g
 
 
 @pytest.fixture
-def platform(db: str, tmp_path: Path) -> Iterator[RenderedPlatform]:
-    p = start_platform(db, tmp_path)
-    try:
-        yield p
-    finally:
-        p.stop()
-
-
-@pytest.fixture
-def enrolled(platform: RenderedPlatform, tmp_path: Path) -> Enrolled:
-    bundle_path = tmp_path / "agent.bundle.json"
-    platform.vigil(
-        "agents", "create", "--org", "clinic-1", "--patient", "p1", "--agent", AGENT, "--out", str(bundle_path)
-    )
-    directory, state_dir = tmp_path / "edge", tmp_path / "edge-state"
-    result = CliRunner().invoke(
-        edge_app,
-        ["enroll", "--bundle", str(bundle_path), "--dir", str(directory), "--state-dir", str(state_dir),
-         "--time-zone", "UTC", "--owner", getpass.getuser()],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    config = directory / "agent.toml"
-    tuning = {"mqtt_backoff_cap_s": 2.0, "registration_retry_s": 1.0, "batch_max_age_s": 0.2}
-    write_config(config, {**read_config(config), **tuning}, ())
-    return Enrolled(config, EnrollmentBundle.read(bundle_path), directory, state_dir)
-
-
-@pytest_asyncio.fixture
-async def radio() -> AsyncIterator[Radio]:
-    central = await EmulatedRadio.open(VirtualAir())  # no devices: the readings are already buffered
-    try:
-        yield Radio(central.scanner_backend, central.client_backend)
-    finally:
-        await central.close()
+def enrolled(rendered: RenderedPlatform, tmp_path: Path) -> Enrolled:
+    return enroll_with_cli(rendered, tmp_path, AGENT)
 
 
 def buffer_and_corrupt(enrolled: Enrolled) -> None:
@@ -106,44 +65,27 @@ def buffer_and_corrupt(enrolled: Enrolled) -> None:
     path.write_bytes(bytes(raw))
 
 
-def ingest(platform: RenderedPlatform) -> IngestService:
-    svc = IngestService(
-        platform.ingest_settings(), keyring=load_server_keys(platform.key_dir), mqtt_password=platform.ingest_password()
-    )
-    svc.start()
-    return svc
-
-
-def query(db: str, sql: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(db) as conn:
-        return conn.execute(sql, (AGENT,)).fetchall()
-
-
 @pytest.mark.asyncio
 async def test_a_row_corrupted_on_disk_is_quarantined_reported_and_the_agent_carries_on(
-    platform: RenderedPlatform, enrolled: Enrolled, radio: Radio
+    rendered: RenderedPlatform, enrolled: Enrolled, empty_radio: Radio
 ) -> None:
+    platform, radio = rendered, empty_radio
     await asyncio.to_thread(buffer_and_corrupt, enrolled)
     path = (await asyncio.to_thread(enrolled.settings)).outbox_path
-    svc = await asyncio.to_thread(ingest, platform)
+    svc = await asyncio.to_thread(ingest_worker, platform)
     agent = await asyncio.to_thread(lambda: Agent(enrolled.settings(), enrolled.identity(), radio=radio))
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop))
 
-    async def until(cond: Any, what: str) -> None:
-        async with asyncio.timeout(60):
-            while not await asyncio.to_thread(cond):
-                assert not task.done(), f"the agent stopped: {task.exception()!r}"
-                await asyncio.sleep(0.1)
-        assert not task.done(), what
+    def alarms() -> list[str]:
+        found = rows(platform.db, "SELECT alarms FROM agent_status WHERE agent_id = %s", AGENT)
+        return list(found[0][0]) if found else []
 
     try:
-        await until(lambda: inspect_outbox(path).stats.last_receipt == N, "receipted through the last row")
         await until(
-            lambda: "outbox_quarantine" in (query(platform.db, "SELECT alarms FROM agent_status WHERE agent_id = %s")
-                                            or [([],)])[0][0],
-            "the status alarm at the server",
-        )  # fmt: skip
+            lambda: inspect_outbox(path).stats.last_receipt == N, "a receipt through the last row", running=task
+        )
+        await until(lambda: "outbox_quarantine" in alarms(), "the status alarm at the server", running=task)
         assert not task.done()  # still running: no crash loop
     finally:
         stop.set()
@@ -153,12 +95,12 @@ async def test_a_row_corrupted_on_disk_is_quarantined_reported_and_the_agent_car
     seqs = [
         s
         for (s,) in await asyncio.to_thread(
-            query, platform.db, "SELECT seq FROM readings WHERE agent_id = %s ORDER BY seq"
+            rows, platform.db, "SELECT seq FROM readings WHERE agent_id = %s ORDER BY seq", AGENT
         )
     ]
     assert seqs == [s for s in range(1, N + 1) if s not in BROKEN]  # every other reading, once
     gaps = await asyncio.to_thread(
-        query, platform.db, "SELECT first_seq, last_seq, reason FROM agent_gaps WHERE agent_id = %s ORDER BY 1"
+        rows, platform.db, "SELECT first_seq, last_seq, reason FROM agent_gaps WHERE agent_id = %s ORDER BY 1", AGENT
     )
     assert gaps == [(s, s, "quarantined") for s in BROKEN]
     local = await asyncio.to_thread(inspect_outbox, path)

@@ -324,3 +324,15 @@ def test_close_for_move_refuses_an_outbox_in_use_and_folds_the_log(path: Path, o
         assert db.execute("SELECT count(*) FROM readings").fetchone() == (3,)
     finally:
         db.close()
+
+
+def test_symbols_interned_by_another_connection_are_read_not_quarantined(
+    path: Path, key: bytes, clock: ManualClock, outbox: SqliteOutbox
+) -> None:
+    other = reopen(path, key, clock)
+    try:
+        other.append([reading(1, metric="spo2", value=95, device="E0:00:00:00:00:09")])  # new symbols
+    finally:
+        other.close()
+    assert [(r.seq, r.metric) for r in outbox.fetch(0, 10)] == [(1, "spo2")]
+    assert outbox.quarantined() == ()

@@ -1,0 +1,93 @@
+"""A rendered platform (real CLI provisioning, Mosquitto on the rendered configuration), an agent
+enrolled with the real ``vigil edge enroll``, an empty emulated radio and in-process ingest workers:
+what the catalogue's end-to-end fault tests share (tests/e2e/test_edge_to_store.py keeps its own)."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import pytest_asyncio
+from typer.testing import CliRunner
+
+from edge_agent.ble import Radio
+from edge_agent.cli import app as edge_app
+from edge_agent.config_file import read_config, write_config
+from edge_agent.emulation import EmulatedRadio, VirtualAir
+from ingest.service import IngestService
+from rpm_core.enrollment import EnrollmentBundle
+from rpm_core.keystore import load_server_keys
+from tests.edge_agent.harness import Enrolled
+from tests.support.platform import RenderedPlatform, start_platform
+
+E2E_AGENT = "agt-e2e-fault"
+# Short timers so a run stays short; the code paths are production's.
+TUNING: dict[str, Any] = {"mqtt_backoff_cap_s": 2.0, "registration_retry_s": 1.0, "batch_max_age_s": 0.2}
+
+
+@pytest.fixture
+def rendered(db: str, tmp_path: Path) -> Iterator[RenderedPlatform]:
+    p = start_platform(db, tmp_path)
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def enroll_with_cli(platform: RenderedPlatform, tmp_path: Path, agent: str, **tuning: Any) -> Enrolled:
+    """``vigil agents create`` then ``vigil edge enroll`` into ``tmp_path/agent``; ``tuning`` over TUNING."""
+    bundle_path = tmp_path / f"{agent}.bundle.json"
+    platform.vigil(
+        "agents", "create", "--org", "clinic-1", "--patient", "p1", "--agent", agent, "--out", str(bundle_path)
+    )
+    directory, state_dir = tmp_path / agent / "edge", tmp_path / agent / "state"
+    result = CliRunner().invoke(
+        edge_app,
+        ["enroll", "--bundle", str(bundle_path), "--dir", str(directory), "--state-dir", str(state_dir),
+         "--time-zone", "UTC", "--owner", getpass.getuser()],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    config = directory / "agent.toml"
+    write_config(config, {**read_config(config), **TUNING, **tuning}, ())
+    return Enrolled(config, EnrollmentBundle.read(bundle_path), directory, state_dir)
+
+
+@pytest_asyncio.fixture
+async def empty_radio() -> AsyncIterator[Radio]:
+    central = await EmulatedRadio.open(VirtualAir())  # no devices: readings are put in the outbox by the test
+    try:
+        yield Radio(central.scanner_backend, central.client_backend)
+    finally:
+        await central.close()
+
+
+def ingest_worker(platform: RenderedPlatform, **overrides: Any) -> IngestService:
+    svc = IngestService(
+        platform.ingest_settings(**overrides),
+        keyring=load_server_keys(platform.key_dir),
+        mqtt_password=platform.ingest_password(),
+    )
+    svc.start()
+    return svc
+
+
+def rows(db: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
+    with psycopg.connect(db) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+async def until(cond: Callable[[], Any], what: str, *, running: asyncio.Task[None] | None = None) -> None:
+    """Wait (60 s at most) until ``cond()`` (called in a thread) is true; fail at once if ``running`` ends."""
+    try:
+        async with asyncio.timeout(60):
+            while not await asyncio.to_thread(cond):
+                if running is not None and running.done():
+                    raise AssertionError(f"the agent stopped while waiting for {what}: {running.exception()!r}")
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None

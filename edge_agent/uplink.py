@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from edge_agent.errors import BrokerDisconnected, BrokerError, EnrollmentError
+from edge_agent.errors import BrokerDisconnected, BrokerError, EnrollmentError, OutboxFull
 from edge_agent.identity import AgentIdentity
 from edge_agent.outbox.store import QUARANTINED
 from edge_agent.ports import Outbox, Publisher
@@ -53,6 +53,7 @@ __all__ = ["Uplink", "UplinkOptions"]
 _log = logging.getLogger(__name__)
 _MAX_GAPS: Final = 64
 _STATUS_DEBOUNCE_S: Final = 1.0
+_FULL_PAUSE_S: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,10 +185,19 @@ class Uplink:
         try:
             while True:
                 await self._sleep()
-                while not self._inbox.empty():
-                    await self._downlink(*self._inbox.get_nowait())
-                if self._connected:
-                    await self._step()
+                try:
+                    while not self._inbox.empty():
+                        await self._downlink(*self._inbox.get_nowait())
+                    if self._connected:
+                        await self._step()
+                except OutboxFull:
+                    # A receipt that cannot delete, a quarantine that cannot move: nothing is lost by
+                    # waiting (the server sends the receipt again after the resend), everything by
+                    # exiting. Retried after a pause, not in a busy loop.
+                    self._state.raise_alarm("disk_full")
+                    _log.error("disk full: the uplink cannot update the outbox; retrying in %.0f s", _FULL_PAUSE_S)
+                    self._rewind()
+                    await asyncio.sleep(_FULL_PAUSE_S)
         finally:
             watcher.cancel()
 

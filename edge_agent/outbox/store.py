@@ -263,6 +263,7 @@ class SqliteOutbox:
         self.max_readings = max_readings
         self._symbols: dict[str, int] = {}
         self._texts: dict[int, str] = {}
+        self._lost_on_full = 0  # readings lost to a full disk, gap not written yet
         self._load_symbols()
 
     def _load_symbols(self) -> None:
@@ -368,17 +369,49 @@ class SqliteOutbox:
         ``cursor`` is saved in the same transaction. On a full disk the oldest readings are
         evicted (recorded as a ``disk_full`` gap) and the write is tried once more.
         """
-        self._intern({t for r in readings for t in (r.device_id, r.metric, *r.flags)})
         try:
-            return self._append(readings, cursor)
+            self._intern({t for r in readings for t in (r.device_id, r.metric, *r.flags)})
+            try:
+                return self._append(readings, cursor)
+            except OutboxFull:
+                self.evict(max(_EVICT_MIN, int(self.stats().depth * _EVICT_FRACTION)), reason="disk_full")
+                return self._append(readings, cursor)
         except OutboxFull:
-            self.evict(max(_EVICT_MIN, int(self.stats().depth * _EVICT_FRACTION)), reason="disk_full")
-            return self._append(readings, cursor)
+            # Eviction itself failed (on a really full disk even a DELETE needs room in the log), or
+            # the retry did: these readings are lost. They still get sequence numbers and a
+            # ``disk_full`` gap, now if that small write fits, else in the next write that succeeds.
+            self._lost_on_full += len(readings)
+            with contextlib.suppress(OutboxFull):
+                self._record_lost()
+            raise
+
+    def _record_lost(self) -> None:
+        lost = self._lost_on_full
+        with self._transaction() as db:
+            self._allocate_lost(db, lost)
+        self._lost_on_full -= lost  # committed
+
+    def _allocate_lost(self, db: sqlite3.Connection, lost: int) -> int:
+        """Give ``lost`` readings lost to a full disk their sequence numbers, as a ``disk_full`` gap,
+        in the caller's transaction (which resets the count once committed); returns the next
+        sequence number after them."""
+        next_seq = int(self._meta("next_seq"))
+        if lost:
+            self._record_gap(db, next_seq, next_seq + lost - 1, _ms(self._clock.now()), "disk_full")
+            next_seq += lost
+            self._set_meta(db, "next_seq", next_seq)
+        return next_seq
+
+    @property
+    def lost_unrecorded(self) -> int:
+        """Readings lost to a full disk whose gap could not be written yet (recorded by the next write)."""
+        return self._lost_on_full
 
     def _append(self, readings: Sequence[Reading], cursor: Cursor | None) -> list[int]:
         now_ms = _ms(self._clock.now())
+        lost = self._lost_on_full
         with self._transaction() as db:
-            next_seq = int(self._meta("next_seq"))
+            next_seq = self._allocate_lost(db, lost)
             self._make_room(db, next_seq, len(readings), now_ms)
             seqs = list(range(next_seq, next_seq + len(readings)))
             rows = []
@@ -392,6 +425,7 @@ class SqliteOutbox:
                     "INSERT OR REPLACE INTO cursors (device_id, kind, value) VALUES (?, ?, ?)",
                     (cursor.device_id, cursor.kind, cursor.value),
                 )
+        self._lost_on_full -= lost  # committed: their gap is on disk
         return seqs
 
     def _make_room(self, db: sqlite3.Connection, next_seq: int, incoming: int, now_ms: int) -> None:

@@ -19,6 +19,7 @@ from edge_agent.ble import Radio
 from edge_agent.cli import app as edge_app
 from edge_agent.config_file import read_config, write_config
 from edge_agent.emulation import EmulatedRadio, VirtualAir
+from edge_agent.settings import PairedDevice
 from ingest.service import IngestService
 from rpm_core.enrollment import EnrollmentBundle
 from rpm_core.keystore import load_server_keys
@@ -39,13 +40,22 @@ def rendered(db: str, tmp_path: Path) -> Iterator[RenderedPlatform]:
         p.stop()
 
 
-def enroll_with_cli(platform: RenderedPlatform, tmp_path: Path, agent: str, **tuning: Any) -> Enrolled:
-    """``vigil agents create`` then ``vigil edge enroll`` into ``tmp_path/agent``; ``tuning`` over TUNING."""
+def enroll_with_cli(
+    platform: RenderedPlatform,
+    tmp_path: Path,
+    agent: str,
+    *,
+    devices: tuple[PairedDevice, ...] = (),
+    state_dir: Path | None = None,
+    **tuning: Any,
+) -> Enrolled:
+    """``vigil agents create`` then ``vigil edge enroll`` into ``tmp_path/agent`` (the state in
+    ``state_dir`` when given); ``tuning`` over :data:`TUNING`; ``devices`` paired."""
     bundle_path = tmp_path / f"{agent}.bundle.json"
     platform.vigil(
         "agents", "create", "--org", "clinic-1", "--patient", "p1", "--agent", agent, "--out", str(bundle_path)
     )
-    directory, state_dir = tmp_path / agent / "edge", tmp_path / agent / "state"
+    directory, state_dir = tmp_path / agent / "edge", state_dir or tmp_path / agent / "state"
     result = CliRunner().invoke(
         edge_app,
         ["enroll", "--bundle", str(bundle_path), "--dir", str(directory), "--state-dir", str(state_dir),
@@ -53,7 +63,7 @@ def enroll_with_cli(platform: RenderedPlatform, tmp_path: Path, agent: str, **tu
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     config = directory / "agent.toml"
-    write_config(config, {**read_config(config), **TUNING, **tuning}, ())
+    write_config(config, {**read_config(config), **TUNING, **tuning}, devices)
     return Enrolled(config, EnrollmentBundle.read(bundle_path), directory, state_dir)
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import sqlite3
+import subprocess
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from hypothesis import strategies as st
 from edge_agent.errors import (
     OutboxCorrupt,
     OutboxError,
+    OutboxFull,
     OutboxKeyMismatch,
     OutboxMissing,
     OutboxSchemaTooNew,
@@ -336,3 +340,72 @@ def test_symbols_interned_by_another_connection_are_read_not_quarantined(
         other.close()
     assert [(r.seq, r.metric) for r in outbox.fetch(0, 10)] == [(1, "spo2")]
     assert outbox.quarantined() == ()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB filesystem (tmpfs), so the disk really fills: SQLite's log writes fail too."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write a filler file until the filesystem says no more (ENOSPC)."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                os.write(fd, b"\0" * 512)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                return filler
+    finally:
+        os.close(fd)
+
+
+def append_until_full(box: SqliteOutbox) -> int:
+    """Append until the outbox raises :class:`OutboxFull` (the log's slack may take a few writes)."""
+    for i in range(1000):
+        try:
+            box.append([reading(i) for _ in range(20)])
+        except OutboxFull:
+            return i
+    raise AssertionError("the disk never filled")
+
+
+def test_catalogue_11_disk_full_when_eviction_itself_fails_still_records_the_gap(
+    small_disk: Path, key: bytes, clock: ManualClock
+) -> None:
+    path = small_disk / "outbox.db"
+    SqliteOutbox.create(path, key=key, agent=AGENT, kid=KID, clock=clock)
+    box = reopen(path, key, clock, max_readings=10**7)
+    try:
+        assert box.append([reading(i) for i in range(50)]) == list(range(1, 51))
+        filler = fill(small_disk)
+        append_until_full(box)  # the write, the eviction and the gap's own small write: all refused
+        lost = box.lost_unrecorded
+        assert lost == 20  # not even the gap could be written: kept to record at the next write
+        stats = box.stats()
+        assert stats.first_seq == 1  # the eviction itself failed (rolled back): nothing was dropped
+        first_lost = stats.last_allocated + 1
+        filler.unlink()  # room again (as after the uplink drained receipted rows)
+        seqs = box.append([reading(1)])
+        assert box.lost_unrecorded == 0
+        assert seqs == [first_lost + lost]  # the lost readings took their sequence numbers
+        gaps = box.gaps()
+        assert SeqRange(first=first_lost, last=first_lost + lost - 1, reason="disk_full") in gaps
+        covered = {s for g in gaps for s in range(g.first, g.last + 1)}
+        live = {r.seq for r in box.fetch(0, 10_000)}
+        assert set(range(1, seqs[0] + 1)) == covered | live  # every number issued: delivered or a gap
+        assert box.integrity_check() == ["ok"]
+    finally:
+        box.close()

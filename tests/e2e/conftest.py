@@ -91,10 +91,12 @@ def rows(db: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
         return conn.execute(sql, args).fetchall()
 
 
-async def until(cond: Callable[[], Any], what: str, *, running: asyncio.Task[None] | None = None) -> None:
-    """Wait (60 s at most) until ``cond()`` (called in a thread) is true; fail at once if ``running`` ends."""
+async def until(
+    cond: Callable[[], Any], what: str, *, running: asyncio.Task[None] | None = None, limit_s: float = 60
+) -> None:
+    """Wait (``limit_s`` at most) until ``cond()`` (called in a thread) is true; fail at once if ``running`` ends."""
     try:
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(limit_s):
             while not await asyncio.to_thread(cond):
                 if running is not None and running.done():
                     raise AssertionError(f"the agent stopped while waiting for {what}: {running.exception()!r}")

@@ -100,6 +100,9 @@ class Uplink:
         self._inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self._generation = 0
         self._connected = False
+        # Moves on every connect and disconnect: a batch prepared across one (its awaits let the
+        # link's events in) is not recorded as sent, or it would fill the window after the rewind.
+        self._epoch = 0
         self.registered = False
         self.receipted_through = 0
         self._sent_through = 0
@@ -119,6 +122,7 @@ class Uplink:
     # -- events (LinkListener, the sessions, the state) -----------------------------------------
 
     def on_connected(self, generation: int) -> None:
+        self._epoch += 1
         self._generation, self._connected = generation, True
         self._registration_at = self._status_at = None
         self._state.broker_connected = True
@@ -126,6 +130,7 @@ class Uplink:
         self._wake.set()
 
     def on_disconnected(self, error: BrokerError) -> None:
+        self._epoch += 1
         if self._connected:
             _log.info("uplink down (%s); %d envelope(s) will be sent again", error.reason, len(self._inflight))
         self._connected = False
@@ -280,7 +285,8 @@ class Uplink:
     async def _fill_window(self) -> None:
         o = self.options
         self._age_deadline = None
-        while len(self._inflight) < o.max_inflight_envelopes:
+        epoch = self._epoch
+        while len(self._inflight) < o.max_inflight_envelopes and epoch == self._epoch and self._connected:
             after = max(self._sent_through, self.receipted_through)
             backlog = await self._outbox.backlog(after, o.batch_max_readings)
             if backlog.count == 0:
@@ -295,8 +301,15 @@ class Uplink:
             await self._send_batch(after)
 
     async def _send_batch(self, after: int) -> None:
+        epoch = self._epoch
         readings = await self._outbox.fetch(after, self.options.batch_max_readings)
         gaps = (await self._outbox.gaps())[:_MAX_GAPS]
+        if epoch != self._epoch or not self._connected:
+            # The link dropped (and maybe came back) while this batch was read: the rewind has
+            # reset the window; recording this batch as in flight would fill it with envelopes
+            # never published on the new connection, and nothing would be sent until the receipt
+            # timeout. The next step sends from the rewound position.
+            return
         if any(g.reason == QUARANTINED and g.last > self.receipted_through for g in gaps):
             # A stored row no longer opened: the outbox moved it aside and recorded it as a gap
             # (sent below); the alarm makes the next status say so.

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import socket
+import struct
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -103,3 +105,57 @@ async def until(
                 await asyncio.sleep(0.1)
     except TimeoutError:
         raise AssertionError(f"timed out waiting for {what}") from None
+
+
+class CuttableLink:
+    """A TCP relay between the agent and the broker (bytes only: TLS runs end to end through it)
+    whose connections the test can cut at once, with a reset and no goodbye (SO_LINGER 0): the
+    link drops with whatever is in flight on it. It keeps listening, so the agent reconnects."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.cuts = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> CuttableLink:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _relay(self, down_r: asyncio.StreamReader, down_w: asyncio.StreamWriter) -> None:
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            down_w.close()
+            return
+        self._writers |= {down_w, up_w}
+
+        async def pump(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            try:
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+            except OSError:
+                pass
+            finally:
+                w.close()
+
+        await asyncio.gather(pump(down_r, up_w), pump(up_r, down_w))
+        self._writers -= {down_w, up_w}
+
+    def cut(self) -> None:
+        for w in list(self._writers):
+            sock = w.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            w.transport.abort()
+        self._writers.clear()
+        self.cuts += 1
+
+    async def stop(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

@@ -400,8 +400,10 @@ class Uplink:
         self._will = (str(topic), data)
 
     async def publish_status(self, *, online: bool) -> None:
-        version = self._state.version
+        version, epoch = self._state.version, self._epoch
         status = await self._status(online=online)
+        if epoch != self._epoch:  # the link changed meanwhile: the new connection sends its own status
+            return
         topic, data = seal_status(status, agent=self.identity.keys, server=self.identity.server)
         self._publish(topic, data)
         self._status_at, self._status_version = self._clock.monotonic(), version

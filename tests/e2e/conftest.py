@@ -25,8 +25,8 @@ from edge_agent.settings import PairedDevice
 from ingest.service import IngestService
 from rpm_core.enrollment import EnrollmentBundle
 from rpm_core.keystore import load_server_keys
-from tests.edge_agent.harness import Enrolled
 from tests.support.platform import RenderedPlatform, start_platform
+from vigil_testkit.agent_harness import Enrolled
 
 E2E_AGENT = "agt-e2e-fault"
 # Short timers so a run stays short; the code paths are production's.

@@ -27,9 +27,9 @@ from edge_agent.cli import app as edge_app
 from edge_agent.outbox import SqliteOutbox, inspect_outbox
 from rpm_core.clock import SystemClock
 from tests.e2e.conftest import enroll_with_cli, ingest_worker, rows, until
-from tests.edge_agent.harness import Enrolled
 from tests.support.agents import readings
 from tests.support.platform import RenderedPlatform
+from vigil_testkit.agent_harness import Enrolled
 
 AGENT = "agt-quarantine"
 N = 40

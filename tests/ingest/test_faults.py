@@ -20,8 +20,8 @@ from ingest.errors import RefusedToStart
 from store.migrate import migrate
 from tests.ingest.conftest import scalar, wait_until
 from tests.support.agents import SimAgent, readings
-from tests.support.net import free_port
 from tests.support.pgcluster import PrivateCluster
+from vigil_testkit.net import free_port
 
 
 def assert_exactly_once(db: str, agent: str, last_seq: int) -> None:

@@ -44,6 +44,9 @@ class Events:
     def on_message(self, topic: str, payload: bytes) -> None:
         self.queue.put_nowait(("message", (topic, payload)))
 
+    def on_no_subscribers(self) -> None:
+        self.queue.put_nowait(("no_subscribers", None))
+
     async def next(self, kind: str) -> object:
         async with asyncio.timeout(15):
             while True:

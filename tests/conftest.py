@@ -8,8 +8,16 @@ from pathlib import Path
 import pytest
 
 from store.migrate import migrate
-from tests.support import pg
+from tests.support import pg, procs
 from tests.support.mosquitto import MosquittoProcess, mosquitto_binary, plain_spec
+
+pytest_plugins = ["tests.support.fixtures"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM/SIGHUP of pytest kill every process a test started, then stop the run as Ctrl-C does.
+    procs.install_signal_handlers()
+
 
 # Our own code must never block the event loop; third-party libraries are theirs to police.
 _POLICED = ["rpm_core", "edge_agent", "broker_config", "store", "ingest", "alerts", "consult", "clinician_api"]

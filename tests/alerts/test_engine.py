@@ -24,6 +24,7 @@ from alerts.config import RulesConfig
 from alerts.replay import Replayer
 from alerts.replay_csv import ReplayReading
 from tests.alerts.conftest import add_patients, store_readings
+from tests.support import procs
 
 PATIENTS = 240
 
@@ -42,7 +43,7 @@ def start_engine(db: str, log: Path) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "vigil_cli", "alerts", "run", "--database-url", db, "--partitions", "4"]
     cmd += ["--batch-limit", "10", "--poll-interval", "0.2"]
     with log.open("ab") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=out, env={**os.environ, "VIGIL_CONFIG": ""})
+        return procs.popen(cmd, stdout=out, stderr=out, env={**os.environ, "VIGIL_CONFIG": ""})
 
 
 def alert_count(conn: psycopg.Connection) -> int:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import subprocess
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -39,6 +38,7 @@ import typer
 from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 
+from broker_config.mosquitto import MosquittoSpec
 from broker_config.render import BrokerLayout
 from edge_agent.agent import Agent
 from edge_agent.ble import Radio
@@ -69,8 +69,8 @@ from rpm_core.topics import Topic
 from tests.edge_agent.harness import Enrolled
 from tests.ingest.conftest import IngestProcess
 from tests.support.broker import add_observer, connect_result, tls_context
-from tests.support.mosquitto import mosquitto_binary
-from tests.support.net import free_port, wait_for_port
+from tests.support.mosquitto import MosquittoProcess, mosquitto_binary
+from tests.support.net import free_port
 from vigil_cli.agents import app as agents_app
 from vigil_cli.broker import app as broker_app
 
@@ -143,21 +143,16 @@ def platform(db: str, tmp_path: Path) -> Iterator[Platform]:
     for patient in (PATIENT, OTHER_PATIENT):
         cli(agents_app, env, "patient", "create", patient, "--org", ORG, "--name", "Test Patient")
     cli(broker_app, env, "render")
-    with (tmp_path / "mosquitto.log").open("ab") as log:
-        broker = subprocess.Popen([binary, "-c", str(layout.conf)], stdout=log, stderr=log)
+    spec = MosquittoSpec(data_dir=layout.data_dir, port=port, allow_anonymous=True)  # host and port only
+    broker = MosquittoProcess.rendered(spec, layout.conf, tmp_path, ca_file=layout.ca)
+    broker.start()  # returns once it answers MQTT through TLS
     try:
-        wait_for_port("127.0.0.1", port)
         bundle = tmp_path / "bundle.json"
         out = cli(agents_app, env, "create", "--org", ORG, "--patient", PATIENT, "--agent", AGENT, "--out", str(bundle))
         assert "updated through its control API" in out  # the running broker now has the agent's account
         yield Platform(db, key_dir, layout, port, bundle)
     finally:
-        broker.terminate()
-        try:
-            broker.wait(10)
-        except subprocess.TimeoutExpired:
-            broker.kill()
-            broker.wait()
+        broker.stop()
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from edge_agent.emulation.demo import glucose_record
 from edge_agent.settings import PairedDevice
 from rpm_core.keys import ServerKey
 from tests.edge_agent.harness import Enrolled, ReceiptServer, enroll_agent, wait_async
-from tests.support.broker import SecureBroker, start_secure_broker
+from tests.support.broker import SecureBroker
 
 HR, SPO2, BP, SCALE, TEMP, GLU = (f"E0:00:00:00:10:0{i}" for i in range(1, 7))
 DEVICES = (
@@ -60,30 +60,22 @@ OUTAGE_S = float(os.environ.get("VIGIL_TEST_OUTAGE_S", "60"))
 
 
 @pytest.fixture
-def server() -> ServerKey:
-    return ServerKey.generate()
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[SecureBroker]:
-    b = start_secure_broker(tmp_path / "broker")
-    try:
-        yield b
-    finally:
-        b.stop()
-
-
-@pytest.fixture
-def enrolled(tmp_path: Path, broker: SecureBroker, server: ServerKey) -> Enrolled:
+def enrolled(tmp_path: Path, broker: SecureBroker, server_key: ServerKey) -> Enrolled:
     return enroll_agent(
-        tmp_path, broker, server, devices=DEVICES, batch_max_age_s=0.2, mqtt_backoff_cap_s=2.0, status_interval_s=5.0
+        tmp_path,
+        broker,
+        server_key,
+        devices=DEVICES,
+        batch_max_age_s=0.2,
+        mqtt_backoff_cap_s=2.0,
+        status_interval_s=5.0,
     )
 
 
 @pytest.fixture
-def receipts(broker: SecureBroker, server: ServerKey, enrolled: Enrolled) -> Iterator[ReceiptServer]:
+def receipts(broker: SecureBroker, server_key: ServerKey, enrolled: Enrolled) -> Iterator[ReceiptServer]:
     token = enrolled.bundle.enrollment_token.get_secret_value()
-    rs = ReceiptServer(broker, server, {enrolled.bundle.agent_id: token}).start()
+    rs = ReceiptServer(broker, server_key, {enrolled.bundle.agent_id: token}).start()
     try:
         yield rs
     finally:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -14,18 +12,9 @@ from edge_agent.mqtt import MqttLink, MqttOptions
 from rpm_core.backoff import BackoffPolicy, backoff_delay
 from rpm_core.topics import Topic, ingest_subscription
 from tests.edge_agent.harness import ORG, SERVER_NAME, wait_sync
-from tests.support.broker import SecureBroker, start_secure_broker
+from tests.support.broker import SecureBroker
 
 AGENT = "agt-mqtt-1"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[SecureBroker]:
-    b = start_secure_broker(tmp_path / "broker")
-    try:
-        yield b
-    finally:
-        b.stop()
 
 
 class Events:

@@ -26,6 +26,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.support import procs
+
 pytestmark = pytest.mark.slow
 
 PATIENTS = 5
@@ -56,7 +58,7 @@ def _processes_mentioning(marker: str) -> list[str]:
 
 
 def _demo(directory: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    return procs.popen(
         [sys.executable, "-m", "vigil_cli", "demo", "--headless", "--dir", str(directory), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -168,7 +170,9 @@ def test_demo_runs_the_platform_and_resumes(demo_dir: Path) -> None:
 def test_demo_uses_the_configured_database_and_broker(tmp_path: Path) -> None:
     # An operator's own PostgreSQL (VIGIL_DATABASE_URL) and own Mosquitto, started from
     # `vigil broker render` output whose key and broker directories the demo is pointed at.
-    from tests.support.mosquitto import mosquitto_binary
+    from broker_config.mosquitto import MosquittoSpec
+    from broker_config.render import BrokerLayout
+    from tests.support.mosquitto import MosquittoProcess, mosquitto_binary
     from tests.support.net import free_port
     from tests.support.pg import temporary_database
 
@@ -188,13 +192,12 @@ def test_demo_uses_the_configured_database_and_broker(tmp_path: Path) -> None:
         vigil = [sys.executable, "-m", "vigil_cli"]
         subprocess.run([*vigil, "agents", "keys", "init"], env=env, check=True, capture_output=True)
         subprocess.run([*vigil, "broker", "render", "--without-agents"], env=env, check=True, capture_output=True)
-        broker = subprocess.Popen(
-            [binary, "-c", str(tmp_path / "broker" / "mosquitto.conf")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        layout = BrokerLayout(tmp_path / "broker")
+        spec = MosquittoSpec(data_dir=layout.data_dir, port=port, allow_anonymous=True)  # host and port only
+        broker = MosquittoProcess.rendered(spec, layout.conf, tmp_path, ca_file=layout.ca)
+        broker.start()  # returns once it answers MQTT through TLS
         try:
-            demo = subprocess.Popen(
+            demo = procs.popen(
                 [*vigil, "demo", "--headless", "--dir", str(tmp_path / "demo"), "--duration", "40"],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -204,8 +207,7 @@ def test_demo_uses_the_configured_database_and_broker(tmp_path: Path) -> None:
             )
             summary, _ = _finish(demo, timeout=240)
         finally:
-            broker.terminate()
-            broker.wait(10)
+            broker.stop()
         assert summary["database"] == "configured PostgreSQL (VIGIL_DATABASE_URL)"
         assert summary["broker"] == f"configured MQTT broker localhost:{port}"
         assert summary["devices"] == PATIENTS * DEVICES_PER_AGENT

@@ -49,6 +49,7 @@ DEVICES = (
 # Public vectors (docs/reference/ble-gatt.md) and two plain payloads.
 HR_VECTOR = bytes.fromhex("1e5532002100")  # 85 bpm, contact; its 32 ms RR interval is implausible
 HR_PLAIN = bytes.fromhex("064e")  # 78 bpm, contact
+BARRIER = bytes.fromhex("0663")  # 99 bpm, contact
 BP_A = bytes.fromhex("1e8a00580078000000041114293b3c00012700")  # 138/88 MAP 120 PR 60, year unknown
 BP_B = bytes.fromhex("15bdf00b009ff03c001200")  # kPa 18.9/11/15.9, PR 60, loose cuff
 SPOT = bytes.fromhex("0facf3bef5e8070b1d17083920402200 0066e3".replace(" ", ""))  # 94 %, PR 147, 2024-11-29
@@ -152,13 +153,19 @@ async def test_six_devices_through_the_agent_to_the_server(agent: Agent, home: H
     await home[SCALE].take_measurement(0x2A9D, SCALE_KG)
     await home[SCALE].take_measurement(0x2A9D, SCALE_LB)
     await wait_async(lambda: delivered(receipts, agent, 19), 30, "19 readings delivered and receipted")
-    await asyncio.sleep(0.5)  # nothing more (and nothing twice) arrives
+    # The barrier: one more reading, measured after those 19 were receipted, goes the same way
+    # (device, outbox, uplink, broker, server). Whatever the agent would have sent more (or twice)
+    # of the first 19 is in the server's hands before it, or its sequence number is out of place.
+    await home[HR].notify(0x2A37, BARRIER)
+    await wait_async(lambda: delivered(receipts, agent, 20), 30, "the barrier reading")
 
-    readings = receipts.readings("agt-edge-1")
+    every = receipts.readings("agt-edge-1")
     record = receipts.record("agt-edge-1")
     assert record is not None
     assert (record.reused, receipts.rejected) == ([], [])
-    assert [r.seq for r in readings] == list(range(1, 20))  # every reading once, in sequence
+    assert [r.seq for r in every] == list(range(1, 21))  # every reading once, in sequence
+    readings, barrier = every[:19], every[19]
+    assert (barrier.device_id, barrier.metric, barrier.value) == (HR, "heart_rate", 99.0)
     got = sorted((r.device_id, r.metric, r.value) for r in readings)
     assert got == sorted(
         [
@@ -189,16 +196,16 @@ async def test_six_devices_through_the_agent_to_the_server(agent: Agent, home: H
     assert state.counters["dropped_implausible"] == 2  # the RR interval and glucose record 1
     uplink = agent.uplink
     assert uplink is not None
-    assert uplink.receipted_through == 19
+    assert uplink.receipted_through == 20
 
     def settled_status() -> object:  # statuses come on change and every 5 s here
         with receipts.lock:
-            return next((s for s in reversed(record.statuses) if s.last_receipt == 19 and s.outbox_depth == 0), None)
+            return next((s for s in reversed(record.statuses) if s.last_receipt == 20 and s.outbox_depth == 0), None)
 
     status = await wait_async(settled_status, 15, "a status after delivery")
     assert status.online
     assert status.alarms == {"clock_skew"}
-    assert status.last_receipt == 19
+    assert status.last_receipt == 20
     hr_status = next(d for d in status.devices if d.device_id == HR)
     assert (hr_status.battery_pct, hr_status.connected, hr_status.manufacturer) == (81, True, "Vigil Emulated Devices")
     assert next(d for d in status.devices if d.device_id == TEMP).clock_skew_s == -7200.0

@@ -22,7 +22,6 @@ from edge_agent.agent import Agent
 from edge_agent.ble import Radio
 from edge_agent.emulation import (
     EmulatedPeripheral,
-    EmulatedRadio,
     GlucoseMeter,
     VirtualAir,
     blood_pressure_cuff,
@@ -32,31 +31,29 @@ from edge_agent.emulation import (
     weight_scale,
 )
 from edge_agent.emulation.demo import glucose_record
-from edge_agent.settings import PairedDevice
 from rpm_core.keys import ServerKey
 from tests.edge_agent.harness import Enrolled, ReceiptServer, enroll_agent, wait_async
 from tests.support.broker import SecureBroker
+from tests.support.home import (
+    BP_A,
+    BP_B,
+    CONTINUOUS,
+    GLUCOSE_VECTOR,
+    HR_PLAIN,
+    HR_VECTOR,
+    SCALE_KG,
+    SCALE_LB,
+    SPOT,
+    TEMP_VECTOR,
+    on_the_air,
+    paired_devices,
+)  # fmt: skip
 
-HR, SPO2, BP, SCALE, TEMP, GLU = (f"E0:00:00:00:10:0{i}" for i in range(1, 7))
-DEVICES = (
-    PairedDevice(address=HR, profile="heart_rate", name="HR"),
-    PairedDevice(address=SPO2, profile="pulse_oximeter", name="SpO2"),
-    PairedDevice(address=BP, profile="blood_pressure", name="BP"),
-    PairedDevice(address=SCALE, profile="weight_scale", name="Scale"),
-    PairedDevice(address=TEMP, profile="thermometer", name="Temp"),
-    PairedDevice(address=GLU, profile="glucose", name="Glucose"),
+DEVICES = paired_devices(
+    10, ["heart_rate", "pulse_oximeter", "blood_pressure", "weight_scale", "thermometer", "glucose"]
 )
-# Public vectors (docs/reference/ble-gatt.md) and two plain payloads.
-HR_VECTOR = bytes.fromhex("1e5532002100")  # 85 bpm, contact; its 32 ms RR interval is implausible
-HR_PLAIN = bytes.fromhex("064e")  # 78 bpm, contact
+HR, SPO2, BP, SCALE, TEMP, GLU = (d.address for d in DEVICES)
 BARRIER = bytes.fromhex("0663")  # 99 bpm, contact
-BP_A = bytes.fromhex("1e8a00580078000000041114293b3c00012700")  # 138/88 MAP 120 PR 60, year unknown
-BP_B = bytes.fromhex("15bdf00b009ff03c001200")  # kPa 18.9/11/15.9, PR 60, loose cuff
-SPOT = bytes.fromhex("0facf3bef5e8070b1d17083920402200 0066e3".replace(" ", ""))  # 94 %, PR 147, 2024-11-29
-CONTINUOUS = bytes.fromhex("1c5f005a0020000000 0057f0".replace(" ", ""))  # 95 %, PR 90
-TEMP_VECTOR = bytes.fromhex("06b00e00fedc070c050b321b04")  # 37.60 Cel, 2012-12-05 11:50:27, finger
-SCALE_KG, SCALE_LB = bytes.fromhex("00b036"), bytes.fromhex("01543d")  # 70.0 kg, 157.00 lb
-GLUCOSE_VECTOR = bytes.fromhex("1b0100e307021b0b0a1efbff1e00120501")  # seq 1; 30 kg/L: implausible
 OUTAGE_S = float(os.environ.get("VIGIL_TEST_OUTAGE_S", "60"))
 
 
@@ -108,15 +105,8 @@ async def home() -> AsyncIterator[Home]:
         thermometer(air, name="Temp", address=TEMP, clock_offset=timedelta(hours=-2)),
         meter,
     ]
-    for device in devices:
-        await device.start()
-    central = await EmulatedRadio.open(air)
-    try:
-        yield Home({d.address: d for d in devices}, Radio(central.scanner_backend, central.client_backend))
-    finally:
-        await central.close()
-        for device in devices:
-            await device.stop()
+    async with on_the_air(air, devices) as radio:
+        yield Home({d.address: d for d in devices}, radio)
 
 
 @pytest_asyncio.fixture

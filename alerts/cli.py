@@ -4,6 +4,10 @@ Settings are built once per command (``AlertsSettings``: environment ``VIGIL_*``
 file) and passed down. ``replay`` needs no database. The engine and the replay (pandas,
 scikit-learn) are imported by their commands only, so that ``vigil --help`` and the other groups
 do not pay for them.
+
+The engine needs an escalation sink, which ``consult`` implements and alerts never imports: the
+group is built by :func:`build_app` with a sink factory, which the composition root passes
+(``vigil_cli.alerts``, mounted as ``vigil alerts``). Every other command is in :data:`commands`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import re
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -24,7 +29,7 @@ import typer
 from alerts import monitoring, service
 from alerts.config import RulesConfig
 from alerts.errors import AlertsConfigError, LifecycleError, MonitoringRequestError, ReplayInputError
-from alerts.escalation import DEFAULT_POLICY, EscalationPolicy
+from alerts.escalation import DEFAULT_POLICY, EscalationPolicy, EscalationSink
 from alerts.replay_csv import parse_readings
 from alerts.settings import AlertsSettings
 from rpm_core.clock import SystemClock
@@ -35,11 +40,16 @@ from store import monitoring_pauses, patient_baselines
 from store.connection import Connection, connect
 from store.errors import DatabaseUnavailable, MigrationError
 
-__all__ = ["app"]
+__all__ = ["SinkFactory", "build_app", "commands"]
 
 log = logging.getLogger(__name__)
 
-app = typer.Typer(add_completion=False, invoke_without_command=True, help="The alert engine and replay.")
+# Builds the engine's escalation sink (``consult``'s implementations; wired by ``vigil_cli.alerts``).
+SinkFactory = Callable[[], EscalationSink]
+
+# Every command but the engine: replay and the clinicians' and operators' actions. Without the engine
+# they need no sink; :func:`build_app` adds them to the ``vigil alerts`` group.
+commands = typer.Typer(add_completion=False, help="Replay and alert, monitoring and policy actions.")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file (or VIGIL_CONFIG).")]
 UrlOpt = Annotated[str | None, typer.Option("--database-url", help="PostgreSQL URL (or VIGIL_DATABASE_URL).")]
@@ -54,31 +64,46 @@ def _settings(config: Path | None, **overrides: Any) -> AlertsSettings:
         raise typer.Exit(2) from exc
 
 
-@app.callback()
-def main(ctx: typer.Context, config: ConfigOpt = None, database_url: UrlOpt = None) -> None:
-    """Without a subcommand: run the engine (like ``vigil alerts run``)."""
-    if ctx.invoked_subcommand is None:
-        run(config=config, database_url=database_url)
+def build_app(sink_factory: SinkFactory) -> typer.Typer:
+    """The ``vigil alerts`` group: the engine (``run``, also the default) handing each due escalation
+    step to ``sink_factory()``, and every other command of :data:`commands`.
+
+    The composition root (``vigil_cli.alerts``) passes the sink factory: alerts never imports the
+    sinks, which live in ``consult``. The factory is called only when the engine starts.
+    """
+    app = typer.Typer(add_completion=False, invoke_without_command=True, help="The alert engine and replay.")
+
+    @app.callback()
+    def main(ctx: typer.Context, config: ConfigOpt = None, database_url: UrlOpt = None) -> None:
+        """Without a subcommand: run the engine (like ``vigil alerts run``)."""
+        if ctx.invoked_subcommand is None:
+            run(config=config, database_url=database_url)
+
+    @app.command("run")
+    def run(
+        config: ConfigOpt = None,
+        database_url: UrlOpt = None,
+        partitions: Annotated[int | None, typer.Option(help="Patient partitions (same on every worker).")] = None,
+        poll_interval: Annotated[float | None, typer.Option(help="Seconds between polls without NOTIFY.")] = None,
+        schedule_interval: Annotated[float | None, typer.Option(help="Seconds between scheduled rounds.")] = None,
+        batch_limit: Annotated[int | None, typer.Option(help="Readings per transaction.")] = None,
+    ) -> None:
+        """Run an engine worker until SIGTERM/SIGINT; start several to share the patients."""
+        settings = _settings(
+            config,
+            database_url=database_url,
+            alerts_partitions=partitions,
+            alerts_poll_interval_s=poll_interval,
+            alerts_schedule_interval_s=schedule_interval,
+            alerts_batch_limit=batch_limit,
+        )
+        _run_engine(settings, sink_factory)
+
+    app.add_typer(commands)  # no name: its commands join the group
+    return app
 
 
-@app.command("run")
-def run(
-    config: ConfigOpt = None,
-    database_url: UrlOpt = None,
-    partitions: Annotated[int | None, typer.Option(help="Patient partitions (same on every worker).")] = None,
-    poll_interval: Annotated[float | None, typer.Option(help="Seconds between polls without NOTIFY.")] = None,
-    schedule_interval: Annotated[float | None, typer.Option(help="Seconds between scheduled rounds.")] = None,
-    batch_limit: Annotated[int | None, typer.Option(help="Readings per transaction.")] = None,
-) -> None:
-    """Run an engine worker until SIGTERM/SIGINT; start several to share the patients."""
-    settings = _settings(
-        config,
-        database_url=database_url,
-        alerts_partitions=partitions,
-        alerts_poll_interval_s=poll_interval,
-        alerts_schedule_interval_s=schedule_interval,
-        alerts_batch_limit=batch_limit,
-    )
+def _run_engine(settings: AlertsSettings, sink_factory: SinkFactory) -> None:
     logging.getLogger("alerts").setLevel(logging.INFO)
     stop = threading.Event()
 
@@ -88,9 +113,8 @@ def run(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     from alerts.engine import Engine  # heavy (pandas, scikit-learn): only this command needs it
-    from consult.notify.sink import NotifyingSink  # escalation steps become notifications (`vigil notify run`)
 
-    engine = Engine(settings, clock=SystemClock(), sink=NotifyingSink(), stop=stop)
+    engine = Engine(settings, clock=SystemClock(), sink=sink_factory(), stop=stop)
     log.info("alert engine starting (%d partitions)", settings.alerts_partitions)
     try:
         engine.run()
@@ -100,7 +124,7 @@ def run(
     log.info("alert engine stopped: %s", engine.stats)
 
 
-@app.command("replay")
+@commands.command("replay")
 def replay(
     readings: Annotated[Path, typer.Argument(help="CSV with header patient_id,time,metric,value ('-': stdin).")],
     config: ConfigOpt = None,
@@ -208,7 +232,7 @@ def _act(config: Path | None, database_url: str | None, fn: Any, alert_id: int, 
     _print_alert(row)
 
 
-@app.command("ack")
+@commands.command("ack")
 def ack(
     alert_id: int,
     by: ByOpt,
@@ -220,7 +244,7 @@ def ack(
     _act(config, database_url, service.acknowledge, alert_id, by=by, note=note)
 
 
-@app.command("resolve")
+@commands.command("resolve")
 def resolve(
     alert_id: int,
     by: ByOpt,
@@ -232,7 +256,7 @@ def resolve(
     _act(config, database_url, service.resolve, alert_id, by=by, note=note)
 
 
-@app.command("assign")
+@commands.command("assign")
 def assign(
     alert_id: int,
     by: ByOpt,
@@ -244,7 +268,7 @@ def assign(
     _act(config, database_url, service.assign, alert_id, by=by, assignee=to)
 
 
-@app.command("snooze")
+@commands.command("snooze")
 def snooze(
     alert_id: int,
     by: ByOpt,
@@ -258,7 +282,7 @@ def snooze(
     _act(config, database_url, service.snooze, alert_id, by=by, until=until, note=note)
 
 
-@app.command("list")
+@commands.command("list")
 def list_cmd(
     org: Annotated[str | None, typer.Option()] = None,
     patient: Annotated[str | None, typer.Option()] = None,
@@ -275,7 +299,7 @@ def list_cmd(
         _print_alert(row, suggested.get(row.alert_id))
 
 
-@app.command("events")
+@commands.command("events")
 def events_cmd(alert_id: int, config: ConfigOpt = None, database_url: UrlOpt = None) -> None:
     """An alert's history (opened, confirmed, escalation, baseline_suggested, ...) as JSON lines."""
     with _conn(config, database_url) as conn:
@@ -324,7 +348,7 @@ def _pause_json(p: monitoring_pauses.PauseRow) -> str:
     )
 
 
-@app.command("pause")
+@commands.command("pause")
 def pause(
     patient: str,
     by: ByOpt,
@@ -346,7 +370,7 @@ def pause(
     typer.echo(_pause_json(row))
 
 
-@app.command("resume")
+@commands.command("resume")
 def resume(patient: str, by: ByOpt, config: ConfigOpt = None, database_url: UrlOpt = None) -> None:
     """End a patient's monitoring pause now."""
     with _conn(config, database_url) as conn:
@@ -358,7 +382,7 @@ def resume(patient: str, by: ByOpt, config: ConfigOpt = None, database_url: UrlO
         typer.echo(_pause_json(row))
 
 
-@app.command("pauses")
+@commands.command("pauses")
 def pauses(
     patient: str,
     org: Annotated[str, typer.Option(help="The patient's organisation.")],
@@ -377,7 +401,7 @@ def pauses(
 
 
 baseline_app = typer.Typer(add_completion=False, help="Baselines accepted as a patient's own.")
-app.add_typer(baseline_app, name="baseline")
+commands.add_typer(baseline_app, name="baseline")
 
 
 def _baseline_json(b: patient_baselines.BaselineRow) -> str:
@@ -453,7 +477,7 @@ def baseline_list(
         typer.echo(_baseline_json(row))
 
 
-@app.command("policy")
+@commands.command("policy")
 def policy(
     org: str,
     set_file: Annotated[Path | None, typer.Option("--set", help="JSON policy to store.")] = None,

@@ -44,11 +44,14 @@ from alerts.settings import AlertsSettings
 from rpm_core.backoff import BackoffPolicy, backoff_delay
 from rpm_core.clock import Clock
 from rpm_core.metrics import METRIC_NAMES
-from store import alert_backfills, patient_baselines
-from store import alert_engine as engine_store
+from store import alert_backfills, patient_baselines, summaries
+from store import partitions as partition_store
+from store import patients as patient_store
+from store import readings as reading_store
 from store.connection import Connection, connect, listen, translate_errors, wait_for_notification
 from store.errors import DatabaseUnavailable
-from store.feed import FeedReading, readings_since
+from store.feed import readings_since
+from store.readings import ReadingRow
 
 __all__ = ["Engine", "EngineStats"]
 
@@ -139,7 +142,7 @@ class Engine:
         conn = connect(self.settings.database_url, application_name=self._app)
         with translate_errors():
             listen(conn, self.settings.alerts_channel)
-            engine_store.register_worker(conn)
+            partition_store.register_worker(conn)
         self._conn = conn
         self.owned = set()
         self._next_rebalance = self._next_schedule = 0.0
@@ -168,6 +171,10 @@ class Engine:
                 self.rebalance()
                 self._next_rebalance = mono + self.settings.alerts_rebalance_interval_s
             consumed = self.consume()
+            if consumed:
+                # Keep the clinician panel's summaries current (one advancer at a time; the panel
+                # catches up itself too, so this only keeps its catch-up small).
+                summaries.advance(self.conn)
             if mono >= self._next_schedule:
                 self.scheduled(self.clock.now())
                 self._next_schedule = mono + self.settings.alerts_schedule_interval_s
@@ -176,17 +183,17 @@ class Engine:
 
     def rebalance(self) -> None:
         conn, count = self.conn, self.settings.alerts_partitions
-        locks = engine_store.partition_locks(conn)
+        locks = partition_store.partition_locks(conn)
         me = conn.info.backend_pid
         others = [p for p, pid in locks.items() if pid != me]
-        share = target_share(count, engine_store.live_workers(conn), me)
+        share = target_share(count, partition_store.live_workers(conn), me)
         release, take = plan_rebalance(count, self.owned, others, share)
         for p in release:
-            engine_store.unlock_partition(conn, p)
+            partition_store.unlock_partition(conn, p)
             self.owned.discard(p)
-        taken = [p for p in take if engine_store.try_lock_partition(conn, p)]
+        taken = [p for p in take if partition_store.try_lock_partition(conn, p)]
         if taken:
-            engine_store.ensure_watermarks(conn, count, taken)
+            partition_store.ensure_watermarks(conn, count, taken)
             self.owned.update(taken)
         if release or taken:
             log.info("alert partitions: own %d of %d", len(self.owned), count)
@@ -209,24 +216,29 @@ class Engine:
         """
         conn, count = self.conn, self.settings.alerts_partitions
         with conn.transaction():
-            # Read-only until the feed has taken its horizon (see store.alert_engine.load_watermarks).
-            marks = engine_store.load_watermarks(conn, count, self.owned)
+            # Read-only until the feed has taken its horizon (see store.partitions.load_watermarks).
+            marks = partition_store.load_watermarks(conn, count, self.owned)
             page = readings_since(conn, min(marks.values()), limit=self.settings.alerts_batch_limit)
-            mine = [r for r in page.readings if (p := partition_of(r.patient_id, count)) in marks and r.xid >= marks[p]]
+            mine = [
+                r
+                for xid, rows in page.transactions
+                for r in rows
+                if (p := partition_of(r.patient_id, count)) in marks and xid >= marks[p]
+            ]
             if mine:
                 self._evaluate(conn, mine, self.clock.now())
             moved = {p: max(w, page.watermark) for p, w in marks.items()}
-            if page.readings and moved != marks:
-                engine_store.save_watermarks(conn, count, moved)
+            if page.transactions and moved != marks:
+                partition_store.save_watermarks(conn, count, moved)
         self.stats.pages += 1
         self.stats.readings_seen += len(mine)
-        return len(mine), bool(page.readings)
+        return len(mine), bool(page.transactions)
 
-    def _evaluate(self, conn: Connection, readings: Sequence[FeedReading], now: datetime) -> None:
-        by_patient: dict[str, list[FeedReading]] = defaultdict(list)
+    def _evaluate(self, conn: Connection, readings: Sequence[ReadingRow], now: datetime) -> None:
+        by_patient: dict[str, list[ReadingRow]] = defaultdict(list)
         for r in readings:
             by_patient[r.patient_id].append(r)
-        profiles = {p.patient_id: p for p in engine_store.patients(conn, sorted(by_patient))}
+        profiles = {p.patient_id: p for p in patient_store.patients(conn, sorted(by_patient))}
         for pid in sorted(by_patient.keys() - profiles.keys()):
             log.warning("readings of unknown patient %s not evaluated", pid)
         baselines = patient_baselines.baselines_in_force(conn, sorted(profiles))
@@ -263,17 +275,21 @@ class Engine:
     def _histories(
         self,
         conn: Connection,
-        by_patient: dict[str, list[FeedReading]],
+        by_patient: dict[str, list[ReadingRow]],
         configs: dict[str, PatientConfig],
-        profiles: dict[str, engine_store.PatientRow],
+        profiles: dict[str, patient_store.PatientRow],
     ) -> dict[str, History]:
         windows = []
         for pid, rows in by_patient.items():
             times = [r.time for r in rows]
             windows.append((profiles[pid].org_id, pid, min(times) - reading_lookback(configs[pid]), max(times)))
-        histories = {pid: History() for pid in by_patient}
-        for w in engine_store.readings_windows(conn, windows, sorted(METRIC_NAMES)):
-            histories[w.patient_id].add(Obs(w.time, w.metric, w.value))
+        loaded: dict[str, list[Obs]] = {pid: [] for pid in by_patient}
+        for w in reading_store.readings_windows(conn, windows, sorted(METRIC_NAMES)):
+            loaded[w.patient_id].append(Obs(w.time, w.metric, w.value))
+        histories = {}
+        for pid, obs in loaded.items():
+            histories[pid] = history = History()
+            history.extend(obs)
         return histories
 
     def patient_config(
@@ -297,13 +313,13 @@ class Engine:
     def scheduled(self, now: datetime) -> None:
         """Time-based rules, auto-resolution and model retraining for the owned partitions."""
         count = self.settings.alerts_partitions
-        everyone = engine_store.patients(self.conn)
+        everyone = patient_store.patients(self.conn)
         mine = [p for p in everyone if partition_of(p.patient_id, count) in self.owned]
         baselines = patient_baselines.baselines_in_force(self.conn, [p.patient_id for p in mine])
         configs = {
             p.patient_id: self.patient_config(p.patient_id, p.settings, baselines.get(p.patient_id)) for p in mine
         }
-        marks = engine_store.load_watermarks(self.conn, count, self.owned)
+        marks = partition_store.load_watermarks(self.conn, count, self.owned)
         self.schedule.run(self.conn, mine, configs, now, consumed_below=min(marks.values(), default=None))
         self.models.retrain_due(self.conn, mine, configs, now, limit=self.settings.alerts_retrain_per_tick)
         self.stats.scheduled_rounds += 1

@@ -4,16 +4,18 @@ A walk starts when an alert opens (and again, from step 0, when its severity is 
 is due ``after_min`` minutes after the walk started; while the alert stays *open* (not acknowledged,
 not resolved, not snoozed) :func:`run_escalations` records each due step in ``alert_actions`` as
 ``due`` and hands it to an :class:`EscalationSink`, inside one transaction. Acknowledging or
-resolving stops the walk; a snooze pauses it. The care-team communication work delivers the
-actions for real through its own sink; :class:`RecordingSink` records them as done and turns a
-``request_video_consult`` into a consult request row.
+resolving stops the walk; a snooze pauses it. Sinks live in ``consult`` (it implements the
+Protocol structurally; alerts never imports consult): ``consult.notify.sink.NotifyingSink``
+delivers the steps through the notification outbox, ``consult.sinks.RecordingSink`` records them
+as done and turns a ``request_video_consult`` into a consult request row. The composition root
+(``vigil_cli.alerts`` for ``vigil alerts run``) builds the sink and hands it to the engine.
 
 An *unconfirmed* alert (one reading where its rule asks for two; see alerts.lifecycle) walks the
 policy's ``unconfirmed`` steps instead, whatever its severity: by default ``request_remeasure`` at
 once — the patient is asked to repeat the measurements named in the alert's ``detail.remeasure``
-(passed to the sink as ``params["metrics"]``). The care-team communication work delivers it; until
-then :class:`RecordingSink` records it as done. When a repeat confirms the alert, its severity's
-walk starts from the first step; when the repeat is normal the alert auto-resolves and the walk ends.
+(passed to the sink as ``params["metrics"]``), which delivers it like a patient message. When a
+repeat confirms the alert, its severity's walk starts from the first step; when the repeat is
+normal the alert auto-resolves and the walk ends.
 
 Policies are validated: the ``critical`` list must end with ``request_video_consult`` (a critical
 alert left unacknowledged for its timeout always ends in a video consultation request); the
@@ -34,7 +36,6 @@ from typing import Annotated, Any, Final, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alerts.errors import AlertsConfigError
-from consult.requests import request_video_consult
 from rpm_core.metrics import METRIC_NAMES
 from store import alerts as alert_store
 from store.alerts import AlertRow
@@ -47,7 +48,6 @@ __all__ = [
     "EscalationPolicy",
     "EscalationSink",
     "PolicyBook",
-    "RecordingSink",
     "Step",
     "first_due",
     "run_escalations",
@@ -188,29 +188,6 @@ class EscalationSink(Protocol):
     """Delivers a due action inside the transaction that recorded it (an error rolls both back)."""
 
     def deliver(self, conn: Connection, action: EscalationAction, now: datetime) -> None: ...
-
-
-class RecordingSink:
-    """Records every action as done; a video consult action creates a consult request row; a
-    re-measure request is recorded with the measurements it asks for (the care-team communication
-    work delivers it to the patient)."""
-
-    def deliver(self, conn: Connection, action: EscalationAction, now: datetime) -> None:
-        result: dict[str, Any] = {"delivery": "recorded"}
-        if action.action is Action.REQUEST_REMEASURE:
-            result["remeasure"] = [m for m in action.params.get("metrics", "").split(",") if m]
-        if action.action is Action.REQUEST_VIDEO_CONSULT:
-            request = request_video_consult(
-                conn,
-                org_id=action.org_id,
-                patient_id=action.patient_id,
-                alert_id=action.alert_id,
-                at=now,
-                requested_by="escalation",
-                reason=f"{action.severity} alert {action.alert_id} unacknowledged",
-            )
-            result["consult_request_id"] = request.request_id
-        alert_store.mark_action_done(conn, action.action_id, now, result)
 
 
 def _params(a: AlertRow, s: Step) -> dict[str, str]:

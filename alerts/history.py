@@ -10,10 +10,13 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from operator import attrgetter
 
 from alerts.model import Obs
 
 __all__ = ["History"]
+
+_TIME = attrgetter("time")
 
 
 class History:
@@ -33,6 +36,19 @@ class History:
             i = bisect_right(times, o.time)
             obs.insert(i, o)
             times.insert(i, o.time)
+
+    def extend(self, observations: Iterable[Obs]) -> None:
+        """Add many readings at once: the same history as :meth:`add` of each in turn (readings with
+        equal times keep the order given, after those already held), in one stable sort per metric
+        instead of one list insertion per reading (a database window arrives newest first, which
+        made every :meth:`add` an insertion at the front)."""
+        fresh: dict[str, list[Obs]] = {}
+        for o in observations:
+            fresh.setdefault(o.metric, []).append(o)
+        for metric, new in fresh.items():
+            merged = sorted(self._obs.get(metric, []) + new, key=_TIME)
+            self._obs[metric] = merged
+            self._times[metric] = [o.time for o in merged]
 
     def metrics(self) -> frozenset[str]:
         return frozenset(m for m, obs in self._obs.items() if obs)

@@ -20,8 +20,9 @@ from alerts.errors import ModelError
 from alerts.history import History
 from alerts.model import Obs
 from rpm_core.metrics import METRIC_NAMES
-from store import alert_engine as engine_store
 from store import anomaly_models as model_store
+from store import patients as patient_store
+from store import readings as reading_store
 from store.connection import Connection
 
 __all__ = ["ModelTrainer"]
@@ -56,7 +57,7 @@ class ModelTrainer:
     def retrain_due(
         self,
         conn: Connection,
-        patients: Sequence[engine_store.PatientRow],
+        patients: Sequence[patient_store.PatientRow],
         configs: Mapping[str, PatientConfig],
         now: datetime,
         *,
@@ -78,11 +79,11 @@ class ModelTrainer:
             self._not_before[p.patient_id] = now + every
         return done
 
-    def train(self, conn: Connection, patient: engine_store.PatientRow, now: datetime) -> int:
+    def train(self, conn: Connection, patient: patient_store.PatientRow, now: datetime) -> int:
         cfg = self.config
         start = now - timedelta(days=cfg.train_days + cfg.guard_days) - _FEATURE_WARMUP
         window = [(patient.org_id, patient.patient_id, start, now - _BEFORE)]
-        rows = engine_store.readings_windows(conn, window, sorted(METRIC_NAMES), per_metric_limit=20_000)
+        rows = reading_store.readings_windows(conn, window, sorted(METRIC_NAMES), per_metric_limit=20_000)
         history = History(Obs(r.time, r.metric, r.value) for r in rows)
         model = train_model(FeatureLog.from_history(history), now, cfg)
         if model is None:

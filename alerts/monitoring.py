@@ -33,9 +33,9 @@ from alerts.config import RulesConfig
 from alerts.errors import MonitoringRequestError, PatientNotFound
 from rpm_core.clock import ensure_utc
 from rpm_core.metrics import METRIC_NAMES, metric
-from store import alert_engine as engine_store
 from store import alerts as alert_store
 from store import monitoring_pauses, patient_baselines
+from store import patients as patient_store
 from store.connection import Connection
 from store.monitoring_pauses import PauseRow
 from store.patient_baselines import BaselineRow
@@ -96,7 +96,7 @@ def _text(value: str, what: str, limit: int) -> str:
 def _org_of(conn: Connection, patient_id: str) -> str:
     if not patient_id or len(patient_id) > 128:
         raise PatientNotFound(patient_id[:128])
-    found = engine_store.patients(conn, [patient_id])
+    found = patient_store.patients(conn, [patient_id])
     if not found:
         raise PatientNotFound(patient_id)
     return found[0].org_id

@@ -40,8 +40,10 @@ from alerts.model import Obs, Outcome, merge_outcomes
 from alerts.rules.missing_data import DeviceState, evaluate_devices, missing_data_status
 from rpm_core.metrics import METRIC_NAMES
 from store import alert_backfills, monitoring_pauses, patient_baselines
-from store import alert_engine as engine_store
 from store import alerts as alert_store
+from store import devices as device_store
+from store import patients as patient_store
+from store import readings as reading_store
 from store.connection import Connection
 
 __all__ = ["ScheduledRound"]
@@ -73,7 +75,7 @@ class ScheduledRound:
     def run(
         self,
         conn: Connection,
-        patients: Sequence[engine_store.PatientRow],
+        patients: Sequence[patient_store.PatientRow],
         configs: Mapping[str, PatientConfig],
         now: datetime,
         *,
@@ -107,7 +109,7 @@ class ScheduledRound:
     def _chunk(
         self,
         conn: Connection,
-        chunk: Sequence[engine_store.PatientRow],
+        chunk: Sequence[patient_store.PatientRow],
         configs: Mapping[str, PatientConfig],
         now: datetime,
         consumed_below: int | None,
@@ -127,10 +129,10 @@ class ScheduledRound:
         ]
         histories: dict[str, History] = {p.patient_id: History() for p in due}
         windows = [(p.org_id, p.patient_id, start, now) for p in due]
-        for w in engine_store.readings_windows(conn, windows, sorted(METRIC_NAMES), per_metric_limit=500):
+        for w in reading_store.readings_windows(conn, windows, sorted(METRIC_NAMES), per_metric_limit=500):
             histories[w.patient_id].add(Obs(w.time, w.metric, w.value))
         devices: dict[str, list[DeviceState]] = defaultdict(list)
-        for d in engine_store.devices_of(conn, ids):
+        for d in device_store.devices_of(conn, ids):
             state = DeviceState("agent" if d.kind == "agent" else "device", d.id, d.last_seen, d.battery_pct)
             devices[d.patient_id].append(state)
         for p in chunk:

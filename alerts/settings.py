@@ -12,7 +12,7 @@ from pydantic import Field
 
 from alerts.config import RulesConfig
 from rpm_core.settings import VigilSettings
-from store.alert_engine import READINGS_CHANNEL
+from store.channels import READINGS_CHANNEL
 from store.config import DEFAULT_DATABASE_URL
 
 __all__ = ["AlertsSettings"]

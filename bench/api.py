@@ -43,38 +43,25 @@ from datetime import timedelta
 from typing import Any, Final
 
 import httpx
-import psycopg
 import pyotp
-from psycopg import sql
 
-from bench.store_queries import END, ORG, admin, load_readings, log, patient_id, seed_fleet, url_for
+from bench.store_queries import ADMIN_URL, END, ORG, load_readings, log, patient_id, seed_fleet, url_for
 from clinician_api.auth.passwords import Passwords
 from clinician_api.keys import ApiKeys
-from store import care_teams, users
+from store import bench_support, care_teams, users
+from store.admin import create_database, drop_database
+from store.connection import connect
 from store.migrate import migrate
 
 SECRET: Final = "bench-secret-" + "k" * 40
 PASSWORD: Final = "bench password that is long enough"  # noqa: S105 - a scratch database's account
-_AUDIT_OFF: Final = """
-ALTER TABLE audit_log RENAME TO audit_log_stored;
-CREATE VIEW audit_log AS SELECT * FROM audit_log_stored;
-CREATE FUNCTION bench_audit_discard() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN NEW.audit_id := 0; RETURN NEW; END $$;
-CREATE TRIGGER bench_audit_discard INSTEAD OF INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION bench_audit_discard();
-GRANT SELECT, INSERT ON audit_log TO vigil_app;
-"""
-_AUDIT_ON: Final = """
-DROP VIEW audit_log;
-DROP FUNCTION bench_audit_discard();
-ALTER TABLE audit_log_stored RENAME TO audit_log;
-"""
 
 
 def seed_people(url: str, panel: int) -> tuple[str, str]:
     """A care team with ``panel`` patients, a clinician in it (TOTP enrolled), open alerts."""
     keys = ApiKeys.from_secret(SECRET)
     secret = pyotp.random_base32()
-    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+    with connect(url, application_name="vigil-bench") as conn, conn.transaction():
         hashed = Passwords(time_cost=1, memory_kib=1024, parallelism=1, concurrency=1).hash(PASSWORD)
         user = users.create_user(
             conn, org_id=ORG, email="bench@clinic.test", display_name="Bench", role="clinician",
@@ -86,13 +73,7 @@ def seed_people(url: str, panel: int) -> tuple[str, str]:
         care_teams.add_member(conn, team, user.user_id, END)
         for p in range(panel):
             care_teams.add_patient(conn, team, patient_id(p), END)
-        conn.execute(
-            "INSERT INTO alerts (org_id, patient_id, rule, kind, metric, severity, summary, evidence, opened_at, "
-            "updated_at, last_triggered_at) SELECT %s, 'pat-' || lpad(p::text, 5, '0'), 'threshold:spo2:low', "
-            "'threshold', 'spo2', (ARRAY['low','medium','high','critical'])[1 + p %% 4], 'bench alert', '[]', "
-            "%s - p * interval '1 minute', %s, %s FROM generate_series(0, %s - 1, 5) AS p",
-            (ORG, END, END, END, panel),
-        )
+        bench_support.insert_alerts_for_panel(conn, org=ORG, at=END, panel=panel)
     return "bench@clinic.test", secret
 
 
@@ -251,15 +232,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = p.parse_args(argv)
     name = "vigil_bench_api_" + secrets.token_hex(4)
-    admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    create_database(ADMIN_URL, name)
     url = url_for(name)
     try:
         migrate(url, flavor="postgres")
-        with psycopg.connect(url) as conn:
+        with connect(url, application_name="vigil-bench") as conn:
             seed_fleet(conn, args.patients)
             load_readings(conn, args.readings, args.patients)
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE")
+            bench_support.vacuum_analyze(conn)
         email, totp_secret = seed_people(url, args.panel)
         result: dict[str, Any] = {
             "readings": args.readings,
@@ -274,15 +254,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             result["with_audit"] = run_all(
                 base, sign_in(base, email, totp_secret), args.panel, args.clients, args.seconds
             )
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(_AUDIT_OFF)
+        with connect(url, application_name="vigil-bench") as conn, conn.transaction():
+            bench_support.disable_audit_log(conn)
         try:
             with serving(url, args.workers) as base:
                 cookies = sign_in(base, email, totp_secret)
                 result["without_audit"] = run_all(base, cookies, args.panel, args.clients, args.seconds)
         finally:
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute(_AUDIT_ON)
+            with connect(url, application_name="vigil-bench") as conn, conn.transaction():
+                bench_support.enable_audit_log(conn)
         result["audit_share_p50"] = {
             scenario: {
                 level: round(1 - runs[level]["p50_ms"] / result["with_audit"][scenario][level]["p50_ms"], 3)
@@ -298,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         }
     finally:
         if not args.keep:
-            admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            drop_database(ADMIN_URL, name)
     print(json.dumps(result, indent=1))
     return result
 

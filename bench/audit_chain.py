@@ -23,12 +23,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
-from bench.store_queries import admin, url_for
+from bench.store_queries import ADMIN_URL, url_for
 from store import audit as audit_store
+from store import bench_support
+from store.admin import create_database, drop_database
 from store.audit import AuditEntry
+from store.connection import connect
 from store.migrate import migrate
 
 
@@ -40,19 +40,19 @@ def _entry(i: int) -> AuditEntry:
 
 
 def _worker(url: str, n: int, audited: bool, barrier: threading.Barrier, latencies: list[float]) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url, application_name="vigil-bench") as conn:
         barrier.wait()
         for i in range(n):
             t = time.perf_counter()
             with conn.transaction():
-                conn.execute("SELECT count(*) FROM schema_migrations WHERE version = %s", (i % 20,))
+                bench_support.stand_in_read(conn, i)
                 if audited:
                     audit_store.append(conn, _entry(i))
             latencies.append(time.perf_counter() - t)
 
 
 def _sealer(url: str, stop: threading.Event) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url, application_name="vigil-bench") as conn:
         while not stop.wait(1.0):
             while audit_store.seal(conn):
                 pass
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 8])
     args = ap.parse_args(argv)
     name = f"vigil_bench_audit_{secrets.token_hex(4)}"
-    admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    create_database(ADMIN_URL, name)
     try:
         url = url_for(name)
         migrate(url, flavor="postgres")
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         finally:
             stop.set()
             sealer.join()
-        with psycopg.connect(url, autocommit=True) as conn:
+        with connect(url, application_name="vigil-bench") as conn:
             started = time.perf_counter()
             sealed = 0
             while n := audit_store.seal(conn):
@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             seal_s = time.perf_counter() - started
             report = audit_store.verify_chain(audit_store.iter_chain(conn))
     finally:
-        admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        drop_database(ADMIN_URL, name)
     result = {
         "runs": runs,
         "chain_rows": report.rows,

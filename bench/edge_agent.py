@@ -73,8 +73,8 @@ from edge_agent.emulation import DeviceProcess
 from edge_agent.emulation.demo import glucose_record as demo_record
 from edge_agent.settings import PairedDevice
 from rpm_core.keys import ServerKey
-from tests.edge_agent.harness import ReceiptServer, enroll_agent, wait_sync
-from tests.support.broker import start_secure_broker
+from vigil_testkit.agent_harness import ReceiptServer, enroll_agent, wait_sync
+from vigil_testkit.broker import start_secure_broker
 
 __all__ = [
     "HR",

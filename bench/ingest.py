@@ -58,16 +58,18 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.ingest_rig import COMPONENTS, NAIVE_ACCOUNTS, Publishers, Rig, Sample, Sampler, cpu_delta
 from bench.ingest_workload import AgentCreds, naive_consumer, raise_nofile
+from store import bench_support
+from store.connection import Connection
 
 SCENARIOS = ("live", "flood", "backfill", "reconnect_storm")
 WINDOW = 8  # the agent's max_inflight_envelopes default
-THROUGH_SUM = "SELECT coalesce(sum(through), 0) FROM agent_receipts"
 
 
 @dataclass
@@ -78,7 +80,7 @@ class Ctx:
     workers: list[Any] = field(default_factory=list)
     baseline: dict[str, Any] | None = None
 
-    def sampler(self, query: str = THROUGH_SUM) -> Sampler:
+    def sampler(self, progress: Callable[[Connection], int] = bench_support.receipts_through_sum) -> Sampler:
         return Sampler(
             self.rig.url,
             pids=lambda: {
@@ -87,7 +89,7 @@ class Ctx:
                 "publishers": self.pubs.pids,
             },
             broker_pid=lambda: self.rig.broker_pid,
-            progress_query=query,
+            progress=progress,
         )
 
 
@@ -357,7 +359,7 @@ def run_baseline(ctx: Ctx) -> dict[str, Any]:
             rig.url,
             pids=lambda: {"publishers": pubs.pids, "ingest": [p.pid for p in consumers if p.pid]},
             broker_pid=lambda: rig.broker_pid,
-            progress_query="SELECT count(*) FROM readings WHERE agent_id LIKE 'base-%'",
+            progress=lambda conn: bench_support.readings_of_agents(conn, "base-"),
         ).start()
         pubs.call("start", rate=None, start_at=time.monotonic(), window=10**9)  # no receipts will come
         deadline = time.monotonic() + a.timeout

@@ -33,9 +33,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
 from bench.fleet import FleetSpec, fleet_main
 from bench.ingest_workload import AgentCreds, cpu_seconds, machine_busy_seconds, rss_mb
 from broker_config.accounts import agent_account, ingest_account, ingest_usernames
@@ -45,8 +42,12 @@ from broker_config.passwords import hash_password, new_password
 from broker_config.render import BrokerLayout, dynsec_files, full_spec, render_broker
 from rpm_core.keys import AgentKeys, ServerKey
 from rpm_core.keystore import create_server_key, write_private
-from store.agents import activate_agent, create_agent, create_org, create_patient
+from store import bench_support
+from store.admin import create_database, database_url, drop_database
+from store.agents import activate_agent, create_agent
+from store.connection import Connection, connect
 from store.migrate import migrate
+from store.patients import create_org, create_patient
 
 __all__ = ["ADMIN_URL", "COMPONENTS", "Publishers", "Rig", "Sample", "Sampler", "check_ranges", "cpu_delta"]
 
@@ -87,18 +88,9 @@ def _nofile_limit(n: int) -> Callable[[], None]:
 def check_ranges(url: str, ranges: list[tuple[str, int, int]]) -> dict[str, int]:
     """Published (agent, first seq, last seq) ranges against the readings table: how many (agent, seq)
     pairs were expected, how many distinct ones are stored, and how many rows (duplicates count)."""
-    with psycopg.connect(url) as conn:
-        conn.execute("CREATE TEMP TABLE expect (agent_id text, first_seq bigint, last_seq bigint)")
-        with conn.cursor().copy("COPY expect FROM STDIN") as copy:
-            for row in ranges:
-                copy.write_row(row)
-        found = conn.execute(
-            "SELECT (SELECT coalesce(sum(last_seq - first_seq + 1), 0) FROM expect), "
-            "count(DISTINCT (r.agent_id, r.seq)), count(*) FROM readings r "
-            "JOIN expect e ON r.agent_id = e.agent_id AND r.seq BETWEEN e.first_seq AND e.last_seq"
-        ).fetchone()
-    assert found is not None
-    return {"expected": int(found[0]), "distinct": int(found[1]), "rows": int(found[2])}
+    with connect(url, application_name="vigil-bench") as conn:
+        expected, distinct, rows = bench_support.check_ranges(conn, ranges)
+    return {"expected": expected, "distinct": distinct, "rows": rows}
 
 
 class Rig:
@@ -107,11 +99,8 @@ class Rig:
         self.nofile = nofile
         self.broker: subprocess.Popen[bytes] | None = None
         self.db_name = f"vigil_bench_{secrets.token_hex(4)}"
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.db_name)))
-        params = psycopg.conninfo.conninfo_to_dict(ADMIN_URL)
-        params["dbname"] = self.db_name
-        self.url = psycopg.conninfo.make_conninfo(**params)  # type: ignore[arg-type]
+        create_database(ADMIN_URL, self.db_name)
+        self.url = database_url(ADMIN_URL, self.db_name)
         try:
             self._set_up(work, n_agents, n_baseline)
         except BaseException:
@@ -154,8 +143,8 @@ class Rig:
     def _provision(self, n: int, prefix: str) -> list[AgentCreds]:
         now = datetime.now(UTC) - timedelta(days=1)
         out = []
-        with psycopg.connect(self.url) as conn:
-            if conn.execute("SELECT 1 FROM organizations").fetchone() is None:
+        with connect(self.url, application_name="vigil-bench") as conn, conn.transaction():
+            if not bench_support.has_organization(conn):
                 create_org(conn, ORG, "Bench clinic")
             for i in range(n):
                 agent, patient = f"{prefix}-{i:05d}", f"{prefix}-p{i:05d}"
@@ -255,18 +244,12 @@ class Rig:
 
     # database
 
-    def scalar(self, query: str, *args: Any) -> Any:
-        with psycopg.connect(self.url) as conn:
-            row = conn.execute(query, args).fetchone()
-            return row[0] if row else None
-
     def check_ranges(self, ranges: list[tuple[str, int, int]]) -> dict[str, int]:
         return check_ranges(self.url, ranges)
 
     def close(self) -> None:
         self.stop_broker()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.db_name)))
+        drop_database(ADMIN_URL, self.db_name)
 
 
 class Publishers:
@@ -351,7 +334,7 @@ class Sampler:
     url: str
     pids: Callable[[], dict[str, list[int]]]
     broker_pid: Callable[[], int | None]
-    progress_query: str
+    progress: Callable[[Connection], int]  # a store.bench_support count, e.g. receipts_through_sum
     period: float = 0.25
     samples: list[Sample] = field(default_factory=list)
 
@@ -362,7 +345,7 @@ class Sampler:
     def start(self) -> Sampler:
         self.samples = []
         self._stop.clear()
-        self._conn = psycopg.connect(self.url, autocommit=True, application_name="vigil-bench-sampler")
+        self._conn = connect(self.url, application_name="vigil-bench-sampler")
         self.sample()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -373,14 +356,8 @@ class Sampler:
             self.sample()
 
     def sample(self) -> Sample:
-        row = self._conn.execute(self.progress_query).fetchone()
-        db_pids = [
-            int(r[0])
-            for r in self._conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                "AND backend_type = 'client backend'"
-            ).fetchall()
-        ]
+        progress = self.progress(self._conn)
+        db_pids = bench_support.client_backend_pids(self._conn)
         components = {**self.pids(), "database": db_pids}
         cpu = {}
         for comp, pids in components.items():
@@ -388,7 +365,7 @@ class Sampler:
         broker = self.broker_pid()
         s = Sample(
             t=time.monotonic(),
-            progress=int(row[0]) if row else 0,
+            progress=progress,
             cpu=cpu,
             broker_rss_mb=rss_mb(broker) if broker is not None else None,
             machine_s=machine_busy_seconds(),

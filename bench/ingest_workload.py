@@ -125,37 +125,30 @@ def naive_consumer(
 ) -> None:
     """The baseline: auto-ack after each message, one INSERT per reading, one COMMIT per message."""
     import paho.mqtt.client as mqtt
-    import psycopg
     from paho.mqtt.enums import CallbackAPIVersion
 
     from ingest.opener import EnvelopeOpener
     from rpm_core.keys import AgentPublicKeys
     from rpm_core.keystore import load_server_keys
     from rpm_core.topics import Topic, ingest_subscription
+    from store import bench_support
+    from store.connection import connect
 
     opener = EnvelopeOpener(load_server_keys(Path(key_dir)).by_kid)
-    conn = psycopg.connect(url, application_name="vigil-naive")
+    conn = connect(url, application_name="vigil-naive")
     agents: dict[str, tuple[AgentPublicKeys, str]] = {}
-    for agent, sign, kex, patient in conn.execute(
-        "SELECT a.agent_id, a.sign_public_key, a.kex_public_key, s.patient_id FROM agents a "
-        "JOIN agent_assignments s ON s.agent_id = a.agent_id AND s.valid_to IS NULL WHERE a.status = 'active'"
-    ):
-        agents[agent] = (AgentPublicKeys(sign=bytes(sign), kex=bytes(kex)), patient)
-    conn.commit()
+    for agent, sign, kex, patient in bench_support.agent_keys(conn):
+        agents[agent] = (AgentPublicKeys(sign=sign, kex=kex), patient)
 
     def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         topic = Topic.parse(msg.topic)
         keys, patient = agents[topic.agent]
         batch = opener.open_batch(bytes(msg.payload), topic=topic, agent=keys)
-        for r in batch.readings:
-            flags = sorted(r.flags)
-            row = (r.measured_at, topic.org, patient, topic.agent, r.device_id, r.metric, r.value, r.seq, flags)
-            conn.execute(
-                "INSERT INTO readings (time, org_id, patient_id, agent_id, device_id, metric, value, seq, flags) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                row,
-            )
-        conn.commit()
+        with conn.transaction():  # one COMMIT per message
+            for r in batch.readings:
+                flags = sorted(r.flags)
+                row = (r.measured_at, topic.org, patient, topic.agent, r.device_id, r.metric, r.value, r.seq, flags)
+                bench_support.insert_reading_naively(conn, row)
 
     ctx = ssl.create_default_context(cafile=ca)
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5)

@@ -29,16 +29,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
 from alerts.escalation import run_escalations
-from bench.store_queries import admin, url_for
+from bench.store_queries import ADMIN_URL, url_for
 from consult.notify.sink import NotifyingSink
-from store import care_teams, users
+from store import bench_support, care_teams, users
+from store.admin import create_database, drop_database
 from store.alerts import NewAlert, insert_alert
+from store.connection import connect
 from store.migrate import migrate
-from tests.support.smtp import SmtpServer
+from vigil_testkit.smtp import SmtpServer
 
 _ALERT = re.compile(r"/alerts/(\d+)")
 SECRET = "bench-secret-" + "b" * 40
@@ -46,14 +45,14 @@ SECRET = "bench-secret-" + "b" * 40
 
 def _world(url: str, patients: int) -> str:
     now = datetime.now(UTC)
-    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
-        conn.execute("INSERT INTO organizations VALUES ('o1', 'Bench clinic')")
+    with connect(url, application_name="vigil-bench") as conn, conn.transaction():
+        bench_support.insert_org(conn, "o1", "Bench clinic")
         team = care_teams.create_team(conn, "o1", "t1", now)
         nurse = users.create_user(conn, org_id="o1", email="nurse@bench.test", display_name="N", role="nurse", now=now)
         care_teams.add_member(conn, team, nurse.user_id, now)
         for p in range(patients):
             pid = f"pat-{p:04d}"
-            conn.execute("INSERT INTO patients (patient_id, org_id, display_name) VALUES (%s, 'o1', 'Bench')", (pid,))
+            bench_support.insert_patients(conn, "o1", [(pid, "Bench", None)])
             care_teams.add_patient(conn, team, pid, now)
     return nurse.user_id
 
@@ -64,7 +63,7 @@ def _escalate(url: str, n: int, patients: int, rate: float) -> dict[int, float]:
     sink = NotifyingSink()
     interval = 1.0 / rate
     start = time.monotonic()
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url, application_name="vigil-bench") as conn:
         for i in range(n):
             delay = start + i * interval - time.monotonic()
             if delay > 0:
@@ -104,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args(argv)
     name = f"vigil_bench_notify_{secrets.token_hex(4)}"
-    admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    create_database(ADMIN_URL, name)
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
         smtp = SmtpServer(Path(tmp)).start()
@@ -135,21 +134,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             committed = _escalate(url, args.alerts, args.patients, args.rate)
             received = smtp.wait_for(args.alerts, timeout=300)
             elapsed = time.monotonic() - started
-            with psycopg.connect(url) as conn:
-                waits = [
-                    float(r[0]) * 1000
-                    for r in conn.execute(
-                        "SELECT extract(epoch FROM a.started_at - o.created_at) FROM notification_attempts a "
-                        "JOIN notification_outbox o USING (outbox_id) WHERE o.channel = 'email'"
-                    )
-                ]
+            with connect(url, application_name="vigil-bench") as conn:
+                waits = bench_support.email_waits_ms(conn)
         finally:
             for p in procs:
                 p.send_signal(signal.SIGTERM)
             for p in procs:
                 p.wait(timeout=30)
             smtp.stop()
-            admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            drop_database(ADMIN_URL, name)
     latencies = []
     for m in received:
         match = _ALERT.search(m.body)

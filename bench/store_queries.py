@@ -31,10 +31,11 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-import psycopg
-from psycopg import sql
-
 from rpm_core.metrics import METRIC_NAMES
+from store import bench_support as bs
+from store import summaries
+from store.admin import create_database, database_url, drop_database
+from store.connection import Connection, connect
 from store.migrate import migrate
 from store.readings import latest_query, series, series_query
 
@@ -69,105 +70,46 @@ def log(msg: str) -> None:
 
 
 def url_for(dbname: str) -> str:
-    params = psycopg.conninfo.conninfo_to_dict(ADMIN_URL)
-    params["dbname"] = dbname
-    return psycopg.conninfo.make_conninfo(**params)  # type: ignore[arg-type]
-
-
-def admin(statement: sql.Composed) -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(statement)
+    return database_url(ADMIN_URL, dbname)
 
 
 def patient_id(p: int) -> str:
     return f"pat-{p:05d}"
 
 
-def seed_fleet(conn: psycopg.Connection[Any], patients: int) -> None:
+def seed_fleet(conn: Connection, patients: int) -> None:
     """The organisation, patients, their (active) agents, assignments and devices."""
-    start = END - SPAN - timedelta(days=1)
-    conn.execute("INSERT INTO organizations (org_id, name) VALUES (%s, 'Bench clinic')", (ORG,))
-    conn.execute(
-        "INSERT INTO patients (patient_id, org_id, display_name, created_at) "
-        "SELECT 'pat-' || lpad(p::text, 5, '0'), %(org)s, 'Bench Patient ' || p, %(start)s "
-        "FROM generate_series(0, %(n)s - 1) AS p",
-        {"org": ORG, "n": patients, "start": start},
-    )
-    conn.execute(
-        "INSERT INTO agents (agent_id, org_id, status, sign_public_key, sign_kid, kex_public_key, kex_kid, "
-        "  agent_version, created_at, activated_at) "
-        "SELECT 'agt-' || lpad(p::text, 5, '0'), %(org)s, 'active', "
-        "  decode(md5('sign' || p) || md5('sign2' || p), 'hex'), 'sign-' || p, "
-        "  decode(md5('kex' || p) || md5('kex2' || p), 'hex'), 'kex-' || p, 'bench', %(start)s, %(start)s "
-        "FROM generate_series(0, %(n)s - 1) AS p",
-        {"org": ORG, "n": patients, "start": start},
-    )
-    conn.execute(
-        "INSERT INTO agent_assignments (agent_id, org_id, patient_id, valid_from) "
-        "SELECT 'agt-' || lpad(p::text, 5, '0'), %(org)s, 'pat-' || lpad(p::text, 5, '0'), %(start)s "
-        "FROM generate_series(0, %(n)s - 1) AS p",
-        {"org": ORG, "n": patients, "start": start},
-    )
-    conn.execute(
-        "INSERT INTO devices (device_id, org_id, agent_id, profile, first_seen_at) "
-        "SELECT 'dev-' || lpad(p::text, 5, '0') || '-' || d, %(org)s, 'agt-' || lpad(p::text, 5, '0'), d, %(start)s "
-        "FROM generate_series(0, %(n)s - 1) AS p CROSS JOIN unnest(%(devices)s::text[]) AS d",
-        {"org": ORG, "n": patients, "start": start, "devices": list(DEVICES)},
-    )
-    conn.commit()
+    with conn.transaction():
+        bs.seed_fleet(conn, org=ORG, patients=patients, start=END - SPAN - timedelta(days=1), devices=DEVICES)
 
 
-_LOAD: Final = """
-INSERT INTO readings (time, org_id, patient_id, agent_id, device_id, metric, value, seq, received_at)
-SELECT t, %(org)s, 'pat-' || lpad(p::text, 5, '0'), 'agt-' || lpad(p::text, 5, '0'),
-       'dev-' || lpad(p::text, 5, '0') || '-' || (%(devices)s::text[])[c],
-       (%(metrics)s::text[])[c],
-       round(((%(base)s::float8[])[c] + (%(spread)s::float8[])[c] * random())::numeric, 1)::float8,
-       k + 1,
-       t + interval '2 seconds' + random() * interval '30 seconds'
-FROM generate_series(%(lo)s::bigint, %(hi)s::bigint - 1) AS i
-CROSS JOIN LATERAL (SELECT (i %% %(patients)s)::int AS p, i / %(patients)s AS k) AS pk
-CROSS JOIN LATERAL (SELECT (k %% %(cycle)s)::int + 1 AS c, %(t0)s + i * %(step)s::interval AS t) AS ct
-"""
-
-
-def load_readings(conn: psycopg.Connection[Any], rows: int, patients: int) -> None:
+def load_readings(conn: Connection, rows: int, patients: int) -> None:
     """``rows`` readings in arrival order: reading ``i`` is patient ``i % patients`` at ``t0 + i * step``.
 
     One patient's consecutive readings are ``patients`` rows apart in the heap, as when every
     patient's agent uploads as it measures. Each patient's agent numbers its readings 1, 2, ...
     """
-    params: dict[str, Any] = {
-        "org": ORG,
-        "patients": patients,
-        "cycle": len(CYCLE),
-        "metrics": [m for m, _, _, _ in CYCLE],
-        "devices": [d for _, d, _, _ in CYCLE],
-        "base": [b for _, _, b, _ in CYCLE],
-        "spread": [s for _, _, _, s in CYCLE],
-        "t0": END - SPAN,
-        "step": SPAN / rows,
-    }
-    conn.execute("SELECT setseed(0.42)")
+    bs.set_seed(conn, 0.42)
     started = time.monotonic()
     for lo in range(0, rows, CHUNK):
         hi = min(lo + CHUNK, rows)
-        conn.execute(_LOAD, {**params, "lo": lo, "hi": hi})
-        conn.commit()
+        with conn.transaction():
+            bs.load_readings_chunk(
+                conn, org=ORG, lo=lo, hi=hi, patients=patients, cycle=CYCLE, t0=END - SPAN, step=SPAN / rows
+            )
         log(f"loaded {hi:,} rows ({hi / (time.monotonic() - started):,.0f} rows/s)")
+    # The load bypasses store.readings.insert_readings: the panel's summaries are computed once.
+    with conn.transaction():
+        summaries.rebuild(conn)
+    log("panel summaries rebuilt (reading_buckets, latest_readings)")
 
 
 def distinct_on_query(
     *, org: str, patients: Sequence[str], metrics: Sequence[str] | None = None
-) -> tuple[sql.Composed, dict[str, Any]]:
+) -> tuple[bs.Query, dict[str, Any]]:
     """The baseline for ``latest_query``: same rows, but it reads every row of every patient."""
     chosen = sorted(METRIC_NAMES) if metrics is None else list(metrics)
-    query = sql.SQL(
-        "SELECT DISTINCT ON (patient_id, metric) patient_id, metric, time, value, device_id FROM readings "
-        "WHERE org_id = %(org)s AND patient_id = ANY(%(patients)s::text[]) AND metric = ANY(%(metrics)s::text[]) "
-        "ORDER BY patient_id, metric, time DESC"
-    ).format()
-    return query, {"org": org, "patients": list(patients), "metrics": chosen}
+    return bs.distinct_on_latest_query(org=org, patients=patients, metrics=chosen)
 
 
 def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -176,11 +118,9 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _nodes(child)
 
 
-def explain(conn: psycopg.Connection[Any], query: sql.Composed, params: dict[str, Any]) -> dict[str, Any]:
+def explain(conn: Connection, query: bs.Query, params: dict[str, Any]) -> dict[str, Any]:
     """One ``EXPLAIN (ANALYZE, BUFFERS)`` run, summarised."""
-    row = conn.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}").format(query), params).fetchone()
-    assert row is not None
-    doc = row[0][0]
+    doc = bs.explain_analyze(conn, query, params)
     top = doc["Plan"]
     scans = [n for n in _nodes(top) if n.get("Relation Name") == "readings"]
     index_only = [n for n in scans if n["Node Type"] == "Index Only Scan"]
@@ -206,18 +146,18 @@ def explain(conn: psycopg.Connection[Any], query: sql.Composed, params: dict[str
 
 
 def timed(
-    conn: psycopg.Connection[Any], query: sql.Composed, params: dict[str, Any], repeat: int
+    conn: Connection, query: bs.Query, params: dict[str, Any], repeat: int
 ) -> tuple[float, float, list[tuple[Any, ...]]]:
     """(first run ms, median of ``repeat`` further runs ms, rows), wall time including the round trip."""
     times, rows = [], []
     for _ in range(repeat + 1):
         started = time.perf_counter()
-        rows = conn.execute(query, params).fetchall()
+        rows = bs.fetch_all(conn, query, params)
         times.append(1000 * (time.perf_counter() - started))
     return round(times[0], 2), round(statistics.median(times[1:]), 2), rows
 
 
-def measure_latest(conn: psycopg.Connection[Any], patients: int, repeat: int) -> dict[str, Any]:
+def measure_latest(conn: Connection, patients: int, repeat: int) -> dict[str, Any]:
     chosen = [patient_id(p) for p in range(0, patients, max(1, patients // LATEST_PATIENTS))][:LATEST_PATIENTS]
     lateral, lateral_params = latest_query(org=ORG, patients=chosen)
     distinct, distinct_params = distinct_on_query(org=ORG, patients=chosen)
@@ -239,7 +179,7 @@ def measure_latest(conn: psycopg.Connection[Any], patients: int, repeat: int) ->
     }
 
 
-def measure_chart(conn: psycopg.Connection[Any], patient: str, bucket: timedelta, repeat: int) -> dict[str, Any]:
+def measure_chart(conn: Connection, patient: str, bucket: timedelta, repeat: int) -> dict[str, Any]:
     start = END - CHART_SPAN
     query, params = series_query(
         "postgres", org=ORG, patient=patient, metric=CHART_METRIC, start=start, end=END, bucket=bucket
@@ -266,20 +206,13 @@ def measure_chart(conn: psycopg.Connection[Any], patient: str, bucket: timedelta
     }
 
 
-def sizes(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+def sizes(conn: Connection) -> dict[str, Any]:
     mb = 1024 * 1024
-    row = conn.execute(
-        "SELECT pg_relation_size('readings'), pg_table_size('readings'), pg_indexes_size('readings')"
-    ).fetchone()
-    assert row is not None
-    per_index = conn.execute(
-        "SELECT indexrelid::regclass::text, pg_relation_size(indexrelid) FROM pg_index "
-        "WHERE indrelid = 'readings'::regclass ORDER BY 1"
-    ).fetchall()
+    heap, table, indexes, per_index = bs.readings_sizes(conn)
     return {
-        "table_mb": round(row[1] / mb, 1),
-        "heap_mb": round(row[0] / mb, 1),
-        "index_mb": round(row[2] / mb, 1),
+        "table_mb": round(table / mb, 1),
+        "heap_mb": round(heap / mb, 1),
+        "index_mb": round(indexes / mb, 1),
         "index_mb_by_name": {name: round(size / mb, 1) for name, size in per_index},
     }
 
@@ -287,15 +220,14 @@ def sizes(conn: psycopg.Connection[Any]) -> dict[str, Any]:
 def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     migrate(url, flavor="postgres")
     result: dict[str, Any] = {"rows": args.rows, "patients": args.patients}
-    with psycopg.connect(url) as conn:
+    with connect(url, application_name="vigil-bench") as conn:
         seed_fleet(conn, args.patients)
         started = time.monotonic()
         load_readings(conn, args.rows, args.patients)
         result["load_s"] = round(time.monotonic() - started, 1)
         result["load_rows_per_s"] = round(args.rows / max(result["load_s"], 1e-3))
-        conn.autocommit = True
         started = time.monotonic()
-        conn.execute("VACUUM ANALYZE readings")
+        bs.vacuum_analyze(conn, "readings")
         result["vacuum_analyze_s"] = round(time.monotonic() - started, 1)
         log(f"loaded in {result['load_s']} s, VACUUM ANALYZE {result['vacuum_analyze_s']} s")
         result.update(sizes(conn))
@@ -339,14 +271,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.rows < args.patients * len(CYCLE):
         ap.error("--rows must give every patient at least one full cycle of metrics")
     name = f"vigil_bench_store_{secrets.token_hex(4)}"
-    admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    create_database(ADMIN_URL, name)
     log(f"database {name}")
     started = time.monotonic()
     try:
         result = run(url_for(name), args)
     finally:
         if not args.keep:
-            admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            drop_database(ADMIN_URL, name)
     result["database"], result["database_kept"] = name, args.keep
     result["wall_s"] = round(time.monotonic() - started, 1)
     print(json.dumps(result))

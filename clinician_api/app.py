@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,8 +24,10 @@ from clinician_api.auth.passwords import Passwords
 from clinician_api.context import Services
 from clinician_api.keys import ApiKeys
 from clinician_api.live import AlertHub
+from clinician_api.messaging_live import MessageHub
 from clinician_api.middleware import EdgeMiddleware, RequestGuard
 from clinician_api.pagination import CursorCodec
+from clinician_api.portal import pages as portal
 from clinician_api.problems import document_problems, install_problem_handlers
 from clinician_api.provisioning import Provisioner, spki_pin
 from clinician_api.routes import (
@@ -38,15 +41,19 @@ from clinician_api.routes import (
     fhir,
     fleet,
     history,
+    messages,
+    notes,
     patients,
     stream,
     time,
 )
+from clinician_api.routes.messages import Messaging
 from clinician_api.sealer import AuditSealer
 from clinician_api.settings import ApiSettings
-from clinician_api.web import pages
+from clinician_api.web import message_pages, pages
 from clinician_api.web.render import Pages, page_errors
 from clinician_api.web.static import Assets
+from consult.messaging.attachments import AttachmentCipher
 from rpm_core.clock import Clock, SystemClock
 from rpm_core.errors import ConfigError
 from store.app_pool import PoolOptions, open_app_pool
@@ -55,6 +62,8 @@ from store.clinician_views import database_flavor
 __all__ = ["API_PREFIX", "create_app"]
 
 API_PREFIX = "/api/v1"
+# POST paths whose body is a file (api_attachment_max_bytes instead of the 1 MiB JSON limit).
+_UPLOADS = re.compile(r"/api/v1/threads/[^/]{1,64}/attachments")
 
 
 def _enrol_pin(settings: ApiSettings) -> str:
@@ -96,6 +105,7 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None, provisioner
         raise ConfigError("api_secret_key is not set (`vigil api` creates one in key_dir)")
     keys = ApiKeys.from_secret(settings.api_secret_key.get_secret_value())
     the_clock = clock or SystemClock()
+    cipher = AttachmentCipher.from_secret(settings.api_secret_key.get_secret_value())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -103,15 +113,19 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None, provisioner
         app.state.services = svc
         app.state.pages = await asyncio.to_thread(Pages)
         listener = asyncio.create_task(svc.hub.run(), name="vigil-alert-listener")
+        message_hub = MessageHub(settings.database_url)
+        app.state.messaging = Messaging(message_hub, cipher)
+        message_listener = asyncio.create_task(message_hub.run(), name="vigil-message-listener")
         sealer = AuditSealer(svc.pool, interval_s=settings.api_audit_seal_interval_s)
         sealer.start()
         app.state.sealer = sealer
         try:
             yield
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            for task in (listener, message_listener):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await asyncio.to_thread(sealer.stop)
             await asyncio.to_thread(svc.pool.close)
 
@@ -125,12 +139,28 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None, provisioner
     )
     install_problem_handlers(app, pages=page_errors)
     document_problems(app)
-    routers = (auth, stream, alerts, enrolment, history, time, patients, admin_users, admin_teams, billing, fleet)
+    routers = (
+        auth,
+        stream,
+        alerts,
+        enrolment,
+        history,
+        time,
+        patients,
+        admin_users,
+        admin_teams,
+        billing,
+        fleet,
+        messages,
+        notes,
+    )
     for module in routers:  # stream before /alerts/{id}
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(ack_links.router)  # pages at /ack/..., outside /api/v1
     app.include_router(fhir.router)
     app.include_router(pages.router)
+    app.include_router(portal.router)  # the patient portal, /portal/...
+    app.include_router(message_pages.router)
     app.mount("/static", Assets(), name="static")
     _health(app)
     if settings.api_cors_origins:
@@ -141,7 +171,7 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None, provisioner
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["content-type", "authorization", "x-csrf-token", "if-none-match"],
         )
-    app.add_middleware(RequestGuard)
+    app.add_middleware(RequestGuard, large=((_UPLOADS, settings.api_attachment_max_bytes),))
     app.add_middleware(EdgeMiddleware, hsts_max_age_s=settings.api_hsts_max_age_s if settings.api_tls else None)
     return app
 
@@ -159,5 +189,5 @@ def _health(app: FastAPI) -> None:
                 conn.execute("SELECT 1")
         except Exception:  # noqa: BLE001 - any failure means not ready
             return JSONResponse({"status": "database unavailable"}, status_code=503)
-        ready = svc.hub.ready.is_set()
+        ready = svc.hub.ready.is_set() and request.app.state.messaging.hub.ready.is_set()
         return JSONResponse({"status": "ok" if ready else "listener starting"}, status_code=200 if ready else 503)

@@ -1,6 +1,6 @@
 """Live alert updates: one LISTEN per process, fanned out to the open streams.
 
-:class:`AlertHub` runs one listener (``store.live.alert_notices``) in the app's lifespan and hands
+:class:`AlertHub` runs one listener (``store.channels.alert_notices``) in the app's lifespan and hands
 each notice to the subscribers whose organisation and panel hold the alert's patient. A subscriber
 that does not keep up (its queue is full) is dropped with an overflow marker; the stream ends and
 the browser's EventSource reconnects and refetches. When the database connection is lost, every
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from rpm_core.backoff import BackoffPolicy, backoff_delay
+from store.channels import AlertNotice, alert_notices
 from store.errors import DatabaseUnavailable
-from store.live import AlertNotice, alert_notices
 
 __all__ = ["AlertHub", "Marker", "Subscription"]
 

@@ -116,11 +116,16 @@ class RequestGuard:
     """Refuses, before any route sees them, what no route can store: a NUL character in the query
     string or the body (PostgreSQL text cannot hold one; 400/422 instead of a database error), and
     bodies over :data:`MAX_BODY_BYTES` (413). Path parameters are left to the routes: a NUL in an
-    id is an audited 404 like any other id that names nothing."""
+    id is an audited 404 like any other id that names nothing. ``large`` names the POST paths that
+    take a file (a message attachment) with their own limit; their bodies are binary, so only the
+    size is checked here (the route checks the content)."""
 
-    def __init__(self, app: ASGIApp, *, max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body: int = MAX_BODY_BYTES, large: tuple[tuple[re.Pattern[str], int], ...] = ()
+    ) -> None:
         self.app = app
         self.max_body = max_body
+        self.large = large
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -134,6 +139,7 @@ class RequestGuard:
         if scope.get("method") not in ("POST", "PUT", "PATCH", "DELETE"):
             await self.app(scope, receive, send)
             return
+        limit, binary = self._limit(scope, path)
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -144,13 +150,13 @@ class RequestGuard:
                 return
             chunk = bytes(message.get("body", b""))
             size += len(chunk)
-            if size > self.max_body:
+            if size > limit:
                 await self._refuse(send, 413, "Content Too Large", "the body is too large", "too_large", path)
                 return
             chunks.append(chunk)
             more = bool(message.get("more_body", False))
         body = b"".join(chunks)
-        if b"\x00" in body or _NUL_ESCAPE.search(body):
+        if not binary and (b"\x00" in body or _NUL_ESCAPE.search(body)):
             await self._refuse(
                 send, 422, "Unprocessable Content", "a value holds a NUL character", "nul_character", path
             )
@@ -165,6 +171,14 @@ class RequestGuard:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    def _limit(self, scope: Scope, path: str) -> tuple[int, bool]:
+        """The body limit of this request, and whether its body is a file (binary)."""
+        if scope.get("method") == "POST":
+            for pattern, cap in self.large:
+                if pattern.fullmatch(path):
+                    return cap, True
+        return self.max_body, False
 
     @staticmethod
     async def _refuse(send: Send, status: int, title: str, detail: str, code: str, path: str) -> None:

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from alerts.errors import AlertNotFound, InvalidTransition, LifecycleError
 from clinician_api.errors import ApiError, Invalid, TooManyAttempts
+from provisioning import errors as prov
 from store.errors import Conflict as StoreConflict
 from store.errors import DatabaseUnavailable, MigrationError
 from store.errors import NotFound as StoreNotFound
@@ -95,7 +96,35 @@ def translate(exc: Exception) -> ApiError | None:
             return e.Conflict(exc.why, code="conflict")
         case DatabaseUnavailable() | MigrationError():
             return e.ServiceUnavailable("the database is unavailable; try again shortly")
+        case prov.ProvisioningError():
+            return _provisioning(exc)
     return None
+
+
+def _provisioning(exc: prov.ProvisioningError) -> ApiError:
+    """Provisioning's errors (the fleet routes). Their messages name ids and files, never PHI, but
+    the server's paths are not the caller's business, so only the kind of failure is said."""
+    from clinician_api import errors as e
+
+    match exc:
+        case prov.NotFound():
+            return e.NotFound()
+        case prov.Conflict():
+            return e.Conflict(f"the {exc.kind} {exc.why}", code="conflict")
+        case prov.InvalidRequest():
+            return e.Invalid(f"{exc.field}: {exc.why}", field=exc.field, code="invalid_request")
+        case prov.DatabaseUnavailable():
+            return e.ServiceUnavailable("the database is unavailable; try again shortly")
+        case prov.BrokerOutOfSync():
+            return ApiError(
+                "the broker and the database disagree: an operator must run `vigil broker sync`", code=exc.reason
+            )
+        case prov.BrokerError():
+            return e.ServiceUnavailable(
+                "the MQTT broker did not take the change; nothing was changed, try again shortly",
+                retry_after_s=30,
+            )
+    return ApiError("provisioning failed on the server; an operator has to look at its log", code=exc.reason)
 
 
 def _api_error(request: Request, exc: ApiError, pages: PageErrors | None = None) -> Response:
@@ -155,6 +184,7 @@ def install_problem_handlers(app: FastAPI, *, pages: PageErrors | None = None) -
         StoreConflict,
         DatabaseUnavailable,
         MigrationError,
+        prov.ProvisioningError,
     ):
         app.add_exception_handler(kind, on_api_error)
     app.add_exception_handler(TooManyAttempts, on_api_error)

@@ -1,11 +1,11 @@
 """What the fleet routes need from provisioning, as a Protocol the composition root fills in.
 
 Provisioning (creating an agent with its broker account and enrollment bundle, revoking one) is
-not this package's to own: today it lives in ``vigil_cli`` (and moves to a ``provisioning``
-package with issue 11), and the broker's access model is changing under it. ``clinician_api``
-never imports it: ``vigil api`` loads an implementation from the ``vigil.provisioner`` entry point
-(pyproject.toml names ``vigil_cli.api_provisioner:provisioner``), and tests pass one to
-``create_app``. Without one, the routes that need it answer 503.
+the ``provisioning`` package's; the settings it needs (key and broker directories) are the
+composition root's, so ``vigil api`` loads an implementation from the ``vigil.provisioner`` entry
+point (pyproject.toml names ``vigil_cli.api_provisioner:provisioner``) and tests pass one to
+``create_app``. Without one, the routes that need it answer 503. Its errors
+(``provisioning.errors``) become problem responses in :mod:`clinician_api.problems`.
 
 Enrolment tokens (``vigil edge enroll --url URL --token TOKEN``) are ``vgle1.<secret>.<pin>``: the
 256-bit secret (only its SHA-256 is stored) and, when the API knows it, the SHA-256 of the public
@@ -54,8 +54,11 @@ class Provisioner(Protocol):
         """Create a pending agent assigned to the patient, with its broker account; its bundle."""
         ...
 
-    def revoke_agent(self, agent_id: str) -> str:
-        """Remove the agent's broker access and make ingest refuse its keys; a note for the log."""
+    def revoke_agent(self, agent_id: str, *, org_id: str) -> str:
+        """Remove the agent's broker access and make ingest refuse its keys; a note for the log.
+
+        ``org_id`` is the caller's organisation: an agent of another one is provisioning's
+        ``NotFound`` (the route has checked it already; this holds if a route ever forgets)."""
         ...
 
 

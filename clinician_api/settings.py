@@ -95,6 +95,9 @@ class ApiSettings(VigilSettings):
     api_stream_max_s: Annotated[int, Field(ge=10, le=86_400)] = 300
     # Seconds between keep-alive comments on an idle live stream.
     api_stream_ping_s: Annotated[float, Field(gt=0, le=300)] = 15.0
+    # Largest file that can be attached to a secure message (JPEG, PNG or PDF; stored encrypted). The
+    # database refuses more than 10 MiB whatever this says.
+    api_attachment_max_bytes: Annotated[int, Field(ge=1024, le=10 * 1024 * 1024)] = 5 * 1024 * 1024
 
     # The organisation's alert rule defaults (the TOML table [alerts_rules] the alert engine reads too):
     # the patient page shows a patient's thresholds resolved against them.

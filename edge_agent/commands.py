@@ -215,9 +215,9 @@ def run_command(
         if not settings.enrolled:
             raise typer.BadParameter("this agent is not enrolled: vigil edge enroll --bundle FILE")
         if settings.ble_backend == "emulated" and settings.emulated_hci is None and not settings.devices:
-            from edge_agent.emulation.demo import DEMO_DEVICES  # the built-in demo devices, paired implicitly
+            from edge_agent.emulation.demo import demo_devices  # the built-in demo devices, paired implicitly
 
-            settings = settings.model_copy(update={"devices": DEMO_DEVICES})
+            settings = settings.model_copy(update={"devices": demo_devices(settings.demo_seed)})
         identity = AgentIdentity.load(settings.enrollment_dir, org=settings.org_id, agent=settings.agent)
         asyncio.run(_run(Agent(settings, identity)))
 

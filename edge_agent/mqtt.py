@@ -29,19 +29,46 @@ import queue
 import random
 import socket
 import ssl
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.errors import BrokerDisconnected, BrokerError, BrokerRefused, BrokerUnreachable, SessionTakenOver
-from rpm_core.backoff import BackoffPolicy, backoff_delay
-from rpm_core.takeover import TakeoverDetector
+@contextlib.contextmanager
+def _without_dnspython() -> Iterator[None]:
+    """While paho is first imported, dnspython cannot be: paho loads it only for ``connect_srv``
+    (DNS SRV lookups), which the agent never calls. A Pi does not install dnspython (the ``edge``
+    extra does not pull it in), but a server or development environment does, and there it added
+    about 4 MB to the agent's resident set. Afterwards ``import dns`` works again for anyone else."""
+    hidden = [name for name in ("dns", "dns.resolver") if name not in sys.modules]
+    if "paho.mqtt.client" in sys.modules:
+        hidden = []
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # None: the import system raises ImportError
+    try:
+        yield
+    finally:
+        for name in hidden:
+            del sys.modules[name]
+
+
+with _without_dnspython():
+    import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion  # noqa: E402
+from paho.mqtt.reasoncodes import ReasonCode  # noqa: E402
+
+from edge_agent.errors import (  # noqa: E402
+    BrokerDisconnected,
+    BrokerError,
+    BrokerRefused,
+    BrokerUnreachable,
+    SessionTakenOver,
+)
+from rpm_core.backoff import BackoffPolicy, backoff_delay  # noqa: E402
+from rpm_core.takeover import TakeoverDetector  # noqa: E402
 
 __all__ = ["LinkListener", "MqttLink", "MqttOptions", "tls_context"]
 

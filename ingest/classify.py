@@ -38,6 +38,7 @@ from pathlib import PurePath
 from typing import Final
 
 from ingest.acks import AckToken
+from ingest.database import Activation, BatchWrite
 from ingest.opener import EnvelopeOpener
 from ingest.rows import declared_sequences
 from rpm_core.errors import EnvelopeError, InvalidIdentifier, MalformedEnvelope, TopicError
@@ -45,10 +46,11 @@ from rpm_core.ids import agent_id, org_id
 from rpm_core.status import AgentStatus
 from rpm_core.topics import Direction, Kind, Topic
 from store.agents import AgentRecord
+from store.dead_letters import DeadLetterRow
+from store.devices import DeviceRow
 from store.fleet import AgentStatusRow
-from store.ingest_db import Activation, BatchWrite
-from store.ingest_state import DeadLetterRow, DeviceRow, GapRow
 from store.readings import ReadingRow
+from store.receipts import GapRow
 
 __all__ = [
     "SENT_IN_FUTURE",

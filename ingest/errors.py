@@ -4,9 +4,8 @@
 
     VigilError
     └── IngestError                  .reason
-        ├── RefusedToStart           .why  a precondition of "ack after COMMIT" does not hold
-        │                                  (synchronous_commit off, no server keys, bad settings)
-        └── BrokerUnavailable        the MQTT broker refused or dropped us (.rc)
+        └── RefusedToStart           .why  a precondition of "ack after COMMIT" does not hold
+                                           (synchronous_commit off, no server keys, bad settings)
 
 Database trouble arrives as ``store.errors.DatabaseUnavailable`` (translated from psycopg in
 store) and is retried with ``rpm_core.backoff``; envelope trouble is ``rpm_core.errors.EnvelopeError``
@@ -17,7 +16,7 @@ from __future__ import annotations
 
 from rpm_core.errors import VigilError
 
-__all__ = ["BrokerUnavailable", "IngestError", "RefusedToStart"]
+__all__ = ["IngestError", "RefusedToStart"]
 
 
 class IngestError(VigilError):
@@ -30,11 +29,3 @@ class RefusedToStart(IngestError):
     def __init__(self, why: str) -> None:
         super().__init__(f"ingest refuses to start: {why}")
         self.why = why
-
-
-class BrokerUnavailable(IngestError):
-    reason = "broker_unavailable"
-
-    def __init__(self, rc: object) -> None:
-        super().__init__(f"MQTT broker unavailable ({rc})")
-        self.rc = rc

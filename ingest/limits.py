@@ -5,7 +5,7 @@
   batch committed (:meth:`StagedBuckets.commit`): a batch retried after a database failure is not
   charged twice.
 * :func:`limit_dead_letters`: applies the buckets to a batch's dead letters; the ones over an
-  agent's rate leave the batch and are added up into one :class:`~store.ingest_state.SuppressedRow`
+  agent's rate leave the batch and are added up into one :class:`~store.dead_letters.SuppressedRow`
   per agent (counted, still acknowledged, payload not stored).
 * :class:`AlarmGate`: lets one alarm line per key (an agent and a kind) through per interval, so
   a flood produces one log line per window, not one per message.
@@ -21,8 +21,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Final
 
-from store.ingest_db import BatchWrite
-from store.ingest_state import DeadLetterRow, SuppressedRow
+from ingest.database import BatchWrite
+from store.dead_letters import DeadLetterRow, SuppressedRow
 
 __all__ = ["AlarmGate", "StagedBuckets", "TokenBuckets", "limit_dead_letters"]
 

@@ -13,11 +13,11 @@ import time
 from collections.abc import Sequence
 
 from ingest.classify import Classified, Incoming
+from ingest.database import BatchResult
 from ingest.limits import AlarmGate
 from ingest.metrics import IngestMetrics
 from ingest.settings import IngestSettings
 from rpm_core.clock import Clock
-from store.ingest_db import BatchResult
 
 __all__ = ["BatchObserver"]
 

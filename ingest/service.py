@@ -48,6 +48,7 @@ from typing import Protocol, TypeAlias
 from ingest.acks import AckTracker
 from ingest.classify import Classified, Incoming, Limits, classify, clean_topic, dead_letter_row, internal_detail
 from ingest.consumer import MqttConsumer
+from ingest.database import BatchResult, BatchWrite, IngestDatabase
 from ingest.errors import RefusedToStart
 from ingest.limits import TokenBuckets, limit_dead_letters
 from ingest.metrics import IngestMetrics
@@ -61,9 +62,8 @@ from rpm_core.ids import AgentId, OrgId
 from rpm_core.keystore import ServerKeyring
 from rpm_core.topics import Topic, ingest_subscription
 from store.agents import AgentRecord
+from store.dead_letters import DeadLetterRow
 from store.errors import DatabaseUnavailable, MigrationError, StoreError, TransientConflict
-from store.ingest_db import BatchResult, BatchWrite, IngestDatabase
-from store.ingest_state import DeadLetterRow
 
 __all__ = ["IngestService", "IngestStore"]
 
@@ -74,7 +74,7 @@ _DATABASE_SIDE = (DatabaseUnavailable, MigrationError)
 
 
 class IngestStore(Protocol):
-    """The database seam (``store.ingest_db.IngestDatabase``)."""
+    """The database seam (``ingest.database.IngestDatabase``)."""
 
     def synchronous_commit(self) -> str: ...
     def load_agents(self, agent_ids: Iterable[str]) -> dict[str, AgentRecord]: ...

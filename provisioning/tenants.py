@@ -11,7 +11,7 @@ from provisioning.broker import APPLICATION_NAME
 from provisioning.errors import translating
 from provisioning.settings import ProvisioningSettings
 from rpm_core import ids
-from store import agents as store
+from store import patients as store
 from store.transaction import transaction
 
 __all__ = ["create_org", "create_patient"]

@@ -1,4 +1,4 @@
-"""The agents aggregate: organisations and patients (minimal), agents, assignments, registration.
+"""The agents aggregate: agents, their assignments to patients, registration, last contact.
 
 Lifecycle of an agent row: ``pending`` (created with broker credentials and the hash of a one-time
 enrollment token) -> ``active`` (its registration arrived: public keys stored, token cleared) ->
@@ -9,7 +9,7 @@ Every function runs inside the caller's transaction; the caller commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
@@ -30,11 +30,10 @@ __all__ = [
     "assign_agent",
     "broker_accounts",
     "create_agent",
-    "create_org",
-    "create_patient",
     "list_agents",
     "load_agents",
     "revoke_agent",
+    "touch_agents",
 ]
 
 AgentStatusName = Literal["pending", "active", "revoked"]
@@ -71,27 +70,6 @@ class BrokerAccountRow:
     org_id: str
     agent_id: str
     password_hash: str
-
-
-def create_org(conn: psycopg.Connection[Any], org_id: str, name: str) -> None:
-    try:
-        conn.execute("INSERT INTO organizations (org_id, name) VALUES (%s, %s)", (org_id, name))
-    except pgerrors.UniqueViolation as exc:
-        raise Conflict("organisation", org_id, "exists already") from exc
-    except pgerrors.CheckViolation as exc:
-        raise Conflict("organisation", org_id, "not a valid organisation id") from exc
-
-
-def create_patient(conn: psycopg.Connection[Any], *, org_id: str, patient_id: str, display_name: str) -> None:
-    try:
-        conn.execute(
-            "INSERT INTO patients (patient_id, org_id, display_name) VALUES (%s, %s, %s)",
-            (patient_id, org_id, display_name),
-        )
-    except pgerrors.UniqueViolation as exc:
-        raise Conflict("patient", patient_id, "exists already") from exc
-    except pgerrors.ForeignKeyViolation as exc:
-        raise NotFound("organisation", org_id) from exc
 
 
 def _require_patient(conn: psycopg.Connection[Any], org_id: str, patient_id: str) -> None:
@@ -241,3 +219,15 @@ def broker_accounts(conn: psycopg.Connection[Any]) -> Sequence[BrokerAccountRow]
             "WHERE status <> 'revoked' AND mqtt_password_hash IS NOT NULL ORDER BY agent_id"
         )
     ]
+
+
+def touch_agents(conn: psycopg.Connection[Any], seen: Mapping[str, datetime]) -> None:
+    """``last_seen_at`` moves forward only (workers may commit out of order)."""
+    if not seen:
+        return
+    agents = sorted(seen)
+    conn.execute(
+        "UPDATE agents a SET last_seen_at = greatest(a.last_seen_at, u.seen) "
+        "FROM unnest(%s::text[], %s::timestamptz[]) AS u(agent_id, seen) WHERE a.agent_id = u.agent_id",
+        (agents, [seen[a] for a in agents]),
+    )

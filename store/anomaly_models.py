@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 
 from store.connection import Connection
 
-__all__ = ["ModelRow", "insert_model", "latest_models", "model_history"]
+__all__ = ["ModelRow", "insert_model", "latest_models"]
 
 _COLUMNS: Final = (
     "model_id, org_id, patient_id, method, version, feature_version, trained_at, trained_through, "
@@ -79,12 +79,3 @@ def insert_model(
     if row is None:  # pragma: no cover - INSERT ... SELECT of an aggregate returns one row
         raise RuntimeError("insert returned nothing")
     return int(row[0])
-
-
-def model_history(conn: Connection, patient_id: str, method: str) -> list[ModelRow]:
-    with conn.cursor(row_factory=class_row(ModelRow)) as cur:
-        return cur.execute(
-            f"SELECT {_COLUMNS} FROM anomaly_models WHERE patient_id = %s AND method = %s "  # noqa: S608
-            "ORDER BY version",
-            (patient_id, method),
-        ).fetchall()

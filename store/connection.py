@@ -45,8 +45,10 @@ from store.errors import DatabaseUnavailable, MigrationError, StoreError, Transi
 __all__ = [
     "TRANSIENT_SQLSTATES",
     "Connection",
+    "as_store_errors",
     "connect",
     "listen",
+    "synchronous_commit",
     "translate_error",
     "translate_errors",
     "wait_for_notification",
@@ -97,6 +99,16 @@ def translate_errors() -> Iterator[None]:
         raise translated from exc
 
 
+@contextmanager
+def as_store_errors() -> Iterator[None]:
+    """Every psycopg error leaves as a :class:`StoreError`: :func:`translate_error`'s, else a plain
+    ``StoreError`` naming the SQLSTATE (the data written may be at fault: ingest splits its batch)."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise (translate_error(exc) or StoreError(f"database error {exc.sqlstate or type(exc).__name__}")) from exc
+
+
 def connect(url: str, *, application_name: str = "vigil", connect_timeout_s: float = 10.0) -> Connection:
     """An autocommit connection: callers open explicit transactions with ``conn.transaction()``."""
     with translate_errors():
@@ -114,3 +126,9 @@ def wait_for_notification(conn: Connection, timeout_s: float) -> bool:
     """Block until a notification arrives on a channel this connection listens to, or the timeout."""
     with translate_errors():
         return any(True for _ in conn.notifies(timeout=max(timeout_s, 0.0), stop_after=1))
+
+
+def synchronous_commit(conn: Connection) -> str:
+    """The server's ``synchronous_commit`` for this session (ingest acks only after a durable COMMIT)."""
+    row = conn.execute("SHOW synchronous_commit").fetchone()
+    return str(row[0]) if row else ""

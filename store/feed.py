@@ -10,37 +10,35 @@ skipped. Rows of one transaction are never split across two pages.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, Final
 
 import psycopg
 
-__all__ = ["FeedPage", "FeedReading", "current_horizon", "page_query", "readings_since"]
+from store.readings import READING_COLUMNS, ReadingRow
 
-_SELECT: Final = (
-    "SELECT ingest_xid::text::bigint, time, org_id, patient_id, agent_id, device_id, metric, value, seq, flags "
-    "FROM readings "
-)
+__all__ = ["FeedPage", "current_horizon", "page_query", "readings_since"]
 
-
-@dataclass(frozen=True, slots=True)
-class FeedReading:
-    xid: int
-    time: datetime
-    org_id: str
-    patient_id: str
-    agent_id: str
-    device_id: str
-    metric: str
-    value: float
-    seq: int
-    flags: list[str]
+_SELECT: Final = f"SELECT ingest_xid::text::bigint, {', '.join(READING_COLUMNS)} FROM readings "  # noqa: S608 - constant columns
 
 
 @dataclass(frozen=True, slots=True)
 class FeedPage:
-    readings: list[FeedReading]
+    """Whole transactions in commit-id order: ``(ingest_xid, the readings it stored)``."""
+
+    transactions: list[tuple[int, list[ReadingRow]]]
     watermark: int  # pass back as ``after`` next time
+
+    @property
+    def readings(self) -> list[ReadingRow]:
+        return [r for _, rows in self.transactions for r in rows]
+
+
+def _page(rows: list[tuple[Any, ...]], watermark: int) -> FeedPage:
+    return FeedPage(
+        [(xid, [ReadingRow(*r[1:]) for r in tx]) for xid, tx in groupby(rows, key=itemgetter(0))], watermark
+    )
 
 
 def current_horizon(conn: psycopg.Connection[Any]) -> int:
@@ -66,13 +64,12 @@ def readings_since(conn: psycopg.Connection[Any], after: int, *, limit: int = 50
     if after >= horizon:
         return FeedPage([], after)
     rows = conn.execute(*page_query(after, horizon, limit + 1)).fetchall()
-    page = [FeedReading(*r) for r in rows]
-    if len(page) <= limit:
-        return FeedPage(page, horizon)
+    if len(rows) <= limit:
+        return _page(rows, horizon)
     # Cut at a transaction boundary: the last transaction may continue beyond the page.
-    last = page[-1].xid
-    complete = [r for r in page if r.xid < last]
+    last = int(rows[-1][0])
+    complete = [r for r in rows if r[0] < last]
     if complete:
-        return FeedPage(complete, last)
+        return _page(complete, last)
     whole = conn.execute(_SELECT + "WHERE ingest_xid = %s::text::xid8", (str(last),)).fetchall()
-    return FeedPage([FeedReading(*r) for r in whole], last + 1)
+    return _page(whole, last + 1)

@@ -30,7 +30,6 @@ from psycopg.rows import class_row
 from store.connection import Connection
 
 __all__ = [
-    "NOTIFY_CHANNEL",
     "NOTIFY_LOCK_CLASS",
     "AttemptRow",
     "Candidate",
@@ -49,8 +48,6 @@ __all__ = [
     "register_worker",
 ]
 
-# The channel migration 0050's trigger NOTIFYs when notifications are queued.
-NOTIFY_CHANNEL: Final = "vigil_notify"
 # First key of the workers' two-key advisory locks ("ntfy"); the second is the worker's key.
 NOTIFY_LOCK_CLASS: Final = 0x6E746679 & 0x7FFFFFFF
 

@@ -1,4 +1,5 @@
-"""The readings aggregate: idempotent batch insert, charts (bucketed series) and latest values.
+"""The readings aggregate: idempotent batch insert, charts (bucketed series), latest values and the
+alert engine's windows of recent readings.
 
 Both database flavours answer the same questions with the same bucket boundaries (buckets are
 aligned to 2000-01-01T00:00Z): on TimescaleDB an hour- or day-aligned chart reads the continuous
@@ -26,13 +27,16 @@ from rpm_core.metrics import METRIC_NAMES
 
 __all__ = [
     "BUCKET_ORIGIN",
+    "READING_COLUMNS",
     "Bucket",
     "LatestValue",
     "ReadingRow",
+    "WindowReading",
     "create_staging",
     "insert_readings",
     "latest",
     "latest_query",
+    "readings_windows",
     "series",
     "series_query",
 ]
@@ -41,25 +45,14 @@ BUCKET_ORIGIN: Final = datetime(2000, 1, 1, tzinfo=UTC)
 _HOUR: Final = timedelta(hours=1)
 _DAY: Final = timedelta(days=1)
 
-_COLUMNS: Final = (
-    "time",
-    "org_id",
-    "patient_id",
-    "agent_id",
-    "device_id",
-    "metric",
-    "value",
-    "seq",
-    "flags",
-    "device_time",
-)
-
 
 _COPY_TYPES: Final = ["timestamptz", "text", "text", "text", "text", "text", "float8", "int8", "text[]", "text"]
 
 
 class ReadingRow(NamedTuple):
-    """A reading as stored: the Reading plus the patient and organisation it was mapped to."""
+    """A reading as stored: the Reading plus the patient and organisation it was mapped to.
+
+    Ingest writes it (:func:`insert_readings`); the feed (``store.feed``) reads it back."""
 
     time: datetime
     org_id: str
@@ -73,6 +66,10 @@ class ReadingRow(NamedTuple):
     device_time: str | None
 
 
+# The stored columns, in the row's order (COPY writes them so; the feed reads them back so).
+READING_COLUMNS: Final = ReadingRow._fields
+
+
 @dataclass(frozen=True, slots=True)
 class Bucket:
     start: datetime
@@ -80,6 +77,14 @@ class Bucket:
     max: float
     avg: float
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class WindowReading:
+    patient_id: str
+    time: datetime
+    metric: str
+    value: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +174,7 @@ def insert_readings(conn: psycopg.Connection[Any], rows: Iterable[ReadingRow], *
     an earlier call in the same transaction are already in ``readings`` and conflict, so the count
     stays right without the TRUNCATE (which also gives the table a new file every time).
     """
-    cols = sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
+    cols = sql.SQL(", ").join(map(sql.Identifier, READING_COLUMNS))
     if not staging_ready:
         conn.execute(_STAGING)
     with conn.cursor() as cur:
@@ -290,3 +295,32 @@ def latest(
     """The most recent value of every metric (or of ``metrics``) for each of ``patients``."""
     query, params = latest_query(org=org, patients=patients, metrics=metrics)
     return [LatestValue(r[0], r[1], r[2], float(r[3]), r[4]) for r in conn.execute(query, params)]
+
+
+def readings_windows(
+    conn: psycopg.Connection[Any],
+    windows: Sequence[tuple[str, str, datetime, datetime]],
+    metrics: Sequence[str],
+    *,
+    per_metric_limit: int = 2000,
+) -> list[WindowReading]:
+    """Readings of each ``(org, patient, start, end)`` window (``start <= time <= end``) in one round
+    trip: one index range scan of ``readings_patient_metric_time`` per patient and metric."""
+    if not windows:
+        return []
+    rows = conn.execute(
+        "SELECT w.patient_id, r.time, m.metric, r.value "
+        "FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS w(org_id, patient_id, t0, t1) "
+        "CROSS JOIN unnest(%s::text[]) AS m(metric) "
+        "CROSS JOIN LATERAL (SELECT time, value FROM readings WHERE patient_id = w.patient_id AND metric = m.metric "
+        "  AND org_id = w.org_id AND time >= w.t0 AND time <= w.t1 ORDER BY time DESC LIMIT %s) AS r",
+        (
+            [w[0] for w in windows],
+            [w[1] for w in windows],
+            [w[2] for w in windows],
+            [w[3] for w in windows],
+            list(metrics),
+            per_metric_limit,
+        ),
+    ).fetchall()
+    return [WindowReading(r[0], r[1], r[2], float(r[3])) for r in rows]

@@ -1,7 +1,7 @@
 """Read models for the reports the clinician API builds: CMS billing evidence (monitoring episodes,
-reading days in the practice's time zone) and FHIR export (patients, devices, readings in the
-order that keeps one blood-pressure measurement's readings adjacent). Read-only; scoped by
-organisation.
+reading days in the practice's time zone) and FHIR export (an agent's patient, readings in the
+order that keeps one blood-pressure measurement's readings adjacent; devices are
+``store.devices``'). Read-only; scoped by organisation.
 
 Every row of ``readings`` was transmitted by a device through an edge agent (ingest stores only
 agents' signed envelopes), so every reading counts as device-transmitted; Vigil has no manual
@@ -21,12 +21,9 @@ from store.connection import Connection
 
 __all__ = [
     "BillingEpisode",
-    "DeviceFacts",
     "ReadingFacts",
     "agent_patient",
     "billing_episodes",
-    "device_facts",
-    "patient_devices",
     "reading_day_counts",
     "readings_page",
     "stream_readings",
@@ -40,22 +37,6 @@ class BillingEpisode:
     end_date: date | None
     setup_at: datetime | None
     setup_by: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceFacts:
-    device_id: str
-    org_id: str
-    agent_id: str
-    patient_id: str | None
-    profile: str | None
-    name: str | None
-    manufacturer: str | None
-    model: str | None
-    serial: str | None
-    firmware: str | None
-    battery_pct: int | None
-    last_seen: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,18 +81,6 @@ def reading_day_counts(
     return out
 
 
-_DEVICE = (
-    "SELECT d.device_id, d.org_id, d.agent_id, a.patient_id, d.profile, d.name, d.manufacturer, d.model, d.serial, "
-    "d.firmware, d.battery_pct, d.last_seen_at AS last_seen FROM devices d "
-    "LEFT JOIN agent_assignments a ON a.agent_id = d.agent_id AND a.valid_to IS NULL "
-)
-
-
-def device_facts(conn: Connection, device_id: str) -> DeviceFacts | None:
-    with conn.cursor(row_factory=class_row(DeviceFacts)) as cur:
-        return cur.execute(_DEVICE + "WHERE d.device_id = %s", (device_id,)).fetchone()
-
-
 def agent_patient(conn: Connection, agent_id: str) -> tuple[str, str | None] | None:
     """(organisation, patient assigned now) of an agent, or None when there is no such agent."""
     row = conn.execute(
@@ -120,14 +89,6 @@ def agent_patient(conn: Connection, agent_id: str) -> tuple[str, str | None] | N
         (agent_id,),
     ).fetchone()
     return None if row is None else (str(row[0]), None if row[1] is None else str(row[1]))
-
-
-def patient_devices(conn: Connection, org_id: str, patient_id: str) -> list[DeviceFacts]:
-    """The devices of the agents assigned to the patient now."""
-    with conn.cursor(row_factory=class_row(DeviceFacts)) as cur:
-        return cur.execute(
-            _DEVICE + "WHERE d.org_id = %s AND a.patient_id = %s ORDER BY d.device_id", (org_id, patient_id)
-        ).fetchall()
 
 
 _READING = (

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from store.migrate import migrate
-from tests.support import pg, procs
-from tests.support.mosquitto import MosquittoProcess, mosquitto_binary, plain_spec
+from tests.support import pg
+from vigil_testkit import procs
+from vigil_testkit.mosquitto import MosquittoProcess, mosquitto_binary, plain_spec
 
 pytest_plugins = ["tests.support.fixtures"]
 

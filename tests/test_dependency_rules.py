@@ -1,7 +1,7 @@
 """The import-linter contracts (docs/design.md's dependency rules) really fail on a violation.
 
-A copy of the packages with one forbidden import added (edge_agent -> store) must make
-`lint-imports` exit non-zero naming the broken contract; the unchanged copy must pass.
+A copy of the packages with one forbidden import added (edge_agent -> store, alerts -> consult)
+must make `lint-imports` exit non-zero naming the broken contract; the unchanged copy must pass.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ PACKAGES = (
     "consult",
     "clinician_api",
     "vigil_cli",
+    "bench",
+    "scripts",
+    "vigil_testkit",
 )
 
 
@@ -51,3 +54,27 @@ def test_contracts_pass_on_the_tree_and_fail_on_a_forbidden_import(tmp_path: Pat
     broken = _lint(tree)
     assert broken.returncode != 0
     assert "edge_agent ships alone to the Pi: no server packages BROKEN" in broken.stdout
+
+
+def test_alerts_importing_consult_breaks_its_contract(tmp_path: Path) -> None:
+    """The sinks live in consult and the composition root wires them: an alerts module reaching for a
+    sink (even the harmless RecordingSink) is refused."""
+    tree = _copy(tmp_path)
+    module = tree / "alerts" / "engine.py"
+    module.write_text(module.read_text() + "\nimport consult.sinks  # noqa: E402,F401\n")
+    broken = _lint(tree)
+    assert broken.returncode != 0
+    assert "alerts never imports consult BROKEN" in broken.stdout
+
+
+def test_bench_speaking_sql_or_importing_tests_breaks_its_contracts(tmp_path: Path) -> None:
+    """bench goes through store for its SQL and through vigil_testkit for real services: psycopg in a
+    benchmark, or a benchmark reaching into tests (the old bench <-> tests cycle), is refused."""
+    tree = _copy(tmp_path)
+    for name, line in (("cohort.py", "import psycopg"), ("fleet.py", "import tests.support.pg")):
+        module = tree / "bench" / name
+        module.write_text(module.read_text() + f"\n{line}  # noqa: E402,F401\n")
+    broken = _lint(tree)
+    assert broken.returncode != 0
+    assert "only store speaks SQL BROKEN" in broken.stdout
+    assert "bench never imports tests (shared workload code is in vigil_testkit) BROKEN" in broken.stdout

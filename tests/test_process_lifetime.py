@@ -1,4 +1,4 @@
-"""Every process a test starts dies with the run (tests/support/procs.py), also when pytest is
+"""Every process a test starts dies with the run (vigil_testkit/procs.py), also when pytest is
 stopped with SIGTERM or killed with SIGKILL, and no test starts one around that helper."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import procs
+from vigil_testkit import procs
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -22,13 +22,13 @@ ROOT = TESTS.parent
 # A stand-in for pytest: installs the handlers, starts a child that starts a grandchild (as
 # `vigil demo` starts its broker), says their pids, then waits to be signalled.
 PARENT = """
-import json, sys, time
-from tests.support import procs
+import json, subprocess, sys, time
+from vigil_testkit import procs
 procs.install_signal_handlers()
-child = procs.popen(["/bin/sh", "-c", "sleep 1000 & echo $!; wait"], stdout=__import__("subprocess").PIPE, text=True)
-grandchild = int(child.stdout.readline())
-print(json.dumps({"child": child.pid, "grandchild": grandchild}), flush=True)
 try:
+    child = procs.popen(["/bin/sh", "-c", "sleep 1000 & echo $!; wait"], stdout=subprocess.PIPE, text=True)
+    grandchild = int(child.stdout.readline())
+    print(json.dumps({"child": child.pid, "grandchild": grandchild}), flush=True)
     time.sleep(1000)
 except KeyboardInterrupt:
     print("interrupted", flush=True)
@@ -69,6 +69,8 @@ def test_sigterm_of_the_run_kills_children_and_grandchildren() -> None:
         assert _wait_gone(list(pids.values())) == []
     finally:
         procs.kill_group(parent)
+        if parent.stdout is not None:
+            parent.stdout.close()
         for pid in pids.values():
             if not _gone(pid):
                 os.kill(pid, signal.SIGKILL)
@@ -83,6 +85,8 @@ def test_sigkill_of_the_run_still_kills_its_children() -> None:
         assert _wait_gone([pids["child"]]) == []
     finally:
         procs.kill_group(parent)
+        if parent.stdout is not None:
+            parent.stdout.close()
         for pid in pids.values():
             if not _gone(pid):
                 os.kill(pid, signal.SIGKILL)
@@ -91,7 +95,7 @@ def test_sigkill_of_the_run_still_kills_its_children() -> None:
 def test_no_test_starts_a_process_around_the_helper() -> None:
     calls = []
     for path in TESTS.rglob("*.py"):
-        if "node_modules" in path.parts or path == TESTS / "support" / "procs.py":
+        if "node_modules" in path.parts:
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Call) and (
@@ -99,4 +103,4 @@ def test_no_test_starts_a_process_around_the_helper() -> None:
                 or (isinstance(node.func, ast.Name) and node.func.id == "Popen")
             ):
                 calls.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert calls == [], "start processes with tests.support.procs.popen: " + ", ".join(calls)
+    assert calls == [], "start processes with vigil_testkit.procs.popen: " + ", ".join(calls)

@@ -38,8 +38,8 @@ class ApiProvisioner:
         created = agents.create_agent(self.settings, enrollment, clock=self.clock)
         return ProvisionedBundle(created.agent_id, created.bundle_json)
 
-    def revoke_agent(self, agent_id: str) -> str:
-        return agents.revoke_agent(self.settings, agent_id, clock=self.clock)
+    def revoke_agent(self, agent_id: str, *, org_id: str) -> str:
+        return agents.revoke_agent(self.settings, agent_id, org_id=org_id, clock=self.clock)
 
 
 def provisioner(config_file: Path | None) -> ApiProvisioner:

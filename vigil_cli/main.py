@@ -34,7 +34,7 @@ GROUPS: tuple[tuple[str, str, str], ...] = (
     ("broker", "vigil_cli.broker", "Render the MQTT broker configuration."),
     ("agents", "vigil_cli.agents", "Provision, assign and revoke edge agents."),
     ("ingest", "ingest.cli", "The ingestion service."),
-    ("alerts", "alerts.cli", "The alert engine and replay."),
+    ("alerts", "vigil_cli.alerts", "The alert engine and replay."),
     ("notify", "consult.notify.cli", "Deliver notifications: email, SMS, push, in-app."),
     ("api", "clinician_api.cli", "The clinician API and dashboard."),
     ("audit", "clinician_api.audit_cli", "Verify the audit chain; export an accounting of disclosures."),
@@ -91,6 +91,10 @@ def missing_extra(exc: BaseException) -> str | None:
     return None
 
 
+def _root() -> None:
+    """Vigil remote patient monitoring."""
+
+
 def build_app(groups: tuple[tuple[str, str, str], ...] | None = None) -> typer.Typer:
     """The ``vigil`` app with every group of ``groups`` (default :data:`GROUPS`) whose module imports,
     leaving out those of an extra not installed here; :class:`BrokenCommandGroup` for any other failure."""
@@ -101,6 +105,9 @@ def build_app(groups: tuple[tuple[str, str, str], ...] | None = None) -> typer.T
         add_completion=False,
         pretty_exceptions_enable=False,
     )
+    # Always a group, even with one command mounted (``vigil demo ...`` mounts only ``demo``): typer
+    # would otherwise run a lone command as the program itself and reject its name as an argument.
+    app.callback()(_root)
     for name, module_name, help_text in GROUPS if groups is None else groups:
         try:
             module = importlib.import_module(module_name)
@@ -113,7 +120,13 @@ def build_app(groups: tuple[tuple[str, str, str], ...] | None = None) -> typer.T
         sub = getattr(module, "app", None)
         if not isinstance(sub, typer.Typer):
             raise BrokenCommandGroup(name, module_name, TypeError(f"{module_name}.app is not a typer.Typer"))
-        app.add_typer(sub, name=name, help=help_text)
+        callback = sub.registered_callback.callback if sub.registered_callback else None
+        if callback is not None and not sub.registered_commands and not sub.registered_groups:
+            # A group with nothing but its callback (`vigil demo`) is one command: mounted as a group
+            # its help would promise `COMMAND [ARGS]...` that do not exist.
+            app.command(name=name, help=help_text)(callback)
+        else:
+            app.add_typer(sub, name=name, help=help_text)
     return app
 
 

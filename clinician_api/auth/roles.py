@@ -36,12 +36,27 @@ class Permission(enum.StrEnum):
     TIME_READ = "time.read"  # time entries of a patient
     TIME_WRITE = "time.write"  # the timer and manual time entries
     BILLING_READ = "billing.read"  # the organisation's CMS billing evidence
+    MESSAGES = "messages"  # secure messaging: threads one takes part in (and break-glass reading)
+    NOTES_READ = "notes.read"  # consult notes of a patient
+    NOTES_WRITE = "notes.write"  # write, sign and amend consult notes; create follow-up tasks
+    TASKS = "tasks"  # the care team's follow-up task list; close tasks
 
 
 P = Permission
 GRANTS: Final = MappingProxyType(
     {
-        Role.ADMIN: frozenset({P.PANEL_READ, P.ALERTS_READ, P.ADMIN, P.PATIENTS_ENROL, P.TIME_READ, P.BILLING_READ}),
+        Role.ADMIN: frozenset(
+            {
+                P.PANEL_READ,
+                P.ALERTS_READ,
+                P.ADMIN,
+                P.PATIENTS_ENROL,
+                P.TIME_READ,
+                P.BILLING_READ,
+                P.MESSAGES,
+                P.NOTES_READ,
+            }
+        ),
         Role.CLINICIAN: frozenset(
             {
                 P.PANEL_READ,
@@ -53,6 +68,10 @@ GRANTS: Final = MappingProxyType(
                 P.SETTINGS_WRITE,
                 P.TIME_READ,
                 P.TIME_WRITE,
+                P.MESSAGES,
+                P.NOTES_READ,
+                P.NOTES_WRITE,
+                P.TASKS,
             }
         ),
         Role.NURSE: frozenset(
@@ -66,12 +85,26 @@ GRANTS: Final = MappingProxyType(
                 P.SETTINGS_WRITE,
                 P.TIME_READ,
                 P.TIME_WRITE,
+                P.MESSAGES,
+                P.NOTES_READ,
+                P.NOTES_WRITE,
+                P.TASKS,
             }
         ),
         Role.CARE_COORDINATOR: frozenset(
-            {P.PANEL_READ, P.ALERTS_READ, P.ALERTS_ASSIGN, P.PATIENTS_ENROL, P.TIME_READ, P.TIME_WRITE}
+            {
+                P.PANEL_READ,
+                P.ALERTS_READ,
+                P.ALERTS_ASSIGN,
+                P.PATIENTS_ENROL,
+                P.TIME_READ,
+                P.TIME_WRITE,
+                P.MESSAGES,
+                P.NOTES_READ,
+                P.TASKS,
+            }
         ),
-        Role.PATIENT: frozenset({P.PANEL_READ}),
+        Role.PATIENT: frozenset({P.PANEL_READ, P.MESSAGES}),
         Role.SERVICE: frozenset({P.PANEL_READ, P.ALERTS_READ, P.ALERTS_ACT, P.ALERTS_ASSIGN}),
     }
 )

@@ -50,9 +50,11 @@ from clinician_api.fhir import (
 from clinician_api.security import Principal
 from rpm_core.metrics import CATALOGUE
 from store import clinician_views as views
+from store import devices as device_store
 from store import report_views
 from store.connection import Connection
-from store.report_views import DeviceFacts, ReadingFacts
+from store.devices import DeviceFacts
+from store.report_views import ReadingFacts
 
 __all__ = ["FHIR_JSON", "FHIR_PREFIX", "router"]
 
@@ -88,7 +90,7 @@ def _device(conn: Connection, who: Principal, raw: str, now: datetime) -> Resolv
     if ident is None:
         return Denied()
     if kind == "phd":
-        facts = report_views.device_facts(conn, ident)
+        facts = device_store.device_facts(conn, ident)
         org, patient = (None, None) if facts is None else (facts.org_id, facts.patient_id)
     else:
         found = report_views.agent_patient(conn, ident)
@@ -123,7 +125,7 @@ def _patient_record(conn: Connection, target: Resolved) -> PatientRecord:
 def _device_record(d: DeviceFacts) -> DeviceRecord:
     return DeviceRecord(
         d.device_id, d.org_id, d.agent_id, d.patient_id, d.profile, d.name, d.manufacturer, d.model, d.serial,
-        d.firmware, d.battery_pct, d.last_seen,
+        d.firmware, d.battery_pct, d.last_seen_at,
     )  # fmt: skip
 
 
@@ -273,7 +275,7 @@ def search_observations(
                 limit=3 * count + 3,  # a BP panel holds at most 3 readings; +1 group to find the next key
             )
         )
-        profiles = {d.device_id: d.profile for d in report_views.patient_devices(conn, target.org_id, target.object_id)}
+        profiles = {d.device_id: d.profile for d in device_store.patient_devices(conn, target.org_id, target.object_id)}
         page = page_observations(
             _reading_records(rows), count, device_profiles={k: v for k, v in profiles.items() if v is not None}
         )
@@ -312,7 +314,7 @@ def export_everything(target: FhirPatient, conn: Db, svc: Svc, info: Info) -> St
         basis=target.basis,
     ):
         record = _patient_record(conn, target)
-        devices = [_device_record(d) for d in report_views.patient_devices(conn, target.org_id, target.object_id)]
+        devices = [_device_record(d) for d in device_store.patient_devices(conn, target.org_id, target.object_id)]
 
     def lines() -> Iterator[str]:
         with svc.pool.connection() as own, own.transaction():

@@ -204,7 +204,7 @@ def get_agent(target: Agent, conn: Db, svc: Svc, info: Info) -> AgentOut:
 def revoke(target: Agent, conn: Db, svc: Svc, info: Info) -> AgentOut:
     provisioner = provisioner_of(svc.provisioner)
     with _agent_recorded(target, conn, svc, info, "agent.revoke"):
-        provisioner.revoke_agent(target.object_id)
+        provisioner.revoke_agent(target.object_id, org_id=target.org_id)
         row = fleet_store.agent_in_org(conn, target.object_id, target.org_id) or target.row
         devices = fleet_store.devices_of_agents(conn, [target.object_id])
     return _out(row, devices[target.object_id])

@@ -10,13 +10,13 @@ from pydantic import BaseModel
 from clinician_api.context import Services
 from clinician_api.security import Principal
 from rpm_core.metrics import CATALOGUE
-from store import care_teams, users
+from store import care_teams, summaries, users
 from store import clinician_views as views
-from store.alert_engine import devices_of
 from store.care_teams import GrantRow
 from store.connection import Connection
+from store.devices import devices_of
 from store.notification_outbox import NewNotification, enqueue
-from store.readings import BUCKET_ORIGIN, latest
+from store.readings import BUCKET_ORIGIN
 
 __all__ = ["DeviceOut", "VitalOut", "breakglass", "devices", "floor_to", "latest_vitals", "panel_page"]
 
@@ -42,10 +42,14 @@ def floor_to(t: datetime, step: timedelta) -> datetime:
 
 
 def latest_vitals(conn: Connection, org_id: str, patient_ids: Sequence[str]) -> dict[str, list[VitalOut]]:
+    """The newest value of each metric per patient, from the summaries, brought up to every
+    reading committed before this call first (``store.summaries.advance``; the sparklines and
+    adherence read after it in the same request see the same readings)."""
     out: dict[str, list[VitalOut]] = {}
     if not patient_ids:
         return out
-    for v in latest(conn, org=org_id, patients=patient_ids):
+    summaries.advance(conn)
+    for v in summaries.latest(conn, org=org_id, patients=patient_ids):
         out.setdefault(v.patient_id, []).append(
             VitalOut(metric=v.metric, value=v.value, unit=CATALOGUE[v.metric].unit, time=v.time, device_id=v.device_id)
         )

@@ -24,7 +24,7 @@ from clinician_api.context import Db, Info, Services, Svc
 from clinician_api.live import Subscription
 from clinician_api.security import Principal, require
 from store import care_teams
-from store.live import AlertNotice
+from store.channels import AlertNotice
 
 __all__ = ["router"]
 

@@ -7,8 +7,9 @@
   var error = document.getElementById("login-error");
 
   function next() {
-    var target = new URLSearchParams(window.location.search).get("next") || "/panel";
-    return target.charAt(0) === "/" && target.charAt(1) !== "/" ? target : "/panel";
+    /* Without a next page, "/" sends a patient to their portal and staff to the panel. */
+    var target = new URLSearchParams(window.location.search).get("next") || "/";
+    return target.charAt(0) === "/" && target.charAt(1) !== "/" ? target : "/";
   }
 
   function askCode(enrol) {

@@ -74,8 +74,13 @@ def _me(conn: Connection, who: Principal) -> dict[str, Any]:
 
 
 @router.get("/")
-def home() -> RedirectResponse:
-    return RedirectResponse("/panel", status_code=303)
+def home(request: Request, conn: Db, svc: Svc) -> RedirectResponse:
+    """A patient's home is their portal; everyone else's the panel (which signs them in first)."""
+    try:
+        who = authenticate(request, conn, svc, touch=False)
+    except ApiError:
+        who = None
+    return RedirectResponse("/portal" if who is not None and who.is_patient else "/panel", status_code=303)
 
 
 @router.get("/login", response_class=HTMLResponse)

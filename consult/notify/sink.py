@@ -1,9 +1,10 @@
 """The escalation sink that delivers an alert's escalation steps for real, through the outbox.
 
-It implements the alert engine's ``EscalationSink`` Protocol structurally (consult never imports
-alerts): :meth:`NotifyingSink.deliver` takes the due step — any object with the attributes of
-:class:`DueStep`, such as alerts' ``EscalationAction`` — and runs inside the transaction that
-recorded the step, so the notifications commit with it or not at all.
+It implements the alert engine's ``EscalationSink`` Protocol structurally (consult and alerts never
+import each other; see :mod:`consult.sinks`): :meth:`NotifyingSink.deliver` takes the due step — a
+:class:`consult.sinks.DueStep`, such as alerts' ``EscalationAction`` — and runs inside the
+transaction that recorded the step, so the notifications commit with it or not at all.
+``vigil alerts run`` wires it (the composition root, ``vigil_cli.alerts``).
 
 ==========================  =====================================  ==========================
 step                        to whom (``params["roles"]`` overrides)  what
@@ -30,41 +31,19 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from consult.notify.templates import ALERT_CARE_TEAM, ALERT_PAGE, PATIENT_MESSAGE, VIDEO_CONSULT
 from consult.requests import request_video_consult
+from consult.sinks import DueStep
 from store import alerts as alert_store
 from store.connection import Connection
 from store.notification_outbox import NewNotification, enqueue
 from store.notification_prefs import CHANNELS, Recipient, care_team_recipients, patient_recipients
 
-__all__ = ["DueStep", "NotifyingSink", "channels_for"]
+__all__ = ["NotifyingSink", "channels_for"]
 
 log = logging.getLogger(__name__)
-
-
-class DueStep(Protocol):
-    """What the sink reads of a due escalation step (alerts' ``EscalationAction`` has all of it)."""
-
-    @property
-    def action_id(self) -> int: ...
-    @property
-    def alert_id(self) -> int: ...
-    @property
-    def org_id(self) -> str: ...
-    @property
-    def patient_id(self) -> str: ...
-    @property
-    def action(self) -> str: ...
-    @property
-    def severity(self) -> str: ...
-    @property
-    def step(self) -> int: ...
-    @property
-    def due_at(self) -> datetime: ...
-    @property
-    def params(self) -> Mapping[str, str]: ...
 
 
 @dataclass(frozen=True, slots=True)

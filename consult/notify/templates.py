@@ -13,6 +13,7 @@ new version here, and old rows keep rendering with theirs.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,7 @@ __all__ = [
     "KINDS",
     "PATIENT_MESSAGE",
     "STAFF_ALERT_KINDS",
+    "THREAD_MESSAGE",
     "Links",
     "Rendered",
     "patient_message_text",
@@ -38,11 +40,13 @@ VIDEO_CONSULT: Final = "video_consult_requested"
 PATIENT_MESSAGE: Final = "patient_message"
 PASSWORD_RESET: Final = "password_reset"  # noqa: S105 - a notification kind
 BREAK_GLASS: Final = "break_glass_review"
+# A new secure message in a thread the recipient takes part in (consult.messaging): never its text.
+THREAD_MESSAGE: Final = "thread_message"
 # Kinds about an alert that a staff member can acknowledge through a link; pointless once the
 # alert is no longer open (the worker cancels them).
 STAFF_ALERT_KINDS: Final = frozenset({ALERT_CARE_TEAM, ALERT_PAGE})
 ALERT_KINDS: Final = frozenset({ALERT_CARE_TEAM, ALERT_PAGE, VIDEO_CONSULT, PATIENT_MESSAGE})
-KINDS: Final = frozenset({*ALERT_KINDS, PASSWORD_RESET, BREAK_GLASS})
+KINDS: Final = frozenset({*ALERT_KINDS, PASSWORD_RESET, BREAK_GLASS, THREAD_MESSAGE})
 
 # Plain words for the patient (the catalogue's display names are clinical).
 _PLAIN: Final = {
@@ -148,6 +152,10 @@ def render(
             f"Set a new password: {link}",
             f"The link works once{until}. If you did not ask for it, ignore this message.",
         ]
+    elif kind == THREAD_MESSAGE:
+        thread = str(uuid.UUID(str(params["thread_id"])))  # ValueError for anything but a thread id
+        subject = "Vigil: you have a new secure message"
+        lines = [f"Read it in Vigil: {links.page(f'/messages/{thread}')}"]
     elif kind == BREAK_GLASS:
         subject = "Vigil: an emergency access needs your review"
         lines = [f"Review it in Vigil: {links.page('/admin/break-glass')}"]

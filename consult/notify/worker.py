@@ -41,6 +41,7 @@ from rpm_core.clock import Clock
 from store import ack_links
 from store import notification_delivery as delivery
 from store.ack_links import AckLinkRow
+from store.channels import NOTIFICATIONS_CHANNEL
 from store.connection import Connection, connect, listen, translate_errors, wait_for_notification
 from store.errors import DatabaseUnavailable
 from store.notification_delivery import Candidate, Orphan
@@ -120,7 +121,7 @@ class Worker:
         conn = connect(self._url, application_name="vigil-notify")
         try:
             self.worker_key = delivery.register_worker(conn)
-            listen(conn, delivery.NOTIFY_CHANNEL)
+            listen(conn, NOTIFICATIONS_CHANNEL)
         except BaseException:
             conn.close()
             raise

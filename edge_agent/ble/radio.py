@@ -88,6 +88,10 @@ async def open_radio(settings: EdgeSettings) -> AsyncIterator[Radio]:
         memory=settings.state_dir / "demo-devices.json",
     )
     async with run_demo_devices(
-        speed=settings.demo_speed, glucose_records=settings.demo_glucose_records, zone=settings.zone, patient=patient
+        speed=settings.demo_speed,
+        glucose_records=settings.demo_glucose_records,
+        zone=settings.zone,
+        patient=patient,
+        paired=settings.devices,
     ) as radio:
         yield Radio(radio.scanner_backend, radio.client_backend)

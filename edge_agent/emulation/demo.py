@@ -19,7 +19,7 @@ import contextlib
 import json
 import os
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,7 +47,7 @@ from edge_agent.emulation import (
 )
 from edge_agent.settings import PairedDevice
 
-__all__ = ["DEMO_DEVICES", "DemoPatient", "glucose_record", "run_demo_devices"]
+__all__ = ["DEMO_DEVICES", "DemoPatient", "demo_devices", "glucose_record", "run_demo_devices"]
 
 DEMO_DEVICES: Final = (
     PairedDevice(address="E0:00:00:00:00:01", profile="heart_rate", name="Demo HR"),
@@ -58,6 +58,21 @@ DEMO_DEVICES: Final = (
     PairedDevice(address="E0:00:00:00:00:06", profile="glucose", name="Demo Glucose"),
 )
 _WINDOW_S: Final = 5.0
+
+
+def demo_devices(seed: int = 0) -> tuple[PairedDevice, ...]:
+    """The six demo devices with addresses of their own for ``seed`` (``0``: :data:`DEMO_DEVICES`).
+
+    A Bluetooth address names one device fleet-wide (the server keeps one row per device id), so
+    each demo patient (``vigil demo`` gives each its own seed) wears devices with its own addresses.
+    """
+    high, low = (seed >> 8) & 0xFF, seed & 0xFF
+    return tuple(
+        d.model_copy(update={"address": f"E0:00:{high:02X}:{low:02X}:" + d.address.split(":", 4)[4]})
+        for d in DEMO_DEVICES
+    )
+
+
 # A day of stored history (UTC hour, measurement): glucose four times, weight once, blood pressure twice.
 _DAY: Final = ((7.0, "g"), (7.5, "scale"), (8.0, "bp"), (12.5, "g"), (18.5, "g"), (20.0, "bp"), (22.0, "g"))
 
@@ -371,9 +386,11 @@ def _history(
     return max(sequence + 1, memory.glucose_next or 0), queued
 
 
-def _build(air: VirtualAir, zone: ZoneInfo, records: int) -> dict[str, EmulatedPeripheral]:
+def _build(
+    air: VirtualAir, zone: ZoneInfo, records: int, paired: Sequence[PairedDevice]
+) -> dict[str, EmulatedPeripheral]:
     clock = lambda: datetime.now(zone)  # noqa: E731 - the devices keep local time, as real ones do
-    by_name = {d.name: d.address for d in DEMO_DEVICES}
+    by_name = {d.name: d.address for d in DEMO_DEVICES} | {d.name: d.address for d in paired if d.name}
     devices: list[EmulatedPeripheral] = [
         heart_rate_strap(air, name="Demo HR", address=by_name["Demo HR"], clock=clock),
         pulse_oximeter(air, name="Demo SpO2", address=by_name["Demo SpO2"], clock=clock),
@@ -396,8 +413,11 @@ async def run_demo_devices(
     glucose_records: int = 12,
     zone: ZoneInfo | None = None,
     patient: DemoPatient | None = None,
+    paired: Sequence[PairedDevice] = DEMO_DEVICES,
 ) -> AsyncIterator[EmulatedRadio]:
     """Start the six devices and the agent's emulated central; yield the central.
+
+    Each device takes the address the agent paired under its name (``paired``; see :func:`demo_devices`).
 
     Without ``patient.history_days`` the glucose meter holds ``glucose_records`` hourly records
     reading ``80 + n`` mg/dL; with it, the devices hold that much plausible history instead.
@@ -406,7 +426,7 @@ async def run_demo_devices(
     patient = patient or DemoPatient()
     air = VirtualAir()
     memory = _Memory.load(patient.memory)
-    devices = _build(air, zone, glucose_records if patient.history_days == 0 else 0)
+    devices = _build(air, zone, glucose_records if patient.history_days == 0 else 0, paired)
     meter = devices["Demo Glucose"]
     if patient.history_days > 0 and isinstance(meter, GlucoseMeter):
         next_record, queued = _history(meter, devices, patient, memory, zone)

@@ -8,11 +8,11 @@ from pathlib import Path
 import psycopg
 from typer.testing import CliRunner
 
-from alerts.cli import app
 from alerts.model import Severity
 from tests.alerts.conftest import add_patients
 from tests.alerts.helpers import T0
 from tests.alerts.test_service import trigger
+from vigil_cli.alerts import app
 
 runner = CliRunner()
 

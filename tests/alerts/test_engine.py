@@ -25,7 +25,7 @@ from alerts.partitions import partition_of
 from alerts.replay import Replayer
 from alerts.replay_csv import ReplayReading
 from tests.alerts.conftest import add_patients, store_readings
-from tests.support import procs
+from vigil_testkit import procs
 
 PATIENTS = 240
 PARTITIONS = 4

@@ -10,8 +10,8 @@ import psycopg
 
 from alerts.config import RulesConfig
 from alerts.engine import Engine
-from alerts.escalation import RecordingSink
 from alerts.settings import AlertsSettings
+from consult.sinks import RecordingSink
 from rpm_core.clock import ManualClock, SystemClock
 from store import alerts as alert_store
 from tests.alerts.conftest import add_patients, store_readings

@@ -11,9 +11,10 @@ import pytest
 from alerts import service
 from alerts.engine import Engine
 from alerts.errors import AlertsConfigError
-from alerts.escalation import DEFAULT_POLICY, EscalationPolicy, RecordingSink
+from alerts.escalation import DEFAULT_POLICY, EscalationPolicy
 from alerts.settings import AlertsSettings
 from consult.requests import open_requests
+from consult.sinks import RecordingSink
 from rpm_core.clock import ManualClock
 from store import alerts as alert_store
 from tests.alerts.conftest import add_patients, store_readings

@@ -13,17 +13,17 @@ import pytest
 from typer.testing import CliRunner
 
 from alerts import monitoring
-from alerts.cli import app
 from alerts.config import RulesConfig
 from alerts.engine import Engine
 from alerts.errors import MonitoringRequestError, PatientNotFound
-from alerts.escalation import RecordingSink
 from alerts.settings import AlertsSettings
+from consult.sinks import RecordingSink
 from rpm_core.clock import ManualClock
 from store import alerts as alert_store
 from store import monitoring_pauses
 from tests.alerts.conftest import add_patients, store_readings
 from tests.alerts.test_engine_inprocess import drain
+from vigil_cli.alerts import app
 
 runner = CliRunner()
 # The CLI stamps pauses with the real clock: the engine's clock starts at the real time here and

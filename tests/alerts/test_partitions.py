@@ -6,9 +6,9 @@ from collections import Counter
 import psycopg
 
 from alerts.engine import Engine
-from alerts.escalation import RecordingSink
 from alerts.partitions import partition_of, plan_rebalance, target_share
 from alerts.settings import AlertsSettings
+from consult.sinks import RecordingSink
 from rpm_core.clock import ManualClock
 from store import alerts as alert_store
 from tests.alerts.conftest import add_patients, store_readings

@@ -13,16 +13,17 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from alerts.cli import app
 from alerts.engine import Engine
 from alerts.errors import AlertsConfigError
-from alerts.escalation import EscalationPolicy, RecordingSink
+from alerts.escalation import EscalationPolicy
 from alerts.settings import AlertsSettings
+from consult.sinks import RecordingSink
 from rpm_core.clock import ManualClock
 from store import alerts as alert_store
 from tests.alerts.conftest import add_patients, store_readings
 from tests.alerts.helpers import T0
 from tests.alerts.test_engine_inprocess import drain
+from vigil_cli.alerts import app
 
 
 @pytest.fixture

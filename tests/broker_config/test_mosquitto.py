@@ -8,7 +8,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from broker_config.mosquitto import TLS12_CIPHERS, TLS13_SUITES, DynsecFiles, MosquittoSpec, TlsFiles, render_mosquitto
-from tests.support.mosquitto import MosquittoProcess
+from vigil_testkit.mosquitto import MosquittoProcess
 
 
 def test_rendered_config_has_the_production_directives(tmp_path: Path) -> None:

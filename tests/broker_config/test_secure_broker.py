@@ -22,7 +22,7 @@ from broker_config.dynsec import parse_file, render_dynsec
 from broker_config.passwords import hash_password, new_password, split_hash, verify_password
 from broker_config.render import persisted_state
 from rpm_core.topics import ingest_subscription
-from tests.support.broker import SecureBroker, connect_result, start_secure_broker, tls_context
+from vigil_testkit.broker import SecureBroker, connect_result, start_secure_broker, tls_context
 
 NOT_AUTHORIZED = 0x87
 

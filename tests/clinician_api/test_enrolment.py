@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from alerts.engine import Engine
-from alerts.escalation import RecordingSink
 from alerts.settings import AlertsSettings
+from consult.sinks import RecordingSink
 from store import alerts as alert_store
 from tests.clinician_api.world import T0, add_readings, audit_head, audit_rows, sign_in
 

@@ -167,3 +167,33 @@ async def test_without_provisioning_the_routes_say_so(settings, clock, world) ->
         token = (await c.post(f"{API}/admin/enrolment-tokens", json={"patient_id": "p1"})).json()["token"]
         r = await c.post(f"{API}/enrol", json={"token": token})
         assert (r.status_code, r.json()["code"]) == (503, "unavailable")
+
+
+async def test_a_provisioning_failure_is_a_problem_and_the_token_stays_usable(
+    client, world, provisioner, tmp_path, new_client
+) -> None:
+    await sign_in(client, world["a1"], T0)
+    token = (await client.post(f"{API}/admin/enrolment-tokens", json={"patient_id": "p1"})).json()["token"]
+    lock = Path(provisioner.settings.key_dir) / "mqtt" / "broker.lock"
+    lock.mkdir(parents=True)  # the broker lock cannot be opened: nothing can be changed
+    async with new_client("192.0.2.9") as pi:
+        failed = await pi.post(f"{API}/enrol", json={"token": token})
+        assert failed.headers["content-type"].startswith("application/problem+json"), (failed.status_code, failed.text)
+        assert failed.status_code in (500, 503), failed.text
+        assert str(tmp_path) not in failed.text  # the server's paths are not the caller's business
+        with psycopg.connect(world.url) as conn:
+            assert conn.execute("SELECT count(*) FROM agents WHERE org_id = 'o1'").fetchone()[0] == 0
+        assert failed.json()["code"] == "file_access"
+        lock.rmdir()
+        again = await pi.post(f"{API}/enrol", json={"token": token})
+        assert again.status_code == 200, again.text
+
+
+async def test_provisioning_itself_refuses_another_organisations_agent(world, provisioner) -> None:
+    from provisioning.errors import NotFound as ProvisioningNotFound
+
+    _agent(world.url, "agt-x", "p1")
+    with pytest.raises(ProvisioningNotFound):
+        provisioner.revoke_agent("agt-x", org_id="o2")
+    with psycopg.connect(world.url) as conn:
+        assert conn.execute("SELECT status FROM agents WHERE agent_id = 'agt-x'").fetchone()[0] != "revoked"

@@ -22,8 +22,8 @@ from alerts import service
 from store import audit as audit_store
 from store.connection import connect
 from tests.clinician_api.world import PASSWORD, SECRET_KEY, World, add_alert, build
-from tests.support import procs
-from tests.support.net import free_port
+from vigil_testkit import procs
+from vigil_testkit.net import free_port
 
 VIGIL = [sys.executable, "-m", "vigil_cli"]
 

@@ -25,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest import consumer as ingest_consumer
-from tests.support.mosquitto import MosquittoProcess
+from vigil_testkit.mosquitto import MosquittoProcess
 
 TOPIC = "canary/ack"
 

@@ -64,14 +64,14 @@ from rpm_core.keys import AgentPublicKeys
 from rpm_core.keystore import load_server_keys
 from rpm_core.reading import Reading
 from rpm_core.topics import Topic
-from tests.edge_agent.harness import Enrolled
 from tests.ingest.conftest import IngestProcess
-from tests.support.broker import add_observer, connect_result, tls_context
 from tests.support.home import BP_A, BP_B, CONTINUOUS, SPOT, TEMP_VECTOR, on_the_air, paired_devices
-from tests.support.mosquitto import MosquittoProcess, mosquitto_binary
-from tests.support.net import free_port
 from vigil_cli.agents import app as agents_app
 from vigil_cli.broker import app as broker_app
+from vigil_testkit.agent_harness import Enrolled
+from vigil_testkit.broker import add_observer, connect_result, tls_context
+from vigil_testkit.mosquitto import MosquittoProcess, mosquitto_binary
+from vigil_testkit.net import free_port
 
 ORG, PATIENT, OTHER_PATIENT, AGENT = "clinic-1", "p1", "p2", "agt-e2e-1"
 DEVICES = paired_devices(20, ["heart_rate", "pulse_oximeter", "blood_pressure", "thermometer", "glucose"])

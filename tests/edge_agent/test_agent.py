@@ -32,8 +32,6 @@ from edge_agent.emulation import (
 )
 from edge_agent.emulation.demo import glucose_record
 from rpm_core.keys import ServerKey
-from tests.edge_agent.harness import Enrolled, ReceiptServer, enroll_agent, wait_async
-from tests.support.broker import SecureBroker
 from tests.support.home import (
     BP_A,
     BP_B,
@@ -48,6 +46,8 @@ from tests.support.home import (
     on_the_air,
     paired_devices,
 )  # fmt: skip
+from vigil_testkit.agent_harness import Enrolled, ReceiptServer, enroll_agent, wait_async
+from vigil_testkit.broker import SecureBroker
 
 DEVICES = paired_devices(
     10, ["heart_rate", "pulse_oximeter", "blood_pressure", "weight_scale", "thermometer", "glucose"]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -11,8 +14,8 @@ from edge_agent.errors import BrokerError, BrokerRefused, BrokerUnreachable
 from edge_agent.mqtt import MqttLink, MqttOptions
 from rpm_core.backoff import BackoffPolicy, backoff_delay
 from rpm_core.topics import Topic, ingest_subscription
-from tests.edge_agent.harness import ORG, SERVER_NAME, wait_sync
-from tests.support.broker import SecureBroker
+from vigil_testkit.agent_harness import ORG, SERVER_NAME, wait_sync
+from vigil_testkit.broker import SecureBroker
 
 AGENT = "agt-mqtt-1"
 
@@ -111,3 +114,42 @@ async def test_bad_credentials_are_refused_and_back_off_longest(broker: SecureBr
     policy = BackoffPolicy(0.5, 2, 60)
     assert backoff_delay(error, 0, policy=policy) == 60  # pinned to the cap, not hammering the broker
     assert backoff_delay(BrokerUnreachable("OSError"), 0, policy=policy) == 0.5
+
+
+def _fresh(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (the import state of a new agent process)."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=True, timeout=120
+    )
+    return done.stdout.strip()
+
+
+def test_the_link_loads_no_dnspython_yet_leaves_it_importable() -> None:
+    """paho would load dnspython (SRV lookups the agent never makes): not in the agent's memory."""
+    pytest.importorskip("dns.resolver")
+    out = _fresh(
+        """
+        import sys
+        import edge_agent.mqtt
+        import paho.mqtt.client as paho
+        before = "dns" in sys.modules or "dns.resolver" in sys.modules
+        import dns.resolver
+        print(before, paho.HAVE_DNS, dns.resolver.__name__)
+        """
+    )
+    assert out == "False False dns.resolver"
+
+
+def test_a_dnspython_loaded_before_the_link_is_left_alone() -> None:
+    """Another library in the same process imported dnspython first: its module objects stay."""
+    pytest.importorskip("dns.resolver")
+    out = _fresh(
+        """
+        import sys
+        import dns.resolver
+        first = sys.modules["dns.resolver"]
+        import edge_agent.mqtt
+        print(sys.modules["dns.resolver"] is first, "dns" in sys.modules)
+        """
+    )
+    assert out == "True True"

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from edge_agent.cli import app
 from edge_agent.config_file import read_config, write_config
-from tests.support import procs
+from vigil_testkit import procs
 
 CHILD = "from edge_agent.emulation.link import run_device_process; run_device_process()"
 

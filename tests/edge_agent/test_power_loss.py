@@ -31,9 +31,9 @@ import pytest
 from edge_agent.emulation.demo import DEMO_DEVICES
 from edge_agent.outbox import inspect_outbox
 from rpm_core.keys import ServerKey
-from tests.edge_agent.harness import Enrolled, ReceiptServer, enroll_agent, wait_sync
-from tests.support import procs
-from tests.support.broker import SecureBroker
+from vigil_testkit import procs
+from vigil_testkit.agent_harness import Enrolled, ReceiptServer, enroll_agent, wait_sync
+from vigil_testkit.broker import SecureBroker
 
 KILLS = int(os.environ.get("VIGIL_TEST_KILLS", "50"))
 RECORDS = 150  # 3 s of RACP transfer: the first few kills land inside it

@@ -20,9 +20,9 @@ from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from rpm_core.keys import ServerKey
 from rpm_core.keystore import create_server_key, load_server_keys, write_private
-from tests.support import procs
 from tests.support.agents import SimAgent, provision
-from tests.support.broker import SecureBroker
+from vigil_testkit import procs
+from vigil_testkit.broker import SecureBroker
 
 
 def wait_until(cond: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:

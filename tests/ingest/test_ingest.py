@@ -54,7 +54,7 @@ def test_same_envelope_three_times_is_one_row(db: str, start_ingest, agents) -> 
 def test_vigil_ingest_serves_prometheus_metrics(ingest_process) -> None:
     import urllib.request
 
-    from tests.support.net import free_port
+    from vigil_testkit.net import free_port
 
     port = free_port()
     proc = ingest_process(metrics_port=port, mqtt_client_id="metrics-probe")

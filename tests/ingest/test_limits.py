@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ingest.database import BatchWrite
 from ingest.limits import AlarmGate, TokenBuckets, limit_dead_letters
-from store.ingest_db import BatchWrite
-from store.ingest_state import DeadLetterRow
+from store.dead_letters import DeadLetterRow
 
 
 def row(agent: str | None, size: int = 10, reason: str = "malformed") -> DeadLetterRow:

@@ -25,6 +25,7 @@ from rpm_core.errors import (
     DecryptionFailed,
     EnvelopeError,
     MalformedEnvelope,
+    SignatureInvalid,
     UnknownKey,
     UnsupportedVersion,
 )
@@ -266,3 +267,34 @@ def test_registrations_are_not_remembered() -> None:
         topic, data = seal_registration(bundle(new_token(), server), AgentKeys.generate(), agent_version="0.1.0")
         opener.open_registration(data, topic=topic)
     assert _sizes(opener)[:2] == (0, 0)
+
+
+_L = 2**252 + 27742317777372353535851937790883648493  # the order of the Ed25519 group
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        pytest.param(lambda s: s[:63], id="63-byte signature"),
+        pytest.param(lambda s: s + b"\x00", id="65-byte signature"),
+        pytest.param(lambda s: b"", id="empty signature"),
+        pytest.param(lambda s: bytes([s[0] ^ 1]) + s[1:], id="R flipped"),
+        pytest.param(lambda s: s[:32] + bytes(32), id="S zero"),
+        # S + L: the same signature with a non-canonical S (libsodium and OpenSSL both refuse it).
+        pytest.param(lambda s: s[:32] + (int.from_bytes(s[32:], "little") + _L).to_bytes(32, "little"), id="S + L"),
+    ],
+)
+@pytest.mark.parametrize("registered", [True, False])
+def test_a_forged_inner_signature_is_signature_invalid(forge: object, registered: bool) -> None:
+    """The inner COSE_Sign1 decrypts fine but its signature is wrong in shape or value: refused with
+    the typed error, whichever path (a registered agent's, a registration's) verifies it."""
+    topic, data = sealed()
+    aad = OPENER._aad(topic)
+    signed, _ = OPENER._decrypt(data, aad, sender_kex=AGENT_KEYS.public().kex)
+    msg = cbor2.loads(signed)
+    protected, unprotected, payload, signature = msg.value
+    assert callable(forge)
+    bad = cbor2.dumps(cbor2.CBORTag(msg.tag, [protected, unprotected, payload, forge(signature)]))
+    with pytest.raises(SignatureInvalid):
+        OPENER._verify(bad, aad, AGENT_KEYS.public(), registered=registered)
+    assert OPENER._verify(signed, aad, AGENT_KEYS.public(), registered=registered) == payload

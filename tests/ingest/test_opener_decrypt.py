@@ -8,6 +8,7 @@ secret remembered) and a registration's (any sender, computed afresh).
 
 from __future__ import annotations
 
+import cbor2
 import pytest
 from cryptography.hazmat.primitives import serialization as ser
 from cwt import COSE, COSEKey
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.opener import EnvelopeOpener
-from rpm_core.envelope import ECDH_SS_HKDF_256, KDF_CONTEXT, OKP, X25519, external_aad, seal_batch
+from rpm_core.envelope import ECDH_SS_HKDF_256, KDF_CONTEXT, OKP, PARTY_U_NONCE, X25519, external_aad, seal_batch
 from rpm_core.errors import DecryptionFailed, EnvelopeError
 from rpm_core.ids import agent_id
 from rpm_core.keys import AgentKeys, ServerKey
@@ -88,3 +89,30 @@ def test_every_envelope_has_its_own_key_despite_the_cached_secret() -> None:
         assert both(data, t1)[0] == both(data, t1)[1]
     assert (SERVER.kid, AGENT_KEYS.public().kex) in OPENER._secrets  # the registered path remembered it
     assert AGENT == "agt-0001"
+
+
+@pytest.mark.parametrize("sender", SENDERS)
+def test_many_nonces_same_plaintext_as_cwt(sender: str) -> None:
+    """Each envelope's content key comes from its own PartyU nonce (spliced into the KDF context,
+    expanded from the remembered pseudo-random key): cwt, deriving everything afresh, agrees."""
+    for n in range(1, 41):
+        topic, data = seal_batch(batch(1 + n % 5), agent=AGENT_KEYS, server=SERVER.public())
+        ours, theirs = both(data, topic, sender)
+        assert isinstance(ours, bytes)
+        assert ours == theirs
+
+
+def test_a_nonce_from_another_envelope_does_not_open() -> None:
+    """Swapping the PartyU nonce (same length, same shape) changes the content key: refused by both."""
+    _, a = seal_batch(batch(1), agent=AGENT_KEYS, server=SERVER.public())
+    _, b = seal_batch(batch(1), agent=AGENT_KEYS, server=SERVER.public())
+    nonce_a, nonce_b = _nonce(a), _nonce(b)
+    swapped = a.replace(nonce_a, nonce_b)
+    assert swapped != a
+    for sender in SENDERS:
+        assert both(swapped, sender=sender) == ("rejected", "rejected")
+
+
+def _nonce(envelope: bytes) -> bytes:
+    nonce: bytes = cbor2.loads(envelope).value[3][0][1][PARTY_U_NONCE]
+    return nonce

@@ -14,15 +14,15 @@ from typing import Any
 import psycopg
 import pytest
 
+from ingest.database import BatchResult, BatchWrite, IngestDatabase
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from rpm_core.keys import ServerKey
 from rpm_core.keystore import ServerKeyring, load_server_keys
 from store.agents import AgentRecord
-from store.ingest_db import BatchResult, BatchWrite, IngestDatabase
 from tests.ingest.conftest import scalar, wait_until
 from tests.support.agents import readings
-from tests.support.broker import SecureBroker
+from vigil_testkit.broker import SecureBroker
 
 
 class BuggyStore:

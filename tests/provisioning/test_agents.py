@@ -14,7 +14,7 @@ from provisioning.errors import Conflict, DatabaseUnavailable, NotFound
 from provisioning.settings import ProvisioningSettings
 from rpm_core.clock import ManualClock
 from tests.provisioning.conftest import T0
-from tests.support.net import free_port
+from vigil_testkit.net import free_port
 
 
 def create(settings: ProvisioningSettings, clock: ManualClock, agent: str, org: str = "clinic-1", patient: str = "p1"):

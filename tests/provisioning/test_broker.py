@@ -26,8 +26,8 @@ from provisioning.errors import BrokerError, BrokerOutOfSync, DatabaseError
 from provisioning.settings import ProvisioningSettings
 from rpm_core.clock import SystemClock
 from tests.provisioning.conftest import settings_of
-from tests.support.broker import connect_result, tls_context
 from tests.support.platform import HOST, RenderedPlatform, reachable_dir, start_platform
+from vigil_testkit.broker import connect_result, tls_context
 
 CLOCK = SystemClock()
 

@@ -35,8 +35,8 @@ from paho.mqtt.properties import Properties
 from broker_config.accounts import INGEST_USERNAME
 from broker_config.render import persisted_state
 from rpm_core.topics import ingest_subscription
-from tests.support.broker import tls_context
 from tests.support.platform import HOST, RenderedPlatform, reachable_dir, start_platform, wait_for
+from vigil_testkit.broker import tls_context
 
 BROKER_USER = "mosquitto"
 BATCH = 25

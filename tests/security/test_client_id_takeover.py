@@ -38,10 +38,10 @@ from edge_agent.emulation import EmulatedRadio, VirtualAir
 from ingest.service import IngestService
 from rpm_core.enrollment import EnrollmentBundle
 from rpm_core.keystore import load_server_keys
-from tests.edge_agent.harness import Enrolled
 from tests.support.agents import readings
-from tests.support.broker import tls_context
 from tests.support.platform import HOST, RenderedPlatform, start_platform, wait_for
+from vigil_testkit.agent_harness import Enrolled
+from vigil_testkit.broker import tls_context
 
 NOT_AUTHORIZED = 0x87
 QUEUED = 10

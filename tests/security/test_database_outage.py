@@ -23,8 +23,8 @@ from store.migrate import migrate
 from tests.ingest.conftest import scalar, wait_until
 from tests.support.agents import readings
 from tests.support.ingest_attack import IngestRig, dead_letters, metric, open_rig, scrape
-from tests.support.net import free_port
 from tests.support.pg import admin_url, temporary_database
+from vigil_testkit.net import free_port
 
 LAG = "vigil_ingest_consumer_lag_messages"
 OLDEST = "vigil_ingest_consumer_lag_seconds"

@@ -23,7 +23,7 @@ from tests.support.ingest_attack import (
     metric,
     scrape,
 )
-from tests.support.net import free_port
+from vigil_testkit.net import free_port
 
 CAP = 1024  # dead_letter_payload_max_bytes for this test
 BURST = 5  # dead_letter_burst

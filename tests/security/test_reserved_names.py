@@ -18,8 +18,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from broker_config.render import persisted_state
-from tests.support.broker import connect_result, tls_context
 from tests.support.platform import HOST, RenderedPlatform, start_platform
+from vigil_testkit.broker import connect_result, tls_context
 
 
 @pytest.fixture

@@ -34,9 +34,9 @@ from edge_agent.emulation.demo import DEMO_DEVICES
 from rpm_core.enrollment import BrokerEndpoint, EnrollmentBundle, ServerKeyInfo, new_token
 from rpm_core.ids import agent_id, org_id
 from rpm_core.keys import ServerKey
-from tests.edge_agent.harness import ReceiptServer, enroll_agent, wait_sync
-from tests.support import procs
-from tests.support.broker import SecureBroker
+from vigil_testkit import procs
+from vigil_testkit.agent_harness import ReceiptServer, enroll_agent, wait_sync
+from vigil_testkit.broker import SecureBroker
 
 ROOT = Path(__file__).resolve().parents[2]
 VIGIL = Path(sys.executable).parent / "vigil"

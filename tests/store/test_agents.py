@@ -11,13 +11,12 @@ from store.agents import (
     assign_agent,
     broker_accounts,
     create_agent,
-    create_org,
-    create_patient,
     list_agents,
     load_agents,
     revoke_agent,
 )
 from store.errors import Conflict, NotFound
+from store.patients import create_org, create_patient
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 DIGEST = bytes(32)

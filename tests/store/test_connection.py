@@ -10,10 +10,10 @@ import pytest
 from psycopg import errors as pgerrors
 from psycopg.conninfo import make_conninfo
 
+from ingest.database import BatchWrite, IngestDatabase
 from store.connection import translate_error, translate_errors
+from store.dead_letters import DeadLetterRow
 from store.errors import DatabaseUnavailable, MigrationError, StoreError, TransientConflict
-from store.ingest_db import BatchWrite, IngestDatabase
-from store.ingest_state import DeadLetterRow
 
 UNAVAILABLE = [
     "08000",  # connection exception

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -150,6 +151,22 @@ def test_unknown_metric_is_refused_before_sql(conn: psycopg.Connection) -> None:
         )
 
 
+def settled(reader: psycopg.Connection) -> None:
+    """Wait (bounded) until every stored reading's transaction is below the server's horizon.
+
+    The feed's horizon is server-wide: a transaction open in another database of a shared server
+    (another test run) holds it back for a moment; this is the positive signal that it passed."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        row = reader.execute(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot()) > coalesce(max(ingest_xid), '0'::xid8) FROM readings"
+        ).fetchone()
+        if row is not None and row[0]:
+            return
+        time.sleep(0.05)
+    pytest.fail("the server's transaction horizon did not pass the stored readings within 30 s")
+
+
 def test_watermark_feed_never_skips_a_row_committed_late(db: str, conn: psycopg.Connection) -> None:
     start = readings_since(conn, 0).watermark
     conn.commit()
@@ -160,6 +177,7 @@ def test_watermark_feed_never_skips_a_row_committed_late(db: str, conn: psycopg.
         page = readings_since(reader, start)
         assert page.readings == []  # the slow writer holds the horizon back
         slow.commit()
+        settled(reader)
         page = readings_since(reader, start)
         assert sorted(r.seq for r in page.readings) == [1, 2]
         assert readings_since(reader, page.watermark).readings == []
@@ -172,6 +190,7 @@ def test_watermark_pages_never_split_a_transaction(db: str, conn: psycopg.Connec
         conn.commit()
     pages: list[list[int]] = []
     with psycopg.connect(db, autocommit=True) as reader:
+        settled(reader)
         for _ in range(10):
             page = readings_since(reader, w, limit=3)
             if not page.readings:

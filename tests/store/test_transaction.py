@@ -5,10 +5,10 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from store.agents import create_org
 from store.errors import Conflict, DatabaseUnavailable, Rejected
+from store.patients import create_org
 from store.transaction import transaction
-from tests.support.net import free_port
+from vigil_testkit.net import free_port
 
 
 def orgs(db: str) -> list[str]:

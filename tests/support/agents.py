@@ -32,8 +32,9 @@ from rpm_core.ids import AgentId, OrgId, agent_id, org_id
 from rpm_core.keys import AgentKeys, ServerKey
 from rpm_core.reading import Reading, SeqRange
 from rpm_core.topics import Topic
-from store.agents import create_agent, create_org, create_patient
-from tests.support.broker import SecureBroker, tls_context
+from store.agents import create_agent
+from store.patients import create_org, create_patient
+from vigil_testkit.broker import SecureBroker, tls_context
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 
 import httpx
 
-from tests.support import procs
-from tests.support.net import free_port
+from vigil_testkit import procs
+from vigil_testkit.net import free_port
 
 __all__ = ["ApiProcess", "api_env", "running_api"]
 

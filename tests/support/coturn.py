@@ -12,8 +12,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.support import procs
-from tests.support.net import free_port, wait_for_port
+from vigil_testkit import procs
+from vigil_testkit.net import free_port, wait_for_port
 
 __all__ = ["CoturnProcess", "find_turnserver"]
 

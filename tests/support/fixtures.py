@@ -1,6 +1,6 @@
 """Fixtures shared across test packages (registered by the root conftest through ``pytest_plugins``).
 
-- ``broker``: the project's TLS + dynamic-security Mosquitto (:func:`tests.support.broker.start_secure_broker`),
+- ``broker``: the project's TLS + dynamic-security Mosquitto (:func:`vigil_testkit.broker.start_secure_broker`),
   already answering MQTT through verified TLS when the test gets it, stopped afterwards;
 - ``server_key``: a fresh server key generation (what ``vigil agents keys init`` makes), for tests
   that seal to, or receipt as, the server.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rpm_core.keys import ServerKey
-from tests.support.broker import SecureBroker, start_secure_broker
+from vigil_testkit.broker import SecureBroker, start_secure_broker
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from rpm_core.keys import ServerKey
 from rpm_core.keystore import create_server_key, load_server_keys, write_private
 from tests.ingest.conftest import IngestProcess, wait_until
 from tests.support.agents import SimAgent, provision
-from tests.support.broker import SecureBroker, start_secure_broker
+from vigil_testkit.broker import SecureBroker, start_secure_broker
 
 __all__ = ["IngestRig", "dead_letters", "ingest_rig_fixture", "metric", "open_rig", "scrape"]
 

@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.support.net import free_port
+from vigil_testkit.net import free_port
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 

@@ -33,9 +33,9 @@ from rpm_core.enrollment import EnrollmentBundle
 from rpm_core.keys import AgentKeys
 from rpm_core.keystore import load_server_keys
 from tests.support.agents import SimAgent
-from tests.support.mosquitto import MosquittoProcess
-from tests.support.net import free_port
 from vigil_cli.main import build_app
+from vigil_testkit.mosquitto import MosquittoProcess
+from vigil_testkit.net import free_port
 
 ORG, PATIENT = "clinic-1", "p1"
 HOST = "localhost"  # in the rendered certificate (broker_server_names' default)

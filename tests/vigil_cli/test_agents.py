@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from broker_config.dynsec import parse_file
 from broker_config.passwords import verify_password
 from rpm_core.enrollment import EnrollmentBundle, token_digest
-from tests.support.net import free_port
 from tests.support.platform import RenderedPlatform, start_platform
 from vigil_cli.main import build_app
+from vigil_testkit.net import free_port
 
 runner = CliRunner()
 

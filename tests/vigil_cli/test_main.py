@@ -25,7 +25,8 @@ EDGE_MODULES = frozenset({"bleak", "bleak_retry_connector", "paho"})
 
 
 def group_names(app: typer.Typer) -> set[str]:
-    return {g.name for g in app.registered_groups if g.name}
+    """Mounted groups, and groups with nothing but a callback (``demo``) mounted as one command."""
+    return {g.name for g in app.registered_groups if g.name} | {c.name for c in app.registered_commands if c.name}
 
 
 def test_every_group_imports_with_every_extra_installed() -> None:
@@ -202,3 +203,23 @@ def test_an_edge_only_install_runs_vigil_edge(args: list[str], expect: str) -> N
     if args == ["--help"]:
         for server_group in ("db", "agents", "broker", "ingest", "alerts", "notify", "api", "demo"):
             assert not re.search(rf"^\W*{server_group}\b", done.stdout, re.MULTILINE), done.stdout
+
+
+@pytest.mark.parametrize("group", ["demo", "ingest"])
+def test_a_group_with_only_its_callback_is_one_command(group: str) -> None:
+    # `vigil demo --help` used to promise `COMMAND [ARGS]...` that do not exist.
+    done = subprocess.run(
+        [sys.executable, "-m", "vigil_cli", group, "--help"], capture_output=True, text=True, check=True
+    )
+    assert f" {group} [OPTIONS]" in done.stdout, done.stdout
+    assert "COMMAND" not in done.stdout
+
+
+def test_the_demo_options_reach_the_demo_when_it_is_the_only_group_mounted() -> None:
+    # `vigil demo ...` mounts only the demo group: typer must not run it as the program itself.
+    done = subprocess.run(
+        [sys.executable, "-m", "vigil_cli", "demo", "--duration", "0"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert "--duration" in done.stderr, done.stderr
+    assert "extra argument" not in done.stderr, done.stderr

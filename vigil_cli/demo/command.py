@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -20,11 +21,31 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
-import psycopg
 import typer
 
+import vigil_cli
 from store import overview
-from vigil_cli.demo.platform import DETERIORATING, ORG, DemoError, DemoLayout, DemoPlatform, open_database
+from store.connection import Connection, connect
+from vigil_cli.demo.database import EmbeddedPostgresError, postgres_binaries
+from vigil_cli.demo.platform import (
+    DETERIORATING,
+    ORG,
+    PATIENTS,
+    STALL_AFTER_S,
+    DemoError,
+    DemoLayout,
+    DemoPlatform,
+    open_database,
+)
+from vigil_cli.demo.system_user import (
+    SystemUserError,
+    become,
+    check_access,
+    closed_directories,
+    ensure_demo_user,
+    hand_over,
+    private_view,
+)
 
 __all__ = ["app"]
 
@@ -62,6 +83,14 @@ def demo(
         int,
         typer.Option("--history-days", min=0, max=90, help="Days of stored device history uploaded on first start."),
     ] = 28,
+    stall_after: Annotated[
+        float,
+        typer.Option(
+            "--stall-after",
+            min=5,
+            help="Stop with the agents' last errors when no reading was stored for this many seconds.",
+        ),
+    ] = STALL_AFTER_S,
 ) -> None:
     """Run the whole platform on this machine: database, broker, ingest, alerts, five patients' agents."""
     stop = threading.Event()
@@ -74,18 +103,55 @@ def demo(
     progress = _Progress(echo=True)
     layout = DemoLayout(directory.resolve())
     try:
-        summary = _run(layout, progress, stop, headless=headless, duration=duration, history_days=history_days)
-    except DemoError as exc:
+        _leave_root(layout, progress)
+        summary = _run(
+            layout, progress, stop, headless=headless, duration=duration, history_days=history_days,
+            stall_after=stall_after,
+        )  # fmt: skip
+    except (DemoError, SystemUserError, EmbeddedPostgresError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     if headless:
         print(json.dumps(summary), flush=True)
     else:
+        again = "./run.sh demo" + ("" if directory == Path(".vigil-demo") else f" --dir {layout.root}")
         typer.echo(
             f"stopped: {summary['readings_stored']} readings stored, {summary['alerts_opened']} alerts "
             f"({summary['alerts_escalated']} escalated, {summary['consult_requests']} consult requests). "
-            f"Data kept in {layout.root}: run `vigil demo` again to resume."
+            f"Data kept in {layout.root}: run `{again}` again to resume."
         )
+
+
+def _leave_root(layout: DemoLayout, say: _Progress) -> None:
+    """Started as root: carry on as the demo's unprivileged system user (see ``system_user``)."""
+    if os.geteuid() != 0:
+        return
+    user = ensure_demo_user(say)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    executables = [] if os.environ.get("VIGIL_DATABASE_URL") else [postgres_binaries() / "postgres"]
+    writable = [Path(os.environ[v]) for v in ("VIGIL_KEY_DIR", "VIGIL_BROKER_DIR") if os.environ.get(v)]
+    code = [Path(sys.base_prefix), Path(sys.prefix), Path(vigil_cli.__file__).resolve().parent.parent]
+    closed = closed_directories([*code, *executables, layout.root, *writable], user)
+    if closed:
+        try:
+            private_view([*code, *executables, layout.root, *writable], user)
+        except OSError as exc:
+            raise SystemUserError(
+                f"{', '.join(map(str, closed))} cannot be entered by the system user {user.name} and this machine "
+                f"does not allow a private mount namespace ({exc}). Put Vigil where other users can read it (under "
+                f"/opt or /srv, not in a private home such as /root), keep --dir there too, or run ./run.sh demo "
+                f"as a normal user"
+            ) from exc
+        say(
+            f"{', '.join(map(str, closed))} is closed to {user.name}: the demo sees only the entries it needs "
+            f"there (a private mount namespace; nothing changes on disk)"
+        )
+    check_access(user, layout.root, writable=writable, executables=executables)
+    layout.home.mkdir(exist_ok=True)
+    hand_over(layout.root, user)
+    become(user, layout.home)
+    os.chdir(layout.root)  # the caller's directory may be one the user cannot enter
+    say(f"started as root: running the database, broker, services and agents as the system user {user.name}")
 
 
 def _run(
@@ -96,6 +162,7 @@ def _run(
     headless: bool,
     duration: float | None,
     history_days: int,
+    stall_after: float = STALL_AFTER_S,
 ) -> dict[str, Any]:
     started = time.monotonic()
     layout.root.mkdir(parents=True, exist_ok=True)
@@ -108,12 +175,15 @@ def _run(
             platform.start_api()
             _announce(platform, progress)
             platform.start_agents()
-            with psycopg.connect(url, autocommit=True) as conn:
-                firsts = _watch(conn, platform, progress, stop, headless=headless, duration=duration, started=started)
+            with connect(url, application_name="vigil-demo") as conn:
+                firsts = _watch(
+                    conn, platform, progress, stop, headless=headless, duration=duration, started=started,
+                    stall_after=stall_after,
+                )  # fmt: skip
         finally:
             progress("stopping: agents, alert engine, ingest (drains), broker, database")
             platform.supervisor.stop_all()
-        with psycopg.connect(url, autocommit=True) as conn:
+        with connect(url, application_name="vigil-demo") as conn:
             return _summary(conn, platform, database, started, firsts)
 
 
@@ -128,7 +198,7 @@ def _announce(platform: DemoPlatform, progress: _Progress) -> None:
 
 
 def _watch(
-    conn: psycopg.Connection[Any],
+    conn: Connection,
     platform: DemoPlatform,
     progress: _Progress,
     stop: threading.Event,
@@ -136,8 +206,13 @@ def _watch(
     headless: bool,
     duration: float | None,
     started: float,
+    stall_after: float = STALL_AFTER_S,
 ) -> dict[str, float | None]:
-    """Until stopped or ``duration`` passed: refresh the view (or log progress), watch the children."""
+    """Until stopped or ``duration`` passed: refresh the view (or log progress), watch the children.
+
+    A demo that stores nothing for ``stall_after`` seconds (agents that cannot reach the broker,
+    an ingest that cannot store) stops with a DemoError naming each agent's last error.
+    """
     from rich.console import Console
     from rich.live import Live
 
@@ -145,8 +220,9 @@ def _watch(
 
     outboxes = {p: platform.layout.outbox(p) for p, _ in platform.patients}
     header = f"database: {platform.database_label}  ·  broker: {platform.broker}"
-    firsts: dict[str, float | None] = {"first_reading_s": None, "first_alert_s": None}
+    firsts: dict[str, float | None] = {"first_reading_s": None, "first_alert_s": None, "first_consult_request_s": None}
     baseline = overview.org_counts(conn, ORG)
+    stored, stored_at = baseline.readings, time.monotonic()
     live = None if headless else Live(console=Console(), refresh_per_second=2, screen=False)
     last_log = 0.0
     progress.echo = live is None  # the live view shows the last lines itself
@@ -158,12 +234,19 @@ def _watch(
             platform.check_children()
             snap = take_snapshot(conn, ORG, outboxes)
             c = snap.counts
+            if c.readings > stored:
+                stored, stored_at = c.readings, now
+            elif now - stored_at >= stall_after:
+                raise DemoError(platform.stall_report(now - stored_at))
             if firsts["first_reading_s"] is None and c.readings > baseline.readings:
                 firsts["first_reading_s"] = round(now - started, 1)
                 progress(f"first live readings stored ({c.readings} in the database)")
             if firsts["first_alert_s"] is None and c.alerts_opened > baseline.alerts_opened:
                 firsts["first_alert_s"] = round(now - started, 1)
                 progress("first alert opened")
+            if firsts["first_consult_request_s"] is None and c.consult_requests > baseline.consult_requests:
+                firsts["first_consult_request_s"] = round(now - started, 1)
+                progress("first video consultation requested (the escalation reached its last step)")
             if live is not None:
                 live.update(render(snap, header=header, started=started, now_mono=now, progress=progress.lines))
             elif now - last_log >= 10:
@@ -178,7 +261,7 @@ def _watch(
 
 
 def _summary(
-    conn: psycopg.Connection[Any],
+    conn: Connection,
     platform: DemoPlatform,
     database: str,
     started: float,
@@ -200,6 +283,7 @@ def _summary(
         "database": database,
         "first_run": platform.first_run,
         "deteriorating_patient": DETERIORATING,
+        "deteriorating_patient_name": dict(PATIENTS)[DETERIORATING],
         "seconds": round(time.monotonic() - started, 1),
         **firsts,
         "stopped_at": datetime.now(UTC).isoformat(),

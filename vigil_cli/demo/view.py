@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-import psycopg
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -17,6 +16,7 @@ from edge_agent.errors import EdgeError
 from edge_agent.outbox.inspect import inspect_outbox
 from rpm_core.errors import VigilError
 from store import overview
+from store.connection import Connection
 from store.readings import latest
 
 __all__ = ["Snapshot", "render", "sparkline", "take_snapshot"]
@@ -64,7 +64,7 @@ def _outbox_depth(path: Path) -> int | None:
         return None  # not enrolled yet, or busy: shown as "-"
 
 
-def take_snapshot(conn: psycopg.Connection[Any], org: str, outboxes: dict[str, Path]) -> Snapshot:
+def take_snapshot(conn: Connection, org: str, outboxes: dict[str, Path]) -> Snapshot:
     people = overview.patients(conn, org)
     ids = [p for p, _ in people]
     rows = {p: PatientRow(p, name) for p, name in people}

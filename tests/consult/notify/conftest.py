@@ -25,8 +25,8 @@ from rpm_core.backoff import BackoffPolicy
 from rpm_core.clock import ManualClock
 from store.alerts import NewAlert, insert_alert
 from tests.clinician_api.world import SECRET_KEY, T0, World, build
-from tests.support import procs
-from tests.support.smtp import SmtpServer
+from vigil_testkit import procs
+from vigil_testkit.smtp import SmtpServer
 
 PUBLIC = "https://vigil.test"
 SENDER = "Vigil <vigil@vigil.test>"

@@ -94,7 +94,13 @@ LINKS = Links("https://vigil.test", "https://vigil.test/ack/7/TOKEN", datetime(2
 @pytest.mark.parametrize("channel", ["email", "sms", "push", "in_app"])
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_every_kind_renders_on_every_channel_without_phi(kind: str, channel: str) -> None:
-    params = {"alert_id": 7, "grant_id": "g", "metrics": "spo2", "expires_at": "2026-03-01T09:00:00+00:00"}
+    params = {
+        "alert_id": 7,
+        "grant_id": "g",
+        "metrics": "spo2",
+        "expires_at": "2026-03-01T09:00:00+00:00",
+        "thread_id": "0b6f3c1e-2d4a-4f5e-9a7b-1c2d3e4f5a6b",
+    }
     r = render(kind, channel, params, {"link": "https://vigil.test/reset-password#token=T"}, LINKS)
     assert r.subject.startswith("Vigil: ")
     text = r.subject + r.text

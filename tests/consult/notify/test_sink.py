@@ -15,9 +15,10 @@ import psycopg
 import pytest
 from mypy import api as mypy_api
 
-from alerts.escalation import EscalationAction, EscalationSink, RecordingSink
+from alerts.escalation import EscalationAction, EscalationSink
 from consult.notify.sink import NotifyingSink
 from consult.notify.templates import patient_message_text
+from consult.sinks import RecordingSink
 from store import alerts as alert_store
 from store import notification_outbox as outbox
 from store import notification_prefs as prefs

@@ -30,7 +30,7 @@ from store import notification_prefs as prefs
 from store.notification_outbox import NewNotification, enqueue
 from tests.clinician_api.world import T0
 from tests.consult.notify.conftest import make_worker
-from tests.support.net import free_port
+from vigil_testkit.net import free_port
 
 SECRET = b"gateway-secret-0123456789"
 

@@ -1,0 +1,112 @@
+"""The PostgreSQL NOTIFY channels: their names, what is sent on them, and the API's listener.
+
+* :data:`READINGS_CHANNEL` (``vigil_readings``): ingest NOTIFYs it after each commit
+  (:func:`notify_watermark`, payload the ingest watermark of ``store.feed``); the alert engine
+  LISTENs.
+* :data:`ALERTS_CHANNEL` (``vigil_alerts``): migration 0023's trigger on ``alert_events`` NOTIFYs it
+  when the event's transaction commits (payload an :class:`AlertNotice` as JSON); the API LISTENs.
+* :data:`NOTIFICATIONS_CHANNEL` (``vigil_notify``): migration 0050's trigger NOTIFYs it when
+  notifications are queued (empty payload); the notification delivery worker LISTENs.
+
+A notification is only a wake-up hint: a reader that missed one (not listening yet, reconnecting)
+catches up from the tables. LISTEN on a plain connection is ``store.connection.listen``. The API runs
+one listener per process (:func:`alert_notices`, an async iterator over one connection) and fans the
+notices out to its open streams; no client polls the alerts table. A lost connection ends the
+iterator with :class:`~store.errors.DatabaseUnavailable`; the caller reconnects (with backoff) and
+tells its clients to refetch, since notices sent meanwhile are gone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Final
+
+import psycopg
+from psycopg import sql
+
+from store.connection import Connection
+from store.errors import DatabaseUnavailable
+
+__all__ = [
+    "ALERTS_CHANNEL",
+    "NOTIFICATIONS_CHANNEL",
+    "READINGS_CHANNEL",
+    "AlertNotice",
+    "alert_notices",
+    "notify_watermark",
+    "parse_notice",
+]
+
+log = logging.getLogger(__name__)
+
+# The channel ingest NOTIFYs after each commit (payload: the new ingest watermark).
+READINGS_CHANNEL: Final = "vigil_readings"
+# Channel of migration 0023's trigger on alert_events.
+ALERTS_CHANNEL: Final = "vigil_alerts"
+# The channel migration 0050's trigger NOTIFYs when notifications are queued.
+NOTIFICATIONS_CHANNEL: Final = "vigil_notify"
+
+
+def notify_watermark(conn: Connection, channel: str = READINGS_CHANNEL) -> int:
+    """After a commit: NOTIFY ``channel`` with the current horizon (see ``store.feed``); return it.
+
+    The payload is a wake-up hint; consumers recompute the watermark themselves.
+    """
+    row = conn.execute(
+        sql.SQL(
+            "SELECT h, pg_notify({}, h::text) FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS h) s"
+        ).format(sql.Literal(channel))
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertNotice:
+    alert_id: int
+    org_id: str
+    patient_id: str
+    event: str
+    severity: str
+    state: str
+
+
+def parse_notice(payload: str) -> AlertNotice | None:
+    """The notice in a payload, or None for a payload that is not one (logged, skipped)."""
+    try:
+        doc = json.loads(payload)
+        return AlertNotice(
+            alert_id=int(doc["alert_id"]),
+            org_id=str(doc["org_id"]),
+            patient_id=str(doc["patient_id"]),
+            event=str(doc["event"]),
+            severity=str(doc["severity"]),
+            state=str(doc["state"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        log.warning("ignored a malformed notice on %s (%d bytes)", ALERTS_CHANNEL, len(payload))
+        return None
+
+
+async def alert_notices(
+    url: str, *, channel: str = ALERTS_CHANNEL, ready: bool = True
+) -> AsyncIterator[AlertNotice | None]:
+    """Notices as they arrive. With ``ready``, first yields None once the LISTEN is in place (the
+    moment from which no notice is missed)."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, application_name="vigil-api-listen")
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+    try:
+        async with conn:
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            if ready:
+                yield None
+            async for n in conn.notifies():
+                notice = parse_notice(n.payload)
+                if notice is not None:
+                    yield notice
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc

@@ -1,0 +1,96 @@
+"""The newest value of each metric per patient (migration 0027: ``latest_readings``), kept from
+``readings`` by following its transaction watermark, for the clinician panel.
+
+:func:`advance` counts the readings committed since the last call, exactly once each (the
+watermark moves in the same transaction as the upserts), and runs in one process at a time (a
+transaction-scoped advisory lock; a caller that finds it taken returns at once). The alert engine
+calls it after each batch it evaluates and the panel before it reads. :func:`latest` adds the
+readings above the watermark (committed, not yet counted) in the same statement, so it is exact
+even while the watermark waits (it cannot pass a transaction still running anywhere in the
+cluster); advancing only keeps that tail short. Ingest's insert is untouched: no ingest
+transaction ever waits on a summary row.
+
+:func:`rebuild` recomputes the table from scratch (a bulk load that bypasses ingest).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import psycopg
+
+from rpm_core.metrics import METRIC_NAMES
+from store.readings import LatestValue
+
+__all__ = ["advance", "latest", "rebuild"]
+
+_LOCK_KEY: Final = 0x5649_4749_4C53_554D  # "VIGILSUM": one advancer at a time
+
+_UPSERTS: Final = (
+    "newest AS (INSERT INTO latest_readings AS l (org_id, patient_id, metric, time, value, device_id) "
+    "  SELECT DISTINCT ON (org_id, patient_id, metric) org_id, patient_id, metric, time, value, device_id "
+    "  FROM new ORDER BY org_id, patient_id, metric, time DESC, device_id "
+    "  ON CONFLICT (org_id, patient_id, metric) DO UPDATE SET time = excluded.time, value = excluded.value, "
+    "  device_id = excluded.device_id WHERE excluded.time > l.time) "
+)
+
+# A missing watermark row (an emptied test database) is watermark 0: everything is summarised.
+_ADVANCE: Final = (
+    "WITH bounds AS (SELECT coalesce((SELECT xid FROM summary_watermark), '0'::xid8) AS lo, "  # noqa: S608
+    "  pg_snapshot_xmin(pg_current_snapshot()) AS hi), "
+    "new AS (SELECT r.time, r.org_id, r.patient_id, r.metric, r.value, r.device_id FROM readings r, bounds "
+    "  WHERE r.ingest_xid >= bounds.lo AND r.ingest_xid < bounds.hi), "
+    + _UPSERTS
+    + ", moved AS (INSERT INTO summary_watermark (xid) SELECT hi FROM bounds WHERE hi > lo "
+    "  ON CONFLICT (singleton) DO UPDATE SET xid = excluded.xid) "
+    "SELECT count(*) FROM new"
+)
+
+
+def advance(conn: psycopg.Connection[Any]) -> int | None:
+    """Summarise the readings committed since the last call; how many, or None when another
+    process is advancing (its result is then a moment away). Runs in the caller's transaction
+    (or its own, on an autocommit connection); the caller commits."""
+    with conn.transaction():
+        locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK_KEY,)).fetchone()
+        if locked is None or not locked[0]:
+            return None
+        row = conn.execute(_ADVANCE).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def rebuild(conn: psycopg.Connection[Any]) -> None:
+    """Recompute the table from every reading of a finished transaction, and move the
+    watermark there, in the caller's transaction."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+    conn.execute(
+        "INSERT INTO summary_watermark (xid) VALUES (pg_snapshot_xmin(pg_current_snapshot())) "
+        "ON CONFLICT (singleton) DO UPDATE SET xid = excluded.xid"
+    )
+    conn.execute("DELETE FROM latest_readings")
+    conn.execute(
+        "WITH new AS (SELECT time, org_id, patient_id, metric, value, device_id FROM readings "  # noqa: S608 - constant text
+        "  WHERE ingest_xid < (SELECT xid FROM summary_watermark)), " + _UPSERTS + "SELECT 1"
+    )
+
+
+# Every read below is one statement (one snapshot) over the summaries and the readings above the
+# watermark that no advance has counted yet (the readings_ingest_xid index finds them): the answer
+# is exact whenever the summaries last moved, and only its cost depends on how recently that was.
+_MARK: Final = "w AS (SELECT coalesce((SELECT xid FROM summary_watermark), '0'::xid8) AS xid)"
+
+
+def latest(conn: psycopg.Connection[Any], *, org: str, patients: Sequence[str]) -> list[LatestValue]:
+    """The newest value of every metric of each of ``patients``, ordered by patient and metric."""
+    rows = conn.execute(
+        f"WITH {_MARK}, c AS ("  # noqa: S608 - constant text
+        "  SELECT patient_id, metric, time, value, device_id FROM latest_readings "
+        "  WHERE org_id = %(org)s AND patient_id = ANY(%(patients)s::text[]) "
+        "  UNION ALL SELECT r.patient_id, r.metric, r.time, r.value, r.device_id FROM readings r, w "
+        "  WHERE r.ingest_xid >= w.xid AND r.org_id = %(org)s AND r.patient_id = ANY(%(patients)s::text[])) "
+        "SELECT DISTINCT ON (patient_id, metric) patient_id, metric, time, value, device_id FROM c "
+        "WHERE metric = ANY(%(metrics)s::text[]) ORDER BY patient_id, metric, time DESC, device_id",
+        {"org": org, "patients": list(patients), "metrics": sorted(METRIC_NAMES)},
+    )
+    return [LatestValue(r[0], r[1], r[2], float(r[3]), r[4]) for r in rows]

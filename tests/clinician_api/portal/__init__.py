@@ -1,0 +1,1 @@
+"""Tests of the patient portal (mirrors clinician_api/portal/)."""

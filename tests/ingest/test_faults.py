@@ -17,6 +17,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from ingest.errors import RefusedToStart
+from ingest.service import IngestService
 from store.migrate import migrate
 from tests.ingest.conftest import scalar, wait_until
 from tests.support.agents import SimAgent, readings
@@ -196,6 +197,17 @@ def test_broker_kill_9_and_restart_loses_nothing(db: str, broker, start_ingest, 
     assert_exactly_once(db, "agt-a", 400)
 
 
+def database_errors(svc: IngestService) -> float:
+    """Failed batch attempts so far (``vigil_ingest_database_errors_total``, every reason)."""
+    return sum(
+        sample.value
+        for metric in svc.metrics.registry.collect()
+        if metric.name == "vigil_ingest_database_errors"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+
+
 @pytest.fixture
 def private_pg(tmp_path: Path):
     cluster = PrivateCluster()
@@ -231,7 +243,11 @@ def test_postgres_stopped_immediately_and_started_again(
         for i in range(5, 15):
             a.send(readings("agt-a", 1 + 20 * i, 20))
         wait_until(lambda: svc.unacknowledged == 10, 20, "messages held unacknowledged")
-        time.sleep(1.0)
+        # The barrier: two more failed commit attempts after all ten were held (the first may have
+        # been under way already). The worker kept at it and had its chance to confirm something,
+        # and the receipts still end at 100.
+        failed = database_errors(svc)
+        wait_until(lambda: database_errors(svc) >= failed + 2, 20, "two more commit attempts")
         assert max(a.receipts) == 100  # nothing confirmed while the database is down
         assert svc.unacknowledged == 10
         assert svc.metrics.registry.get_sample_value("vigil_ingest_database_up") == 0

@@ -6,7 +6,9 @@
 What runs is ``vigil demo``'s platform (:class:`vigil_cli.demo.platform.DemoPlatform`: the schema
 by ``vigil db migrate``, keys and CA by ``vigil agents keys init``, ``vigil broker render`` and
 Mosquitto on its output, ``vigil ingest`` and ``vigil alerts run`` as processes), on
-``VIGIL_DATABASE_URL`` or the demo's embedded PostgreSQL, in a fresh directory. Its five emulated
+``VIGIL_DATABASE_URL`` or the demo's embedded PostgreSQL, in a fresh directory (as root, set
+``VIGIL_DATABASE_URL``: the embedded server's initdb refuses root, and unlike ``vigil demo`` the
+soak does not drop to the demo's user). Its five emulated
 agents are replaced by ``--agents`` simulated ones (:mod:`bench.fleet`: real MQTT 5 over TLS with
 their own broker accounts, created through the broker's control API, and real sealed envelopes),
 one patient each, every agent sending one envelope of ``--per-envelope`` heart-rate readings every
@@ -106,6 +108,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     layout = DemoLayout(root)
     layout.logs.mkdir(parents=True, exist_ok=True)
     say = (lambda m: print(f"soak: {m}", file=sys.stderr, flush=True)) if args.verbose else (lambda _m: None)
+    if os.geteuid() == 0 and not os.environ.get("VIGIL_DATABASE_URL"):
+        raise SystemExit("bench.soak as root: set VIGIL_DATABASE_URL (the embedded PostgreSQL refuses to run as root)")
     with open_database(layout, say) as (url, label):
         platform = DemoPlatform(layout, url, say, database_label=label, patients=())
         try:

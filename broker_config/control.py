@@ -104,6 +104,10 @@ class DynsecControl:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+        # Break the client <-> bound-callback cycle: freed by reference counting, the client's own
+        # __del__ closes its wake-up socket pair; left to the cycle collector, the sockets may be
+        # finalized first, unclosed (a ResourceWarning at a random later point).
+        self._client.on_connect = self._client.on_subscribe = self._client.on_message = None
 
     # -- commands -------------------------------------------------------------------------------
 

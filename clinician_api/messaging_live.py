@@ -1,4 +1,4 @@
-"""Live message updates: one LISTEN per process (``store.message_live``), fanned out to the open
+"""Live message updates: one LISTEN per process (``store.channels``), fanned out to the open
 message streams of the participants.
 
 A subscription follows the threads its user took part in when it opened, plus threads the user is
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from rpm_core.backoff import BackoffPolicy, backoff_delay
+from store.channels import MessageNotice, message_notices
 from store.errors import DatabaseUnavailable
-from store.message_live import MessageNotice, message_notices
 
 __all__ = ["MessageHub", "MessageMarker", "MessageSubscription"]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from edge_agent.ble import DeviceManager, DeviceSession, Radio, SessionOptions, open_radio
-from edge_agent.errors import EnrollmentError
+from edge_agent.errors import EnrollmentError, OutboxFull
 from edge_agent.identity import AgentIdentity
 from edge_agent.mqtt import MqttLink, MqttOptions
 from edge_agent.outbox import AsyncOutbox
@@ -131,6 +131,7 @@ class Agent:
             batch_max_age_s=s.batch_max_age_s,
             max_inflight_envelopes=s.max_inflight_envelopes,
             receipt_timeout_s=s.receipt_timeout_s,
+            no_subscriber_retry_s=s.no_subscriber_retry_s,
             status_interval_s=s.status_interval_s,
             registration_retry_s=s.registration_retry_s,
         )
@@ -213,6 +214,15 @@ class Agent:
                     await state.changed(seen)
 
     async def _save(self, outbox: AsyncOutbox, state: AgentState) -> None:
+        """Persist the local view; on a full disk it waits (a reason to alarm, never to stop the agent)."""
+        try:
+            await self._save_state(outbox, state)
+        except OutboxFull:
+            if "disk_full" not in state.alarms:
+                _log.error("disk full: the local status (vigil edge status) is not saved until there is room")
+            state.raise_alarm("disk_full")
+
+    async def _save_state(self, outbox: AsyncOutbox, state: AgentState) -> None:
         await outbox.save_devices(state.devices())
         await outbox.save_state("alarms", sorted(state.alarms))
         await outbox.save_state("counters", dict(state.counters))

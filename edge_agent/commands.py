@@ -247,7 +247,10 @@ def status_command(
             "depth": s.depth,
             "oldest_queued_at": _iso(s.oldest_queued_at),
             "last_sequence": s.last_allocated,
-            "gaps": [[g.first, g.last] for g in s.gaps],
+            "gaps": [[g.first, g.last, g.reason] for g in s.gaps],
+            "quarantined": [
+                {"seq": q.seq, "reason": q.reason, "at": _iso(q.quarantined_at)} for q in local.quarantined
+            ],
             "schema_version": local.schema_version,
         },
         "last_receipt": {"through": s.last_receipt, "at": _iso(s.last_receipt_at)},
@@ -262,7 +265,9 @@ def status_command(
     typer.echo(f"outbox: {s.depth} reading(s), oldest {_iso(s.oldest_queued_at) or '-'}, last seq {s.last_allocated}")
     typer.echo(f"last receipt: through {s.last_receipt} at {_iso(s.last_receipt_at) or 'never'}")
     for gap in s.gaps:
-        typer.echo(f"gap: readings {gap.first}-{gap.last} dropped (not yet reported)")
+        typer.echo(f"gap: readings {gap.first}-{gap.last} dropped ({gap.reason}; not yet receipted)")
+    for q in local.quarantined:
+        typer.echo(f"quarantined: reading {q.seq} ({q.reason}) at {_iso(q.quarantined_at)}, kept sealed in the outbox")
     typer.echo(f"alarms: {', '.join(local.state.get('alarms', [])) or 'none'}")
     for r in retired:
         typer.echo(f"retired identity {r['agent']}: {r['depth']} reading(s) not delivered yet ({r['path']})")

@@ -70,6 +70,7 @@ from edge_agent.errors import (  # noqa: E402
 from edge_agent.silence import ping_interval  # noqa: E402
 from rpm_core.backoff import BackoffPolicy, backoff_delay  # noqa: E402
 from rpm_core.takeover import TakeoverDetector  # noqa: E402
+from rpm_core.topics import Kind  # noqa: E402
 
 __all__ = ["LinkListener", "MqttLink", "MqttOptions", "tls_context"]
 
@@ -77,6 +78,8 @@ _log = logging.getLogger(__name__)
 _TICK_S: Final = 0.05
 _QOS: Final = 1
 _UNSPECIFIED: Final = 0x80  # what paho reports for a connection that ended without a DISCONNECT
+_NO_MATCHING_SUBSCRIBERS: Final = 0x10  # PUBACK reason (MQTT 5 §3.4.2.1): accepted, and delivered to nobody
+_READINGS_SUFFIX: Final = f"/up/{Kind.READINGS.value}"
 
 
 class _ServerNameContext(ssl.SSLContext):
@@ -137,6 +140,10 @@ class LinkListener(Protocol):
 
     def on_message(self, topic: str, payload: bytes) -> None: ...
 
+    def on_no_subscribers(self) -> None:
+        """The broker answered a readings publish with PUBACK 0x10: nobody subscribes, it is dropped."""
+        ...
+
 
 class MqttLink:
     """Implements :class:`edge_agent.ports.Publisher`."""
@@ -166,6 +173,8 @@ class MqttLink:
         self._cut = False  # the current session ended by the peer closing it, without a DISCONNECT
         self._takeover = takeover or TakeoverDetector()
         self.denied = 0  # PUBACKs with a failure reason code (e.g. 0x87 not authorized)
+        self.no_subscribers = 0  # readings PUBACKs with 0x10 (no matching subscribers: dropped by the broker)
+        self._readings_mids: set[int] = set()  # network thread only; packet ids of the current connection
 
     # -- loop side ------------------------------------------------------------------------------
 
@@ -215,6 +224,7 @@ class MqttLink:
 
     def _new_client(self) -> paho.Client:
         o = self.options
+        self._readings_mids.clear()  # packet ids start again with each connection
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=o.client_id, protocol=MQTTProtocolVersion.MQTTv5)
         client.tls_set_context(self._tls)
         client.username_pw_set(o.username, o.password)
@@ -259,7 +269,9 @@ class MqttLink:
             except queue.Empty:
                 return
             if generation == self._connected_generation == self._generation:
-                client.publish(topic, payload, qos=_QOS)
+                info = client.publish(topic, payload, qos=_QOS)
+                if topic.endswith(_READINGS_SUFFIX):
+                    self._readings_mids.add(info.mid)
 
     # paho callbacks (network thread)
 
@@ -285,6 +297,13 @@ class MqttLink:
         self._post(self._listener.on_message, message.topic, bytes(message.payload))
 
     def _on_publish(self, _c: paho.Client, _u: object, mid: int, reason: ReasonCode, _p: object) -> None:
+        readings = mid in self._readings_mids
+        self._readings_mids.discard(mid)
+        if readings and reason.value == _NO_MATCHING_SUBSCRIBERS:
+            # Mosquitto accepted and dropped it: ingest's shared subscription is not there (e.g. a
+            # broker restarted without it). No receipt will come; the uplink resends soon.
+            self.no_subscribers += 1
+            self._post(self._listener.on_no_subscribers)
         if reason.is_failure:
             self.denied += 1
             _log.warning("broker refused a publish (mid %d): 0x%02X %s", mid, reason.value, reason.getName())

@@ -367,7 +367,10 @@ def adopt_retired(
 def _copy(old: SqliteOutbox, current: SqliteOutbox, old_agent: AgentId, new: AgentId, clock: Clock, n: int) -> int:
     done = current.cursor(old_agent, ADOPTED_CURSOR) or 0
     adopted = 0
-    while readings := old.fetch(done, n):
+    while old.backlog(done, 1).count:
+        readings = old.fetch(done, n)
+        if not readings:  # every row fetched was quarantined (and so left the readings): go on
+            continue
         last = readings[-1].seq
         current.append([_adopted(r, new, old_agent) for r in readings], cursor=Cursor(old_agent, ADOPTED_CURSOR, last))
         old.acknowledge(last, clock.now())

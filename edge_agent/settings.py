@@ -99,6 +99,11 @@ class EdgeSettings(VigilSettings):
     # No receipt for the oldest envelope in flight for this many seconds: send every unreceipted reading
     # again from the outbox (the server drops duplicates).
     receipt_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    # The broker answered a readings envelope with PUBACK 0x10 (no subscriber: ingest's shared
+    # subscription is gone, as after a Mosquitto 2.0.11 restart): send the unreceipted readings again
+    # after this many seconds instead of waiting receipt_timeout_s; doubles while it repeats, at most
+    # receipt_timeout_s.
+    no_subscriber_retry_s: Annotated[float, Field(gt=0)] = 2.0
     # Seconds between periodic status messages; a status also goes out on connect and (at most once a
     # second) on any change of devices or alarms.
     status_interval_s: Annotated[float, Field(gt=0)] = 60.0

@@ -16,7 +16,10 @@ Readings
     At most ``max_inflight_envelopes`` envelopes may wait for a receipt. A broker PUBACK deletes
     nothing: only a verified receipt (``through``: everything ``<= through`` is committed) does.
     After a reconnect, or when no receipt came for ``receipt_timeout_s``, everything unreceipted is
-    sent again from the outbox; the server drops duplicates by sequence number.
+    sent again from the outbox; the server drops duplicates by sequence number. A PUBACK with
+    reason 0x10 (no matching subscribers: the broker dropped the envelope, as Mosquitto 2.0.11 does
+    after a restart until ingest has subscribed again) brings that resend forward to
+    ``no_subscriber_retry_s``, doubling while it repeats.
 
 Status
     A sealed :class:`rpm_core.status.AgentStatus` on connect, on every change of devices or alarms
@@ -32,8 +35,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from edge_agent.errors import BrokerDisconnected, BrokerError, EnrollmentError
+from edge_agent.errors import BrokerDisconnected, BrokerError, EnrollmentError, OutboxFull
 from edge_agent.identity import AgentIdentity
+from edge_agent.outbox.store import QUARANTINED
 from edge_agent.ports import Outbox, Publisher
 from edge_agent.state import AgentState
 from rpm_core.clock import Clock
@@ -49,6 +53,7 @@ __all__ = ["Uplink", "UplinkOptions"]
 _log = logging.getLogger(__name__)
 _MAX_GAPS: Final = 64
 _STATUS_DEBOUNCE_S: Final = 1.0
+_FULL_PAUSE_S: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,7 @@ class UplinkOptions:
     batch_max_age_s: float = 2.0
     max_inflight_envelopes: int = 8
     receipt_timeout_s: float = 60.0
+    no_subscriber_retry_s: float = 2.0
     status_interval_s: float = 60.0
     registration_retry_s: float = 30.0
 
@@ -94,6 +100,9 @@ class Uplink:
         self._inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self._generation = 0
         self._connected = False
+        # Moves on every connect and disconnect: a batch prepared across one (its awaits let the
+        # link's events in) is not recorded as sent, or it would fill the window after the rewind.
+        self._epoch = 0
         self.registered = False
         self.receipted_through = 0
         self._sent_through = 0
@@ -104,12 +113,16 @@ class Uplink:
         self._age_deadline: float | None = None
         self._will: tuple[str, bytes] | None = None
         self.resends = 0
+        self.no_subscribers = 0
+        self._nosub_at: float | None = None  # resend the unreceipted then (after a PUBACK 0x10)
+        self._nosub_streak = 0  # 0x10 answers since the last receipt: the retry doubles with each
         # Set whenever a receipt moves ``receipted_through`` forward (waited on by whoever drains an outbox).
         self.receipted = asyncio.Event()
 
     # -- events (LinkListener, the sessions, the state) -----------------------------------------
 
     def on_connected(self, generation: int) -> None:
+        self._epoch += 1
         self._generation, self._connected = generation, True
         self._registration_at = self._status_at = None
         self._state.broker_connected = True
@@ -117,6 +130,7 @@ class Uplink:
         self._wake.set()
 
     def on_disconnected(self, error: BrokerError) -> None:
+        self._epoch += 1
         if self._connected:
             _log.info("uplink down (%s); %d envelope(s) will be sent again", error.reason, len(self._inflight))
         self._connected = False
@@ -137,6 +151,22 @@ class Uplink:
         self._inbox.put_nowait((topic, payload))
         self._wake.set()
 
+    def on_no_subscribers(self) -> None:
+        """A readings envelope was dropped by the broker for want of a subscriber (PUBACK 0x10).
+
+        Mosquitto 2.0.11 does not keep shared subscriptions over a restart, so until ingest has
+        subscribed again every envelope is dropped; no receipt will come for it. Send the
+        unreceipted readings again after ``no_subscriber_retry_s`` (doubling while it repeats, at
+        most ``receipt_timeout_s``) instead of waiting the whole receipt timeout.
+        """
+        self.no_subscribers += 1
+        if self._nosub_at is None:
+            o = self.options
+            delay = min(o.receipt_timeout_s, o.no_subscriber_retry_s * 2 ** min(self._nosub_streak, 16))
+            self._nosub_at = self._clock.monotonic() + delay
+            self._nosub_streak += 1
+        self._wake.set()
+
     def readings_added(self) -> None:
         self._wake.set()
 
@@ -145,6 +175,7 @@ class Uplink:
         return self._will
 
     def _rewind(self) -> None:
+        self._nosub_at = None
         self._inflight.clear()
         self._sent_through = self.receipted_through
 
@@ -159,10 +190,19 @@ class Uplink:
         try:
             while True:
                 await self._sleep()
-                while not self._inbox.empty():
-                    await self._downlink(*self._inbox.get_nowait())
-                if self._connected:
-                    await self._step()
+                try:
+                    while not self._inbox.empty():
+                        await self._downlink(*self._inbox.get_nowait())
+                    if self._connected:
+                        await self._step()
+                except OutboxFull:
+                    # A receipt that cannot delete, a quarantine that cannot move: nothing is lost by
+                    # waiting (the server sends the receipt again after the resend), everything by
+                    # exiting. Retried after a pause, not in a busy loop.
+                    self._state.raise_alarm("disk_full")
+                    _log.error("disk full: the uplink cannot update the outbox; retrying in %.0f s", _FULL_PAUSE_S)
+                    self._rewind()
+                    await asyncio.sleep(_FULL_PAUSE_S)
         finally:
             watcher.cancel()
 
@@ -196,7 +236,7 @@ class Uplink:
             if self._state.version != self._status_version:  # a change waiting for the debounce
                 status = min(status, self._status_at + _STATUS_DEBOUNCE_S)
         receipt = self._inflight[0].at + o.receipt_timeout_s if self._inflight else None
-        return [status, receipt, self._age_deadline]
+        return [status, receipt, self._age_deadline, self._nosub_at]
 
     async def _step(self) -> None:
         now = self._clock.monotonic()
@@ -210,6 +250,10 @@ class Uplink:
             _log.warning(
                 "no receipt for %.0f s; sending the unreceipted readings again", self.options.receipt_timeout_s
             )
+            self.resends += 1
+            self._rewind()
+        elif self._nosub_at is not None and now >= self._nosub_at:
+            _log.warning("the broker had no subscriber for our readings (PUBACK 0x10); sending them again")
             self.resends += 1
             self._rewind()
         await self._fill_window()
@@ -241,7 +285,8 @@ class Uplink:
     async def _fill_window(self) -> None:
         o = self.options
         self._age_deadline = None
-        while len(self._inflight) < o.max_inflight_envelopes:
+        epoch = self._epoch
+        while len(self._inflight) < o.max_inflight_envelopes and epoch == self._epoch and self._connected:
             after = max(self._sent_through, self.receipted_through)
             backlog = await self._outbox.backlog(after, o.batch_max_readings)
             if backlog.count == 0:
@@ -256,16 +301,34 @@ class Uplink:
             await self._send_batch(after)
 
     async def _send_batch(self, after: int) -> None:
+        epoch = self._epoch
         readings = await self._outbox.fetch(after, self.options.batch_max_readings)
-        if not readings:
-            return
         gaps = (await self._outbox.gaps())[:_MAX_GAPS]
+        if epoch != self._epoch or not self._connected:
+            # The link dropped (and maybe came back) while this batch was read: the rewind has
+            # reset the window; recording this batch as in flight would fill it with envelopes
+            # never published on the new connection, and nothing would be sent until the receipt
+            # timeout. The next step sends from the rewound position.
+            return
+        if any(g.reason == QUARANTINED and g.last > self.receipted_through for g in gaps):
+            # A stored row no longer opened: the outbox moved it aside and recorded it as a gap
+            # (sent below); the alarm makes the next status say so.
+            self._state.raise_alarm("outbox_quarantine", latch=True)
+        if readings:
+            first, last = readings[0].seq, readings[-1].seq
+        else:
+            # Every row fetched was quarantined: the gaps alone must still reach the server, or a
+            # receipt could never pass them when no reading follows.
+            pending = [g for g in gaps if g.last > after]
+            if not pending:
+                return
+            first, last = pending[0].first, max(g.last for g in pending)
         ident = self.identity
         batch = ReadingBatch(ident.org, ident.agent, self._clock.now(), tuple(readings), gaps)
         topic, data = seal_batch(batch, agent=ident.keys, server=ident.server)
         self._publish(topic, data)
-        self._inflight.append(_Sent(readings[0].seq, readings[-1].seq, self._clock.monotonic()))
-        self._sent_through = readings[-1].seq
+        self._inflight.append(_Sent(first, last, self._clock.monotonic()))
+        self._sent_through = max(self._sent_through, last)
 
     # -- downlink -------------------------------------------------------------------------------
 
@@ -309,6 +372,7 @@ class Uplink:
         self.receipted_through = max(self.receipted_through, through)
         self._sent_through = max(self._sent_through, through)
         self._inflight = [s for s in self._inflight if s.last > through]
+        self._nosub_streak = 0  # ingest is there again
         self.receipted.set()
         _log.debug("receipt through %d: %d reading(s) delivered", through, deleted)
 
@@ -336,8 +400,10 @@ class Uplink:
         self._will = (str(topic), data)
 
     async def publish_status(self, *, online: bool) -> None:
-        version = self._state.version
+        version, epoch = self._state.version, self._epoch
         status = await self._status(online=online)
+        if epoch != self._epoch:  # the link changed meanwhile: the new connection sends its own status
+            return
         topic, data = seal_status(status, agent=self.identity.keys, server=self.identity.server)
         self._publish(topic, data)
         self._status_at, self._status_version = self._clock.monotonic(), version

@@ -20,7 +20,11 @@ Per message, by topic kind and the agent's registered state (loaded for the batc
 Freshness: a readings envelope whose ``sent_at`` lies more than ``Limits.max_age`` before the
 server's clock, or more than ``Limits.max_ahead`` after it, is stored as usual (an offline backlog,
 a Pi with a wrong clock) but its readings carry the flag ``ingest:sent_long_ago`` or
-``ingest:sent_in_future`` and the envelope is counted in ``Classified.stale``. The ``ingest:``
+``ingest:sent_in_future`` and the envelope is counted in ``Classified.stale``; one sent more than
+``Limits.max_behind`` (but less than ``max_age``) before the server's clock gets
+``ingest:sent_late``. An agent seals every envelope when it sends it (also its offline backlog), so
+a late ``sent_at`` means the Pi's clock is behind, or the envelope waited in the broker while ingest
+was away. The ``ingest:``
 flag namespace is the server's: such flags sent by an agent are dropped.
 
 Nothing here logs payloads or values: only ids and reasons.
@@ -54,6 +58,7 @@ from store.receipts import GapRow
 
 __all__ = [
     "SENT_IN_FUTURE",
+    "SENT_LATE",
     "SENT_LONG_AGO",
     "SERVER_FLAG_PREFIX",
     "Classified",
@@ -68,6 +73,7 @@ __all__ = [
 SERVER_FLAG_PREFIX: Final = "ingest:"
 SENT_LONG_AGO: Final = "ingest:sent_long_ago"
 SENT_IN_FUTURE: Final = "ingest:sent_in_future"
+SENT_LATE: Final = "ingest:sent_late"
 _TOPIC_MAX: Final = 512
 _DETAIL_MAX: Final = 500
 
@@ -87,6 +93,7 @@ class Limits:
     payload_max_bytes: int = 8192
     max_age: timedelta = timedelta(days=7)
     max_ahead: timedelta = timedelta(minutes=5)
+    max_behind: timedelta = timedelta(hours=1)
 
 
 @dataclass(slots=True)
@@ -96,7 +103,7 @@ class Classified:
     dead: Counter[str] = field(default_factory=Counter)  # by reason
     receipts: dict[str, str] = field(default_factory=dict)  # agent -> org: send a receipt after commit
     sent_at: list[datetime] = field(default_factory=list)  # per readings envelope, for the latency metric
-    # (agent, "sent_long_ago" | "sent_in_future") -> readings envelopes outside the freshness window
+    # (agent, "sent_long_ago" | "sent_in_future" | "sent_late") -> readings envelopes outside the freshness window
     stale: Counter[tuple[str, str]] = field(default_factory=Counter)
     internal: list[tuple[str, str]] = field(default_factory=list)  # (topic, detail) of internal_error letters
     suppressed: Counter[str] = field(default_factory=Counter)  # agent -> dead letters over its rate (service)
@@ -300,7 +307,7 @@ def _readings(
                     flags = _server_flags(flags, None)
                     break
         rows.append(ReadingRow(measured_at, org, patient, agent, device, metric, value, seq, flags, device_time))
-    out.write.gaps.extend(GapRow(agent, org, g.first, g.last) for g in batch.gaps)
+    out.write.gaps.extend(GapRow(agent, org, g.first, g.last, g.reason) for g in batch.gaps)
     seen = min(batch.sent_at, now)  # a clock running ahead must not pin last_seen_at in the future
     out.write.seen[agent] = max(seen, out.write.seen.get(agent, seen))
     _resolve(out, topic, [*seq_ranges([r[0] for r in batch.rows]), *((g.first, g.last) for g in batch.gaps)])
@@ -316,6 +323,8 @@ def _staleness(sent_at: datetime, now: datetime, limits: Limits) -> str | None:
         return SENT_LONG_AGO
     if sent_at > now + limits.max_ahead:
         return SENT_IN_FUTURE
+    if sent_at < now - limits.max_behind:
+        return SENT_LATE
     return None
 
 

@@ -83,6 +83,14 @@ class BatchObserver:
                     n,
                     self.settings.freshness_max_age_s,
                 )
+            elif kind == "sent_late":
+                log.warning(
+                    "agent %s: %d readings envelope(s) sent late (more than %.0f s before the server's clock: the "
+                    "agent's clock is behind, or they waited in the broker); stored and flagged ingest:sent_late",
+                    agent,
+                    n,
+                    self.settings.freshness_max_behind_s,
+                )
             else:
                 log.warning(
                     "agent %s: %d readings envelope(s) sent in the future (more than %.0f s after the server's "

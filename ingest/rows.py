@@ -314,7 +314,7 @@ def declared_sequences(body: bytes) -> list[tuple[int, int]]:
         if isinstance(row, list) and row and _is_seq(row[0]):
             out.append((row[0], row[0]))
     for gap in gaps[:MAX_READINGS] if isinstance(gaps, list) else []:
-        if isinstance(gap, list) and len(gap) == 2 and _is_seq(gap[0]) and _is_seq(gap[1]) and gap[0] <= gap[1]:
+        if isinstance(gap, list) and len(gap) in (2, 3) and _is_seq(gap[0]) and _is_seq(gap[1]) and gap[0] <= gap[1]:
             out.append((gap[0], gap[1]))
     return out
 
@@ -324,9 +324,12 @@ def _is_seq(x: object) -> bool:
 
 
 def gap_from_row(g: object) -> SeqRange:
-    if not (isinstance(g, list) and len(g) == 2):
+    """``[first, last]`` or ``[first, last, reason]`` (a short lower-case word: :class:`SeqRange`)."""
+    if not (isinstance(g, list) and len(g) in (2, 3)):
         raise MalformedEnvelope("bad gap")
-    return SeqRange(first=g[0], last=g[1])
+    if len(g) == 3 and not isinstance(g[2], str):
+        raise MalformedEnvelope("bad gap reason")
+    return SeqRange(first=g[0], last=g[1], reason=g[2] if len(g) == 3 else None)
 
 
 def first_error(exc: ValidationError) -> str:

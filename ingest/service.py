@@ -116,6 +116,7 @@ class IngestService:
             payload_max_bytes=settings.dead_letter_payload_max_bytes,
             max_age=timedelta(seconds=settings.freshness_max_age_s),
             max_ahead=timedelta(seconds=settings.freshness_max_ahead_s),
+            max_behind=timedelta(seconds=settings.freshness_max_behind_s),
         )
         self._buckets = TokenBuckets(rate_per_s=settings.dead_letter_per_minute / 60, burst=settings.dead_letter_burst)
         self._observer = BatchObserver(self.metrics, settings, self.clock)

@@ -77,6 +77,11 @@ class IngestSettings(VigilSettings):
     # A readings envelope whose sent_at is more than this many seconds after the server's clock (the Pi's clock
     # runs ahead) is stored with its readings flagged ingest:sent_in_future, and counted.
     freshness_max_ahead_s: float = Field(default=300.0, gt=0)
+    # A readings envelope whose sent_at is more than this many seconds before the server's clock (but less than
+    # freshness_max_age_s) is stored with its readings flagged ingest:sent_late, and counted: agents seal every
+    # envelope when they send it, so the Pi's clock is behind, or the envelope waited in the broker while ingest
+    # was away.
+    freshness_max_behind_s: float = Field(default=3600.0, gt=0)
     # At most one alarm line per agent and kind (dead-letter flood, stale envelopes) per this many seconds.
     alarm_log_interval_s: float = Field(default=300.0, gt=0)
 

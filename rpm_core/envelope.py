@@ -195,7 +195,8 @@ class ReadingBatch:
 
 def encode_batch(batch: ReadingBatch) -> bytes:
     """The body of a readings envelope: ``{v, org, agent, sent, r: [[seq, device_id, metric, value,
-    measured_at_us, device_time, flags]...], gaps: [[first, last]...]}``, canonical CBOR."""
+    measured_at_us, device_time, flags]...], gaps: [[first, last] or [first, last, reason]...]}``,
+    canonical CBOR (a gap's reason only when it has one)."""
     body = {
         "v": ENVELOPE_VERSION,
         "org": batch.org,
@@ -205,7 +206,7 @@ def encode_batch(batch: ReadingBatch) -> bytes:
             [r.seq, r.device_id, r.metric, r.value, micros(r.measured_at), r.device_time, sorted(r.flags)]
             for r in batch.readings
         ],
-        "gaps": [[g.first, g.last] for g in batch.gaps],
+        "gaps": [[g.first, g.last] if g.reason is None else [g.first, g.last, g.reason] for g in batch.gaps],
     }
     return cbor2.dumps(body, canonical=True)
 

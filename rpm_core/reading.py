@@ -20,10 +20,11 @@ from rpm_core.clock import ensure_utc
 from rpm_core.ids import AgentId, DeviceId, agent_id, device_id
 from rpm_core.metrics import CATALOGUE, check_value
 
-__all__ = ["MAX_FLAGS", "MAX_SEQ", "Flag", "Reading", "SeqRange"]
+__all__ = ["GAP_REASONS", "MAX_FLAGS", "MAX_SEQ", "Flag", "Reading", "SeqRange"]
 
 MAX_SEQ: Final = 2**63 - 1
 MAX_FLAGS: Final = 16
+GAP_REASONS: Final = frozenset({"outbox_overflow", "disk_full", "quarantined"})
 
 Flag = Annotated[str, Field(min_length=1, max_length=48, pattern=r"^[a-z0-9_:.-]+$")]
 
@@ -72,12 +73,19 @@ class Reading(BaseModel):
 
 
 class SeqRange(BaseModel):
-    """An inclusive range of sequence numbers the agent will never deliver (an outbox overflow)."""
+    """An inclusive range of sequence numbers the agent will never deliver, and why when it says.
+
+    Reasons the agent gives today (:data:`GAP_REASONS`): ``outbox_overflow`` (the outbox held its
+    maximum), ``disk_full`` (evicted, or never written, because the disk was full) and
+    ``quarantined`` (a stored row that no longer opens: moved aside, see the edge outbox). The
+    server keeps any reason of the right shape, so a newer agent's reason is not an error.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     first: Annotated[int, Field(ge=0, le=MAX_SEQ)]
     last: Annotated[int, Field(ge=0, le=MAX_SEQ)]
+    reason: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z_]+$")] | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> SeqRange:

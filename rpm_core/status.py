@@ -23,7 +23,15 @@ __all__ = ["ALARMS", "AgentStatus", "DeviceStatus", "seal_status"]
 
 # Conditions an agent raises locally and reports (stable strings; the alert engine keys on them).
 ALARMS: Final = frozenset(
-    {"outbox_overflow", "disk_full", "clock_skew", "ble_adapter_down", "broker_unreachable", "client_id_takeover"}
+    {
+        "outbox_overflow",
+        "outbox_quarantine",
+        "disk_full",
+        "clock_skew",
+        "ble_adapter_down",
+        "broker_unreachable",
+        "client_id_takeover",
+    }
 )
 _Text = Annotated[str, Field(max_length=128)]
 

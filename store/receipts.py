@@ -26,6 +26,7 @@ class GapRow:
     org_id: str
     first_seq: int
     last_seq: int
+    reason: str | None = None  # why the agent says (migration 0064); None when it gave no reason
 
 
 def lock_receipts(conn: Connection, orgs: Mapping[str, str]) -> tuple[dict[str, int], dict[str, list[tuple[int, int]]]]:
@@ -79,7 +80,7 @@ def record_gaps(conn: Connection, rows: Sequence[GapRow]) -> None:
         return
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO agent_gaps (agent_id, org_id, first_seq, last_seq) VALUES (%s, %s, %s, %s) "
+            "INSERT INTO agent_gaps (agent_id, org_id, first_seq, last_seq, reason) VALUES (%s, %s, %s, %s, %s) "
             "ON CONFLICT DO NOTHING",
-            [(g.agent_id, g.org_id, g.first_seq, g.last_seq) for g in rows],
+            [(g.agent_id, g.org_id, g.first_seq, g.last_seq, g.reason) for g in rows],
         )

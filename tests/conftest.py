@@ -9,7 +9,16 @@ import pytest
 
 from store.migrate import migrate
 from tests.support import pg
+from vigil_testkit import procs
 from vigil_testkit.mosquitto import MosquittoProcess, mosquitto_binary, plain_spec
+
+pytest_plugins = ["tests.support.fixtures"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM/SIGHUP of pytest kill every process a test started, then stop the run as Ctrl-C does.
+    procs.install_signal_handlers()
+
 
 # Our own code must never block the event loop; third-party libraries are theirs to police.
 _POLICED = ["rpm_core", "edge_agent", "broker_config", "store", "ingest", "alerts", "consult", "clinician_api"]

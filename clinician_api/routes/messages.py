@@ -39,8 +39,8 @@ from consult.messaging import threads as messaging
 from consult.messaging.attachments import ALLOWED_TYPES, AttachmentCipher
 from consult.messaging.errors import AttachmentRefused, AttachmentUnreadable, MessageInvalid, NotAllowed
 from store import threads as thread_store
+from store.channels import MessageNotice
 from store.connection import Connection
-from store.message_live import MessageNotice
 from store.threads import MessageRow, ParticipantRow, ThreadRow
 
 __all__ = ["Messaging", "router"]

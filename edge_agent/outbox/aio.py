@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from edge_agent.outbox.store import Backlog, Cursor, OutboxStats, SqliteOutbox
+from edge_agent.outbox.store import Backlog, Cursor, OutboxStats, Quarantined, SqliteOutbox
 from rpm_core.clock import Clock
 from rpm_core.ids import AgentId
 from rpm_core.reading import Reading, SeqRange
@@ -69,6 +69,9 @@ class AsyncOutbox:
 
     async def gaps(self) -> tuple[SeqRange, ...]:
         return await self._run(self._store.gaps)
+
+    async def quarantined(self) -> tuple[Quarantined, ...]:
+        return await self._run(self._store.quarantined)
 
     async def stats(self) -> OutboxStats:
         return await self._run(self._store.stats)

@@ -8,8 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.errors import OutboxMissing
-from edge_agent.outbox.store import OutboxStats, connect, stats_from, translating
-from rpm_core.reading import SeqRange
+from edge_agent.outbox.store import (
+    OutboxStats,
+    Quarantined,
+    connect,
+    gaps_of,
+    quarantine_counts,
+    quarantined_rows,
+    stats_from,
+    translating,
+)
 from rpm_core.status import DeviceStatus
 
 __all__ = ["LocalState", "inspect_outbox"]
@@ -23,6 +31,7 @@ class LocalState:
     devices: tuple[DeviceStatus, ...]
     state: dict[str, Any]
     schema_version: int
+    quarantined: tuple[Quarantined, ...] = ()
 
 
 def inspect_outbox(path: Path) -> LocalState:
@@ -41,16 +50,17 @@ def inspect_outbox(path: Path) -> LocalState:
                 None,
                 None,
             )
-            gaps = tuple(
-                SeqRange(first=a, last=b) for a, b in db.execute("SELECT first, last FROM gaps ORDER BY first")
-            )
+            gaps = gaps_of(db)
+            holes, total = quarantine_counts(db, first)
+            quarantined = quarantined_rows(db)
             docs = [doc for (doc,) in db.execute("SELECT doc FROM devices ORDER BY device_id")]
             db.execute("COMMIT")
     finally:
         db.close()
     return LocalState(
-        stats=stats_from(meta, first, oldest, gaps),
+        stats=stats_from(meta, first, oldest, gaps, holes=holes, quarantined=total),
         devices=tuple(DeviceStatus.model_validate_json(d) for d in docs),
         state={k.removeprefix("state."): json.loads(v) for k, v in meta.items() if k.startswith("state.")},
         schema_version=version,
+        quarantined=quarantined,
     )

@@ -8,11 +8,12 @@ Guarantees
       carried it were receipted or dropped.
     * Rows leave only through :meth:`acknowledge` (the server's signed receipt) or an overflow,
       which drops the oldest readings and records the range as a gap reported to the server.
-      Both delete a prefix, so the live rows are always the contiguous range ``[first, last]``.
+      Both delete a prefix, so the live rows are the contiguous range ``[first, last]`` (less any
+      quarantined row, below).
     * Readings are encrypted at rest (:mod:`.codec`); a glucose meter's RACP cursor is updated in
       the same transaction as the readings of its record, so a stored record is taken exactly once.
 
-Schema version 1 (``PRAGMA user_version``)::
+Schema version 2 (``PRAGMA user_version``; an outbox of version 1 is upgraded when opened)::
 
     meta(key PRIMARY KEY, value)                 next_seq, agent, kid, key_check, last_receipt, ...
                                                  enrollment_token (sealed) until registration
@@ -21,6 +22,17 @@ Schema version 1 (``PRAGMA user_version``)::
     symbols(id INTEGER PRIMARY KEY, tag BLOB UNIQUE, sealed BLOB)
     cursors(device_id, kind, value, PRIMARY KEY (device_id, kind))
     devices(device_id PRIMARY KEY, doc TEXT JSON of DeviceStatus, updated_at ms)
+    quarantine(seq INTEGER PRIMARY KEY, queued_at, sealed, reason, quarantined_at ms)    (version 2)
+
+Quarantine (version 2)
+    A reading row that no longer opens (its bytes changed on the card, so it fails
+    authentication, or it authenticates but no longer decodes into a valid reading) is moved to
+    ``quarantine`` by :meth:`SqliteOutbox.fetch`, in one transaction with a one-reading gap of
+    reason ``quarantined``, and the readings around it are returned as usual. The gap travels to
+    the server like an overflow's, so the server records it and receipts can pass it; the row
+    itself is kept, still sealed, for whoever examines the card (``vigil edge status`` lists it).
+    Before version 2 such a row made the agent exit, and systemd restarted it into the same row
+    for ever. Live rows are then ``[first, last]`` minus the quarantined sequence numbers.
 
 The one-time enrollment token lives in ``meta`` too, sealed with the outbox key (kind ``t``), from
 enrollment until the server accepts the registration: :meth:`SqliteOutbox.set_registered` deletes
@@ -35,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -58,10 +71,12 @@ from rpm_core.reading import Reading, SeqRange
 from rpm_core.status import DeviceStatus
 
 __all__ = [
+    "QUARANTINED",
     "SCHEMA_VERSION",
     "Backlog",
     "Cursor",
     "OutboxStats",
+    "Quarantined",
     "SqliteOutbox",
     "close_for_move",
     "connect",
@@ -70,7 +85,9 @@ __all__ = [
     "translating",
 ]
 
-SCHEMA_VERSION: Final = 1
+_log = logging.getLogger(__name__)
+
+SCHEMA_VERSION: Final = 2
 _MIGRATIONS: Final = {
     1: """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -82,7 +99,12 @@ _MIGRATIONS: Final = {
                           PRIMARY KEY (device_id, kind)) WITHOUT ROWID;
     CREATE TABLE devices (device_id TEXT PRIMARY KEY, doc TEXT NOT NULL, updated_at INTEGER NOT NULL) WITHOUT ROWID;
     """,
+    2: """
+    CREATE TABLE quarantine (seq INTEGER PRIMARY KEY, queued_at INTEGER NOT NULL, sealed BLOB NOT NULL,
+                             reason TEXT NOT NULL, quarantined_at INTEGER NOT NULL);
+    """,
 }
+QUARANTINED: Final = "quarantined"  # the reason of a quarantined row's gap
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _TOKEN: Final = "enrollment_token"  # noqa: S105 - the meta key's name, not a token
 _TOKEN_KIND: Final = b"t"
@@ -112,6 +134,15 @@ class Backlog:
 
 
 @dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A reading row moved aside because it no longer opens (kept sealed; no value is readable)."""
+
+    seq: int
+    reason: str
+    quarantined_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxStats:
     depth: int
     first_seq: int | None
@@ -121,6 +152,7 @@ class OutboxStats:
     last_receipt_at: datetime | None
     registered_at: datetime | None
     gaps: tuple[SeqRange, ...]
+    quarantined: int = 0  # rows in quarantine (all time; they are kept for examination)
 
 
 def _ms(t: datetime) -> int:
@@ -190,6 +222,23 @@ def read_meta(path: Path, *keys: str) -> dict[str, Any]:
         db.close()
 
 
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Bring an outbox of an older schema (at least 1) up to :data:`SCHEMA_VERSION`, in one transaction."""
+    with translating():
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if 1 <= version < SCHEMA_VERSION:
+                for v in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in filter(str.strip, _MIGRATIONS[v].split(";")):
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        finally:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+
+
 def _check_outbox(db: sqlite3.Connection, cipher: RowCipher, *, agent: AgentId, kid: str) -> None:
     """Refuse an outbox of a newer schema, of another identity, or that this key does not open."""
     with translating():
@@ -214,10 +263,15 @@ class SqliteOutbox:
         self.max_readings = max_readings
         self._symbols: dict[str, int] = {}
         self._texts: dict[int, str] = {}
+        self._lost_on_full = 0  # readings lost to a full disk, gap not written yet
+        self._load_symbols()
+
+    def _load_symbols(self) -> None:
         with translating():
-            for sid, sealed in db.execute("SELECT id, sealed FROM symbols"):
-                text = cipher.open(sid, sealed, kind=b"s").decode()
-                self._symbols[text], self._texts[sid] = sid, text
+            for sid, sealed in self._db.execute("SELECT id, sealed FROM symbols"):
+                if sid not in self._texts:
+                    text = self._cipher.open(sid, sealed, kind=b"s").decode()
+                    self._symbols[text], self._texts[sid] = sid, text
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -262,6 +316,7 @@ class SqliteOutbox:
         try:
             cipher = RowCipher(key, agent)
             _check_outbox(db, cipher, agent=agent, kid=kid)
+            _upgrade(db)
             return cls(db, cipher=cipher, agent=agent, clock=clock, max_readings=max_readings)
         except BaseException:
             db.close()
@@ -314,17 +369,49 @@ class SqliteOutbox:
         ``cursor`` is saved in the same transaction. On a full disk the oldest readings are
         evicted (recorded as a ``disk_full`` gap) and the write is tried once more.
         """
-        self._intern({t for r in readings for t in (r.device_id, r.metric, *r.flags)})
         try:
-            return self._append(readings, cursor)
+            self._intern({t for r in readings for t in (r.device_id, r.metric, *r.flags)})
+            try:
+                return self._append(readings, cursor)
+            except OutboxFull:
+                self.evict(max(_EVICT_MIN, int(self.stats().depth * _EVICT_FRACTION)), reason="disk_full")
+                return self._append(readings, cursor)
         except OutboxFull:
-            self.evict(max(_EVICT_MIN, int(self.stats().depth * _EVICT_FRACTION)), reason="disk_full")
-            return self._append(readings, cursor)
+            # Eviction itself failed (on a really full disk even a DELETE needs room in the log), or
+            # the retry did: these readings are lost. They still get sequence numbers and a
+            # ``disk_full`` gap, now if that small write fits, else in the next write that succeeds.
+            self._lost_on_full += len(readings)
+            with contextlib.suppress(OutboxFull):
+                self._record_lost()
+            raise
+
+    def _record_lost(self) -> None:
+        lost = self._lost_on_full
+        with self._transaction() as db:
+            self._allocate_lost(db, lost)
+        self._lost_on_full -= lost  # committed
+
+    def _allocate_lost(self, db: sqlite3.Connection, lost: int) -> int:
+        """Give ``lost`` readings lost to a full disk their sequence numbers, as a ``disk_full`` gap,
+        in the caller's transaction (which resets the count once committed); returns the next
+        sequence number after them."""
+        next_seq = int(self._meta("next_seq"))
+        if lost:
+            self._record_gap(db, next_seq, next_seq + lost - 1, _ms(self._clock.now()), "disk_full")
+            next_seq += lost
+            self._set_meta(db, "next_seq", next_seq)
+        return next_seq
+
+    @property
+    def lost_unrecorded(self) -> int:
+        """Readings lost to a full disk whose gap could not be written yet (recorded by the next write)."""
+        return self._lost_on_full
 
     def _append(self, readings: Sequence[Reading], cursor: Cursor | None) -> list[int]:
         now_ms = _ms(self._clock.now())
+        lost = self._lost_on_full
         with self._transaction() as db:
-            next_seq = int(self._meta("next_seq"))
+            next_seq = self._allocate_lost(db, lost)
             self._make_room(db, next_seq, len(readings), now_ms)
             seqs = list(range(next_seq, next_seq + len(readings)))
             rows = []
@@ -338,6 +425,7 @@ class SqliteOutbox:
                     "INSERT OR REPLACE INTO cursors (device_id, kind, value) VALUES (?, ?, ?)",
                     (cursor.device_id, cursor.kind, cursor.value),
                 )
+        self._lost_on_full -= lost  # committed: their gap is on disk
         return seqs
 
     def _make_room(self, db: sqlite3.Connection, next_seq: int, incoming: int, now_ms: int) -> None:
@@ -350,9 +438,22 @@ class SqliteOutbox:
     def _drop_oldest(self, db: sqlite3.Connection, first: int, count: int, now_ms: int, reason: str) -> None:
         last = first + count - 1
         db.execute("DELETE FROM readings WHERE seq <= ?", (last,))
-        previous = db.execute("SELECT first, last FROM gaps ORDER BY first DESC LIMIT 1").fetchone()
-        if previous is not None and previous[1] + 1 >= first:
-            db.execute("UPDATE gaps SET last = ?, recorded_at = ? WHERE first = ?", (last, now_ms, previous[0]))
+        self._record_gap(db, first, last, now_ms, reason)
+
+    @staticmethod
+    def _record_gap(db: sqlite3.Connection, first: int, last: int, now_ms: int, reason: str) -> None:
+        """Record ``[first, last]`` as a gap: gaps it covers (quarantined rows) fold into it, and it
+        extends the gap just before it when that one ends where it starts and has the same reason."""
+        for _, end in db.execute("SELECT first, last FROM gaps WHERE first BETWEEN ? AND ?", (first, last)).fetchall():
+            last = max(last, int(end))
+        db.execute("DELETE FROM gaps WHERE first BETWEEN ? AND ?", (first, last))
+        previous = db.execute(
+            "SELECT first, last, reason FROM gaps WHERE first < ? ORDER BY first DESC LIMIT 1", (first,)
+        ).fetchone()
+        if previous is not None and previous[1] + 1 >= first and previous[2] == reason:
+            db.execute(
+                "UPDATE gaps SET last = max(last, ?), recorded_at = ? WHERE first = ?", (last, now_ms, previous[0])
+            )
         else:
             db.execute(
                 "INSERT INTO gaps (first, last, recorded_at, reason) VALUES (?, ?, ?, ?)", (first, last, now_ms, reason)
@@ -379,19 +480,53 @@ class SqliteOutbox:
         return Backlog(int(count), None if row is None else _from_ms(row[0]))
 
     def fetch(self, after: int, limit: int) -> list[Reading]:
-        """Up to ``limit`` readings with ``seq > after``, in sequence order, decrypted."""
+        """Up to ``limit`` readings with ``seq > after``, in sequence order, decrypted.
+
+        A row that does not open (:class:`OutboxCorrupt`) is quarantined (module docstring) and
+        left out; the others are returned, so fewer than ``limit`` may come back while more wait.
+        """
         with translating():
             rows = self._db.execute(
                 "SELECT seq, queued_at, sealed FROM readings WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
             ).fetchall()
-        return [
-            decode_reading(
-                self._cipher.open(seq, sealed), agent=self._agent, seq=seq, queued_at_ms=queued, text=self._text
-            )
-            for seq, queued, sealed in rows
-        ]
+        out: list[Reading] = []
+        bad: list[tuple[int, str]] = []
+        for seq, queued, sealed in rows:
+            try:
+                out.append(
+                    decode_reading(
+                        self._cipher.open(seq, sealed), agent=self._agent, seq=seq, queued_at_ms=queued, text=self._text
+                    )
+                )
+            except OutboxCorrupt as exc:
+                bad.append((seq, exc.why))
+        if bad:
+            self._quarantine(bad)
+        return out
+
+    def _quarantine(self, rows: Sequence[tuple[int, str]]) -> None:
+        now_ms = _ms(self._clock.now())
+        with self._transaction() as db:
+            for seq, why in rows:
+                db.execute(
+                    "INSERT OR REPLACE INTO quarantine (seq, queued_at, sealed, reason, quarantined_at) "
+                    "SELECT seq, queued_at, sealed, ?, ? FROM readings WHERE seq = ?",
+                    (why, now_ms, seq),
+                )
+                db.execute("DELETE FROM readings WHERE seq = ?", (seq,))
+                self._record_gap(db, seq, seq, now_ms, QUARANTINED)
+        for seq, why in rows:  # the sequence number and the kind of failure only: nothing of the reading
+            _log.error("outbox row %d quarantined (%s); reported to the server as a gap", seq, why)
+
+    def quarantined(self) -> tuple[Quarantined, ...]:
+        with translating():
+            return quarantined_rows(self._db)
 
     def _text(self, sid: int) -> str:
+        if sid not in self._texts:
+            # Interned by another connection since this one loaded them (``vigil edge outbox adopt``,
+            # a test): read them again before a row is judged undecodable and quarantined.
+            self._load_symbols()
         return self._texts[sid]
 
     def cursor(self, device_id: str, kind: str) -> int | None:
@@ -403,8 +538,7 @@ class SqliteOutbox:
 
     def gaps(self) -> tuple[SeqRange, ...]:
         with translating():
-            rows = self._db.execute("SELECT first, last FROM gaps ORDER BY first").fetchall()
-        return tuple(SeqRange(first=a, last=b) for a, b in rows)
+            return gaps_of(self._db)
 
     def stats(self) -> OutboxStats:
         with translating():
@@ -413,7 +547,8 @@ class SqliteOutbox:
                 None,
             )
             meta = dict(self._db.execute("SELECT key, value FROM meta"))
-        return stats_from(meta, first, oldest, self.gaps())
+            holes, total = quarantine_counts(self._db, first)
+        return stats_from(meta, first, oldest, self.gaps(), holes=holes, quarantined=total)
 
     # -- receipts and agent state --------------------------------------------------------------
 
@@ -457,10 +592,45 @@ class SqliteOutbox:
             return [str(r[0]) for r in self._db.execute("PRAGMA integrity_check").fetchall()]
 
 
-def stats_from(meta: dict[str, Any], first: int | None, oldest: int | None, gaps: tuple[SeqRange, ...]) -> OutboxStats:
+def gaps_of(db: sqlite3.Connection) -> tuple[SeqRange, ...]:
+    rows = db.execute("SELECT first, last, reason FROM gaps ORDER BY first").fetchall()
+    return tuple(SeqRange(first=a, last=b, reason=r) for a, b, r in rows)
+
+
+def _has_quarantine(db: sqlite3.Connection) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'quarantine'").fetchone() is not None
+
+
+def quarantine_counts(db: sqlite3.Connection, first: int | None) -> tuple[int, int]:
+    """Quarantined rows inside the live range (holes in it) and in all."""
+    if not _has_quarantine(db):
+        return 0, 0
+    total = int(db.execute("SELECT count(*) FROM quarantine").fetchone()[0])
+    if first is None or total == 0:
+        return 0, total
+    return int(db.execute("SELECT count(*) FROM quarantine WHERE seq > ?", (first,)).fetchone()[0]), total
+
+
+def quarantined_rows(db: sqlite3.Connection) -> tuple[Quarantined, ...]:
+    if not _has_quarantine(db):
+        return ()
+    rows = db.execute("SELECT seq, reason, quarantined_at FROM quarantine ORDER BY seq").fetchall()
+    return tuple(Quarantined(int(seq), str(why), _EPOCH + timedelta(milliseconds=at)) for seq, why, at in rows)
+
+
+def stats_from(
+    meta: dict[str, Any],
+    first: int | None,
+    oldest: int | None,
+    gaps: tuple[SeqRange, ...],
+    *,
+    holes: int = 0,
+    quarantined: int = 0,
+) -> OutboxStats:
+    """``holes``: quarantined rows inside ``[first, next_seq)``, which the depth does not count."""
     next_seq = int(meta["next_seq"])
     return OutboxStats(
-        depth=0 if first is None else next_seq - first,
+        depth=0 if first is None else next_seq - first - holes,
         first_seq=first,
         last_allocated=next_seq - 1,
         oldest_queued_at=_from_ms(oldest),
@@ -468,4 +638,5 @@ def stats_from(meta: dict[str, Any], first: int | None, oldest: int | None, gaps
         last_receipt_at=_from_ms(meta.get("last_receipt_at")),
         registered_at=_from_ms(meta.get("registered_at")),
         gaps=gaps,
+        quarantined=quarantined,
     )

@@ -21,11 +21,14 @@ import psycopg
 import pytest
 
 from alerts.config import RulesConfig
+from alerts.partitions import partition_of
 from alerts.replay import Replayer
 from alerts.replay_csv import ReplayReading
 from tests.alerts.conftest import add_patients, store_readings
+from vigil_testkit import procs
 
 PATIENTS = 240
+PARTITIONS = 4
 
 
 def readings_of(i: int, base: datetime) -> list[tuple[str, datetime, str, float]]:
@@ -38,11 +41,27 @@ def readings_of(i: int, base: datetime) -> list[tuple[str, datetime, str, float]
     return rows
 
 
+def sentinel_patients(partitions: int) -> list[str]:
+    """One patient id per partition (ids the stream does not use)."""
+    chosen: dict[int, str] = {}
+    for i in range(1000):
+        chosen.setdefault(partition_of(f"sentinel-{i}", partitions), f"sentinel-{i}")
+        if len(chosen) == partitions:
+            return sorted(chosen.values())
+    raise AssertionError("no id for some partition")
+
+
+def sentinel_actions(conn: psycopg.Connection) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM alert_actions JOIN alerts USING (alert_id) WHERE alerts.patient_id LIKE 'sentinel-%%'"
+    ).fetchone()[0]
+
+
 def start_engine(db: str, log: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "vigil_cli", "alerts", "run", "--database-url", db, "--partitions", "4"]
+    cmd = [sys.executable, "-m", "vigil_cli", "alerts", "run", "--database-url", db, "--partitions", str(PARTITIONS)]
     cmd += ["--batch-limit", "10", "--poll-interval", "0.2"]
     with log.open("ab") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=out, env={**os.environ, "VIGIL_CONFIG": ""})
+        return procs.popen(cmd, stdout=out, stderr=out, env={**os.environ, "VIGIL_CONFIG": ""})
 
 
 def alert_count(conn: psycopg.Connection) -> int:
@@ -91,7 +110,15 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(db: str, conn: psycopg.C
             engine = start_engine(db, log)
         wait_for(lambda: alert_count(conn) >= expected_alerts, 120, "every alert", engine, log)
         wait_for(lambda: action_count(conn) >= 2 * expected_alerts, 60, "the first escalation steps", engine, log)
-        time.sleep(1.0)  # let a duplicate show itself if one were coming
+        # The barrier: one more critical reading per partition, stored after everything else. Once
+        # each has its alert and both first escalation steps, every partition consumed the feed past
+        # all earlier readings and ran its escalations after that: a duplicate would be in by now.
+        sentinels = sentinel_patients(PARTITIONS)
+        add_patients(conn, sentinels)
+        late = [(pid, base + timedelta(minutes=30), "glucose", 45.0) for pid in sentinels]
+        store_readings(conn, late)
+        batches.append(late)
+        wait_for(lambda: sentinel_actions(conn) >= 2 * len(sentinels), 60, "the barrier's alerts", engine, log)
     finally:
         if engine.poll() is None:
             engine.send_signal(signal.SIGTERM)

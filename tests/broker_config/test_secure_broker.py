@@ -10,12 +10,11 @@ import subprocess
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import pytest
 
 from broker_config.accounts import INGEST_USERNAME, AclType, BrokerAccount, Grant, agent_account
 from broker_config.ca import create_ca, issue_server_certificate
@@ -26,15 +25,6 @@ from rpm_core.topics import ingest_subscription
 from vigil_testkit.broker import SecureBroker, connect_result, start_secure_broker, tls_context
 
 NOT_AUTHORIZED = 0x87
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[SecureBroker]:
-    b = start_secure_broker(tmp_path / "broker")
-    try:
-        yield b
-    finally:
-        b.stop()
 
 
 def test_our_hash_matches_mosquitto_passwd(tmp_path: Path) -> None:
@@ -117,9 +107,11 @@ class Probe:
             self.event.clear()
         return self.suback[0]
 
-    def wait_messages(self, n: int, timeout: float = 10) -> list[mqtt.MQTTMessage]:
+    def wait_for(self, payload: bytes, *, copies: int, timeout: float = 10) -> list[mqtt.MQTTMessage]:
+        """Every message received once ``copies`` copies of ``payload`` (a barrier) are in."""
         deadline = time.monotonic() + timeout
-        while len(self.messages) < n and time.monotonic() < deadline:
+        while sum(m.payload == payload for m in self.messages) < copies:
+            assert time.monotonic() < deadline, f"{payload!r} did not arrive {copies} time(s)"
             self.event.wait(0.05)
             self.event.clear()
         return list(self.messages)
@@ -154,11 +146,17 @@ def test_grants_confine_each_agent_to_its_own_topics(broker: SecureBroker) -> No
         assert ingest.publish("vigil/v1/clinic-1/agt-a/down/receipts", b"for-a") == 0x10
         assert a.publish("vigil/v1/clinic-1/agt-a/up/status", b"status-of-a") == 0
         assert ingest.publish("vigil/v1/clinic-1/agt-b/down/receipts", b"for-b") == 0
-        # A's readings, then its status, each once; the forged ones never came (they are before the status).
-        got = ingest.wait_messages(2)
-        assert [m.payload for m in got] == [b"mine", b"status-of-a"], got
+        # Barriers: one more message on each path. A client gets its messages in publish order, so
+        # once a barrier is in, every copy of what was published before it (and every forged
+        # message the broker had let through) is in too.
+        assert a.publish("vigil/v1/clinic-1/agt-a/up/status", b"barrier-a") == 0
+        assert ingest.publish("vigil/v1/clinic-1/agt-b/down/receipts", b"barrier-b") == 0
+        # A's readings, then its status, each once; the forged ones never came.
+        got = ingest.wait_for(b"barrier-a", copies=1)
+        assert [m.payload for m in got] == [b"mine", b"status-of-a", b"barrier-a"], got
         # B gets its own receipt once per matching subscription (two overlapping filters), never A's.
-        assert sorted(m.payload for m in b.wait_messages(2)) == [b"for-b", b"for-b"]
+        got = b.wait_for(b"barrier-b", copies=2)
+        assert Counter(m.payload for m in got) == Counter({b"for-b": 2, b"barrier-b": 2}), got
         # The ingest account publishes downlinks only, and subscribes to nothing but its shared filter.
         assert ingest.publish("vigil/v1/clinic-1/agt-b/up/readings", b"fake") == NOT_AUTHORIZED
         assert ingest.subscribe("vigil/v1/+/+/up/#") == NOT_AUTHORIZED

@@ -156,7 +156,14 @@ def test_first_sign_in_enrols_an_authenticator_from_the_qr_page(chromium: Browse
         page.click("#password-form button[type=submit]")
         qr = page.locator("#qr")
         expect(qr).to_be_visible()
-        page.wait_for_function("document.getElementById('qr').naturalWidth > 0")  # the SVG QR code loaded
+        # The SVG QR code loaded. Polled from here: wait_for_function's in-page polling compiles its
+        # predicate with eval, which the page's CSP (no 'unsafe-eval') refuses once a poll is needed.
+        for _ in range(200):
+            if page.evaluate("document.getElementById('qr').naturalWidth > 0"):
+                break
+            page.wait_for_timeout(50)
+        else:
+            pytest.fail("the QR code image never loaded")
         secret = page.locator("#totp-secret").inner_text()
         page.fill("#code", pyotp.TOTP(secret).now())
         page.click("#totp-form button[type=submit]")

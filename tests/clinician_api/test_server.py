@@ -22,6 +22,7 @@ from alerts import service
 from store import audit as audit_store
 from store.connection import connect
 from tests.clinician_api.world import PASSWORD, SECRET_KEY, World, add_alert, build
+from vigil_testkit import procs
 from vigil_testkit.net import free_port
 
 VIGIL = [sys.executable, "-m", "vigil_cli"]
@@ -56,7 +57,7 @@ def _wait_ready(base: str, proc: subprocess.Popen[str], timeout: float = 30.0) -
 
 def _start(url: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
-    proc = subprocess.Popen(
+    proc = procs.popen(
         [*VIGIL, "api", "--host", "127.0.0.1", "--port", str(port), *extra],
         env=_env(url),
         stdout=subprocess.DEVNULL,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import subprocess
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -39,6 +38,7 @@ import typer
 from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 
+from broker_config.mosquitto import MosquittoSpec
 from broker_config.render import BrokerLayout
 from edge_agent.agent import Agent
 from edge_agent.ble import Radio
@@ -46,7 +46,6 @@ from edge_agent.cli import app as edge_app
 from edge_agent.config_file import read_config, write_config
 from edge_agent.emulation import (
     EmulatedPeripheral,
-    EmulatedRadio,
     GlucoseMeter,
     VirtualAir,
     blood_pressure_cuff,
@@ -57,7 +56,6 @@ from edge_agent.emulation import (
 from edge_agent.emulation.demo import glucose_record
 from edge_agent.outbox import inspect_outbox
 from edge_agent.outbox.store import OutboxStats
-from edge_agent.settings import PairedDevice
 from ingest.opener import EnvelopeOpener
 from ingest.settings import IngestSettings
 from provisioning.broker import service_password
@@ -67,22 +65,17 @@ from rpm_core.keystore import load_server_keys
 from rpm_core.reading import Reading
 from rpm_core.topics import Topic
 from tests.ingest.conftest import IngestProcess
+from tests.support.home import BP_A, BP_B, CONTINUOUS, SPOT, TEMP_VECTOR, on_the_air, paired_devices
 from vigil_cli.agents import app as agents_app
 from vigil_cli.broker import app as broker_app
 from vigil_testkit.agent_harness import Enrolled
 from vigil_testkit.broker import add_observer, connect_result, tls_context
-from vigil_testkit.mosquitto import mosquitto_binary
-from vigil_testkit.net import free_port, wait_for_port
+from vigil_testkit.mosquitto import MosquittoProcess, mosquitto_binary
+from vigil_testkit.net import free_port
 
 ORG, PATIENT, OTHER_PATIENT, AGENT = "clinic-1", "p1", "p2", "agt-e2e-1"
-HR, SPO2, BP, TEMP, GLU = (f"E0:00:00:00:20:0{i}" for i in range(1, 6))
-DEVICES = (
-    PairedDevice(address=HR, profile="heart_rate", name="HR"),
-    PairedDevice(address=SPO2, profile="pulse_oximeter", name="SpO2"),
-    PairedDevice(address=BP, profile="blood_pressure", name="BP"),
-    PairedDevice(address=TEMP, profile="thermometer", name="Temp"),
-    PairedDevice(address=GLU, profile="glucose", name="Glucose"),
-)
+DEVICES = paired_devices(20, ["heart_rate", "pulse_oximeter", "blood_pressure", "thermometer", "glucose"])
+HR, SPO2, BP, TEMP, GLU = (d.address for d in DEVICES)
 # Short timers so the run stays well under a minute; the code paths are production's.
 TUNING = {
     "batch_max_age_s": 0.2,
@@ -91,12 +84,6 @@ TUNING = {
     "mqtt_backoff_cap_s": 2.0,
     "ble_backoff_cap_s": 1.0,
 }
-# Public vectors (docs/reference/ble-gatt.md), decoded as in tests/edge_agent/test_agent.py.
-SPOT = bytes.fromhex("0facf3bef5e8070b1d17083920402200 0066e3".replace(" ", ""))  # 94 %, PR 147, 2024-11-29
-CONTINUOUS = bytes.fromhex("1c5f005a0020000000 0057f0".replace(" ", ""))  # 95 %, PR 90
-TEMP_VECTOR = bytes.fromhex("06b00e00fedc070c050b321b04")  # 37.60 Cel, 2012-12-05 11:50:27
-BP_A = bytes.fromhex("1e8a00580078000000041114293b3c00012700")  # 138/88 MAP 120 PR 60, year unknown
-BP_B = bytes.fromhex("15bdf00b009ff03c001200")  # kPa 18.9/11/15.9, PR 60, no time stamp
 GLUCOSE_BASE = datetime(2026, 2, 28, 20, 0)  # the meter's local clock; the agent's zone is UTC
 
 Key = tuple[str, str, float]  # device, metric, value
@@ -143,21 +130,16 @@ def platform(db: str, tmp_path: Path) -> Iterator[Platform]:
     for patient in (PATIENT, OTHER_PATIENT):
         cli(agents_app, env, "patient", "create", patient, "--org", ORG, "--name", "Test Patient")
     cli(broker_app, env, "render")
-    with (tmp_path / "mosquitto.log").open("ab") as log:
-        broker = subprocess.Popen([binary, "-c", str(layout.conf)], stdout=log, stderr=log)
+    spec = MosquittoSpec(data_dir=layout.data_dir, port=port, allow_anonymous=True)  # host and port only
+    broker = MosquittoProcess.rendered(spec, layout.conf, tmp_path, ca_file=layout.ca)
+    broker.start()  # returns once it answers MQTT through TLS
     try:
-        wait_for_port("127.0.0.1", port)
         bundle = tmp_path / "bundle.json"
         out = cli(agents_app, env, "create", "--org", ORG, "--patient", PATIENT, "--agent", AGENT, "--out", str(bundle))
         assert "updated through its control API" in out  # the running broker now has the agent's account
         yield Platform(db, key_dir, layout, port, bundle)
     finally:
-        broker.terminate()
-        try:
-            broker.wait(10)
-        except subprocess.TimeoutExpired:
-            broker.kill()
-            broker.wait()
+        broker.stop()
 
 
 @pytest.fixture
@@ -226,16 +208,8 @@ async def home() -> AsyncIterator[Home]:
         thermometer(air, name="Temp", address=TEMP),
         meter,
     ]
-    for device in devices:
-        await device.start()
-    central = await EmulatedRadio.open(air)
-    radio = Radio(central.scanner_backend, central.client_backend)
-    try:
+    async with on_the_air(air, devices) as radio:
         yield Home({d.address: d for d in devices}, meter, radio, [], [])
-    finally:
-        await central.close()
-        for device in devices:
-            await device.stop()
 
 
 @asynccontextmanager

@@ -50,6 +50,7 @@ from tests.ingest.conftest import IngestProcess
 from tests.support.netns import Impairment, NetnsLink, netns_unavailable
 from vigil_cli.agents import app as agents_app
 from vigil_cli.broker import app as broker_app
+from vigil_testkit import procs
 from vigil_testkit.agent_harness import Enrolled
 from vigil_testkit.mosquitto import mosquitto_binary
 from vigil_testkit.net import free_port, wait_for_port
@@ -118,7 +119,7 @@ def platform(db: str, tmp_path: Path, link: NetnsLink) -> Iterator[Platform]:
     broker_log = tmp_path / "mosquitto.log"
     with broker_log.open("ab") as log:
         command = link.command(binary, "-c", str(broker_dir / "mosquitto.conf"))
-        broker = subprocess.Popen(command, stdout=log, stderr=log)
+        broker = procs.popen(command, stdout=log, stderr=log)
     try:
         wait_for_port(link.clean_far_ip, port)
         bundle = tmp_path / "bundle.json"

@@ -22,7 +22,6 @@ from edge_agent.agent import Agent
 from edge_agent.ble import Radio
 from edge_agent.emulation import (
     EmulatedPeripheral,
-    EmulatedRadio,
     GlucoseMeter,
     VirtualAir,
     blood_pressure_cuff,
@@ -32,58 +31,49 @@ from edge_agent.emulation import (
     weight_scale,
 )
 from edge_agent.emulation.demo import glucose_record
-from edge_agent.settings import PairedDevice
 from rpm_core.keys import ServerKey
+from tests.support.home import (
+    BP_A,
+    BP_B,
+    CONTINUOUS,
+    GLUCOSE_VECTOR,
+    HR_PLAIN,
+    HR_VECTOR,
+    SCALE_KG,
+    SCALE_LB,
+    SPOT,
+    TEMP_VECTOR,
+    on_the_air,
+    paired_devices,
+)  # fmt: skip
 from vigil_testkit.agent_harness import Enrolled, ReceiptServer, enroll_agent, wait_async
-from vigil_testkit.broker import SecureBroker, start_secure_broker
+from vigil_testkit.broker import SecureBroker
 
-HR, SPO2, BP, SCALE, TEMP, GLU = (f"E0:00:00:00:10:0{i}" for i in range(1, 7))
-DEVICES = (
-    PairedDevice(address=HR, profile="heart_rate", name="HR"),
-    PairedDevice(address=SPO2, profile="pulse_oximeter", name="SpO2"),
-    PairedDevice(address=BP, profile="blood_pressure", name="BP"),
-    PairedDevice(address=SCALE, profile="weight_scale", name="Scale"),
-    PairedDevice(address=TEMP, profile="thermometer", name="Temp"),
-    PairedDevice(address=GLU, profile="glucose", name="Glucose"),
+DEVICES = paired_devices(
+    10, ["heart_rate", "pulse_oximeter", "blood_pressure", "weight_scale", "thermometer", "glucose"]
 )
-# Public vectors (docs/reference/ble-gatt.md) and two plain payloads.
-HR_VECTOR = bytes.fromhex("1e5532002100")  # 85 bpm, contact; its 32 ms RR interval is implausible
-HR_PLAIN = bytes.fromhex("064e")  # 78 bpm, contact
-BP_A = bytes.fromhex("1e8a00580078000000041114293b3c00012700")  # 138/88 MAP 120 PR 60, year unknown
-BP_B = bytes.fromhex("15bdf00b009ff03c001200")  # kPa 18.9/11/15.9, PR 60, loose cuff
-SPOT = bytes.fromhex("0facf3bef5e8070b1d17083920402200 0066e3".replace(" ", ""))  # 94 %, PR 147, 2024-11-29
-CONTINUOUS = bytes.fromhex("1c5f005a0020000000 0057f0".replace(" ", ""))  # 95 %, PR 90
-TEMP_VECTOR = bytes.fromhex("06b00e00fedc070c050b321b04")  # 37.60 Cel, 2012-12-05 11:50:27, finger
-SCALE_KG, SCALE_LB = bytes.fromhex("00b036"), bytes.fromhex("01543d")  # 70.0 kg, 157.00 lb
-GLUCOSE_VECTOR = bytes.fromhex("1b0100e307021b0b0a1efbff1e00120501")  # seq 1; 30 kg/L: implausible
+HR, SPO2, BP, SCALE, TEMP, GLU = (d.address for d in DEVICES)
+BARRIER = bytes.fromhex("0663")  # 99 bpm, contact
 OUTAGE_S = float(os.environ.get("VIGIL_TEST_OUTAGE_S", "60"))
 
 
 @pytest.fixture
-def server() -> ServerKey:
-    return ServerKey.generate()
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[SecureBroker]:
-    b = start_secure_broker(tmp_path / "broker")
-    try:
-        yield b
-    finally:
-        b.stop()
-
-
-@pytest.fixture
-def enrolled(tmp_path: Path, broker: SecureBroker, server: ServerKey) -> Enrolled:
+def enrolled(tmp_path: Path, broker: SecureBroker, server_key: ServerKey) -> Enrolled:
     return enroll_agent(
-        tmp_path, broker, server, devices=DEVICES, batch_max_age_s=0.2, mqtt_backoff_cap_s=2.0, status_interval_s=5.0
+        tmp_path,
+        broker,
+        server_key,
+        devices=DEVICES,
+        batch_max_age_s=0.2,
+        mqtt_backoff_cap_s=2.0,
+        status_interval_s=5.0,
     )
 
 
 @pytest.fixture
-def receipts(broker: SecureBroker, server: ServerKey, enrolled: Enrolled) -> Iterator[ReceiptServer]:
+def receipts(broker: SecureBroker, server_key: ServerKey, enrolled: Enrolled) -> Iterator[ReceiptServer]:
     token = enrolled.bundle.enrollment_token.get_secret_value()
-    rs = ReceiptServer(broker, server, {enrolled.bundle.agent_id: token}).start()
+    rs = ReceiptServer(broker, server_key, {enrolled.bundle.agent_id: token}).start()
     try:
         yield rs
     finally:
@@ -115,15 +105,8 @@ async def home() -> AsyncIterator[Home]:
         thermometer(air, name="Temp", address=TEMP, clock_offset=timedelta(hours=-2)),
         meter,
     ]
-    for device in devices:
-        await device.start()
-    central = await EmulatedRadio.open(air)
-    try:
-        yield Home({d.address: d for d in devices}, Radio(central.scanner_backend, central.client_backend))
-    finally:
-        await central.close()
-        for device in devices:
-            await device.stop()
+    async with on_the_air(air, devices) as radio:
+        yield Home({d.address: d for d in devices}, radio)
 
 
 @pytest_asyncio.fixture
@@ -160,13 +143,19 @@ async def test_six_devices_through_the_agent_to_the_server(agent: Agent, home: H
     await home[SCALE].take_measurement(0x2A9D, SCALE_KG)
     await home[SCALE].take_measurement(0x2A9D, SCALE_LB)
     await wait_async(lambda: delivered(receipts, agent, 19), 30, "19 readings delivered and receipted")
-    await asyncio.sleep(0.5)  # nothing more (and nothing twice) arrives
+    # The barrier: one more reading, measured after those 19 were receipted, goes the same way
+    # (device, outbox, uplink, broker, server). Whatever the agent would have sent more (or twice)
+    # of the first 19 is in the server's hands before it, or its sequence number is out of place.
+    await home[HR].notify(0x2A37, BARRIER)
+    await wait_async(lambda: delivered(receipts, agent, 20), 30, "the barrier reading")
 
-    readings = receipts.readings("agt-edge-1")
+    every = receipts.readings("agt-edge-1")
     record = receipts.record("agt-edge-1")
     assert record is not None
     assert (record.reused, receipts.rejected) == ([], [])
-    assert [r.seq for r in readings] == list(range(1, 20))  # every reading once, in sequence
+    assert [r.seq for r in every] == list(range(1, 21))  # every reading once, in sequence
+    readings, barrier = every[:19], every[19]
+    assert (barrier.device_id, barrier.metric, barrier.value) == (HR, "heart_rate", 99.0)
     got = sorted((r.device_id, r.metric, r.value) for r in readings)
     assert got == sorted(
         [
@@ -197,16 +186,16 @@ async def test_six_devices_through_the_agent_to_the_server(agent: Agent, home: H
     assert state.counters["dropped_implausible"] == 2  # the RR interval and glucose record 1
     uplink = agent.uplink
     assert uplink is not None
-    assert uplink.receipted_through == 19
+    assert uplink.receipted_through == 20
 
     def settled_status() -> object:  # statuses come on change and every 5 s here
         with receipts.lock:
-            return next((s for s in reversed(record.statuses) if s.last_receipt == 19 and s.outbox_depth == 0), None)
+            return next((s for s in reversed(record.statuses) if s.last_receipt == 20 and s.outbox_depth == 0), None)
 
     status = await wait_async(settled_status, 15, "a status after delivery")
     assert status.online
     assert status.alarms == {"clock_skew"}
-    assert status.last_receipt == 19
+    assert status.last_receipt == 20
     hr_status = next(d for d in status.devices if d.device_id == HR)
     assert (hr_status.battery_pct, hr_status.connected, hr_status.manufacturer) == (81, True, "Vigil Emulated Devices")
     assert next(d for d in status.devices if d.device_id == TEMP).clock_skew_s == -7200.0

@@ -6,8 +6,6 @@ import asyncio
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -17,18 +15,9 @@ from edge_agent.mqtt import MqttLink, MqttOptions
 from rpm_core.backoff import BackoffPolicy, backoff_delay
 from rpm_core.topics import Topic, ingest_subscription
 from vigil_testkit.agent_harness import ORG, SERVER_NAME, wait_sync
-from vigil_testkit.broker import SecureBroker, start_secure_broker
+from vigil_testkit.broker import SecureBroker
 
 AGENT = "agt-mqtt-1"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[SecureBroker]:
-    b = start_secure_broker(tmp_path / "broker")
-    try:
-        yield b
-    finally:
-        b.stop()
 
 
 class Events:
@@ -43,6 +32,9 @@ class Events:
 
     def on_message(self, topic: str, payload: bytes) -> None:
         self.queue.put_nowait(("message", (topic, payload)))
+
+    def on_no_subscribers(self) -> None:
+        self.queue.put_nowait(("no_subscribers", None))
 
     async def next(self, kind: str) -> object:
         async with asyncio.timeout(15):

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from edge_agent.cli import app
 from edge_agent.config_file import read_config, write_config
+from vigil_testkit import procs
 
 CHILD = "from edge_agent.emulation.link import run_device_process; run_device_process()"
 
@@ -21,9 +22,7 @@ CHILD = "from edge_agent.emulation.link import run_device_process; run_device_pr
 def device_process() -> Iterator[dict]:
     """Emulated devices in another process, as ``DeviceProcess`` runs them (blocking flavour)."""
     spec = {"devices": [{"profile": "blood_pressure", "name": "Cuff"}, {"profile": "glucose", "name": "Meter"}]}
-    with subprocess.Popen(
-        [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    ) as child:
+    with procs.popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
         assert child.stdin is not None
         assert child.stdout is not None
         child.stdin.write(json.dumps(spec) + "\n")

@@ -24,7 +24,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,22 +31,14 @@ import pytest
 from edge_agent.emulation.demo import DEMO_DEVICES
 from edge_agent.outbox import inspect_outbox
 from rpm_core.keys import ServerKey
+from vigil_testkit import procs
 from vigil_testkit.agent_harness import Enrolled, ReceiptServer, enroll_agent, wait_sync
-from vigil_testkit.broker import SecureBroker, start_secure_broker
+from vigil_testkit.broker import SecureBroker
 
 KILLS = int(os.environ.get("VIGIL_TEST_KILLS", "50"))
 RECORDS = 150  # 3 s of RACP transfer: the first few kills land inside it
 COMMITTED = re.compile(r"committed seq (\d+)-(\d+)")
 AGENT_COMMAND = [sys.executable, "-X", "faulthandler", "-c", "from edge_agent.cli import app; app()", "run"]
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[SecureBroker]:
-    b = start_secure_broker(tmp_path / "broker")
-    try:
-        yield b
-    finally:
-        b.stop()
 
 
 def committed_seqs(log: Path) -> set[int]:
@@ -80,7 +71,7 @@ def check_outbox(path: Path) -> tuple[int, set[int]]:
 
 def start_agent(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        return subprocess.Popen([*AGENT_COMMAND, "--config", str(config)], stdout=out, stderr=out)
+        return procs.popen([*AGENT_COMMAND, "--config", str(config)], stdout=out, stderr=out)
 
 
 @pytest.mark.slow

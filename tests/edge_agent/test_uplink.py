@@ -2,6 +2,11 @@
 
 Registration before anything else; batches bounded by count and age; a bounded window of
 unreceipted envelopes; only a verified receipt deletes; a reconnect or a missing receipt re-sends.
+
+Time is a :class:`ManualClock` shared by the uplink and its outbox: :meth:`Rig.advance` moves it and
+wakes the uplink as its timer would. :meth:`Rig.barrier` returns only after the uplink finished a
+whole pass of its loop that began after the call, so "nothing more was sent" is asserted after the
+uplink had its chance, never after a sleep.
 """
 
 from __future__ import annotations
@@ -21,9 +26,9 @@ from edge_agent.identity import AgentIdentity
 from edge_agent.outbox import AsyncOutbox, SqliteOutbox
 from edge_agent.settings import PairedDevice
 from edge_agent.state import AgentState
-from edge_agent.uplink import Uplink, UplinkOptions
+from edge_agent.uplink import _STATUS_DEBOUNCE_S, Uplink, UplinkOptions
 from ingest.opener import EnvelopeOpener
-from rpm_core.clock import SystemClock
+from rpm_core.clock import ManualClock
 from rpm_core.downlink import Receipt, sign_receipt
 from rpm_core.enrollment import ServerKeyInfo
 from rpm_core.envelope import ReadingBatch
@@ -34,6 +39,8 @@ from rpm_core.topics import Kind, Topic
 
 ORG, AGENT = org_id("clinic-1"), agent_id("agt-up-1")
 SERVER = ServerKey.generate()
+STRANGER = ServerKey.generate()  # a key the agent does not trust
+START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 OPENER = EnvelopeOpener({SERVER.kid: SERVER})  # the server's side, to read what the uplink sealed
 DEVICE = PairedDevice(address="E0:00:00:00:00:01", profile="heart_rate")
 
@@ -60,7 +67,26 @@ class Rig:
     outbox: AsyncOutbox
     recorder: Recorder
     keys: AgentKeys
+    clock: ManualClock
     task: asyncio.Task[None]
+
+    def advance(self, seconds: float) -> None:
+        """Move time on and wake the uplink, as its timer would have at the deadline."""
+        self.clock.advance(seconds)
+        self.uplink.readings_added()
+
+    async def barrier(self) -> None:
+        """Until the uplink has finished a pass of its loop (inbox, then step) begun after this call.
+
+        Two downlinks signed by a key the agent does not trust, one after the other: each only
+        bumps ``downlink_rejected``. The second is queued once the first was counted, by which time
+        the pass that took the first has left its inbox; so the second is read by a later pass,
+        after that pass's step (sends, resends, statuses) is done.
+        """
+        rejected = self.uplink._state.counters["downlink_rejected"]
+        for n in (1, 2):
+            self.receipt(10**6, key=STRANGER)
+            await settle(lambda n=n: self.uplink._state.counters["downlink_rejected"] == rejected + n)
 
     async def add(self, n: int) -> None:
         for i in range(n):
@@ -83,18 +109,25 @@ async def settle(condition, within: float = 5.0) -> None:
 
 
 @pytest.fixture
-def outbox_file(tmp_path: Path) -> tuple[Path, bytes, AgentKeys]:
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def outbox_file(tmp_path: Path, clock: ManualClock) -> tuple[Path, bytes, AgentKeys]:
     keys, key = AgentKeys.generate(), secrets.token_bytes(32)
-    SqliteOutbox.create(tmp_path / "o.db", key=key, agent=AGENT, kid=keys.public().kex_kid, clock=SystemClock())
+    SqliteOutbox.create(tmp_path / "o.db", key=key, agent=AGENT, kid=keys.public().kex_kid, clock=clock)
     return tmp_path / "o.db", key, keys
 
 
 @pytest_asyncio.fixture
-async def rig(outbox_file: tuple[Path, bytes, AgentKeys], request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+async def rig(
+    outbox_file: tuple[Path, bytes, AgentKeys], clock: ManualClock, request: pytest.FixtureRequest
+) -> AsyncIterator[Rig]:
     path, key, keys = outbox_file
     overrides = getattr(request, "param", {})
     outbox = await AsyncOutbox.open(
-        path, key=key, agent=AGENT, kid=keys.public().kex_kid, clock=SystemClock(), max_readings=10_000
+        path, key=key, agent=AGENT, kid=keys.public().kex_kid, clock=clock, max_readings=10_000
     )
     identity = AgentIdentity(
         org=ORG, agent=AGENT, keys=keys, outbox_key=key, mqtt_username=AGENT, mqtt_password="pw",
@@ -105,13 +138,13 @@ async def rig(outbox_file: tuple[Path, bytes, AgentKeys], request: pytest.Fixtur
     options = UplinkOptions(
         broker_host="127.0.0.1", broker_port=8883, broker_server_name="localhost", agent_version="test", **values
     )
-    state = AgentState([DEVICE], clock=SystemClock(), clock_skew_threshold_s=120)
-    uplink = Uplink(identity=identity, options=options, outbox=outbox, state=state, clock=SystemClock())
+    state = AgentState([DEVICE], clock=clock, clock_skew_threshold_s=120)
+    uplink = Uplink(identity=identity, options=options, outbox=outbox, state=state, clock=clock)
     recorder = Recorder()
     uplink.publisher = recorder
     task = asyncio.create_task(uplink.run())
     try:
-        yield Rig(uplink, outbox, recorder, keys, task)
+        yield Rig(uplink, outbox, recorder, keys, clock, task)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -123,8 +156,9 @@ async def test_registration_comes_first_and_readings_wait_for_acceptance(rig: Ri
     await rig.add(3)
     rig.uplink.on_connected(1)
     await settle(lambda: rig.recorder.sent)
-    await asyncio.sleep(0.5)  # well past the batch age: still nothing but the registration
-    assert rig.recorder.kinds() == [Kind.STATUS]
+    rig.advance(0.5)  # well past the batch age (not yet the registration retry)
+    await rig.barrier()
+    assert rig.recorder.kinds() == [Kind.STATUS]  # still nothing but the registration
     topic, payload, generation = rig.recorder.sent[0]
     registration = OPENER.open_registration(payload, topic=topic)
     assert (registration.token, registration.keys, generation) == ("token-1", rig.keys.public(), 1)
@@ -145,7 +179,8 @@ async def test_window_batches_and_receipts(rig: Rig) -> None:
     await settle(lambda: rig.uplink.registered)
     await rig.add(65)
     await settle(lambda: len(rig.recorder.batches(rig.keys)) == 2)
-    await asyncio.sleep(0.5)
+    rig.advance(0.5)  # past the batch age: only the window holds the rest back
+    await rig.barrier()
     batches = rig.recorder.batches(rig.keys)
     assert [len(b.readings) for b in batches] == [20, 20]  # two envelopes in flight, no more
     assert (await rig.outbox.stats()).depth == 65  # sent is not delivered
@@ -167,8 +202,10 @@ async def test_reconnect_sends_the_unreceipted_again_and_forged_receipts_delete_
     rig.uplink.on_connected(1)
     rig.receipt(0)
     await rig.add(30)
+    await settle(lambda: len(rig.recorder.batches(rig.keys)) == 1)  # 20 at once
+    rig.advance(0.5)  # the other 10 once the batch age has passed
     await settle(lambda: len(rig.recorder.batches(rig.keys)) == 2)
-    rig.receipt(30, key=ServerKey.generate())  # signed by a key the agent does not trust
+    rig.receipt(30, key=STRANGER)  # signed by a key the agent does not trust
     await settle(lambda: rig.uplink._state.counters["downlink_rejected"] == 1)
     assert (await rig.outbox.stats()).depth == 30
     rig.receipt(10)
@@ -177,7 +214,8 @@ async def test_reconnect_sends_the_unreceipted_again_and_forged_receipts_delete_
     rig.recorder.sent.clear()
     rig.uplink.on_connected(2)
     await settle(lambda: len(rig.recorder.batches(rig.keys)) == 1)
-    await asyncio.sleep(0.4)
+    rig.advance(0.5)
+    await rig.barrier()
     resent = [r.seq for b in rig.recorder.batches(rig.keys) for r in b.readings]
     assert resent == list(range(11, 31))
     assert {g for _, _, g in rig.recorder.sent} == {2}
@@ -189,7 +227,9 @@ async def test_missing_receipt_means_sending_again(rig: Rig) -> None:
     rig.uplink.on_connected(1)
     rig.receipt(0)
     await rig.add(20)
-    await settle(lambda: len(rig.recorder.batches(rig.keys)) == 2, within=5)
+    await settle(lambda: len(rig.recorder.batches(rig.keys)) == 1)
+    rig.advance(0.5)  # the receipt timeout
+    await settle(lambda: len(rig.recorder.batches(rig.keys)) == 2)
     first, second = ([r.seq for r in b.readings] for b in rig.recorder.batches(rig.keys))
     assert first == second == list(range(1, 21))
     assert rig.uplink.resends >= 1
@@ -202,7 +242,10 @@ async def test_a_change_right_after_a_status_is_reported_after_the_debounce(rig:
     rig.receipt(0)
     await settle(lambda: rig.recorder.kinds().count(Kind.STATUS) == 2)  # then the online status
     rig.uplink._state.update_device(DEVICE.address, connected=True)  # within the debounce second
-    await settle(lambda: rig.recorder.kinds().count(Kind.STATUS) == 3, within=3)
+    await rig.barrier()
+    assert rig.recorder.kinds().count(Kind.STATUS) == 2  # held back by the debounce
+    rig.advance(_STATUS_DEBOUNCE_S)
+    await settle(lambda: rig.recorder.kinds().count(Kind.STATUS) == 3)
     topic, payload, _ = rig.recorder.sent[-1]
     status = OPENER.open_status(payload, topic=topic, agent=rig.keys.public())
     assert status.devices[0].connected

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ from ingest.settings import IngestSettings
 from rpm_core.keys import ServerKey
 from rpm_core.keystore import create_server_key, load_server_keys, write_private
 from tests.support.agents import SimAgent, provision
-from vigil_testkit.broker import SecureBroker, start_secure_broker
+from vigil_testkit import procs
+from vigil_testkit.broker import SecureBroker
 
 
 def wait_until(cond: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
@@ -39,20 +40,6 @@ def scalar(db: str, query: str, *args: object) -> Any:
     with psycopg.connect(db) as conn:
         row = conn.execute(query, args).fetchone()
         return row[0] if row else None
-
-
-@pytest.fixture
-def server_key() -> ServerKey:
-    return ServerKey.generate()
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[SecureBroker]:
-    b = start_secure_broker(tmp_path / "broker")
-    try:
-        yield b
-    finally:
-        b.stop()
 
 
 @pytest.fixture
@@ -136,9 +123,7 @@ class IngestProcess:
 
     def start(self) -> None:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vigil_cli", "ingest"], env=self.env, stdout=log, stderr=log
-        )
+        self.proc = procs.popen([sys.executable, "-m", "vigil_cli", "ingest"], env=self.env, stdout=log, stderr=log)
         log.close()
 
     def wait_connected(self, connections: int = 1, timeout: float = 60) -> None:

@@ -135,24 +135,29 @@ def test_stored_topics_are_bounded_and_escaped() -> None:
 
 
 def test_envelopes_outside_the_freshness_window_are_stored_flagged_and_counted() -> None:
-    limits = Limits(max_age=timedelta(days=7), max_ahead=timedelta(minutes=5))
+    limits = Limits(max_age=timedelta(days=7), max_ahead=timedelta(minutes=5), max_behind=timedelta(hours=1))
     out = run(
         envelope("agt-a", 1, sent_at=NOW - timedelta(days=7, seconds=1)),
-        envelope("agt-a", 4, sent_at=NOW - timedelta(days=6)),  # within: a day's backlog
+        envelope("agt-a", 4, sent_at=NOW - timedelta(days=1)),  # a Pi a day behind (or a day in the broker)
         envelope("agt-a", 7, sent_at=NOW + timedelta(minutes=5, seconds=1)),
         envelope("agt-b", 1, sent_at=NOW + timedelta(minutes=4)),  # within: a small skew
+        envelope("agt-b", 4, sent_at=NOW - timedelta(minutes=59)),  # within: a short wait in the broker
         limits=limits,
     )
     flags = {(r.agent_id, r.seq): r.flags for r in out.write.readings}
     assert [flags[("agt-a", s)] for s in (1, 4, 7)] == [
         ["contact", "ingest:sent_long_ago"],
-        ["contact"],
+        ["contact", "ingest:sent_late"],
         ["contact", "ingest:sent_in_future"],
     ]
-    assert flags[("agt-b", 1)] == ["contact"]
-    assert out.stale == {("agt-a", "sent_long_ago"): 1, ("agt-a", "sent_in_future"): 1}
+    assert flags[("agt-b", 1)] == flags[("agt-b", 4)] == ["contact"]
+    assert out.stale == {
+        ("agt-a", "sent_long_ago"): 1,
+        ("agt-a", "sent_late"): 1,
+        ("agt-a", "sent_in_future"): 1,
+    }
     assert out.write.seen["agt-a"] == NOW  # a clock running ahead does not move last seen past now
-    assert out.kinds == {"readings": 4}  # recorded, never dropped
+    assert out.kinds == {"readings": 5}  # recorded, never dropped
 
 
 def test_the_ingest_flag_namespace_is_the_servers() -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import psycopg
@@ -14,10 +17,12 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from ingest.errors import RefusedToStart
+from ingest.service import IngestService
 from store.migrate import migrate
 from tests.ingest.conftest import scalar, wait_until
 from tests.support.agents import SimAgent, readings
 from tests.support.pgcluster import PrivateCluster
+from vigil_testkit.net import free_port
 
 
 def assert_exactly_once(db: str, agent: str, last_seq: int) -> None:
@@ -82,27 +87,67 @@ def test_three_workers_on_one_shared_subscription(db: str, start_ingest, agents)
     assert scalar(db, "SELECT min(through) FROM agent_receipts") == 200
 
 
+def scrape(port: int, name: str) -> float:
+    """A counter from a worker's Prometheus endpoint (0 when it has none yet)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
 @pytest.mark.slow
 def test_kill_9_ingest_at_random_points_loses_nothing(db: str, agents, ingest_process) -> None:
     # Catalogue 1: kill -9 before and after COMMIT, many times; the broker redelivers what was not
-    # acknowledged and the dedup key absorbs what was committed twice.
-    proc = ingest_process(mqtt_client_id="victim", batch_max_messages=50, batch_max_wait_ms=5)
+    # acknowledged and the dedup key absorbs what was committed twice. The agent publishes each
+    # envelope once, so a worker that absorbs duplicates proves its predecessor was killed after a
+    # COMMIT and before that batch's PUBACK reached the broker: those kills are counted.
+    kills = int(os.environ.get("VIGIL_TEST_INGEST_KILLS", "30"))
+    port = free_port()
+    proc = ingest_process(mqtt_client_id="victim", batch_max_messages=50, batch_max_wait_ms=5, metrics_port=port)
     proc.start()
     a = agents("agt-a", register=False)
     a.register_until_receipt()  # the first ingest process may still be starting
     rnd = random.Random(4)
-    feeder = stream(a, 500, per=20, pause=0.03)  # ~15 s of traffic across the kills
-    for _ in range(8):
+    done = threading.Event()
+    sent = [0]
+
+    def feed() -> None:  # traffic across all the kills, one envelope of 20 readings at a time
+        while not done.is_set():
+            a.send(readings("agt-a", 1 + sent[0] * 20, 20), wait=False)
+            sent[0] += 1
+            time.sleep(0.03)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    between_commit_and_puback = 0
+    for _ in range(kills):
         time.sleep(rnd.uniform(0.05, 0.8))  # consuming and committing: kill at a random point
         proc.kill()
         connects = proc.log().count("connected to the broker")
         proc.start()
         wait_until(lambda n=connects: proc.log().count("connected to the broker") > n, 30, "restarted worker")
+        wait_until(lambda: _reachable(port), 30, "the restarted worker's metrics")
+        time.sleep(0.3)  # let it take the redelivered backlog
+        if scrape(port, "vigil_ingest_duplicates_total") > 0:
+            between_commit_and_puback += 1
+    done.set()
     feeder.join(60)
-    a.wait_receipt(10000, timeout=120)
-    assert_exactly_once(db, "agt-a", 10000)
-    assert proc.log().count("session present: True") >= 8  # every restart resumed its session
+    total = sent[0] * 20
+    a.wait_receipt(total, timeout=180)
+    assert_exactly_once(db, "agt-a", total)
+    assert proc.log().count("session present: True") >= kills  # every restart resumed its session
+    print(json.dumps({"catalogue": 1, "kills": kills, "between_commit_and_puback": between_commit_and_puback}))
+    assert between_commit_and_puback >= 1  # the dangerous window was really hit, and absorbed
     assert proc.terminate() == 0, proc.log()[-3000:]
+
+
+def _reachable(port: int) -> bool:
+    try:
+        scrape(port, "vigil_ingest_duplicates_total")
+    except OSError:
+        return False
+    return True
 
 
 @pytest.mark.slow
@@ -152,6 +197,17 @@ def test_broker_kill_9_and_restart_loses_nothing(db: str, broker, start_ingest, 
     assert_exactly_once(db, "agt-a", 400)
 
 
+def database_errors(svc: IngestService) -> float:
+    """Failed batch attempts so far (``vigil_ingest_database_errors_total``, every reason)."""
+    return sum(
+        sample.value
+        for metric in svc.metrics.registry.collect()
+        if metric.name == "vigil_ingest_database_errors"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+
+
 @pytest.fixture
 def private_pg(tmp_path: Path):
     cluster = PrivateCluster()
@@ -187,7 +243,11 @@ def test_postgres_stopped_immediately_and_started_again(
         for i in range(5, 15):
             a.send(readings("agt-a", 1 + 20 * i, 20))
         wait_until(lambda: svc.unacknowledged == 10, 20, "messages held unacknowledged")
-        time.sleep(1.0)
+        # The barrier: two more failed commit attempts after all ten were held (the first may have
+        # been under way already). The worker kept at it and had its chance to confirm something,
+        # and the receipts still end at 100.
+        failed = database_errors(svc)
+        wait_until(lambda: database_errors(svc) >= failed + 2, 20, "two more commit attempts")
         assert max(a.receipts) == 100  # nothing confirmed while the database is down
         assert svc.unacknowledged == 10
         assert svc.metrics.registry.get_sample_value("vigil_ingest_database_up") == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import cbor2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,7 +15,7 @@ from ingest import rows
 from rpm_core.errors import MalformedEnvelope
 from rpm_core.ids import agent_id
 from rpm_core.metrics import CATALOGUE
-from rpm_core.reading import Reading
+from rpm_core.reading import Reading, SeqRange
 
 AGENT = agent_id("agt-0001")
 T = datetime(2026, 3, 1, tzinfo=UTC)
@@ -177,3 +178,12 @@ def test_the_identifier_memo_is_bounded_and_forgets_nothing_it_should_check() ->
         assert len(small._flags) <= 3
         with pytest.raises((ValidationError, MalformedEnvelope)):
             small.rows_values(AGENT, [[i, device, "heart_rate", 61, 10**12, None, [flag.upper()]]])
+
+
+def test_a_gap_may_say_why_and_a_bad_reason_is_malformed() -> None:
+    assert rows.gap_from_row([3, 5]) == SeqRange(first=3, last=5)
+    assert rows.gap_from_row([7, 7, "quarantined"]) == SeqRange(first=7, last=7, reason="quarantined")
+    assert rows.declared_sequences(cbor2.dumps({"gaps": [[7, 7, "quarantined"], [9, 8, "x"]]})) == [(7, 7)]
+    for bad in ([7, 7, 1], [7, 7, None], [7, 7, "UPPER"], [7, 7, "x" * 33], [7, 7, ""], [7, 7, "a", "b"]):
+        with pytest.raises((MalformedEnvelope, ValidationError)):
+            rows.gap_from_row(bad)

@@ -38,6 +38,7 @@ from edge_agent.emulation import EmulatedRadio, VirtualAir
 from ingest.service import IngestService
 from rpm_core.enrollment import EnrollmentBundle
 from rpm_core.keystore import load_server_keys
+from tests.e2e.conftest import until
 from tests.support.agents import readings
 from tests.support.platform import HOST, RenderedPlatform, start_platform, wait_for
 from vigil_testkit.agent_harness import Enrolled
@@ -181,17 +182,28 @@ async def radio() -> AsyncIterator[Radio]:
 
 
 @pytest.mark.asyncio
-async def test_two_agents_with_one_identity_both_raise_the_takeover_alarm(
-    enrolled: Enrolled, radio: Radio, tmp_path: Path
+async def test_catalogue_22_two_agents_with_one_identity_log_the_takeover_and_the_alarm_reaches_the_server(
+    platform: RenderedPlatform, enrolled: Enrolled, radio: Radio, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Two real agents (a cloned SD card) on the real broker: nothing here raises or latches the
+    alarm but the agents themselves, from what the broker does to their connections."""
+    caplog.set_level(logging.ERROR, logger="edge_agent.uplink")
     twin_state = tmp_path / "twin-state"
     shutil.copytree(enrolled.state_dir, twin_state)  # the cloned SD card
+    svc = await asyncio.to_thread(ingest, platform)  # so the statuses reach the server
     agents = await asyncio.to_thread(
         lambda: [
             Agent(enrolled.settings(), enrolled.identity(), radio=radio),
             Agent(enrolled.settings(state_dir=twin_state), enrolled.identity(), radio=radio),
         ]
     )
+    assert all(a.state is None for a in agents)  # no state (and no alarm) before they run
+
+    def server_alarms() -> list[str]:
+        with psycopg.connect(platform.db) as conn:
+            row = conn.execute("SELECT alarms FROM agent_status WHERE agent_id = 'agt-twin'").fetchone()
+        return list(row[0]) if row else []
+
     stop = asyncio.Event()
     tasks = [asyncio.create_task(a.run(stop)) for a in agents]
     try:
@@ -202,9 +214,14 @@ async def test_two_agents_with_one_identity_both_raise_the_takeover_alarm(
                         task.result()
                         raise AssertionError("an agent stopped")
                 await asyncio.sleep(0.05)
+        await until(lambda: "client_id_takeover" in server_alarms(), "the alarm in the server's agent status")
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        await asyncio.to_thread(svc.stop, 5)
+    logged = [r for r in caplog.records if "another client connected with this agent's client id" in r.getMessage()]
+    assert logged  # the takeover is logged (with the agent id, no PHI)
+    assert all("agt-twin" in r.getMessage() for r in logged)
 
 
 def test_two_ingest_workers_with_one_client_id_count_and_log_the_takeover(

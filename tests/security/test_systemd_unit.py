@@ -34,8 +34,9 @@ from edge_agent.emulation.demo import DEMO_DEVICES
 from rpm_core.enrollment import BrokerEndpoint, EnrollmentBundle, ServerKeyInfo, new_token
 from rpm_core.ids import agent_id, org_id
 from rpm_core.keys import ServerKey
+from vigil_testkit import procs
 from vigil_testkit.agent_harness import ReceiptServer, enroll_agent, wait_sync
-from vigil_testkit.broker import SecureBroker, start_secure_broker
+from vigil_testkit.broker import SecureBroker
 
 ROOT = Path(__file__).resolve().parents[2]
 VIGIL = Path(sys.executable).parent / "vigil"
@@ -197,7 +198,7 @@ def system_bus() -> Iterator[Path]:
     work.chmod(0o755)
     socket_path = work / "system_bus_socket"
     (work / "bus.conf").write_text(BUS_CONFIG % socket_path)
-    daemon = subprocess.Popen(
+    daemon = procs.popen(
         ["dbus-daemon", f"--config-file={work / 'bus.conf'}", "--nofork", "--nopidfile"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -249,15 +250,6 @@ def _mdwe_available() -> bool:
     return bool(sys.platform == "linux" and libc.prctl(66, 0, 0, 0, 0) >= 0)  # PR_GET_MDWE (Linux 6.3+)
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[SecureBroker]:
-    b = start_secure_broker(tmp_path / "broker")
-    try:
-        yield b
-    finally:
-        b.stop()
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not _mdwe_available(), reason="the kernel has no PR_SET_MDWE (Linux < 6.3)")
 def test_the_agent_registers_and_delivers_with_memory_deny_write_execute(tmp_path: Path, broker: SecureBroker) -> None:
@@ -271,7 +263,7 @@ def test_the_agent_registers_and_delivers_with_memory_deny_write_execute(tmp_pat
     receipts = ReceiptServer(broker, server, {enrolled.bundle.agent_id: token}).start()
     log = tmp_path / "agent.log"
     with log.open("wb") as out:
-        agent = subprocess.Popen(
+        agent = procs.popen(
             [sys.executable, "-c", MDWE_AGENT, "run", "--config", str(enrolled.config)], stdout=out, stderr=out
         )
     try:

@@ -99,15 +99,13 @@ class SimAgent:
         )
 
     def connect(self) -> None:
-        ready = threading.Event()
-        self.client.on_connect = lambda c, *_a: (
-            c.subscribe(Topic.agent_filter(self.org, self.agent, "down"), qos=1),  # type: ignore[arg-type]
-            ready.set(),
-        )
+        subscribed = threading.Event()
+        self.client.on_connect = lambda c, *_a: c.subscribe(Topic.agent_filter(self.org, self.agent, "down"), qos=1)  # type: ignore[arg-type]
+        self.client.on_subscribe = lambda *_a: subscribed.set()
         self.client.connect(self.broker.host, self.broker.port)
         self.client.loop_start()
-        assert ready.wait(10), "agent did not connect"
-        time.sleep(0.05)  # let the SUBACK land before the first receipt could
+        # Connected and subscribed to its downlink (the SUBACK is in): no receipt can miss it.
+        assert subscribed.wait(10), "agent did not connect and subscribe"
 
     def close(self) -> None:
         self.client.disconnect()

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import httpx
 
+from vigil_testkit import procs
 from vigil_testkit.net import free_port
 
 __all__ = ["ApiProcess", "api_env", "running_api"]
@@ -75,7 +76,7 @@ def running_api(
     env: Mapping[str, str], *extra: str, scheme: str = "http", timeout: float = 30.0
 ) -> Iterator[ApiProcess]:
     port = free_port()
-    proc = subprocess.Popen(
+    proc = procs.popen(
         [*VIGIL, "api", "--host", "127.0.0.1", "--port", str(port), *extra],
         env=dict(env),
         stdout=subprocess.DEVNULL,

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from vigil_testkit import procs
 from vigil_testkit.net import free_port, wait_for_port
 
 __all__ = ["CoturnProcess", "find_turnserver"]
@@ -76,7 +77,7 @@ class CoturnProcess:
     def start(self) -> None:
         self.write_config()
         out = (self.workdir / "turnserver.stdout").open("ab")
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=out, stderr=out)
+        self.proc = procs.popen([self.binary, "-c", str(self.conf)], stdout=out, stderr=out)
         out.close()
         try:
             wait_for_port("127.0.0.1", self.port, timeout=15)  # coturn listens on TCP and UDP

@@ -156,7 +156,13 @@ def start_platform(
     spec = MosquittoSpec(data_dir=layout.data_dir, port=port, allow_anonymous=True)  # host and port only
     workdir.mkdir(parents=True, exist_ok=True)
     platform = RenderedPlatform(
-        db, workdir, env, workdir / "keys", layout, port, MosquittoProcess.rendered(spec, layout.conf, workdir)
+        db,
+        workdir,
+        env,
+        workdir / "keys",
+        layout,
+        port,
+        MosquittoProcess.rendered(spec, layout.conf, workdir, ca_file=layout.ca),
     )
     platform.vigil("agents", "keys", "init")
     platform.vigil("agents", "org", "create", ORG, "--name", "Clinic")

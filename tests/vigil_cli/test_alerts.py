@@ -24,6 +24,7 @@ from consult.sinks import RecordingSink
 from store.alerts import NewAlert, insert_alert
 from tests.alerts.conftest import add_patients
 from vigil_cli import alerts as alerts_root
+from vigil_testkit import procs
 
 
 def _names(app: typer.Typer) -> set[str]:
@@ -78,7 +79,7 @@ def test_vigil_alerts_run_delivers_through_the_notifying_sink(db: str, tmp_path:
         log = tmp_path / "engine.log"
         cmd = [sys.executable, "-m", "vigil_cli", "alerts", "run", "--database-url", db, "--poll-interval", "0.2"]
         with log.open("ab") as out:
-            engine = subprocess.Popen(cmd, stdout=out, stderr=out, env={**os.environ, "VIGIL_CONFIG": ""})
+            engine = procs.popen(cmd, stdout=out, stderr=out, env={**os.environ, "VIGIL_CONFIG": ""})
         try:
             now = datetime.now(UTC)
             alert = NewAlert("o1", "p1", "threshold:glucose:critical_low", "threshold", "glucose", "critical",

@@ -35,6 +35,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from vigil_testkit import procs
+
 pytestmark = pytest.mark.slow
 
 PATIENTS = 5
@@ -74,7 +76,7 @@ def _processes_mentioning(marker: str) -> list[str]:
 
 
 def _demo(directory: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    return procs.popen(
         [sys.executable, "-m", "vigil_cli", "demo", "--headless", "--dir", str(directory), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -302,7 +304,7 @@ def _database_for_the_demo() -> Iterator[str]:
 def test_demo_uses_the_configured_database_and_broker(operator_dir: Path) -> None:
     # An operator's own PostgreSQL (VIGIL_DATABASE_URL) and own Mosquitto, started from
     # `vigil broker render` output whose key and broker directories the demo is pointed at.
-    from vigil_testkit.mosquitto import mosquitto_binary
+    from vigil_testkit.mosquitto import mosquitto_binary, tls_context, wait_for_mqtt
     from vigil_testkit.net import free_port
 
     binary = mosquitto_binary()
@@ -323,14 +325,15 @@ def test_demo_uses_the_configured_database_and_broker(operator_dir: Path) -> Non
         }
         vigil = [sys.executable, "-m", "vigil_cli"]
         as_user = _prepare_for_the_demo(env, tmp_path)
-        broker = subprocess.Popen(
+        broker = procs.popen(
             [binary, "-c", str(tmp_path / "broker" / "mosquitto.conf")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             **as_user,
         )
+        wait_for_mqtt("127.0.0.1", port, tls_context(tmp_path / "broker" / "ca.pem"), alive=broker)
         try:
-            demo = subprocess.Popen(
+            demo = procs.popen(
                 [*vigil, "demo", "--headless", "--dir", str(demo_root / "demo"), "--duration", "40"],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -371,7 +374,7 @@ def test_demo_with_an_unreachable_broker_says_why_and_fails(demo_dir: Path, oper
     }
     _prepare_for_the_demo(env, operator_dir)
     vigil = [sys.executable, "-m", "vigil_cli"]
-    proc = subprocess.Popen(
+    proc = procs.popen(
         [*vigil, "demo", "--headless", "--dir", str(demo_dir), "--stall-after", "20", "--duration", "200"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

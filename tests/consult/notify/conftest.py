@@ -25,6 +25,7 @@ from rpm_core.backoff import BackoffPolicy
 from rpm_core.clock import ManualClock
 from store.alerts import NewAlert, insert_alert
 from tests.clinician_api.world import SECRET_KEY, T0, World, build
+from vigil_testkit import procs
 from vigil_testkit.smtp import SmtpServer
 
 PUBLIC = "https://vigil.test"
@@ -138,7 +139,7 @@ def notify_env(url: str, smtp: SmtpServer, **extra: str) -> dict[str, str]:
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen([*VIGIL, "notify", "run"], stdout=out, stderr=out, env=env)
+        return procs.popen([*VIGIL, "notify", "run"], stdout=out, stderr=out, env=env)
 
 
 def kill9(proc: subprocess.Popen[bytes]) -> None:

@@ -175,10 +175,15 @@ async def test_abort_stops_a_report_in_progress(session: Session, meter: Glucose
         assert busy.value.code == BleakGATTProtocolErrorCode.PROCEDURE_ALREADY_IN_PROGRESS
         await session.client.write_gatt_char(RACP, b"\x03\x00", response=True)
         await session.done.wait()
-        await asyncio.sleep(0.1)
+        # The barrier: one more request answered. Notifications and indications share the link in
+        # order, so a record the aborted report still sent would be in before this answer.
+        session.done.clear()
+        await session.client.write_gatt_char(RACP, b"\x04\x01", response=True)  # number of records
+        await session.done.wait()
     measurements = [data for tag, data in session.events if tag == "measurement"]
     assert 1 <= len(measurements) < 5
-    assert session.events[-1] == response(0x03, RacpResponse.SUCCESS)
+    assert session.events[-2] == response(0x03, RacpResponse.SUCCESS)
+    assert session.events[-1] == ("racp", bytes([0x05, 0x00]) + struct.pack("<H", 5))
 
 
 @pytest.mark.asyncio

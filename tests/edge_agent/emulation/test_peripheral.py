@@ -9,6 +9,7 @@ import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
 
 from edge_agent.emulation import PROFILES, EmulatedRadio, VirtualAir, bleak_uuid, blood_pressure_cuff, heart_rate_strap
 from tests.edge_agent.emulation.conftest import Started
@@ -26,6 +27,21 @@ def collect(into: list[bytes]) -> Callable[[BleakGATTCharacteristic, bytearray],
 
 async def scan_for(radio: EmulatedRadio, name: str, seconds: float) -> BLEDevice | None:
     return await BleakScanner.find_device_by_name(name, timeout=seconds, backend=radio.scanner_backend)
+
+
+async def names_heard(radio: EmulatedRadio, *, until: str, times: int) -> list[str]:
+    """The name of every advertisement a scan heard, scanning until it heard ``until`` ``times`` times."""
+    names: list[str] = []
+    enough = asyncio.Event()
+
+    def on_advertisement(_device: BLEDevice, adv: AdvertisementData) -> None:
+        names.append(adv.local_name or "")
+        if names.count(until) >= times:
+            enough.set()
+
+    async with BleakScanner(on_advertisement, backend=radio.scanner_backend):
+        await enough.wait()
+    return names
 
 
 SHAPES: dict[str, tuple[int, dict[int, list[str]]]] = {
@@ -58,10 +74,11 @@ async def test_cuff_is_connectable_only_after_a_measurement_and_forwards_its_mem
     air: VirtualAir, radio: EmulatedRadio, started: Started
 ) -> None:
     cuff = await started(blood_pressure_cuff(air, name="BP-1", connectable_window=2.0))
+    await started(heart_rate_strap(air, name="HR-1", advertising_interval_ms=50))  # the scan's barrier
     received: list[bytes] = []
     downs: asyncio.Queue[BleakClient] = asyncio.Queue()
     async with asyncio.timeout(10):
-        assert await scan_for(radio, "BP-1", 0.3) is None
+        assert "BP-1" not in await names_heard(radio, until="HR-1", times=3)  # silent until it measures
         await cuff.take_measurement(0x2A35, BP_A)
         await cuff.take_measurement(0x2A35, BP_B)
         device = await scan_for(radio, "BP-1", 2.0)
@@ -79,10 +96,14 @@ async def test_cuff_window_closes_and_keeps_the_measurement(
     air: VirtualAir, radio: EmulatedRadio, started: Started
 ) -> None:
     cuff = await started(blood_pressure_cuff(air, name="BP-1", connectable_window=0.2))
+    await started(heart_rate_strap(air, name="HR-1", advertising_interval_ms=50))  # the scan's barrier
     async with asyncio.timeout(10):
         await cuff.take_measurement(0x2A35, BP_A)
-        await asyncio.sleep(0.4)
-        assert await scan_for(radio, "BP-1", 0.3) is None
+        assert cuff.device.is_advertising  # the window is open
+        while cuff.device.is_advertising:  # noqa: ASYNC110 - the emulated device has no event for it
+            await asyncio.sleep(0.02)
+        # A scan that has heard the strap three times has listened long enough to hear the cuff.
+        assert "BP-1" not in await names_heard(radio, until="HR-1", times=3)
     assert cuff.stored_measurements == [(bleak_uuid(0x2A35), BP_A)]
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import sqlite3
+import subprocess
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from hypothesis import strategies as st
 from edge_agent.errors import (
     OutboxCorrupt,
     OutboxError,
+    OutboxFull,
     OutboxKeyMismatch,
     OutboxMissing,
     OutboxSchemaTooNew,
@@ -34,7 +38,7 @@ def test_durability_pragmas_schema_version_and_file_mode(path: Path, outbox: Sql
     db = outbox._db
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     assert path.stat().st_mode & 0o777 == 0o600
 
 
@@ -82,7 +86,7 @@ def test_overflow_drops_the_oldest_and_records_one_merged_gap(path: Path, key: b
         box.append([reading(i) for i in range(5)])
         stats = box.stats()
         assert (stats.depth, stats.first_seq, stats.last_allocated) == (100, 36, 135)
-        assert stats.gaps == (SeqRange(first=1, last=35),)
+        assert stats.gaps == (SeqRange(first=1, last=35, reason="outbox_overflow"),)
         assert box.acknowledge(40, START) == 5
         assert box.gaps() == ()  # the server has seen past the gap
     finally:
@@ -127,14 +131,67 @@ def test_nothing_is_stored_in_clear(path: Path, outbox: SqliteOutbox) -> None:
         assert secret not in raw
 
 
-def test_a_row_moved_to_another_sequence_number_does_not_open(outbox: SqliteOutbox) -> None:
-    outbox.append([reading(1), reading(2)])
+def test_a_row_moved_to_another_sequence_number_does_not_open_and_is_quarantined(
+    outbox: SqliteOutbox, path: Path
+) -> None:
+    outbox.append([reading(i) for i in range(1, 6)])
     db = outbox._db
     sealed = db.execute("SELECT sealed FROM readings WHERE seq = 1").fetchone()[0]
-    db.execute("UPDATE readings SET sealed = ? WHERE seq = 2", (sealed,))
+    db.execute("UPDATE readings SET sealed = ? WHERE seq = 3", (sealed,))
     with pytest.raises(OutboxCorrupt) as caught:
-        outbox.fetch(1, 1)
-    assert caught.value.seq == 2
+        outbox._cipher.open(3, sealed)
+    assert caught.value.seq == 3
+    # fetch leaves it out, moves it aside (still sealed) and records a one-reading gap with a reason
+    assert [r.seq for r in outbox.fetch(0, 10)] == [1, 2, 4, 5]
+    assert db.execute("SELECT count(*) FROM readings WHERE seq = 3").fetchone()[0] == 0
+    assert db.execute("SELECT sealed FROM quarantine WHERE seq = 3").fetchone()[0] == sealed
+    assert [(q.seq, q.reason) for q in outbox.quarantined()] == [(3, "row does not authenticate")]
+    stats = outbox.stats()
+    assert stats.gaps == (SeqRange(first=3, last=3, reason="quarantined"),)
+    assert (stats.depth, stats.quarantined) == (4, 1)  # the hole is not counted as waiting
+    assert [r.seq for r in outbox.fetch(0, 10)] == [1, 2, 4, 5]  # once: nothing is quarantined twice
+    local = inspect_outbox(path)
+    assert (local.stats.depth, local.stats.quarantined, [q.seq for q in local.quarantined]) == (4, 1, [3])
+    assert outbox.acknowledge(5, START) == 4
+    assert outbox.gaps() == ()  # receipted past it: reported
+    assert [q.seq for q in outbox.quarantined()] == [3]  # kept for whoever examines the card
+
+
+def test_a_row_that_authenticates_but_no_longer_decodes_is_quarantined(outbox: SqliteOutbox) -> None:
+    outbox.append([reading(1), reading(2)])
+    outbox._db.execute("UPDATE readings SET sealed = ? WHERE seq = 2", (outbox._cipher.seal(2, b"\xff not cbor"),))
+    assert [r.seq for r in outbox.fetch(0, 10)] == [1]
+    assert [(q.seq, q.reason) for q in outbox.quarantined()] == [(2, "row does not decode")]
+
+
+def test_overflow_past_a_quarantined_row_covers_it_in_one_gap(path: Path, key: bytes, clock: ManualClock) -> None:
+    box = reopen(path, key, clock, max_readings=10)
+    try:
+        box.append([reading(i) for i in range(10)])
+        box._db.execute("UPDATE readings SET sealed = x'00' WHERE seq IN (4, 9)")
+        assert [r.seq for r in box.fetch(0, 10)] == [1, 2, 3, 5, 6, 7, 8, 10]
+        assert [(g.first, g.last) for g in box.gaps()] == [(4, 4), (9, 9)]
+        box.append([reading(i) for i in range(6)])  # drops the oldest six (1..6) as an overflow
+        assert [(g.first, g.last, g.reason) for g in box.gaps()] == [(1, 6, "outbox_overflow"), (9, 9, "quarantined")]
+        assert [r.seq for r in box.fetch(0, 20)] == [7, 8, 10, 11, 12, 13, 14, 15, 16]
+        assert box.stats().depth == 9
+    finally:
+        box.close()
+
+
+def test_a_version_1_outbox_is_upgraded_when_opened(path: Path, key: bytes, clock: ManualClock) -> None:
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE quarantine")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    assert inspect_outbox(path).quarantined == ()  # read-only: a version 1 outbox has no quarantine yet
+    box = reopen(path, key, clock)
+    try:
+        assert box._db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert box.quarantined() == ()
+    finally:
+        box.close()
 
 
 def test_open_refuses_what_it_must(path: Path, key: bytes, clock: ManualClock, tmp_path: Path) -> None:
@@ -147,11 +204,11 @@ def test_open_refuses_what_it_must(path: Path, key: bytes, clock: ManualClock, t
     with pytest.raises(OutboxError):
         SqliteOutbox.create(path, key=key, agent=AGENT, kid=KID, clock=clock)
     db = sqlite3.connect(path)
-    db.execute("PRAGMA user_version = 2")
+    db.execute("PRAGMA user_version = 3")
     db.close()
     with pytest.raises(OutboxSchemaTooNew) as caught:
         reopen(path, key, clock)
-    assert (caught.value.found, caught.value.supported) == (2, 1)
+    assert (caught.value.found, caught.value.supported) == (3, 2)
 
 
 def test_inspect_reads_without_the_key(path: Path, outbox: SqliteOutbox, clock: ManualClock) -> None:
@@ -271,3 +328,84 @@ def test_close_for_move_refuses_an_outbox_in_use_and_folds_the_log(path: Path, o
         assert db.execute("SELECT count(*) FROM readings").fetchone() == (3,)
     finally:
         db.close()
+
+
+def test_symbols_interned_by_another_connection_are_read_not_quarantined(
+    path: Path, key: bytes, clock: ManualClock, outbox: SqliteOutbox
+) -> None:
+    other = reopen(path, key, clock)
+    try:
+        other.append([reading(1, metric="spo2", value=95, device="E0:00:00:00:00:09")])  # new symbols
+    finally:
+        other.close()
+    assert [(r.seq, r.metric) for r in outbox.fetch(0, 10)] == [(1, "spo2")]
+    assert outbox.quarantined() == ()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB filesystem (tmpfs), so the disk really fills: SQLite's log writes fail too."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write a filler file until the filesystem says no more (ENOSPC)."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                os.write(fd, b"\0" * 512)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                return filler
+    finally:
+        os.close(fd)
+
+
+def append_until_full(box: SqliteOutbox) -> int:
+    """Append until the outbox raises :class:`OutboxFull` (the log's slack may take a few writes)."""
+    for i in range(1000):
+        try:
+            box.append([reading(i) for _ in range(20)])
+        except OutboxFull:
+            return i
+    raise AssertionError("the disk never filled")
+
+
+def test_catalogue_11_disk_full_when_eviction_itself_fails_still_records_the_gap(
+    small_disk: Path, key: bytes, clock: ManualClock
+) -> None:
+    path = small_disk / "outbox.db"
+    SqliteOutbox.create(path, key=key, agent=AGENT, kid=KID, clock=clock)
+    box = reopen(path, key, clock, max_readings=10**7)
+    try:
+        assert box.append([reading(i) for i in range(50)]) == list(range(1, 51))
+        filler = fill(small_disk)
+        append_until_full(box)  # the write, the eviction and the gap's own small write: all refused
+        lost = box.lost_unrecorded
+        assert lost == 20  # not even the gap could be written: kept to record at the next write
+        stats = box.stats()
+        assert stats.first_seq == 1  # the eviction itself failed (rolled back): nothing was dropped
+        first_lost = stats.last_allocated + 1
+        filler.unlink()  # room again (as after the uplink drained receipted rows)
+        seqs = box.append([reading(1)])
+        assert box.lost_unrecorded == 0
+        assert seqs == [first_lost + lost]  # the lost readings took their sequence numbers
+        gaps = box.gaps()
+        assert SeqRange(first=first_lost, last=first_lost + lost - 1, reason="disk_full") in gaps
+        covered = {s for g in gaps for s in range(g.first, g.last + 1)}
+        live = {r.seq for r in box.fetch(0, 10_000)}
+        assert set(range(1, seqs[0] + 1)) == covered | live  # every number issued: delivered or a gap
+        assert box.integrity_check() == ["ok"]
+    finally:
+        box.close()

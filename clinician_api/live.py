@@ -1,11 +1,14 @@
-"""Live alert updates: one LISTEN per process, fanned out to the open streams.
+"""Live updates: one LISTEN per process, fanned out to the open streams.
 
-:class:`AlertHub` runs one listener (``store.channels.alert_notices``) in the app's lifespan and hands
-each notice to the subscribers whose organisation and panel hold the alert's patient. A subscriber
-that does not keep up (its queue is full) is dropped with an overflow marker; the stream ends and
-the browser's EventSource reconnects and refetches. When the database connection is lost, every
-subscriber gets a ``resync`` marker (notices sent meanwhile are lost) and the hub reconnects with
-backoff. No client ever polls the alerts table.
+:class:`FanoutHub` is the machinery every live channel shares: one listener in the app's lifespan,
+a bounded queue per subscriber, and the two markers. A subscriber that does not keep up (its queue
+is full) is dropped with ``overflow``; the stream ends and the browser's EventSource reconnects and
+refetches. When the database connection is lost every subscriber gets ``resync`` (notices sent
+meanwhile are lost) and the hub reconnects with backoff. No client ever polls a table.
+
+:class:`AlertHub` (``store.channels.alert_notices``) hands each alert notice to the subscribers
+whose organisation and panel hold the alert's patient; ``clinician_api.messaging_live.MessageHub``
+follows message threads the same way.
 """
 
 from __future__ import annotations
@@ -13,16 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Generic, Literal, Protocol, TypeVar
 
 from rpm_core.backoff import BackoffPolicy, backoff_delay
 from store.channels import AlertNotice, alert_notices
 from store.errors import DatabaseUnavailable
 
-__all__ = ["AlertHub", "Marker", "Subscription"]
+__all__ = ["AlertHub", "FanoutHub", "Marker", "Subscription"]
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +34,33 @@ _QUEUE: Final = 256
 _POLICY: Final = BackoffPolicy(base_s=0.5, cap_s=30.0)
 
 
-@dataclass(eq=False)
-class Subscription:
-    org_id: str
-    patient_ids: frozenset[str]
-    queue: asyncio.Queue[AlertNotice | Marker] = field(default_factory=lambda: asyncio.Queue(_QUEUE))
-    dropped: bool = False
+class Stream(Protocol):
+    """What the hub needs of a subscription: its queue and whether it was dropped."""
+
+    queue: asyncio.Queue[object]
+    dropped: bool
 
 
-class AlertHub:
+N = TypeVar("N")
+S = TypeVar("S")
+
+
+class FanoutHub(Generic[N, S]):
+    """One listener, many bounded subscriber queues (see the module docstring).
+
+    Subclasses say where notices come from (:meth:`notices`, yielding None once the LISTEN is in
+    place) and which subscriber takes which notice (:meth:`accepts`)."""
+
+    what = "notice"  # for the log
+
     def __init__(self, url: str) -> None:
         self._url = url
-        self._subs: set[Subscription] = set()
+        self._subs: set[S] = set()
         self.ready = asyncio.Event()
         self.delivered = 0
 
     @contextmanager
-    def subscribe(self, org_id: str, patient_ids: frozenset[str]) -> Iterator[Subscription]:
-        sub = Subscription(org_id, patient_ids)
+    def _subscribed(self, sub: S) -> Iterator[S]:
         self._subs.add(sub)
         try:
             yield sub
@@ -59,17 +71,25 @@ class AlertHub:
     def subscribers(self) -> int:
         return len(self._subs)
 
-    def publish(self, notice: AlertNotice) -> None:
+    def notices(self) -> AsyncIterator[N | None]:
+        raise NotImplementedError
+
+    def accepts(self, sub: S, notice: N) -> bool:
+        raise NotImplementedError
+
+    def publish(self, notice: N) -> None:
         for sub in list(self._subs):
-            if sub.dropped or sub.org_id != notice.org_id or notice.patient_id not in sub.patient_ids:
+            stream: Stream = sub  # type: ignore[assignment]  # every S is a Stream
+            if stream.dropped or not self.accepts(sub, notice):
                 continue
             try:
-                sub.queue.put_nowait(notice)
+                stream.queue.put_nowait(notice)
                 self.delivered += 1
             except asyncio.QueueFull:
-                self._drop(sub, "overflow")
+                self._drop(stream, "overflow")
 
-    def _drop(self, sub: Subscription, marker: Marker) -> None:
+    @staticmethod
+    def _drop(sub: Stream, marker: Marker) -> None:
         if marker == "overflow":
             sub.dropped = True
         while sub.queue.full():  # make room for the marker: the stream ends or refetches anyway
@@ -81,7 +101,7 @@ class AlertHub:
         attempt = 0
         while True:
             try:
-                async for notice in alert_notices(self._url):
+                async for notice in self.notices():
                     if notice is None:
                         attempt = 0
                         self.ready.set()
@@ -91,8 +111,29 @@ class AlertHub:
             except DatabaseUnavailable as exc:
                 self.ready.clear()
                 for sub in list(self._subs):
-                    self._drop(sub, "resync")
+                    self._drop(sub, "resync")  # type: ignore[arg-type]  # every S is a Stream
                 delay = backoff_delay(exc, attempt, policy=_POLICY, jitter=random.random() * 0.5)  # noqa: S311
-                log.warning("alert listener lost its connection; retrying in %.1fs", delay)
+                log.warning("%s listener lost its connection; retrying in %.1fs", self.what, delay)
                 attempt += 1
                 await asyncio.sleep(delay)
+
+
+@dataclass(eq=False)
+class Subscription:
+    org_id: str
+    patient_ids: frozenset[str]
+    queue: asyncio.Queue[AlertNotice | Marker] = field(default_factory=lambda: asyncio.Queue(_QUEUE))
+    dropped: bool = False
+
+
+class AlertHub(FanoutHub[AlertNotice, Subscription]):
+    what = "alert"
+
+    def subscribe(self, org_id: str, patient_ids: frozenset[str]) -> AbstractContextManager[Subscription]:
+        return self._subscribed(Subscription(org_id, patient_ids))
+
+    def notices(self) -> AsyncIterator[AlertNotice | None]:
+        return alert_notices(self._url)
+
+    def accepts(self, sub: Subscription, notice: AlertNotice) -> bool:
+        return sub.org_id == notice.org_id and notice.patient_id in sub.patient_ids

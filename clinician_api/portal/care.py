@@ -5,8 +5,11 @@ the secure messaging of ``consult.messaging``): the ones the signed-in patient a
 in, never a care-team-only thread. :func:`next_consult` is the patient's next video consult
 (one in progress or opened now first, else the soonest booked): its join
 button leads to ``/consults/{id}/join``, which mints the patient's own link (audited) and opens the
-waiting room (``clinician_api.routes.call``). Both run inside the page's audited transaction, so
-what they read is covered by the page's one audit row.
+waiting room (``clinician_api.routes.call``). :func:`waiting_for_a_time` lists the patient's
+consult requests nobody has booked or opened yet, and :func:`open_slots` the open slots of
+clinicians' availability they can pick one from (the same ``store.consult_slots.list_slots`` the
+API's ``GET /consult-slots`` reads). All run inside the page's audited transaction, so what they
+read is covered by the page's one audit row.
 """
 
 from __future__ import annotations
@@ -18,11 +21,25 @@ from typing import Final
 from store import consult_rooms, consult_slots, consults, threads, users
 from store.connection import Connection
 
-__all__ = ["JOIN_OPENS_BEFORE", "ConsultCard", "ThreadCard", "message_threads", "next_consult"]
+__all__ = [
+    "JOIN_OPENS_BEFORE",
+    "SLOT_DAYS",
+    "ConsultCard",
+    "SlotCard",
+    "ThreadCard",
+    "bookable",
+    "message_threads",
+    "next_consult",
+    "open_slots",
+    "waiting_for_a_time",
+]
 
 # A booked appointment's join button turns on this long before it starts (the waiting room holds
 # the patient until the clinician admits them anyway).
 JOIN_OPENS_BEFORE: Final = timedelta(minutes=15)
+# How far ahead the portal offers open slots (the API's default window too).
+SLOT_DAYS: Final = 14
+_SLOTS_SHOWN: Final = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +112,52 @@ def next_consult(conn: Connection, *, org_id: str, patient_id: str, user_id: str
     if not cards:
         return None
     return min(cards, key=lambda c: (c[0], c[1]))[2]
+
+
+def _unbooked(conn: Connection, request_id: int) -> bool:
+    room = consult_rooms.room_for_request(conn, request_id)
+    return (room is None or room.status != "open") and consult_slots.slot_for_request(conn, request_id) is None
+
+
+def waiting_for_a_time(conn: Connection, *, org_id: str, patient_id: str) -> list[str]:
+    """Ids of the patient's consult requests with no booked time and no open room, oldest first:
+    the ones the patient can pick a slot for."""
+    rows = consults.consult_requests(conn, org_id=org_id, patient_id=patient_id, status="requested", limit=50)
+    return [str(r.request_id) for r in sorted(rows, key=lambda r: r.requested_at) if _unbooked(conn, r.request_id)]
+
+
+def bookable(conn: Connection, *, org_id: str, patient_id: str, request_id: int) -> bool:
+    """Whether this consult of the patient still waits for a time (requested, no slot, no room)."""
+    row = consults.get_consult_request(conn, request_id)
+    return (
+        row is not None
+        and row.org_id == org_id
+        and row.patient_id == patient_id
+        and row.status == "requested"
+        and _unbooked(conn, request_id)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SlotCard:
+    """One open time the patient can choose."""
+
+    slot_id: int
+    starts_at: datetime
+    ends_at: datetime
+    with_whom: str  # the clinician's name as the organisation shows it ("" if unknown)
+
+
+def open_slots(conn: Connection, *, org_id: str, now: datetime) -> list[SlotCard]:
+    """Open slots of the organisation's clinicians from ``now`` for :data:`SLOT_DAYS` days, soonest first."""
+    rows = consult_slots.list_slots(
+        conn, org_id=org_id, starts_from=now, starts_before=now + timedelta(days=SLOT_DAYS), limit=_SLOTS_SHOWN
+    )
+    names: dict[str, str] = {}
+    cards = []
+    for r in rows:
+        if r.clinician_user_id not in names:
+            user = users.get_user(conn, r.clinician_user_id, org_id=org_id)
+            names[r.clinician_user_id] = user.display_name if user is not None else ""
+        cards.append(SlotCard(r.slot_id, r.starts_at, r.ends_at, names[r.clinician_user_id]))
+    return sorted(cards, key=lambda c: (c.starts_at, c.slot_id))

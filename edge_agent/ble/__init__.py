@@ -3,10 +3,11 @@
 from edge_agent.ble.manager import DeviceManager
 from edge_agent.ble.profiles import PROFILES, ProfileSpec, profile_for_services
 from edge_agent.ble.radio import Radio, open_radio
-from edge_agent.ble.session import DeviceSession, SessionOptions
+from edge_agent.ble.session import CommitWindow, DeviceSession, SessionOptions
 
 __all__ = [
     "PROFILES",
+    "CommitWindow",
     "DeviceManager",
     "DeviceSession",
     "ProfileSpec",

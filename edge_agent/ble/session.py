@@ -25,6 +25,12 @@ once and counts ``racp_error:<device address>``; only silence waits for ``racp_t
 
 Values the decoders salvaged are counted once per value by their flag: ``rr_truncated``,
 ``device_time_invalid``, ``device_clock_not_set``.
+
+The window a power cut can fall into: once bleak's callback has a value, the Bluetooth stack has
+already confirmed it (an indication) to the device, which counts it delivered; the reading is safe
+only when the outbox transaction holding it commits. ``on_committed`` (off by default: the agent
+passes none) is told each :class:`CommitWindow` of a measurement that is not an RACP record, so
+``python -m bench.edge_window`` measures that window on the real path.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -74,7 +81,7 @@ from rpm_core.clock import Clock
 from rpm_core.ids import AgentId, device_id
 from rpm_core.reading import Reading
 
-__all__ = ["GLUCOSE_CURSOR", "DeviceSession", "SessionOptions"]
+__all__ = ["GLUCOSE_CURSOR", "CommitWindow", "DeviceSession", "SessionOptions"]
 
 _log = logging.getLogger(__name__)
 _NEEDS_PAIRING: Final = frozenset(
@@ -109,10 +116,29 @@ class _Marker(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class CommitWindow:
+    """One value from bleak's callback to the commit of the outbox transaction holding its readings.
+
+    ``received_ns`` and ``committed_ns`` are :func:`time.monotonic_ns` readings; ``seqs`` the
+    sequence numbers committed (never a payload: ids only)."""
+
+    address: str
+    characteristic: int
+    seqs: tuple[int, ...]
+    received_ns: int
+    committed_ns: int
+
+    @property
+    def seconds(self) -> float:
+        return (self.committed_ns - self.received_ns) / 1e9
+
+
+@dataclass(frozen=True, slots=True)
 class _Value:
     characteristic: int
     payload: bytes
     received_at: datetime
+    received_ns: int = 0  # time.monotonic_ns() in bleak's callback
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:
@@ -138,6 +164,7 @@ class DeviceSession:
         clock: Clock,
         options: SessionOptions,
         on_stored: Callable[[], None],
+        on_committed: Callable[[CommitWindow], None] | None = None,
     ) -> None:
         self.paired = paired
         self.address = paired.address
@@ -149,6 +176,7 @@ class DeviceSession:
         self._clock = clock
         self._options = options
         self._on_stored = on_stored
+        self._on_committed = on_committed
         self._queue: asyncio.Queue[_Value | _Marker | None] = asyncio.Queue()
         self._down = asyncio.Event()
         self._device_clock: DeviceClock | None = None
@@ -245,7 +273,7 @@ class DeviceSession:
 
     def _callback(self, char: int) -> Callable[[BleakGATTCharacteristic, bytearray], None]:
         def on_value(_char: BleakGATTCharacteristic, data: bytearray) -> None:
-            self._queue.put_nowait(_Value(char, bytes(data), self._clock.now()))
+            self._queue.put_nowait(_Value(char, bytes(data), self._clock.now(), time.monotonic_ns()))
 
         return on_value
 
@@ -368,7 +396,10 @@ class DeviceSession:
         elif char == GlucoseMeasurementContext.CHARACTERISTIC:
             await self._glucose.context(GlucoseMeasurementContext.from_bytes(payload))
         else:
-            await self._store(self._convert(decode(char, payload), value.received_at), value.received_at)
+            seqs = await self._store(self._convert(decode(char, payload), value.received_at), value.received_at)
+            if seqs and self._on_committed is not None:
+                committed = time.monotonic_ns()
+                self._on_committed(CommitWindow(self.address, char, tuple(seqs), value.received_ns, committed))
 
     async def _racp_response(self, payload: bytes) -> None:
         """The end of the RACP procedure, whatever the meter answered."""
@@ -406,21 +437,24 @@ class DeviceSession:
         return readings
 
     async def _store_record(self, readings: list[Reading], received_at: datetime, cursor: Cursor) -> bool:
-        return await self._store(readings, received_at, cursor=cursor)
+        return await self._store(readings, received_at, cursor=cursor) is not None
 
-    async def _store(self, readings: list[Reading], received_at: datetime, *, cursor: Cursor | None = None) -> bool:
+    async def _store(
+        self, readings: list[Reading], received_at: datetime, *, cursor: Cursor | None = None
+    ) -> list[int] | None:
+        """The sequence numbers committed (empty for a cursor alone), or None when nothing was stored."""
         if not readings and cursor is None:
-            return False
+            return None
         try:
             seqs = await self._outbox.append(readings, cursor=cursor)
         except OutboxFull:
             self._state.raise_alarm("disk_full")
             self._state.count("dropped_disk_full", len(readings))
             _log.error("%s: outbox full, %d reading(s) lost", self.address, len(readings))
-            return False
+            return None
         self._state.clear_alarm("disk_full")
         self._state.seen(self.address, received_at)
         if seqs:
             _log.debug("%s: committed seq %d-%d", self.address, seqs[0], seqs[-1])
             self._on_stored()
-        return True
+        return seqs

@@ -118,6 +118,8 @@ class CuttableLink:
         self.cuts = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._downstream = asyncio.Event()  # set: bytes from the broker reach the agent
+        self._downstream.set()
 
     async def start(self) -> CuttableLink:
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
@@ -132,9 +134,11 @@ class CuttableLink:
             return
         self._writers |= {down_w, up_w}
 
-        async def pump(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        async def pump(r: asyncio.StreamReader, w: asyncio.StreamWriter, gate: asyncio.Event | None) -> None:
             try:
                 while data := await r.read(65536):
+                    if gate is not None:
+                        await gate.wait()
                     w.write(data)
                     await w.drain()
             except OSError:
@@ -142,8 +146,13 @@ class CuttableLink:
             finally:
                 w.close()
 
-        await asyncio.gather(pump(down_r, up_w), pump(up_r, down_w))
+        await asyncio.gather(pump(down_r, up_w, None), pump(up_r, down_w, self._downstream))
         self._writers -= {down_w, up_w}
+
+    def hold_downstream(self) -> None:
+        """Keep what the broker sends (PUBACKs, receipts) from reaching the agent until the next cut:
+        envelopes the server has already stored stay unacknowledged on the agent's side."""
+        self._downstream.clear()
 
     def cut(self) -> None:
         for w in list(self._writers):
@@ -153,6 +162,7 @@ class CuttableLink:
             w.transport.abort()
         self._writers.clear()
         self.cuts += 1
+        self._downstream.set()  # the next connection flows both ways
 
     async def stop(self) -> None:
         self.cut()

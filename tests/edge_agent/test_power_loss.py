@@ -119,6 +119,9 @@ def test_kill_9_while_streaming(tmp_path: Path, broker: SecureBroker) -> None:
                 glucose = [r for r in receipts.readings(enrolled.bundle.agent_id) if r.metric == "glucose"]
                 return len(glucose) >= RECORDS and inspect_outbox(outbox).stats.last_receipt >= last_allocated
 
+            # Its SIGTERM handler is in place once it says it runs: a signal before that (the backlog
+            # may already be drained) would kill it by the default action, which is not a clean stop.
+            wait_sync(lambda: "running with" in log.read_text(), 60, "the final agent to start")
             wait_sync(caught_up, 90, "the backlog to drain")
         finally:
             agent.send_signal(signal.SIGTERM)

@@ -23,7 +23,7 @@ from clinician_api import audit
 from clinician_api.access import Denied, Resolved, guard, register
 from clinician_api.audit import recorded
 from clinician_api.auth.roles import Permission
-from clinician_api.context import Db, Info, Svc
+from clinician_api.context import Db, Info, Services, Svc
 from clinician_api.errors import Conflict, Invalid, NotFound
 from clinician_api.portal import care, views
 from clinician_api.portal.wording import day_words
@@ -88,20 +88,21 @@ def portal(who: Signed) -> RedirectResponse:
     return RedirectResponse(f"/portal/{who.patient_id}", status_code=303)
 
 
+def _week(conn: Connection, svc: Services, target: Resolved, now: datetime) -> tuple[str, list[views.TopicView]]:
+    """The organisation's time zone and the patient's week of readings in plain words."""
+    zone = enrolment.org_time_zone(conn, target.org_id)
+    rules = svc.settings.alerts_rules
+    topics = views.readings_view(
+        conn, flavor=svc.flavor, rules=rules, org_id=target.org_id, patient_id=target.object_id, now=now, zone=zone
+    )
+    return zone, topics
+
+
 @router.get("/portal/{patient_id}", response_class=HTMLResponse)
 def home(request: Request, target: Own, conn: Db, svc: Svc, info: Info) -> HTMLResponse:
     now = svc.clock.now()
     with _reading(conn, target, svc, info, "portal.home.read", "portal_home"):
-        zone = enrolment.org_time_zone(conn, target.org_id)
-        topics = views.readings_view(
-            conn,
-            flavor=svc.flavor,
-            rules=svc.settings.alerts_rules,
-            org_id=target.org_id,
-            patient_id=target.object_id,
-            now=now,
-            zone=zone,
-        )
+        zone, topics = _week(conn, svc, target, now)
         devices = views.devices_view(conn, org_id=target.org_id, patient_id=target.object_id, now=now)
         threads = care.message_threads(
             conn, org_id=target.org_id, patient_id=target.object_id, user_id=target.caller.user_id
@@ -130,16 +131,7 @@ def home(request: Request, target: Own, conn: Db, svc: Svc, info: Info) -> HTMLR
 def readings(request: Request, target: Own, conn: Db, svc: Svc, info: Info) -> HTMLResponse:
     now = svc.clock.now()
     with _reading(conn, target, svc, info, "portal.readings.read", "vitals"):
-        zone = enrolment.org_time_zone(conn, target.org_id)
-        topics = views.readings_view(
-            conn,
-            flavor=svc.flavor,
-            rules=svc.settings.alerts_rules,
-            org_id=target.org_id,
-            patient_id=target.object_id,
-            now=now,
-            zone=zone,
-        )
+        _zone, topics = _week(conn, svc, target, now)
     return _render(request, conn, target, "readings", {"topics": topics})
 
 

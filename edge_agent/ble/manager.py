@@ -22,7 +22,7 @@ from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 
 from edge_agent.ble.radio import Radio
-from edge_agent.ble.session import DeviceSession
+from edge_agent.ble.session import DeviceSession, stop_if_cancelled
 from edge_agent.errors import AdapterUnavailable, DeviceError
 from edge_agent.settings import PairedDevice
 from edge_agent.state import AgentState
@@ -81,6 +81,7 @@ class DeviceManager:
                     await scanner.start()
                 except (BleakError, OSError) as exc:
                     raise AdapterUnavailable(type(exc).__name__) from exc
+                stop_if_cancelled()
             except AdapterUnavailable as exc:
                 self._state.raise_alarm("ble_adapter_down")
                 delay = backoff_delay(exc, attempt, policy=self._policy, jitter=self._rng() * 0.5)
@@ -101,6 +102,7 @@ class DeviceManager:
         attempt = 0
         address = slot.paired.address
         while True:
+            stop_if_cancelled()
             await slot.seen.wait()
             slot.seen.clear()
             device = slot.device
@@ -112,6 +114,7 @@ class DeviceManager:
             except DeviceError as exc:
                 delay = backoff_delay(exc, attempt, policy=self._policy, jitter=self._rng() * 0.5)
                 attempt += 1
+                stop_if_cancelled()  # the session may have ended on a link error raised while stopping
                 _log.info("%s: %s; listening again in %.1f s", address, exc.reason, delay)
                 await asyncio.sleep(delay)
             slot.seen.clear()  # connect on an advertisement seen after this session, not a stale one

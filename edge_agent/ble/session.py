@@ -141,6 +141,19 @@ class _Value:
     received_ns: int = 0  # time.monotonic_ns() in bleak's callback
 
 
+def stop_if_cancelled() -> None:
+    """Raise the cancellation of the current task that code below us swallowed.
+
+    Python 3.11's ``asyncio.wait_for`` (bumble's ``Device.connect`` and GATT client use it) returns
+    the inner result when the inner await finishes in the same loop iteration as the task's
+    cancellation, and the task runs on as if never told to stop; only ``Task.cancelling()`` still
+    says it was. A supervisor that went on from there would reconnect and stream forever while the
+    agent waits for it to stop, so every place that goes on after a device call checks."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def _cancelled(task: asyncio.Task[None]) -> None:
     """Cancel ``task`` and wait for it to end. A GATT request whose answer lands just as the
     cancellation does may swallow it (Python 3.11's ``asyncio.wait_for``, inside bleak and bumble),
@@ -196,6 +209,12 @@ class DeviceSession:
     async def run(self, device: BLEDevice) -> None:
         """Connect and serve until the link drops. Raises :class:`DeviceError` (and an outbox failure)."""
         client = await self._radio.connect(device, name=self.paired.name or self.address, disconnected=self._lost)
+        try:
+            stop_if_cancelled()
+        except asyncio.CancelledError:
+            with contextlib.suppress(BleakError, TimeoutError):
+                await client.disconnect()
+            raise
         _log.info("%s: connected", self.address)
         self._state.update_device(self.address, connected=True)
         consumer = asyncio.create_task(self._consume())

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
 from edge_agent.ble import DeviceManager, Radio
 from edge_agent.emulation import VirtualAir, heart_rate_strap, weight_scale
+from edge_agent.errors import DeviceUnreachable
 from edge_agent.outbox import AsyncOutbox
 from edge_agent.settings import PairedDevice
 from rpm_core.backoff import BackoffPolicy
@@ -82,3 +84,42 @@ async def _async(value: bool) -> bool:
 
 async def _at_least(outbox: AsyncOutbox, n: int) -> bool:
     return await stored(outbox) >= n
+
+
+class SwallowingRadio(Radio):
+    """A radio whose connect loses the task's cancellation, as Python 3.11's ``asyncio.wait_for``
+    inside bumble does when the connection completes in the same loop iteration as the cancel."""
+
+    def __init__(self, radio: Radio, *, then_fail: bool) -> None:
+        super().__init__(radio.scanner_backend, radio.client_backend)
+        object.__setattr__(self, "connecting", asyncio.Event())  # Radio is a frozen dataclass
+        object.__setattr__(self, "then_fail", then_fail)
+
+    async def connect(self, device, *, name, disconnected):  # type: ignore[no-untyped-def]
+        self.connecting.set()
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed: only Task.cancelling() remembers it
+            await asyncio.sleep(3600)
+        if self.then_fail:
+            raise DeviceUnreachable(device.address, "TimeoutError")
+        return await super().connect(device, name=name, disconnected=disconnected)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("then_fail", [False, True], ids=["connects", "fails"])
+async def test_a_cancellation_lost_inside_connect_still_stops_the_manager(
+    then_fail: bool, air: VirtualAir, radio: Radio, outbox: AsyncOutbox, started: Started
+) -> None:
+    strap = await started(heart_rate_strap(air, name="STRAP"))
+    swallowing = SwallowingRadio(radio, then_fail=then_fail)
+    paired = PairedDevice(address=strap.address, profile="heart_rate")
+    rig = Rig(swallowing, outbox, [paired])
+    manager = DeviceManager(
+        radio=swallowing, devices=[paired], session=rig.session, state=rig.state, policy=BackoffPolicy(0.05, 2, 0.5)
+    )
+    task = asyncio.create_task(manager.run())
+    await swallowing.connecting.wait()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=20)  # a hang guard: before the fix it never ended
+    assert done == {task}
+    assert task.cancelled()
+    await until(lambda: _async(not strap.connections))  # and the link it made was closed

@@ -71,11 +71,16 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
-def rss_mb(pid: int) -> float | None:
+def rss_mb(pid: int, field: str = "VmRSS") -> float | None:
+    """A memory figure of ``/proc/PID/status`` in MiB (``None`` once the process is gone).
+
+    ``VmRSS`` is everything resident; ``RssAnon`` is the process's own heap and stacks, without the
+    shared memory it has touched (a PostgreSQL backend's VmRSS grows towards ``shared_buffers`` as it
+    reads pages: that is the server's cache, not the backend's memory)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) / 1024
     except OSError:
         return None

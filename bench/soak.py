@@ -14,11 +14,13 @@ their own broker accounts, created through the broker's control API, and real se
 one patient each, every agent sending one envelope of ``--per-envelope`` heart-rate readings every
 ``--interval`` seconds.
 
-Printed: the resident memory (VmRSS, MiB) of every process (Mosquitto, ingest, alerts, the
-PostgreSQL backends of the database, the publishers, this process) once the fleet is connected and
-at the end, with each one's growth and whether it stays within ``--rss-growth-mb`` (the bound, 64
-MiB by default); readings published, stored (distinct) and lost (must be 0) and duplicates; the
-readings behind the alert engine's watermark (evaluated) and the alerts it opened.
+Printed: the resident memory (MiB) of every process (Mosquitto, ingest, alerts, the PostgreSQL
+backends of the database, the publishers, this process) once the fleet is connected and at the end
+(VmRSS; for a PostgreSQL backend RssAnon, its own memory: its VmRSS also counts every page of the
+shared buffers it has read, which grows to ``shared_buffers`` on any busy server), with each one's
+growth and whether it stays within ``--rss-growth-mb`` (the bound, 64 MiB by default); readings
+published, stored (distinct) and lost (must be 0) and duplicates; the readings behind the alert
+engine's watermark (evaluated) and the alerts it opened.
 """
 
 from __future__ import annotations
@@ -91,8 +93,8 @@ def _memory(platform: DemoPlatform, publishers: Publishers, url: str) -> dict[st
             out[f"{child.name}:{child.pid}"] = rss_mb(child.pid)
     for pid in publishers.pids:
         out[f"publisher:{pid}"] = rss_mb(pid)
-    for pid in _backends(url):  # their RSS includes the shared buffers each has touched so far
-        out[f"postgres-backend:{pid}"] = rss_mb(pid)
+    for pid in _backends(url):  # their own memory: VmRSS would count the shared buffers they touched
+        out[f"postgres-backend:{pid}"] = rss_mb(pid, "RssAnon")
     out[f"soak:{os.getpid()}"] = rss_mb(os.getpid())
     return {k: None if v is None else round(v, 1) for k, v in out.items()}
 

@@ -170,7 +170,7 @@ def seal(conn: Connection, *, limit: int = 5000) -> int:
         locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", _SEAL_LOCK).fetchone()
         if not locked or not locked[0]:
             return 0
-        horizon = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()
+        horizon = conn.execute("SELECT vigil_horizon()::text::bigint").fetchone()
         end = _chain_end(conn)
         rows = conn.execute(
             f"SELECT l.xid::text::bigint, {_COLUMNS} FROM audit_log l WHERE l.xid < %s::text::xid8 "  # noqa: S608

@@ -67,7 +67,7 @@ def notify_watermark(conn: Connection, channel: str = READINGS_CHANNEL) -> int:
     """
     row = conn.execute(
         sql.SQL(
-            "SELECT h, pg_notify({}, h::text) FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS h) s"
+            "SELECT h, pg_notify({}, h::text) FROM (SELECT vigil_horizon()::text AS h) s"
         ).format(sql.Literal(channel))
     ).fetchone()
     return int(row[0]) if row else 0

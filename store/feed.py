@@ -42,7 +42,7 @@ def _page(rows: list[tuple[Any, ...]], watermark: int) -> FeedPage:
 
 
 def current_horizon(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()
+    row = conn.execute("SELECT vigil_horizon()::text::bigint").fetchone()
     if row is None:  # pragma: no cover - a SELECT without FROM always returns one row
         raise RuntimeError("no snapshot")
     return int(row[0])

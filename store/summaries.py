@@ -38,7 +38,7 @@ _UPSERTS: Final = (
 # A missing watermark row (an emptied test database) is watermark 0: everything is summarised.
 _ADVANCE: Final = (
     "WITH bounds AS (SELECT coalesce((SELECT xid FROM summary_watermark), '0'::xid8) AS lo, "  # noqa: S608
-    "  pg_snapshot_xmin(pg_current_snapshot()) AS hi), "
+    "  vigil_horizon() AS hi), "
     "new AS (SELECT r.time, r.org_id, r.patient_id, r.metric, r.value, r.device_id FROM readings r, bounds "
     "  WHERE r.ingest_xid >= bounds.lo AND r.ingest_xid < bounds.hi), "
     + _UPSERTS
@@ -65,7 +65,7 @@ def rebuild(conn: psycopg.Connection[Any]) -> None:
     watermark there, in the caller's transaction."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
     conn.execute(
-        "INSERT INTO summary_watermark (xid) VALUES (pg_snapshot_xmin(pg_current_snapshot())) "
+        "INSERT INTO summary_watermark (xid) VALUES (vigil_horizon()) "
         "ON CONFLICT (singleton) DO UPDATE SET xid = excluded.xid"
     )
     conn.execute("DELETE FROM latest_readings")

@@ -41,13 +41,13 @@ def store(url: str, rows: list[ReadingRow]) -> int:
 
 
 def advance(url: str, *, settle: bool = True) -> int | None:
-    """summaries.advance, once every stored reading's transaction is below the cluster's horizon
-    (other databases' transactions on a shared server can hold it back for a moment)."""
+    """summaries.advance, once every stored reading's transaction is below the database's horizon
+    (a transaction of another database that ends while the horizon is computed counts for a moment)."""
     with psycopg.connect(url, autocommit=True) as c:
         deadline = time.monotonic() + 30
         while settle and time.monotonic() < deadline:
             row = c.execute(
-                "SELECT pg_snapshot_xmin(pg_current_snapshot()) > coalesce(max(ingest_xid), '0'::xid8) FROM readings"
+                "SELECT vigil_horizon() > coalesce(max(ingest_xid), '0'::xid8) FROM readings"
             ).fetchone()
             if row is not None and row[0]:
                 break

@@ -21,8 +21,9 @@ from tests.alerts.helpers import T0
 def drain(e: Engine, expected: int, timeout: float = 30.0) -> None:
     """Run rounds until the engine has taken ``expected`` readings off the feed.
 
-    The feed's horizon is the cluster-wide oldest running transaction: a slow writer elsewhere on
-    the server (another test run) may hold readings back for a moment, never skip them.
+    The feed's horizon (``vigil_horizon()``) is this database's oldest running transaction, and
+    counts for a moment a transaction elsewhere that it cannot place: readings may be held back
+    briefly, never skipped.
     """
     deadline = time.monotonic() + timeout
     while e.stats.readings_seen < expected:

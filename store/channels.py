@@ -66,9 +66,9 @@ def notify_watermark(conn: Connection, channel: str = READINGS_CHANNEL) -> int:
     The payload is a wake-up hint; consumers recompute the watermark themselves.
     """
     row = conn.execute(
-        sql.SQL(
-            "SELECT h, pg_notify({}, h::text) FROM (SELECT vigil_horizon()::text AS h) s"
-        ).format(sql.Literal(channel))
+        sql.SQL("SELECT h, pg_notify({}, h::text) FROM (SELECT vigil_horizon()::text AS h) s").format(
+            sql.Literal(channel)
+        )
     ).fetchone()
     return int(row[0]) if row else 0
 

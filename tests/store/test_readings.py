@@ -158,9 +158,7 @@ def settled(reader: psycopg.Connection) -> None:
     (migration 0030); this is the positive signal that the horizon passed."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        row = reader.execute(
-            "SELECT vigil_horizon() > coalesce(max(ingest_xid), '0'::xid8) FROM readings"
-        ).fetchone()
+        row = reader.execute("SELECT vigil_horizon() > coalesce(max(ingest_xid), '0'::xid8) FROM readings").fetchone()
         if row is not None and row[0]:
             return
         time.sleep(0.05)

@@ -46,9 +46,7 @@ def advance(url: str, *, settle: bool = True) -> int | None:
     with psycopg.connect(url, autocommit=True) as c:
         deadline = time.monotonic() + 30
         while settle and time.monotonic() < deadline:
-            row = c.execute(
-                "SELECT vigil_horizon() > coalesce(max(ingest_xid), '0'::xid8) FROM readings"
-            ).fetchone()
+            row = c.execute("SELECT vigil_horizon() > coalesce(max(ingest_xid), '0'::xid8) FROM readings").fetchone()
             if row is not None and row[0]:
                 break
             time.sleep(0.05)

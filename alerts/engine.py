@@ -253,7 +253,7 @@ class Engine:
             log.warning("readings of unknown patient %s not evaluated", pid)
         baselines = patient_baselines.baselines_in_force(conn, sorted(profiles))
         configs = {pid: self.patient_config(pid, p.settings, baselines.get(pid)) for pid, p in profiles.items()}
-        book = AlertBook(conn, sorted(profiles), self.rules.lifecycle)
+        book = AlertBook(conn, sorted(profiles), self.rules.lifecycle, defer=True)
         models = self.models.load(conn, sorted(profiles)) if self.rules.anomaly.enabled else {}
         stale = timedelta(hours=self.settings.alerts_stale_after_h)
         histories = self._histories(
@@ -280,6 +280,7 @@ class Engine:
                 book.apply(org, pid, reconcile(book.unresolved(pid), outcome, now), now)
                 self.stats.readings_evaluated += len(group)
             self.schedule.touch(pid)
+        book.flush()
         settle = timedelta(minutes=self.rules.missing_data.backfill_settle_min)
         alert_backfills.note_backfills(conn, backfilling, now, gap=settle)
         self.stats.backfill_patients_noted += len(backfilling)

@@ -6,13 +6,14 @@ The same rows and events as ``store.alerts`` writes one statement at a time (``i
 transaction (the engine's page, which also moves the watermark), so a rollback still takes all of
 them.
 
-Order: the changes are written in *rounds*, each holding at most one change per alert; a change
-to an alert already in the current round starts the next round. Within a round the resolutions go
-first (so that a rule resolved and opened again in one round keeps ``alerts_one_open_per_rule``),
-then the other updates, the new alerts, and last the round's events in the order they were made,
-each after its alert's row has changed (the ``alert_events`` notify trigger reads the row). Every
-alert therefore goes through the same states and gets the same events, in the same order, as with
-the one-statement functions.
+Order: the changes are written in *rounds*, each holding at most one change per alert: an
+alert's n-th change goes to the round after its (n-1)-th, and a new alert to the round of the
+latest resolution made before it, or later (so a rule resolved and opened again keeps
+``alerts_one_open_per_rule``: within a round the resolutions go first). Then come the other
+updates, the new alerts, and last the round's events in the order they were made, each after its
+alert's row has changed (the ``alert_events`` notify trigger reads the row). Every alert therefore
+goes through the same states and gets the same events, in the same order, as with the
+one-statement functions; the number of rounds is the most changes any one alert had.
 
 A new alert's id is taken from the ``alerts`` identity sequence when the change is made (in blocks,
 so one round trip serves many alerts): the engine needs it at once. Ids reserved and not used leave
@@ -59,7 +60,6 @@ class _Resolved:
 
 @dataclass(slots=True)
 class _Round:
-    touched: set[int] = field(default_factory=set)
     inserts: list[tuple[int, NewAlert]] = field(default_factory=list)
     triggers: list[Trigger] = field(default_factory=list)
     cleared: list[_Cleared] = field(default_factory=list)
@@ -67,16 +67,15 @@ class _Round:
     # A cleared alert's event is written only if its row changed.
     events: list[_Event | _Cleared] = field(default_factory=list)
 
-    def __bool__(self) -> bool:
-        return bool(self.touched)
-
 
 class AlertWrites:
     def __init__(self, conn: Connection, *, actor: str) -> None:
         self._conn = conn
         self._actor = actor
         self._ids: list[int] = []
-        self._round = _Round()
+        self._rounds: list[_Round] = []
+        self._next: dict[int, int] = {}  # alert -> the round its next change goes to
+        self._resolved = 0  # the round of the latest resolution
         self.statements = 0  # sent, for the engine's figures
 
     def new_alert_id(self) -> int:
@@ -91,7 +90,7 @@ class AlertWrites:
 
     def insert(self, alert_id: int, a: NewAlert) -> None:
         """As ``store.alerts.insert_alert``, with an id from :meth:`new_alert_id`."""
-        r = self._for(alert_id)
+        r = self._for(alert_id, self._resolved)
         r.inserts.append((alert_id, a))
         opened: dict[str, Any] = {"severity": a.severity, "rule": a.rule}
         if a.unconfirmed:
@@ -132,23 +131,25 @@ class AlertWrites:
     ) -> None:
         """As ``store.alerts.resolve_alert`` (due escalation actions canceled)."""
         r = self._for(alert_id)
+        self._resolved = max(self._resolved, self._next[alert_id] - 1)
         r.resolved.append(_Resolved(alert_id, org_id, at, by, resolution, note, data or {}))
         kind = "auto_resolved" if resolution == "auto" else "resolved"
         r.events.append((alert_id, org_id, at, kind, by, note, data or {}))
 
     def flush(self) -> None:
         """Write everything collected so far."""
-        if self._round:
-            self._write(self._round)
-            self._round = _Round()
+        for r in self._rounds:
+            self._write(r)
+        self._rounds, self._next, self._resolved = [], {}, 0
 
     # -- rounds ------------------------------------------------------------------------------------
 
-    def _for(self, alert_id: int) -> _Round:
-        if alert_id in self._round.touched:
-            self.flush()
-        self._round.touched.add(alert_id)
-        return self._round
+    def _for(self, alert_id: int, earliest: int = 0) -> _Round:
+        n = max(self._next.get(alert_id, 0), earliest)
+        self._next[alert_id] = n + 1
+        while len(self._rounds) <= n:
+            self._rounds.append(_Round())
+        return self._rounds[n]
 
     def _execute(self, query: str, columns: Sequence[Any]) -> Any:
         self.statements += 1

@@ -138,8 +138,12 @@ class AlertWrites:
 
     def flush(self) -> None:
         """Write everything collected so far."""
-        for r in self._rounds:
-            self._write(r)
+        if self._rounds:
+            # Pipelined: the statements go out without waiting for each result (a round that
+            # clears alerts waits for which rows changed before its events).
+            with self._conn.pipeline():
+                for r in self._rounds:
+                    self._write(r)
         self._rounds, self._next, self._resolved = [], {}, 0
 
     # -- rounds ------------------------------------------------------------------------------------

@@ -62,9 +62,9 @@ _RECONNECT: Final = BackoffPolicy(base_s=0.2, factor=2.0, cap_s=10.0)
 # anywhere on the server is older): look again every step for a while before sleeping on LISTEN.
 _NOTIFY_GRACE_S: Final = 5.0
 _HURRY_STEP_S: Final = 0.1
-# Readings the per-patient history cache may hold (a few hundred bytes each): beyond it, the least
-# recently evaluated patients are reloaded from the database when their next reading comes.
-_HISTORY_CACHE_READINGS: Final = 2_000_000
+# Readings the per-patient history cache may hold (about 150 bytes each, so about 150 MB): beyond
+# it, the least recently evaluated patients are reloaded from the database when next needed.
+_HISTORY_CACHE_READINGS: Final = 1_000_000
 
 
 @dataclass

@@ -4,6 +4,11 @@ decisions (alerts.lifecycle) written as rows (store.alerts).
 The engine opens one per batch: the unresolved alerts of the batch's patients are locked
 (``FOR UPDATE``) for the transaction that also moves the watermark, so concurrent clinician
 actions serialise with it and a crash leaves either all of a batch's changes or none.
+
+The rows are written through ``store.alert_writes`` (a few ``unnest`` statements instead of one
+statement per change): after each :meth:`AlertBook.apply`, or, for a book made with ``defer=True``
+(the engine's), only at :meth:`AlertBook.flush` — which must then run before the transaction
+commits.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from alerts.lifecycle import (
 )
 from alerts.model import Severity, evidence_json
 from store import alerts as alert_store
+from store.alert_writes import AlertWrites
 from store.alerts import AlertRow, NewAlert, Trigger
 from store.connection import Connection
 
@@ -50,8 +56,12 @@ def view_of(row: AlertRow) -> AlertView:
 
 
 class AlertBook:
-    def __init__(self, conn: Connection, patient_ids: Sequence[str], lifecycle: LifecycleConfig) -> None:
+    def __init__(
+        self, conn: Connection, patient_ids: Sequence[str], lifecycle: LifecycleConfig, *, defer: bool = False
+    ) -> None:
         self._conn = conn
+        self._writes = AlertWrites(conn, actor=ENGINE_ACTOR)
+        self._defer = defer
         self._lifecycle = lifecycle
         self._policies = PolicyBook(conn)
         self._views: dict[str, dict[str, AlertView]] = {pid: {} for pid in patient_ids}
@@ -70,11 +80,21 @@ class AlertBook:
             elif isinstance(d, Retrigger):
                 self._retrigger(org_id, d, now, views)
             elif isinstance(d, MarkCleared):
-                alert_store.mark_cleared(self._conn, d.alert_id, org_id, d.since, actor=ENGINE_ACTOR)
+                self._writes.mark_cleared(d.alert_id, org_id, d.since)
                 for rule, v in views.items():
                     if v.alert_id == d.alert_id:
                         views[rule] = replace(v, cleared_since=d.since)
         self.auto_resolve(org_id, patient_id, now)
+        if not self._defer:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the changes made so far (in the caller's transaction)."""
+        self._writes.flush()
+
+    @property
+    def statements(self) -> int:
+        return self._writes.statements
 
     def auto_resolve(self, org_id: str, patient_id: str, now: datetime) -> list[AutoResolve]:
         views = self.unresolved(patient_id)
@@ -83,8 +103,7 @@ class AlertBook:
             data: dict[str, object] = {"cleared_since": r.cleared_since.isoformat()}
             if r.refuted:
                 data["refuted"] = True  # the repeat measurement was normal
-            alert_store.resolve_alert(
-                self._conn,
+            self._writes.resolve(
                 r.alert_id,
                 org_id,
                 now,
@@ -101,8 +120,9 @@ class AlertBook:
     def _open(self, org_id: str, patient_id: str, d: Open, now: datetime, views: dict[str, AlertView]) -> None:
         c = d.candidate
         policy = self._policies(org_id)
-        alert_id = alert_store.insert_alert(
-            self._conn,
+        alert_id = self._writes.new_alert_id()
+        self._writes.insert(
+            alert_id,
             NewAlert(
                 org_id=org_id,
                 patient_id=patient_id,
@@ -117,7 +137,6 @@ class AlertBook:
                 esc_next_at=first_due(policy, c.severity.label, now, unconfirmed=c.unconfirmed),
                 unconfirmed=c.unconfirmed,
             ),
-            actor=ENGINE_ACTOR,
         )
         views[c.rule] = AlertView(
             alert_id, c.rule, c.kind.value, c.severity, State.OPEN, now, unconfirmed=c.unconfirmed
@@ -127,8 +146,7 @@ class AlertBook:
     def _retrigger(self, org_id: str, d: Retrigger, now: datetime, views: dict[str, AlertView]) -> None:
         c = d.candidate
         v = views[c.rule]
-        alert_store.apply_trigger(
-            self._conn,
+        self._writes.trigger(
             Trigger(
                 alert_id=d.alert_id,
                 org_id=org_id,
@@ -152,7 +170,6 @@ class AlertBook:
                 ),
                 confirms=d.confirms,
             ),
-            actor=ENGINE_ACTOR,
         )
         views[c.rule] = replace(
             v,

@@ -35,6 +35,7 @@ from alerts.errors import AlertsConfigError
 from alerts.escalation import EscalationSink, run_escalations
 from alerts.evaluator import evaluate_readings, reading_lookback
 from alerts.history import History
+from alerts.history_cache import HistoryCache
 from alerts.lifecycle import reconcile
 from alerts.model import Obs
 from alerts.models_store import ModelTrainer
@@ -61,6 +62,9 @@ _RECONNECT: Final = BackoffPolicy(base_s=0.2, factor=2.0, cap_s=10.0)
 # anywhere on the server is older): look again every step for a while before sleeping on LISTEN.
 _NOTIFY_GRACE_S: Final = 5.0
 _HURRY_STEP_S: Final = 0.1
+# Readings the per-patient history cache may hold (about 150 bytes each, so about 150 MB): beyond
+# it, the least recently evaluated patients are reloaded from the database when next needed.
+_HISTORY_CACHE_READINGS: Final = 1_000_000
 
 
 @dataclass
@@ -70,6 +74,7 @@ class EngineStats:
     readings_stale: int = 0
     backfill_patients_noted: int = 0
     pages: int = 0
+    histories_loaded: int = 0
     alerts_opened: int = 0
     actions_taken: int = 0
     scheduled_rounds: int = 0
@@ -99,6 +104,7 @@ class Engine:
         self.models = ModelTrainer(self.rules)
         self._configs: dict[str, PatientConfig] = {}
         self.schedule = ScheduledRound(self.rules)
+        self.histories = HistoryCache(max_readings=_HISTORY_CACHE_READINGS)
 
     # -- process lifecycle -------------------------------------------------------------------------
 
@@ -151,6 +157,7 @@ class Engine:
     def close(self) -> None:
         conn, self._conn = self._conn, None
         self.owned = set()
+        self.histories.clear()
         if conn is not None and not conn.closed:
             conn.close()  # releases the session's advisory locks
 
@@ -218,6 +225,7 @@ class Engine:
         with conn.transaction():
             # Read-only until the feed has taken its horizon (see store.partitions.load_watermarks).
             marks = partition_store.load_watermarks(conn, count, self.owned)
+            self.histories.begin(marks)
             page = readings_since(conn, min(marks.values()), limit=self.settings.alerts_batch_limit)
             mine = [
                 r
@@ -226,15 +234,17 @@ class Engine:
                 if (p := partition_of(r.patient_id, count)) in marks and xid >= marks[p]
             ]
             if mine:
-                self._evaluate(conn, mine, self.clock.now())
+                self._evaluate(conn, mine, self.clock.now(), page.watermark)
             moved = {p: max(w, page.watermark) for p, w in marks.items()}
             if page.transactions and moved != marks:
                 partition_store.save_watermarks(conn, count, moved)
+        # Only now do the cached histories (grown by this page) match the stored watermarks.
+        self.histories.commit(moved)
         self.stats.pages += 1
         self.stats.readings_seen += len(mine)
         return len(mine), bool(page.transactions)
 
-    def _evaluate(self, conn: Connection, readings: Sequence[ReadingRow], now: datetime) -> None:
+    def _evaluate(self, conn: Connection, readings: Sequence[ReadingRow], now: datetime, watermark: int) -> None:
         by_patient: dict[str, list[ReadingRow]] = defaultdict(list)
         for r in readings:
             by_patient[r.patient_id].append(r)
@@ -243,15 +253,18 @@ class Engine:
             log.warning("readings of unknown patient %s not evaluated", pid)
         baselines = patient_baselines.baselines_in_force(conn, sorted(profiles))
         configs = {pid: self.patient_config(pid, p.settings, baselines.get(pid)) for pid, p in profiles.items()}
-        book = AlertBook(conn, sorted(profiles), self.rules.lifecycle)
+        book = AlertBook(conn, sorted(profiles), self.rules.lifecycle, defer=True)
         models = self.models.load(conn, sorted(profiles)) if self.rules.anomaly.enabled else {}
-        histories = self._histories(conn, {pid: by_patient[pid] for pid in profiles}, configs, profiles)
         stale = timedelta(hours=self.settings.alerts_stale_after_h)
+        histories = self._histories(
+            conn, {pid: by_patient[pid] for pid in profiles}, configs, profiles, now - stale, watermark
+        )
         backfilling: dict[str, tuple[str, int]] = {}
         for pid, rows in sorted(by_patient.items()):
             if pid not in profiles:
                 continue
-            org, config, history = profiles[pid].org_id, configs[pid], histories[pid]
+            # No history for a patient whose readings here are all stored history (nothing to evaluate).
+            org, config, history = profiles[pid].org_id, configs[pid], histories.get(pid, History())
             model: BaselineModel | None = models.get(pid)
             for at, grouped in groupby(sorted(rows, key=lambda r: r.time), key=lambda r: r.time):
                 group = list(grouped)
@@ -267,6 +280,7 @@ class Engine:
                 book.apply(org, pid, reconcile(book.unresolved(pid), outcome, now), now)
                 self.stats.readings_evaluated += len(group)
             self.schedule.touch(pid)
+        book.flush()
         settle = timedelta(minutes=self.rules.missing_data.backfill_settle_min)
         alert_backfills.note_backfills(conn, backfilling, now, gap=settle)
         self.stats.backfill_patients_noted += len(backfilling)
@@ -278,18 +292,40 @@ class Engine:
         by_patient: dict[str, list[ReadingRow]],
         configs: dict[str, PatientConfig],
         profiles: dict[str, patient_store.PatientRow],
+        fresh_from: datetime,
+        watermark: int,
     ) -> dict[str, History]:
-        windows = []
+        """The history of each patient that has readings to evaluate (taken at or after
+        ``fresh_from``): from the cache, grown by this page's readings, or loaded from the database
+        as of the page's ``watermark`` (this page's readings included). Readings of patients with
+        only stored history arriving grow their cached history, if any, and load nothing."""
+        count = self.settings.alerts_partitions
+        need: dict[str, datetime] = {}
         for pid, rows in by_patient.items():
-            times = [r.time for r in rows]
-            windows.append((profiles[pid].org_id, pid, min(times) - reading_lookback(configs[pid]), max(times)))
-        loaded: dict[str, list[Obs]] = {pid: [] for pid in by_patient}
-        for w in reading_store.readings_windows(conn, windows, sorted(METRIC_NAMES)):
+            times = [r.time for r in rows if r.time >= fresh_from]
+            if times:
+                need[pid] = min(times) - reading_lookback(configs[pid])
+        histories: dict[str, History] = {}
+        load: list[tuple[str, str, datetime]] = []
+        for pid, rows in by_patient.items():
+            cached = self.histories.get(pid, need[pid]) if pid in need else None
+            if cached is not None or pid not in need:
+                self.histories.add(pid, [Obs(r.time, r.metric, r.value) for r in rows])
+                if cached is not None:
+                    histories[pid] = cached
+            else:
+                load.append((profiles[pid].org_id, pid, need[pid]))
+        loaded: dict[str, list[Obs]] = {pid: [] for _, pid, _ in load}
+        for w in reading_store.readings_since_time(conn, load, sorted(METRIC_NAMES), below_xid=watermark):
             loaded[w.patient_id].append(Obs(w.time, w.metric, w.value))
-        histories = {}
         for pid, obs in loaded.items():
             histories[pid] = history = History()
             history.extend(obs)
+            self.histories.put(pid, partition_of(pid, count), history, need[pid])
+        self.stats.histories_loaded += len(loaded)
+        for pid, start in need.items():
+            self.histories.trim(pid, start)
+        self.histories.bound(keep=need)
         return histories
 
     def patient_config(

@@ -1,5 +1,8 @@
 """Anomaly models in the engine: load the newest stored version, retrain on the schedule.
 
+Loaded models are kept by ``model_id`` (a stored model never changes): each batch asks the database
+only which model is the newest of each patient, and parses and builds only those not kept yet.
+
 Each training reads the patient's readings of the training period (``train_days`` plus the guard)
 from the database, computes the features (pandas), fits the configured method and stores a new
 version with ``trained_through = now``: the model has seen no reading at or after that time. A
@@ -30,20 +33,27 @@ __all__ = ["ModelTrainer"]
 log = logging.getLogger(__name__)
 _BEFORE: Final = timedelta(microseconds=1)
 _FEATURE_WARMUP: Final = timedelta(days=4)
+_KEPT_MODELS: Final = 100_000
 
 
 class ModelTrainer:
     def __init__(self, rules: RulesConfig) -> None:
         self.config = rules.anomaly
         self._not_before: dict[str, datetime] = {}
+        self._kept: dict[str, tuple[int, BaselineModel | None]] = {}  # patient -> (model_id, model)
         self.trained = 0
 
     def load(self, conn: Connection, patient_ids: Sequence[str]) -> dict[str, BaselineModel]:
         """The newest usable model of each patient (an unloadable one is logged and skipped)."""
-        out: dict[str, BaselineModel] = {}
-        for pid, row in model_store.latest_models(conn, patient_ids, self.config.method).items():
+        newest = model_store.latest_model_ids(conn, patient_ids, self.config.method)
+        fresh = [mid for pid, mid in newest.items() if pid not in self._kept or self._kept[pid][0] != mid]
+        if len(self._kept) + len(fresh) > _KEPT_MODELS:
+            self._kept.clear()
+            fresh = list(newest.values())
+        for row in model_store.models_by_id(conn, fresh) if fresh else []:
+            model: BaselineModel | None = None
             try:
-                out[pid] = load_model(
+                model = load_model(
                     row.method,
                     row.params,
                     feature_version=row.feature_version,
@@ -51,7 +61,13 @@ class ModelTrainer:
                     n_observations=row.n_observations,
                 )
             except ModelError as exc:
-                log.warning("patient %s: anomaly model v%d not usable: %s", pid, row.version, exc.why)
+                log.warning("patient %s: anomaly model v%d not usable: %s", row.patient_id, row.version, exc.why)
+            self._kept[row.patient_id] = (row.model_id, model)
+        out: dict[str, BaselineModel] = {}
+        for pid, mid in newest.items():
+            kept_id, model = self._kept.get(pid, (None, None))
+            if kept_id == mid and model is not None:
+                out[pid] = model
         return out
 
     def retrain_due(

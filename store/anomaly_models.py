@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 
 from store.connection import Connection
 
-__all__ = ["ModelRow", "insert_model", "latest_models"]
+__all__ = ["ModelRow", "insert_model", "latest_model_ids", "latest_models", "models_by_id"]
 
 _COLUMNS: Final = (
     "model_id, org_id, patient_id, method, version, feature_version, trained_at, trained_through, "
@@ -43,6 +43,25 @@ def latest_models(conn: Connection, patient_ids: Sequence[str], method: str) -> 
             (list(patient_ids), method),
         ).fetchall()
     return {r.patient_id: r for r in rows}
+
+
+def latest_model_ids(conn: Connection, patient_ids: Sequence[str], method: str) -> dict[str, int]:
+    """The ``model_id`` of the newest model of ``method`` for each patient that has one (what
+    :func:`latest_models` would return, without the parameters)."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (patient_id) patient_id, model_id FROM anomaly_models "
+        "WHERE patient_id = ANY(%s) AND method = %s ORDER BY patient_id, version DESC",
+        (list(patient_ids), method),
+    ).fetchall()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def models_by_id(conn: Connection, model_ids: Sequence[int]) -> list[ModelRow]:
+    with conn.cursor(row_factory=class_row(ModelRow)) as cur:
+        return cur.execute(
+            f"SELECT {_COLUMNS} FROM anomaly_models WHERE model_id = ANY(%s)",  # noqa: S608 - constant column list
+            (list(model_ids),),
+        ).fetchall()
 
 
 def insert_model(

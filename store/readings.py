@@ -36,6 +36,7 @@ __all__ = [
     "insert_readings",
     "latest",
     "latest_query",
+    "readings_since_time",
     "readings_windows",
     "series",
     "series_query",
@@ -320,6 +321,38 @@ def readings_windows(
             [w[2] for w in windows],
             [w[3] for w in windows],
             list(metrics),
+            per_metric_limit,
+        ),
+    ).fetchall()
+    return [WindowReading(r[0], r[1], r[2], float(r[3])) for r in rows]
+
+
+def readings_since_time(
+    conn: psycopg.Connection[Any],
+    starts: Sequence[tuple[str, str, datetime]],
+    metrics: Sequence[str],
+    *,
+    below_xid: int,
+    per_metric_limit: int = 2000,
+) -> list[WindowReading]:
+    """Readings of each ``(org, patient, start)`` from ``start`` on (``start <= time``) that were
+    stored by a transaction with id below ``below_xid`` (a feed watermark, ``store.feed``), in one
+    round trip: exactly the rows a consumer that has consumed the feed up to that watermark has
+    seen, whatever was committed since. Up to ``per_metric_limit`` of the newest per metric."""
+    if not starts:
+        return []
+    rows = conn.execute(
+        "SELECT w.patient_id, r.time, m.metric, r.value "
+        "FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS w(org_id, patient_id, t0) "
+        "CROSS JOIN unnest(%s::text[]) AS m(metric) "
+        "CROSS JOIN LATERAL (SELECT time, value FROM readings WHERE patient_id = w.patient_id AND metric = m.metric "
+        "  AND org_id = w.org_id AND time >= w.t0 AND ingest_xid < %s::text::xid8 ORDER BY time DESC LIMIT %s) AS r",
+        (
+            [w[0] for w in starts],
+            [w[1] for w in starts],
+            [w[2] for w in starts],
+            list(metrics),
+            str(below_xid),
             per_metric_limit,
         ),
     ).fetchall()

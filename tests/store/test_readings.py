@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from store.feed import readings_since
-from store.readings import Bucket, ReadingRow, insert_readings, latest, series
+from store.readings import Bucket, ReadingRow, insert_readings, latest, readings_since_time, series
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -197,3 +197,25 @@ def test_watermark_pages_never_split_a_transaction(db: str, conn: psycopg.Connec
             w = page.watermark
     # Each transaction stored four rows; a page of at most 3 still carries a transaction whole.
     assert pages == [[0, 1, 2, 3], [10, 11, 12, 13], [20, 21, 22, 23]]
+
+
+def last_xid(c: psycopg.Connection) -> int:
+    return int(c.execute("SELECT max(ingest_xid::text::bigint) FROM readings").fetchone()[0])  # type: ignore[index]
+
+
+def test_readings_since_time_stop_at_the_watermark_and_keep_to_the_patients_org(conn: psycopg.Connection) -> None:
+    insert_readings(conn, [row(1, t=T0), row(2, t=T0 + timedelta(hours=1)), row(3, t=T0, patient="p2")])
+    insert_readings(conn, [row(9, t=T0 - timedelta(days=1))])  # before the start: not asked for
+    conn.commit()
+    first = last_xid(conn) + 1  # a watermark just past the first transaction
+    insert_readings(conn, [row(4, t=T0 - timedelta(minutes=5), value=71.0)])  # a later transaction
+    conn.commit()
+    starts = [("o1", "p1", T0 - timedelta(hours=1)), ("o2", "p2", T0 - timedelta(hours=1))]
+    got = readings_since_time(conn, starts, ["heart_rate", "spo2"], below_xid=first)
+    assert sorted((r.patient_id, r.time, r.value) for r in got) == [
+        ("p1", T0, 70.0),
+        ("p1", T0 + timedelta(hours=1), 70.0),
+    ]  # p2 belongs to o1, not o2; the reading of the later transaction is beyond the watermark
+    got = readings_since_time(conn, starts[:1], ["heart_rate"], below_xid=last_xid(conn) + 1)
+    assert sorted(r.time for r in got) == [T0 - timedelta(minutes=5), T0, T0 + timedelta(hours=1)]
+    assert readings_since_time(conn, [], ["heart_rate"], below_xid=first) == []

@@ -33,7 +33,9 @@ and backfill, the middle 80 % of the offer for live, restart -> drained for the 
 ``cpu_pct`` per component over the same window (100 = one core; ``ingest`` workers, ``broker``,
 ``database`` = the PostgreSQL backends of the benchmark's database, ``publishers``; ``machine``
 = every process on the machine, ``other`` = machine minus those), ``cpu_us_per_envelope`` and
-``cpu_us_per_reading`` per component (``server`` = ingest + broker + database), Mosquitto's RSS.
+``cpu_us_per_reading`` per component (``server`` = ingest + broker + database), Mosquitto's RSS,
+and the readings table after the scenario (``readings_table_rows``, ``readings_table_mb`` with its
+indexes, ``readings_table_bytes_per_row``: the database's growth per reading stored).
 The naive baseline (paho auto-ack, an INSERT per reading and a COMMIT per message, as many
 processes as ingest workers) consumes ``--baseline-envelopes`` of the flood shape from
 ``--baseline-agents`` other agents before ingest starts.
@@ -63,7 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.ingest_rig import COMPONENTS, NAIVE_ACCOUNTS, Publishers, Rig, Sample, Sampler, cpu_delta
+from bench.ingest_rig import COMPONENTS, NAIVE_ACCOUNTS, Publishers, Rig, Sample, Sampler, cpu_delta, readings_table
 from bench.ingest_workload import AgentCreds, naive_consumer, raise_nofile
 from store import bench_support
 from store.connection import Connection
@@ -193,6 +195,7 @@ def common(ctx: Ctx, phase: Phase, per_envelope: int) -> dict[str, Any]:
         "refused_pubacks": sum(p["refused_pubacks"] for p in phase.pub),
         "unrouted_pubacks": sum(p["unrouted_pubacks"] for p in phase.pub),
         "receipt_timeouts": sum(p["receipt_timeouts"] for p in phase.pub),
+        **readings_table(ctx.rig.url),
     }
 
 

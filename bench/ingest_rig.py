@@ -93,6 +93,18 @@ def check_ranges(url: str, ranges: list[tuple[str, int, int]]) -> dict[str, int]
     return {"expected": expected, "distinct": distinct, "rows": rows}
 
 
+def readings_table(url: str) -> dict[str, Any]:
+    """Rows in the readings table and its bytes on disk (heap, indexes, TOAST), after a scenario:
+    every scenario's readings so far, as one database keeps them."""
+    with connect(url, application_name="vigil-bench") as conn:
+        rows, size = bench_support.readings_table_size(conn)
+    return {
+        "readings_table_rows": rows,
+        "readings_table_mb": round(size / 2**20, 1),
+        "readings_table_bytes_per_row": round(size / rows, 1) if rows else None,
+    }
+
+
 class Rig:
     def __init__(self, work: Path, n_agents: int, n_baseline: int, *, nofile: int) -> None:
         self.work = work

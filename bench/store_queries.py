@@ -14,6 +14,13 @@ the pages), the median of ``--repeat`` runs, and one ``EXPLAIN (ANALYZE, BUFFERS
   buckets; buffers (shared hit + read), ``Heap Fetches``, whether the readings scan was an Index
   Only Scan, and buffers per aggregated row (about 1 would be one heap page per row).
 
+Insert cost as the table grows: the load's own rate per 1M-row chunk (``load_chunk_rows_per_s``),
+and ingest's write path afterwards (``insert_*``: ``--insert-batches`` transactions of
+``--insert-batch-rows`` readings through ``store.readings.insert_readings``, wall time per batch
+and the PostgreSQL backend's CPU per row). For a table that grows by patients at a fixed history
+per patient (what a growing fleet does), scale ``--patients`` with ``--rows``: the chart then
+aggregates the same number of rows at every size.
+
 ``--keep`` keeps the database (``database`` in the JSON names it); by default it is dropped.
 Run: ``.venv/bin/python -m bench.store_queries --rows 10000000``
 """
@@ -31,13 +38,14 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from bench.ingest_workload import cpu_seconds
 from rpm_core.metrics import METRIC_NAMES
 from store import bench_support as bs
 from store import summaries
 from store.admin import create_database, database_url, drop_database
 from store.connection import Connection, connect
 from store.migrate import migrate
-from store.readings import latest_query, series, series_query
+from store.readings import ReadingRow, create_staging, insert_readings, latest_query, series, series_query
 
 ADMIN_URL: Final = os.environ.get("VIGIL_TEST_DATABASE_URL", "postgresql:///postgres?host=/var/run/postgresql")
 ORG: Final = "bench"
@@ -83,25 +91,80 @@ def seed_fleet(conn: Connection, patients: int) -> None:
         bs.seed_fleet(conn, org=ORG, patients=patients, start=END - SPAN - timedelta(days=1), devices=DEVICES)
 
 
-def load_readings(conn: Connection, rows: int, patients: int) -> None:
+def load_readings(conn: Connection, rows: int, patients: int) -> list[float]:
     """``rows`` readings in arrival order: reading ``i`` is patient ``i % patients`` at ``t0 + i * step``.
 
     One patient's consecutive readings are ``patients`` rows apart in the heap, as when every
     patient's agent uploads as it measures. Each patient's agent numbers its readings 1, 2, ...
+    Returns each chunk's own rate (rows/s): whether inserting slows as the table grows.
     """
     bs.set_seed(conn, 0.42)
     started = time.monotonic()
+    rates = []
     for lo in range(0, rows, CHUNK):
         hi = min(lo + CHUNK, rows)
+        chunk_started = time.monotonic()
         with conn.transaction():
             bs.load_readings_chunk(
                 conn, org=ORG, lo=lo, hi=hi, patients=patients, cycle=CYCLE, t0=END - SPAN, step=SPAN / rows
             )
-        log(f"loaded {hi:,} rows ({hi / (time.monotonic() - started):,.0f} rows/s)")
+        rates.append(round((hi - lo) / (time.monotonic() - chunk_started)))
+        log(f"loaded {hi:,} rows ({hi / (time.monotonic() - started):,.0f} rows/s, this chunk {rates[-1]:,})")
     # The load bypasses store.readings.insert_readings: the panel's summaries are computed once.
     with conn.transaction():
         summaries.rebuild(conn)
     log("panel summaries rebuilt (reading_buckets, latest_readings)")
+    return rates
+
+
+def measure_insert(conn: Connection, patients: int, batches: int, batch_rows: int) -> dict[str, Any]:
+    """Ingest's write path on the loaded table: ``batches`` transactions of ``batch_rows`` readings
+    each through ``store.readings.insert_readings`` (COPY into the session's staging table, one
+    ``INSERT ... ON CONFLICT DO NOTHING``, COMMIT), as an ingest worker writes a batch. The readings
+    continue after the loaded ones in time, round-robin over every patient (arrival order), so
+    every index takes inserts at its usual places. Reported: the median wall time of a batch and
+    the PostgreSQL backend's own CPU (``/proc``, the server runs on this machine) per row."""
+    create_staging(conn)
+    backend = conn.info.backend_pid
+    step = timedelta(seconds=1)
+    wall: list[float] = []
+    cpu0 = cpu_seconds(backend)
+    n = 0
+    for b in range(batches):
+        rows = []
+        for _ in range(batch_rows):
+            p = n % patients
+            metric, device, base, _spread = CYCLE[(n // patients) % len(CYCLE)]
+            rows.append(
+                ReadingRow(
+                    time=END + n * step,
+                    org_id=ORG,
+                    patient_id=patient_id(p),
+                    agent_id=f"agt-{p:05d}",
+                    device_id=f"dev-{p:05d}-{device}",
+                    metric=metric,
+                    value=base,
+                    seq=1_000_000_000 + n,
+                    flags=[],
+                    device_time=None,
+                )
+            )
+            n += 1
+        started = time.perf_counter()
+        with conn.transaction():
+            stored = insert_readings(conn, rows, staging_ready=True)
+        wall.append(1000 * (time.perf_counter() - started))
+        if stored != batch_rows:
+            raise RuntimeError(f"batch {b}: {stored} of {batch_rows} readings stored")
+    cpu1 = cpu_seconds(backend)
+    db_cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+    return {
+        "insert_batches": batches,
+        "insert_batch_rows": batch_rows,
+        "insert_batch_ms_median": round(statistics.median(wall), 2),
+        "insert_wall_us_per_row": round(1000 * statistics.median(wall) / batch_rows, 1),
+        "insert_db_cpu_us_per_row": None if db_cpu is None else round(1e6 * db_cpu / n, 1),
+    }
 
 
 def distinct_on_query(
@@ -223,9 +286,11 @@ def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     with connect(url, application_name="vigil-bench") as conn:
         seed_fleet(conn, args.patients)
         started = time.monotonic()
-        load_readings(conn, args.rows, args.patients)
+        rates = load_readings(conn, args.rows, args.patients)
         result["load_s"] = round(time.monotonic() - started, 1)
         result["load_rows_per_s"] = round(args.rows / max(result["load_s"], 1e-3))
+        result["load_chunk_rows"] = CHUNK
+        result["load_chunk_rows_per_s"] = rates
         started = time.monotonic()
         bs.vacuum_analyze(conn, "readings")
         result["vacuum_analyze_s"] = round(time.monotonic() - started, 1)
@@ -238,6 +303,8 @@ def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
         log(f"30-day chart, hourly: {hourly['ms']} ms")
         daily = measure_chart(conn, chart_patient, timedelta(days=1), args.repeat)
         log(f"30-day chart, daily: {daily['ms']} ms")
+        result.update(measure_insert(conn, args.patients, args.insert_batches, args.insert_batch_rows))
+        log(f"insert through store.readings: {result['insert_batch_ms_median']} ms per batch")
         result["server_version"] = conn.info.server_version
     result.update(
         {
@@ -266,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--patients", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=5, help="timed runs after the first; the median is reported")
+    ap.add_argument("--insert-batches", type=int, default=500, help="ingest-shaped batches inserted after the load")
+    ap.add_argument("--insert-batch-rows", type=int, default=100, help="readings per inserted batch")
     ap.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = ap.parse_args(argv)
     if args.rows < args.patients * len(CYCLE):

@@ -40,6 +40,7 @@ __all__ = [
     "load_readings_chunk",
     "readings_of_agents",
     "readings_sizes",
+    "readings_table_size",
     "receipts_through_sum",
     "seed_fleet",
     "set_seed",
@@ -268,6 +269,14 @@ def check_ranges(conn: Connection, ranges: Iterable[tuple[str, int, int]]) -> tu
     if found is None:
         raise LookupError("no count")
     return int(found[0]), int(found[1]), int(found[2])
+
+
+def readings_table_size(conn: Connection) -> tuple[int, int]:
+    """(rows in ``readings``, its bytes on disk: heap, indexes and TOAST)."""
+    row = conn.execute("SELECT count(*), pg_total_relation_size('readings') FROM readings").fetchone()
+    if row is None:
+        raise LookupError("no size for readings")
+    return int(row[0]), int(row[1])
 
 
 def receipts_through_sum(conn: Connection) -> int:

@@ -2,8 +2,9 @@
 
 Lists are keyset-paginated on their sort key (never OFFSET, never a whole table): the panel on
 (open alert severity, oldest unacknowledged alert, NEWS2, patient id), the queue on (severity, age,
-alert id). Per-patient figures (sparklines, adherence) are computed for one page of patients only,
-one index range scan per (patient, metric) of ``readings_patient_metric_time``. ``now`` is the
+alert id). Sparklines are computed for the patients asked for only, one index range scan per
+(patient, metric) of ``readings_patient_metric_time`` (adherence and latest values come from
+``store.summaries``). ``now`` is the
 caller's clock. Every query is scoped by organisation.
 """
 
@@ -27,7 +28,6 @@ __all__ = [
     "QueueFilter",
     "QueueRow",
     "RawPoint",
-    "adherence_days",
     "alert_queue",
     "database_flavor",
     "panel",
@@ -186,30 +186,6 @@ def sparklines(
     for pid, metric, b, v in rows:
         out.setdefault((pid, metric), []).append((b, float(v)))
     return out
-
-
-def adherence_days(
-    conn: Connection, *, org_id: str, patient_ids: Sequence[str], now: datetime, days: int = 30
-) -> dict[str, int]:
-    """Patient -> number of UTC days, of the last ``days`` (today and the ``days - 1`` before it),
-    with at least one reading."""
-    today = BUCKET_ORIGIN + ((now - BUCKET_ORIGIN) // timedelta(days=1)) * timedelta(days=1)
-    rows = conn.execute(
-        "SELECT p.patient_id, count(DISTINCT d.day) FROM unnest(%(patients)s::text[]) AS p(patient_id) "
-        "CROSS JOIN unnest(%(metrics)s::text[]) AS m(metric) "
-        "CROSS JOIN LATERAL (SELECT DISTINCT date_bin('1 day', time, %(origin)s) AS day FROM readings "
-        "  WHERE patient_id = p.patient_id AND metric = m.metric AND org_id = %(org)s "
-        "  AND time >= %(since)s AND time < %(now)s) AS d GROUP BY 1",
-        {
-            "patients": list(patient_ids),
-            "metrics": sorted(METRIC_NAMES),
-            "origin": BUCKET_ORIGIN,
-            "org": org_id,
-            "since": today - timedelta(days=days - 1),
-            "now": now,
-        },
-    ).fetchall()
-    return {str(r[0]): int(r[1]) for r in rows}
 
 
 def patient(conn: Connection, patient_id: str, org_id: str) -> PatientRow | None:

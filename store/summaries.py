@@ -1,5 +1,7 @@
-"""The newest value of each metric per patient (migration 0027: ``latest_readings``), kept from
-``readings`` by following its transaction watermark, for the clinician panel.
+"""The clinician panel's summaries of ``readings``, kept by following its transaction watermark:
+the newest value of each metric per patient (migration 0027: ``latest_readings``) and the UTC days
+on which a patient has readings, with the earliest reading of each (migration 0028:
+``reading_days``, for adherence).
 
 :func:`advance` counts the readings committed since the last call, exactly once each (the
 watermark moves in the same transaction as the upserts), and runs in one process at a time (a
@@ -7,7 +9,8 @@ transaction-scoped advisory lock; a caller that finds it taken returns at once).
 calls it after each batch it evaluates and the panel before it reads. :func:`latest` adds the
 readings above the watermark (committed, not yet counted) in the same statement, so it is exact
 even while the watermark waits (it cannot pass a transaction still running anywhere in the
-cluster); advancing only keeps that tail short. Ingest's insert is untouched: no ingest
+cluster); advancing only keeps that tail short. Both tables move in one statement, so they always
+count the same readings. Ingest's insert is untouched: no ingest
 transaction ever waits on a summary row.
 
 :func:`rebuild` recomputes the table from scratch (a bulk load that bypasses ingest).
@@ -16,6 +19,7 @@ transaction ever waits on a summary row.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import psycopg
@@ -23,7 +27,7 @@ import psycopg
 from rpm_core.metrics import METRIC_NAMES
 from store.readings import LatestValue
 
-__all__ = ["advance", "latest", "rebuild"]
+__all__ = ["adherence", "advance", "latest", "rebuild"]
 
 _LOCK_KEY: Final = 0x5649_4749_4C53_554D  # "VIGILSUM": one advancer at a time
 
@@ -32,7 +36,11 @@ _UPSERTS: Final = (
     "  SELECT DISTINCT ON (org_id, patient_id, metric) org_id, patient_id, metric, time, value, device_id "
     "  FROM new ORDER BY org_id, patient_id, metric, time DESC, device_id "
     "  ON CONFLICT (org_id, patient_id, metric) DO UPDATE SET time = excluded.time, value = excluded.value, "
-    "  device_id = excluded.device_id WHERE excluded.time > l.time) "
+    "  device_id = excluded.device_id WHERE excluded.time > l.time), "
+    "days AS (INSERT INTO reading_days AS d (org_id, patient_id, day, first_at) "
+    "  SELECT org_id, patient_id, (time AT TIME ZONE 'UTC')::date, min(time) FROM new GROUP BY 1, 2, 3 "
+    "  ON CONFLICT (org_id, patient_id, day) DO UPDATE SET first_at = excluded.first_at "
+    "  WHERE excluded.first_at < d.first_at) "
 )
 
 # A missing watermark row (an emptied test database) is watermark 0: everything is summarised.
@@ -69,6 +77,7 @@ def rebuild(conn: psycopg.Connection[Any]) -> None:
         "ON CONFLICT (singleton) DO UPDATE SET xid = excluded.xid"
     )
     conn.execute("DELETE FROM latest_readings")
+    conn.execute("DELETE FROM reading_days")
     conn.execute(
         "WITH new AS (SELECT time, org_id, patient_id, metric, value, device_id FROM readings "  # noqa: S608 - constant text
         "  WHERE ingest_xid < (SELECT xid FROM summary_watermark)), " + _UPSERTS + "SELECT 1"
@@ -94,3 +103,31 @@ def latest(conn: psycopg.Connection[Any], *, org: str, patients: Sequence[str]) 
         {"org": org, "patients": list(patients), "metrics": sorted(METRIC_NAMES)},
     )
     return [LatestValue(r[0], r[1], r[2], float(r[3]), r[4]) for r in rows]
+
+
+def adherence(
+    conn: psycopg.Connection[Any], *, org: str, patients: Sequence[str], now: datetime, days: int = 30
+) -> dict[str, int]:
+    """Patient -> how many UTC days, of the last ``days`` (today and the ``days - 1`` before it),
+    hold a reading measured before ``now`` (patients without one are left out)."""
+    today = now.astimezone(UTC).date()
+    since = today - timedelta(days=days - 1)
+    rows = conn.execute(
+        f"WITH {_MARK}, c AS ("  # noqa: S608 - constant text
+        "  SELECT patient_id, day, first_at FROM reading_days "
+        "  WHERE org_id = %(org)s AND patient_id = ANY(%(patients)s::text[]) AND day BETWEEN %(since)s AND %(today)s "
+        "  UNION ALL SELECT r.patient_id, (r.time AT TIME ZONE 'UTC')::date, r.time FROM readings r, w "
+        "  WHERE r.ingest_xid >= w.xid AND r.org_id = %(org)s AND r.patient_id = ANY(%(patients)s::text[]) "
+        "  AND r.time >= %(start)s) "
+        "SELECT patient_id, count(DISTINCT day) FROM c "
+        "WHERE first_at < %(now)s AND day BETWEEN %(since)s AND %(today)s GROUP BY 1",
+        {
+            "org": org,
+            "patients": list(patients),
+            "since": since,
+            "today": today,
+            "start": datetime(since.year, since.month, since.day, tzinfo=UTC),
+            "now": now,
+        },
+    )
+    return {str(r[0]): int(r[1]) for r in rows}

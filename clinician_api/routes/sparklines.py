@@ -12,8 +12,8 @@ audit row listing the real patients that were refused. The answer carries a stro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Annotated, Final
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, Field
@@ -24,36 +24,39 @@ from clinician_api.auth.roles import Permission
 from clinician_api.context import Db, Info, Svc
 from clinician_api.errors import NotFound
 from clinician_api.etag import etag_for, not_modified
+from clinician_api.routes.patient_data import floor_to
 from clinician_api.security import Principal, require
 from rpm_core.errors import InvalidIdentifier
 from rpm_core.ids import patient_id as check_patient_id
 from store import care_teams
 from store import clinician_views as views
 
-__all__ = ["PatientSparklines", "SparkPoint", "Sparkline", "Sparklines", "router", "sparklines_of"]
+__all__ = ["PatientSparklines", "Sparkline", "Sparklines", "router", "sparklines_of"]
 
 router = APIRouter(prefix="/sparklines", tags=["patients"])
 
 PanelReader = Annotated[Principal, Depends(require(Permission.PANEL_READ))]
 MAX_PATIENTS: Final = 200
-
-
-class SparkPoint(BaseModel):
-    t: datetime
-    v: float
+WINDOW: Final = timedelta(days=7)
+SLOT: Final = timedelta(hours=6)
 
 
 class Sparkline(BaseModel):
     metric: str
-    points: list[SparkPoint]
+    values: list[float | None] = Field(
+        description="The mean of each slot (null: no reading in it), rounded to 2 decimals; slot i starts at "
+        "start + i * slot_s."
+    )
 
 
 class PatientSparklines(BaseModel):
     patient_id: str
-    sparklines: list[Sparkline] = Field(description="Mean per 6 hours over the last 7 days, per metric.")
+    sparklines: list[Sparkline] = Field(description="One per metric with readings in the 7 days.")
 
 
 class Sparklines(BaseModel):
+    start: datetime = Field(description="Start of the first slot: the 7 days end now, cut in 6-hour slots.")
+    slot_s: int = Field(description="Length of a slot in seconds.")
     items: list[PatientSparklines] = Field(description="One per patient asked for, in the order asked.")
 
 
@@ -86,11 +89,25 @@ def sparklines_of(who: Principal, conn: Db, svc: Svc, info: Info, patient_ids: S
     basis = _authorise(who, conn, svc, info, ids, now)
     with recorded(conn, who, info, svc.clock, action="sparklines.read", object_type="sparklines", basis=basis) as rec:
         rec.subjects = ids
-        points = views.sparklines(conn, org_id=who.org_id, patient_ids=ids, now=now)
-    by_patient: dict[str, list[Sparkline]] = {}
+        points = views.sparklines(
+            conn, org_id=who.org_id, patient_ids=ids, now=now, days=WINDOW.days, bucket_h=SLOT.seconds // 3600
+        )
+    start = floor_to(now - WINDOW, SLOT)
+    slots = (floor_to(now, SLOT) - start) // SLOT + 1
+    by_patient: dict[str, list[dict[str, Any]]] = {}
     for (pid, metric), pts in sorted(points.items()):
-        by_patient.setdefault(pid, []).append(Sparkline(metric=metric, points=[SparkPoint(t=t, v=v) for t, v in pts]))
-    return Sparklines(items=[PatientSparklines(patient_id=p, sparklines=by_patient.get(p, [])) for p in ids])
+        values: list[float | None] = [None] * slots
+        for t, v in pts:
+            values[(t - start) // SLOT] = round(v, 2)
+        by_patient.setdefault(pid, []).append({"metric": metric, "values": values})
+    # One validation of plain data (thousands of values) instead of a model built per sparkline.
+    return Sparklines.model_validate(
+        {
+            "start": start,
+            "slot_s": int(SLOT.total_seconds()),
+            "items": [{"patient_id": p, "sparklines": by_patient.get(p, [])} for p in ids],
+        }
+    )
 
 
 def _authorise(who: Principal, conn: Db, svc: Svc, info: Info, ids: list[str], now: datetime) -> str:

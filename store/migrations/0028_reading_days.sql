@@ -15,7 +15,7 @@ CREATE TABLE reading_days (
     patient_id  text NOT NULL,
     day         date NOT NULL,
     first_at    timestamptz NOT NULL,
-    PRIMARY KEY (org_id, patient_id, day)
+    PRIMARY KEY (org_id, patient_id, day) INCLUDE (first_at)  -- adherence reads the index only
 );
 
 -- One advancer at a time (store.summaries' lock): no advance can move the watermark between the

@@ -112,11 +112,21 @@ async def test_sparklines_of_a_page_of_patients_in_one_call(client, world) -> No
     assert r.status_code == 200
     items = r.json()["items"]
     assert [p["patient_id"] for p in items] == ["p2", "p1"]  # as asked, each once
-    # readings at 05:00 and 07:00 every other day: two 6-hour buckets on each of 4 days of the last 7
-    spark = next(s for s in items[1]["sparklines"] if s["metric"] == "spo2")["points"]
-    assert len(spark) == 8
-    assert all(T0 - timedelta(days=7) <= _dt(p["t"]) < T0 for p in spark)
+    # 7 days before T0 (08:00) in 6-hour slots: from 06:00 seven days ago to the slot of T0
+    body = r.json()
+    start, slot = _dt(body["start"]), timedelta(seconds=body["slot_s"])
+    assert (start, slot) == (T0 - timedelta(days=7, hours=2), timedelta(hours=6))
+    # readings at 05:00 and 07:00 every other day: two slots on each of 4 days of the last 7
+    spark = next(s for s in items[1]["sparklines"] if s["metric"] == "spo2")["values"]
+    assert len(spark) == 29
+    filled = {start + i * slot: v for i, v in enumerate(spark) if v is not None}
+    assert len(filled) == 8
+    assert filled[T0 - timedelta(days=2, hours=2)] == 96.0  # 07:00 two days ago, alone in its slot
     assert [s["metric"] for s in items[0]["sparklines"]] == ["heart_rate"]
+    assert [v for v in items[0]["sparklines"][0]["values"] if v is not None] == [
+        90.0,
+        61.5,
+    ]  # 02:00 yesterday; 06:00 and 07:00
     with psycopg.connect(world.url) as conn:
         rows = conn.execute(
             "SELECT action, outcome, basis, subjects FROM audit_log WHERE audit_id > %s", (before,)

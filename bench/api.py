@@ -9,6 +9,9 @@ readings), a care team whose panel holds
 and 32) the clients send requests for ``--seconds`` and the JSON gives p50/p99 latency and
 requests/s:
 
+- ``floor_signed_in``: ``GET /api/v1/auth/me`` (the session checked, no PHI, no audit row): what
+  this machine and this load generator allow for the cheapest signed-in request, the floor under
+  every other figure;
 - ``panel``: ``GET /api/v1/patients?limit=200`` (the whole panel page: risk order, latest vitals,
   adherence, devices);
 - ``chart_30d_hourly``: a 30-day hourly heart-rate chart of a panel patient;
@@ -165,6 +168,7 @@ def scenarios(panel: int, end_at: datetime) -> dict[str, Scenario]:
     year = (end_at - timedelta(days=365)).strftime(stamp)
     pages = max(1, -(-panel // 50))  # the dashboard's pages of 50
     return {
+        "floor_signed_in": lambda i: "/api/v1/auth/me",
         "panel": lambda i: "/api/v1/patients?limit=200",
         "chart_30d_hourly": lambda i: (
             f"/api/v1/patients/{patient_id(i % panel)}/vitals/heart_rate?resolution=hourly&start={month}&end={end}"

@@ -1,16 +1,23 @@
 """The clinician API under load, over real HTTP against a real ``vigil api``. Prints JSON.
 
 A scratch database (plain PostgreSQL) gets ``--readings`` readings of ``--patients`` patients
-from ``bench.store_queries``' loader (arrival order, 90 days), a care team whose panel holds
+from ``bench.store_queries``' loader (arrival order, the 90 days up to today's midnight UTC, so
+that the panel's 7-day sparklines and 30-day adherence, counted back from the server's clock, hold
+readings), a care team whose panel holds
 ``--panel`` patients, a clinician in it, and open alerts on a fifth of the panel. ``vigil api``
 (``--workers`` processes) serves it; per scenario and per concurrency (``--clients``, default 1
 and 32) the clients send requests for ``--seconds`` and the JSON gives p50/p99 latency and
 requests/s:
 
+- ``floor_signed_in``: ``GET /api/v1/auth/me`` (the session checked, no PHI, no audit row): what
+  this machine and this load generator allow for the cheapest signed-in request, the floor under
+  every other figure;
 - ``panel``: ``GET /api/v1/patients?limit=200`` (the whole panel page: risk order, latest vitals,
-  7-day sparklines, adherence, devices);
+  adherence, devices);
 - ``chart_30d_hourly``: a 30-day hourly heart-rate chart of a panel patient;
 - ``chart_1y_daily``: a one-year daily chart;
+- ``sparklines_page_50``: ``GET /api/v1/sparklines?patient=…`` for 50 panel patients (what the
+  dashboard's panel page loads after its table; the pages of the panel in turn);
 - ``alert_queue``: ``GET /api/v1/alerts?limit=50``;
 - ``fhir_search_1000``: ``GET /fhir/r4/Observation?patient=…&_count=1000``.
 
@@ -22,7 +29,9 @@ transaction stays read-only) and ``audit_share`` is ``1 - p50_without / p50_with
 The machine's other load shows in the figures; the targets (issue 12) are a 30-day chart p99 under
 50 ms and the panel p99 under 150 ms at 32 clients, and audit under 10 % of a request's time.
 Run: ``.venv/bin/python -m bench.api`` (10 million readings); ``--readings 1000000 --patients 500``
-for a quick run.
+for a quick run. ``--keep`` keeps the scratch database and ``--database NAME`` measures a kept one
+again (migrated to the current schema, a new clinician and team; no reload); drop it afterwards
+with ``--drop``.
 """
 
 from __future__ import annotations
@@ -39,13 +48,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import httpx
 import pyotp
 
-from bench.store_queries import ADMIN_URL, END, ORG, load_readings, log, patient_id, seed_fleet, url_for
+from bench.store_queries import ADMIN_URL, ORG, load_readings, log, patient_id, seed_fleet, url_for
 from clinician_api.auth.passwords import Passwords
 from clinician_api.keys import ApiKeys
 from store import bench_support, care_teams, users
@@ -54,27 +63,31 @@ from store.connection import connect
 from store.migrate import migrate
 
 SECRET: Final = "bench-secret-" + "k" * 40
+DAY: Final = timedelta(days=1)
 PASSWORD: Final = "bench password that is long enough"  # noqa: S105 - a scratch database's account
 
 
-def seed_people(url: str, panel: int) -> tuple[str, str]:
-    """A care team with ``panel`` patients, a clinician in it (TOTP enrolled), open alerts."""
+def seed_people(url: str, panel: int, end: datetime, *, alerts: bool = True) -> tuple[str, str]:
+    """A care team with ``panel`` patients, a clinician in it (TOTP enrolled), open alerts (a
+    reused database has them already: ``alerts=False``)."""
     keys = ApiKeys.from_secret(SECRET)
     secret = pyotp.random_base32()
+    tag = secrets.token_hex(3)
+    email = f"bench-{tag}@clinic.test"
     with connect(url, application_name="vigil-bench") as conn, conn.transaction():
         hashed = Passwords(time_cost=1, memory_kib=1024, parallelism=1, concurrency=1).hash(PASSWORD)
         user = users.create_user(
-            conn, org_id=ORG, email="bench@clinic.test", display_name="Bench", role="clinician",
-            now=END, password_hash=hashed,
-        )  # fmt: skip
-        users.set_totp_pending(conn, user.user_id, keys.seal(secret.encode(), bound_to=user.user_id), END)
-        users.enable_totp(conn, user.user_id, END)
-        team = care_teams.create_team(conn, ORG, "bench ward", END)
-        care_teams.add_member(conn, team, user.user_id, END)
+            conn, org_id=ORG, email=email, display_name="Bench", role="clinician", now=end, password_hash=hashed
+        )
+        users.set_totp_pending(conn, user.user_id, keys.seal(secret.encode(), bound_to=user.user_id), end)
+        users.enable_totp(conn, user.user_id, end)
+        team = care_teams.create_team(conn, ORG, f"bench ward {tag}", end)
+        care_teams.add_member(conn, team, user.user_id, end)
         for p in range(panel):
-            care_teams.add_patient(conn, team, patient_id(p), END)
-        bench_support.insert_alerts_for_panel(conn, org=ORG, at=END, panel=panel)
-    return "bench@clinic.test", secret
+            care_teams.add_patient(conn, team, patient_id(p), end)
+        if alerts:
+            bench_support.insert_alerts_for_panel(conn, org=ORG, at=end, panel=panel)
+    return email, secret
 
 
 def free_port() -> int:
@@ -148,18 +161,24 @@ def sign_in(base: str, email: str, totp_secret: str) -> httpx.Cookies:
 Scenario = Callable[[int], str]
 
 
-def scenarios(panel: int) -> dict[str, Scenario]:
+def scenarios(panel: int, end_at: datetime) -> dict[str, Scenario]:
     stamp = "%Y-%m-%dT%H:%M:%SZ"  # no "+" to escape in a query string
-    end = END.strftime(stamp)
-    month = (END - timedelta(days=30)).strftime(stamp)
-    year = (END - timedelta(days=365)).strftime(stamp)
+    end = end_at.strftime(stamp)
+    month = (end_at - timedelta(days=30)).strftime(stamp)
+    year = (end_at - timedelta(days=365)).strftime(stamp)
+    pages = max(1, -(-panel // 50))  # the dashboard's pages of 50
     return {
+        "floor_signed_in": lambda i: "/api/v1/auth/me",
         "panel": lambda i: "/api/v1/patients?limit=200",
         "chart_30d_hourly": lambda i: (
             f"/api/v1/patients/{patient_id(i % panel)}/vitals/heart_rate?resolution=hourly&start={month}&end={end}"
         ),
         "chart_1y_daily": lambda i: (
             f"/api/v1/patients/{patient_id(i % panel)}/vitals/heart_rate?resolution=daily&start={year}&end={end}"
+        ),
+        "sparklines_page_50": lambda i: (
+            "/api/v1/sparklines?"
+            + "&".join(f"patient={patient_id(p)}" for p in range(50 * (i % pages), min(panel, 50 * (i % pages + 1))))
         ),
         "alert_queue": lambda i: "/api/v1/alerts?limit=50",
         "fhir_search_1000": lambda i: f"/fhir/r4/Observation?patient={patient_id(i % panel)}&_count=1000",
@@ -212,9 +231,11 @@ def drive(base: str, cookies: httpx.Cookies, path: Scenario, clients: int, secon
     }
 
 
-def run_all(base: str, cookies: httpx.Cookies, panel: int, clients: Sequence[int], seconds: float) -> dict[str, Any]:
+def run_all(
+    base: str, cookies: httpx.Cookies, panel: int, end: datetime, clients: Sequence[int], seconds: float
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, path in scenarios(panel).items():
+    for name, path in scenarios(panel, end).items():
         drive(base, cookies, path, 1, 1.0)  # warm the caches and the pool
         out[name] = {f"c{n}": drive(base, cookies, path, n, seconds) for n in clients}
         log(f"{name}: {json.dumps(out[name])}")
@@ -230,17 +251,34 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--keep", action="store_true", help="keep the scratch database")
+    p.add_argument(
+        "--database",
+        help="measure this kept scratch database again (no reload; implies --keep; give the sizes it was loaded with)",
+    )
+    p.add_argument("--drop", action="store_true", help="with --database: drop it at the end")
     args = p.parse_args(argv)
-    name = "vigil_bench_api_" + secrets.token_hex(4)
-    create_database(ADMIN_URL, name)
+    reuse = args.database is not None
+    name = args.database if reuse else "vigil_bench_api_" + secrets.token_hex(4)
+    if reuse and not name.startswith("vigil_bench_api_"):
+        raise SystemExit("--database takes a scratch database this benchmark kept (vigil_bench_api_...)")
+    args.keep = (args.keep or reuse) and not args.drop
+    # The readings end at today's midnight (UTC): the server's clock is the wall clock, and the
+    # panel's sparklines and adherence look back 7 and 30 days from it.
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if not reuse:
+        create_database(ADMIN_URL, name)
     url = url_for(name)
     try:
         migrate(url, flavor="postgres")
         with connect(url, application_name="vigil-bench") as conn:
-            seed_fleet(conn, args.patients)
-            load_readings(conn, args.readings, args.patients)
+            if not reuse:
+                seed_fleet(conn, args.patients, end=end)
+                load_readings(conn, args.readings, args.patients, end=end)
+            else:
+                newest = bench_support.newest_reading_time(conn)
+                end = end if newest is None else newest.replace(hour=0, minute=0, second=0, microsecond=0) + DAY
             bench_support.vacuum_analyze(conn)
-        email, totp_secret = seed_people(url, args.panel)
+        email, totp_secret = seed_people(url, args.panel, end, alerts=not reuse)
         result: dict[str, Any] = {
             "readings": args.readings,
             "patients": args.patients,
@@ -249,17 +287,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "seconds_per_run": args.seconds,
             "cpus": os.cpu_count(),
             "database": name if args.keep else None,
+            "readings_end": end.isoformat(),
         }
         with serving(url, args.workers) as base:
             result["with_audit"] = run_all(
-                base, sign_in(base, email, totp_secret), args.panel, args.clients, args.seconds
+                base, sign_in(base, email, totp_secret), args.panel, end, args.clients, args.seconds
             )
         with connect(url, application_name="vigil-bench") as conn, conn.transaction():
             bench_support.disable_audit_log(conn)
         try:
             with serving(url, args.workers) as base:
                 cookies = sign_in(base, email, totp_secret)
-                result["without_audit"] = run_all(base, cookies, args.panel, args.clients, args.seconds)
+                result["without_audit"] = run_all(base, cookies, args.panel, end, args.clients, args.seconds)
         finally:
             with connect(url, application_name="vigil-bench") as conn, conn.transaction():
                 bench_support.enable_audit_log(conn)

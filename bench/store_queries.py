@@ -85,14 +85,15 @@ def patient_id(p: int) -> str:
     return f"pat-{p:05d}"
 
 
-def seed_fleet(conn: Connection, patients: int) -> None:
+def seed_fleet(conn: Connection, patients: int, *, end: datetime = END) -> None:
     """The organisation, patients, their (active) agents, assignments and devices."""
     with conn.transaction():
-        bs.seed_fleet(conn, org=ORG, patients=patients, start=END - SPAN - timedelta(days=1), devices=DEVICES)
+        bs.seed_fleet(conn, org=ORG, patients=patients, start=end - SPAN - timedelta(days=1), devices=DEVICES)
 
 
-def load_readings(conn: Connection, rows: int, patients: int) -> list[float]:
-    """``rows`` readings in arrival order: reading ``i`` is patient ``i % patients`` at ``t0 + i * step``.
+def load_readings(conn: Connection, rows: int, patients: int, *, end: datetime = END) -> list[float]:
+    """``rows`` readings in arrival order over the ``SPAN`` before ``end``: reading ``i`` is
+    patient ``i % patients`` at ``t0 + i * step``.
 
     One patient's consecutive readings are ``patients`` rows apart in the heap, as when every
     patient's agent uploads as it measures. Each patient's agent numbers its readings 1, 2, ...
@@ -106,7 +107,7 @@ def load_readings(conn: Connection, rows: int, patients: int) -> list[float]:
         chunk_started = time.monotonic()
         with conn.transaction():
             bs.load_readings_chunk(
-                conn, org=ORG, lo=lo, hi=hi, patients=patients, cycle=CYCLE, t0=END - SPAN, step=SPAN / rows
+                conn, org=ORG, lo=lo, hi=hi, patients=patients, cycle=CYCLE, t0=end - SPAN, step=SPAN / rows
             )
         rates.append(round((hi - lo) / (time.monotonic() - chunk_started)))
         log(f"loaded {hi:,} rows ({hi / (time.monotonic() - started):,.0f} rows/s, this chunk {rates[-1]:,})")

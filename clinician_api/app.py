@@ -46,6 +46,7 @@ from clinician_api.routes import (
     messages,
     notes,
     patients,
+    sparklines,
     stream,
     time,
 )
@@ -152,6 +153,7 @@ def create_app(settings: ApiSettings, *, clock: Clock | None = None, provisioner
         history,
         time,
         patients,
+        sparklines,
         admin_users,
         admin_teams,
         billing,

@@ -144,6 +144,7 @@ def deny(
     object_type: str,
     object_id: str | None,
     patient_id: str | None = None,
+    subjects: Sequence[str] = (),
     reason: str = "not_visible",
 ) -> None:
     with conn.transaction():
@@ -158,6 +159,7 @@ def deny(
                 outcome="denied",
                 object_id=object_id,
                 patient_id=patient_id,
+                subjects=subjects,
                 reason=reason,
             ),
         )

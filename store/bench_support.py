@@ -38,6 +38,7 @@ __all__ = [
     "insert_patients",
     "insert_reading_naively",
     "load_readings_chunk",
+    "newest_reading_time",
     "readings_of_agents",
     "readings_sizes",
     "readings_table_size",
@@ -184,6 +185,12 @@ def vacuum_analyze(conn: Connection, table: str | None = None) -> None:
         conn.execute("VACUUM ANALYZE")
     else:
         conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(table)))
+
+
+def newest_reading_time(conn: Connection) -> datetime | None:
+    """The measured time of the newest reading (a reused benchmark database's end)."""
+    row = conn.execute("SELECT max(time) FROM readings").fetchone()
+    return None if row is None else row[0]
 
 
 def readings_sizes(conn: Connection) -> tuple[int, int, int, list[tuple[str, int]]]:

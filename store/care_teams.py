@@ -7,6 +7,7 @@ UUIDs find nothing. Functions run inside the caller's transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -31,6 +32,7 @@ __all__ = [
     "panel_patient_ids",
     "patient_access",
     "patient_org",
+    "patients_access",
     "remove_member",
     "remove_patient",
     "review_grant",
@@ -173,6 +175,28 @@ def patient_access(conn: Connection, *, user_id: str, org_id: str, patient_id: s
     if row[0]:
         return "panel"
     return "break_glass" if row[1] else None
+
+
+def patients_access(
+    conn: Connection, *, user_id: str, org_id: str, patient_ids: Sequence[str], now: datetime
+) -> dict[str, tuple[str, Basis | None]]:
+    """Of ``patient_ids``, each one that exists (in any organisation): its organisation and why
+    ``user_id`` may see it ('panel' before 'break_glass'; None when they may not). One statement
+    for a whole page of patients."""
+    rows = conn.execute(
+        "SELECT pt.patient_id, pt.org_id, "
+        "  pt.org_id = %(o)s AND EXISTS (SELECT 1 FROM care_team_members m JOIN care_team_patients p USING (team_id) "
+        "    WHERE m.user_id = %(u)s::uuid AND p.patient_id = pt.patient_id AND p.org_id = %(o)s), "
+        "  pt.org_id = %(o)s AND EXISTS (SELECT 1 FROM break_glass_grants g WHERE g.user_id = %(u)s::uuid "
+        "    AND g.patient_id = pt.patient_id AND g.org_id = %(o)s AND g.expires_at > %(now)s) "
+        "FROM patients pt WHERE pt.patient_id = ANY(%(ids)s::text[])",
+        {"u": user_id, "o": org_id, "ids": list(patient_ids), "now": now},
+    ).fetchall()
+    out: dict[str, tuple[str, Basis | None]] = {}
+    for pid, org, panel, grant in rows:
+        basis: Basis | None = "panel" if panel else "break_glass" if grant else None
+        out[str(pid)] = (str(org), basis)
+    return out
 
 
 def panel_patient_ids(conn: Connection, user_id: str, org_id: str) -> list[str]:

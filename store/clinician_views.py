@@ -2,8 +2,9 @@
 
 Lists are keyset-paginated on their sort key (never OFFSET, never a whole table): the panel on
 (open alert severity, oldest unacknowledged alert, NEWS2, patient id), the queue on (severity, age,
-alert id). Per-patient figures (sparklines, adherence) are computed for one page of patients only,
-one index range scan per (patient, metric) of ``readings_patient_metric_time``. ``now`` is the
+alert id). Sparklines are computed for the patients asked for only, one index range scan per
+(patient, metric) of ``readings_patient_metric_time`` (adherence and latest values come from
+``store.summaries``). ``now`` is the
 caller's clock. Every query is scoped by organisation.
 """
 
@@ -16,7 +17,7 @@ from typing import Any, Final
 
 from psycopg.rows import class_row
 
-from rpm_core.metrics import METRIC_NAMES
+from store import summaries
 from store.connection import Connection
 from store.readings import BUCKET_ORIGIN
 
@@ -27,7 +28,6 @@ __all__ = [
     "QueueFilter",
     "QueueRow",
     "RawPoint",
-    "adherence_days",
     "alert_queue",
     "database_flavor",
     "panel",
@@ -165,20 +165,29 @@ def panel(
 def sparklines(
     conn: Connection, *, org_id: str, patient_ids: Sequence[str], now: datetime, days: int = 7, bucket_h: int = 6
 ) -> dict[tuple[str, str], list[tuple[datetime, float]]]:
-    """(patient, metric) -> [(bucket start, mean)] over the last ``days``, oldest first."""
+    """(patient, metric) -> [(bucket start, mean)] over the last ``days``, oldest first.
+
+    Only the (patient, metric) pairs whose newest reading (``store.summaries.latest``, exact) is
+    in the window are scanned: a patient measures a handful of the catalogue's metrics."""
+    since = now - timedelta(days=days)
+    pairs = [
+        (v.patient_id, v.metric) for v in summaries.latest(conn, org=org_id, patients=patient_ids) if v.time >= since
+    ]
+    if not pairs:
+        return {}
     rows = conn.execute(
-        "SELECT p.patient_id, m.metric, s.b, s.v FROM unnest(%(patients)s::text[]) AS p(patient_id) "
-        "CROSS JOIN unnest(%(metrics)s::text[]) AS m(metric) "
+        "SELECT pm.patient_id, pm.metric, s.b, s.v FROM unnest(%(patients)s::text[], %(metrics)s::text[]) "
+        "AS pm(patient_id, metric) "
         "CROSS JOIN LATERAL (SELECT date_bin(%(bucket)s, time, %(origin)s) AS b, avg(value) AS v FROM readings "
-        "  WHERE patient_id = p.patient_id AND metric = m.metric AND org_id = %(org)s "
+        "  WHERE patient_id = pm.patient_id AND metric = pm.metric AND org_id = %(org)s "
         "  AND time >= %(since)s AND time < %(now)s GROUP BY 1) AS s ORDER BY 1, 2, 3",
         {
-            "patients": list(patient_ids),
-            "metrics": sorted(METRIC_NAMES),
+            "patients": [p for p, _ in pairs],
+            "metrics": [m for _, m in pairs],
             "bucket": timedelta(hours=bucket_h),
             "origin": BUCKET_ORIGIN,
             "org": org_id,
-            "since": now - timedelta(days=days),
+            "since": since,
             "now": now,
         },
     ).fetchall()
@@ -186,30 +195,6 @@ def sparklines(
     for pid, metric, b, v in rows:
         out.setdefault((pid, metric), []).append((b, float(v)))
     return out
-
-
-def adherence_days(
-    conn: Connection, *, org_id: str, patient_ids: Sequence[str], now: datetime, days: int = 30
-) -> dict[str, int]:
-    """Patient -> number of UTC days, of the last ``days`` (today and the ``days - 1`` before it),
-    with at least one reading."""
-    today = BUCKET_ORIGIN + ((now - BUCKET_ORIGIN) // timedelta(days=1)) * timedelta(days=1)
-    rows = conn.execute(
-        "SELECT p.patient_id, count(DISTINCT d.day) FROM unnest(%(patients)s::text[]) AS p(patient_id) "
-        "CROSS JOIN unnest(%(metrics)s::text[]) AS m(metric) "
-        "CROSS JOIN LATERAL (SELECT DISTINCT date_bin('1 day', time, %(origin)s) AS day FROM readings "
-        "  WHERE patient_id = p.patient_id AND metric = m.metric AND org_id = %(org)s "
-        "  AND time >= %(since)s AND time < %(now)s) AS d GROUP BY 1",
-        {
-            "patients": list(patient_ids),
-            "metrics": sorted(METRIC_NAMES),
-            "origin": BUCKET_ORIGIN,
-            "org": org_id,
-            "since": today - timedelta(days=days - 1),
-            "now": now,
-        },
-    ).fetchall()
-    return {str(r[0]): int(r[1]) for r in rows}
 
 
 def patient(conn: Connection, patient_id: str, org_id: str) -> PatientRow | None:

@@ -29,6 +29,7 @@ from clinician_api.security import Principal, require
 from rpm_core.clock import ensure_utc
 from rpm_core.metrics import CATALOGUE
 from store import clinician_views as views
+from store import summaries
 from store.readings import series
 
 __all__ = ["router"]
@@ -43,16 +44,6 @@ _SPAN: Final = {"raw": timedelta(days=31), "hourly": timedelta(days=366), "daily
 _BUCKET: Final = {"hourly": timedelta(hours=1), "daily": timedelta(days=1)}
 
 
-class SparkPoint(BaseModel):
-    t: datetime
-    v: float
-
-
-class Sparkline(BaseModel):
-    metric: str
-    points: list[SparkPoint]
-
-
 class PanelPatient(BaseModel):
     patient_id: str
     display_name: str
@@ -61,7 +52,6 @@ class PanelPatient(BaseModel):
     oldest_unacknowledged_at: datetime | None
     news2: int | None
     latest: list[VitalOut]
-    sparklines: list[Sparkline] = Field(description="Mean per 6 hours over the last 7 days, per metric.")
     adherence_days: int = Field(description="Days of the last 30 (UTC) with at least one reading.")
     devices: list[DeviceOut]
 
@@ -116,7 +106,13 @@ class BreakGlassOut(BaseModel):
     expires_at: datetime
 
 
-@router.get("", response_model=Page[PanelPatient], summary="My panel, riskiest first")
+@router.get(
+    "",
+    response_model=Page[PanelPatient],
+    summary="My panel, riskiest first",
+    description="Each patient's 7-day sparklines are served separately, for a page's patients at once: "
+    "`GET /sparklines?patient=…`.",
+)
 def panel(
     who: PanelReader,
     conn: Db,
@@ -124,7 +120,15 @@ def panel(
     info: Info,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
-) -> Page[PanelPatient]:
+) -> Response:
+    page = panel_of(who, conn, svc, info, limit=limit, cursor=cursor)
+    # Serialised once, straight from the models (FastAPI's response validation would build the
+    # page a second time); response_model still documents it.
+    return Response(page.model_dump_json().encode(), media_type="application/json")
+
+
+def panel_of(who: Principal, conn: Db, svc: Svc, info: Info, *, limit: int, cursor: str | None) -> Page[PanelPatient]:
+    """One page of the caller's panel, audited (``panel.read`` listing the page's patients)."""
     limit = min(limit, svc.settings.api_page_max)
     with recorded(conn, who, info, svc.clock, action="panel.read", object_type="panel") as rec:
         rows, more = panel_page(conn, svc, who, limit=limit, cursor=cursor)
@@ -136,10 +140,8 @@ def panel(
 
 def _panel_items(conn: Db, svc: Svc, org_id: str, rows: list[views.PanelRow]) -> list[PanelPatient]:
     ids = [r.patient_id for r in rows]
-    now = svc.clock.now()
-    latest = latest_vitals(conn, org_id, ids)
-    sparks = views.sparklines(conn, org_id=org_id, patient_ids=ids, now=now)
-    adherence = views.adherence_days(conn, org_id=org_id, patient_ids=ids, now=now)
+    latest = latest_vitals(conn, org_id, ids)  # brings the summaries up to date first
+    adherence = summaries.adherence(conn, org=org_id, patients=ids, now=svc.clock.now()) if ids else {}
     devs = devices(conn, ids)
     return [
         PanelPatient(
@@ -150,11 +152,6 @@ def _panel_items(conn: Db, svc: Svc, org_id: str, rows: list[views.PanelRow]) ->
             oldest_unacknowledged_at=r.oldest_unacknowledged_at,
             news2=r.news2,
             latest=latest.get(r.patient_id, []),
-            sparklines=[
-                Sparkline(metric=m, points=[SparkPoint(t=t, v=v) for t, v in pts])
-                for (pid, m), pts in sorted(sparks.items())
-                if pid == r.patient_id
-            ],
             adherence_days=adherence.get(r.patient_id, 0),
             devices=devs.get(r.patient_id, []),
         )

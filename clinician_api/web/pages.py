@@ -25,6 +25,7 @@ from clinician_api.routes import enrolment as enrolment_routes
 from clinician_api.routes import fleet as fleet_routes
 from clinician_api.routes import history as history_routes
 from clinician_api.routes import patients as patient_routes
+from clinician_api.routes import sparklines as sparkline_routes
 from clinician_api.routes import time as time_routes
 from clinician_api.security import Principal, authenticate, require
 from clinician_api.web.render import Pages
@@ -105,10 +106,25 @@ def panel(
     info: Info,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> HTMLResponse:
-    page = patient_routes.panel(who, conn, svc, info, limit=50, cursor=cursor)
+    page = patient_routes.panel_of(who, conn, svc, info, limit=50, cursor=cursor)
     return _pages(request).render(
         "panel.html", {"me": _me(conn, who), "page": "panel", "panel": page, "now": svc.clock.now()}
     )
+
+
+@router.get("/ui/panel/sparklines", response_class=HTMLResponse)
+def panel_sparklines(
+    request: Request,
+    who: PanelReader,
+    conn: Db,
+    svc: Svc,
+    info: Info,
+    patient: Annotated[list[str], Query(min_length=1, max_length=sparkline_routes.MAX_PATIENTS)],
+) -> HTMLResponse:
+    """The sparklines of a panel page's patients, which the page loads after its table: each
+    patient's drawings replace the placeholder of its row (``spark-<row>``, out of band)."""
+    sparks = sparkline_routes.sparklines_of(who, conn, svc, info, patient)
+    return _pages(request).render("_panel_sparklines.html", {"sparks": sparks})
 
 
 @router.get("/patients/{patient_id}", response_class=HTMLResponse)

@@ -28,20 +28,18 @@ def is_page_path(path: str) -> bool:
     return not path.startswith(_API_PREFIXES)
 
 
-def sparkline_points(series: Sequence[Any], width: int = 120, height: int = 28) -> str:
-    """An SVG polyline ``points`` attribute for a sparkline of points with ``t`` and ``v`` (or
-    ``(t, v)`` pairs); empty for fewer than two points."""
-    points = [(p.t, p.v) if hasattr(p, "t") else (p[0], p[1]) for p in series]
+def sparkline_points(values: Sequence[float | None], width: int = 120, height: int = 28) -> str:
+    """An SVG polyline ``points`` attribute for a sparkline of equal time slots (``None``: a slot
+    without readings, skipped); empty for fewer than two values."""
+    points = [(i, v) for i, v in enumerate(values) if v is not None]
     if len(points) < 2:
         return ""
-    t0, t1 = points[0][0].timestamp(), points[-1][0].timestamp()
-    values = [v for _, v in points]
-    lo, hi = min(values), max(values)
-    span_t = (t1 - t0) or 1.0
+    t0, t1 = points[0][0], points[-1][0]
+    lo, hi = min(v for _, v in points), max(v for _, v in points)
+    span_t = (t1 - t0) or 1
     span_v = (hi - lo) or 1.0
     return " ".join(
-        f"{(t.timestamp() - t0) / span_t * width:.1f},{height - 2 - (v - lo) / span_v * (height - 4):.1f}"
-        for t, v in points
+        f"{(t - t0) / span_t * width:.1f},{height - 2 - (v - lo) / span_v * (height - 4):.1f}" for t, v in points
     )
 
 

@@ -18,6 +18,7 @@ API = "/api/v1"
 PHI_ROUTES = [
     ("GET", "/patients/{pid}", None),
     ("GET", "/patients/{pid}/vitals/spo2", None),
+    ("GET", "/sparklines?patient={pid}", None),
     ("GET", "/alerts/{aid}", None),
     ("POST", "/alerts/{aid}/acknowledge", {}),
     ("POST", "/alerts/{aid}/assign", {"assignee": None}),
@@ -100,6 +101,8 @@ async def test_a_patient_sees_only_themselves(client, world, alert_p1) -> None:
     assert (await client.get(f"{API}/patients/p1")).json()["access"] == "self"
     assert (await client.get(f"{API}/patients/p1/vitals/spo2")).status_code == 200
     assert (await client.get(f"{API}/patients/p2")).status_code == 404
+    assert (await client.get(f"{API}/sparklines", params={"patient": "p1"})).status_code == 200
+    assert (await client.get(f"{API}/sparklines", params={"patient": ["p1", "p2"]})).status_code == 404
     before = audit_head(world.url)
     r = await client.get(f"{API}/alerts/{alert_p1}")
     assert (r.status_code, r.json()["code"]) == (403, "role")  # the alert queue is the care team's
@@ -113,6 +116,7 @@ async def test_every_phi_call_leaves_exactly_one_audit_row(client, world, alert_
         ("GET", "/patients", None, "panel.read"),
         ("GET", "/patients/p1", None, "patient.read"),
         ("GET", "/patients/p1/vitals/spo2?resolution=raw", None, "vitals.read"),
+        ("GET", "/sparklines?patient=p1&patient=p2", None, "sparklines.read"),
         ("GET", "/alerts", None, "alerts.read"),
         ("GET", f"/alerts/{alert_p1}", None, "alert.read"),
         ("POST", f"/alerts/{alert_p1}/assign", {"assignee": world["n1"].user_id}, "alert.assign"),

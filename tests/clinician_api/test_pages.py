@@ -33,6 +33,7 @@ async def test_pages_and_fragments_leave_one_audit_row_each(client, world) -> No
     await sign_in(client, world["c1"], T0)
     for path, action in (
         ("/panel", "panel.read"),
+        ("/ui/panel/sparklines?patient=p1&patient=p2", "sparklines.read"),
         ("/patients/p1", "patient.read"),
         ("/alerts", "alerts.read"),
         ("/ui/alerts/rows", "alerts.read"),
@@ -47,7 +48,11 @@ async def test_pages_and_fragments_leave_one_audit_row_each(client, world) -> No
         assert [row[1:3] for row in audit_rows(world.url, since=before)] == [(action, "success")], path
     panel = (await client.get("/panel")).text
     assert "Name p1" in panel
-    assert "<polyline" in panel  # the 7-day sparkline, drawn on the server
+    assert 'id="spark-0"' in panel  # the sparklines come after the table, in one call for the page
+    assert "/ui/panel/sparklines?patient=p1&amp;patient=p2" in panel
+    sparks = (await client.get("/ui/panel/sparklines", params={"patient": ["p1", "p2"]})).text
+    assert 'id="spark-0" hx-swap-oob="innerHTML"' in sparks
+    assert "<polyline" in sparks  # the 7-day sparkline, drawn on the server
     rows = (await client.get("/ui/alerts/rows")).text
     assert f'data-alert="{alert}"' in rows
     assert 'data-action="acknowledge"' in rows

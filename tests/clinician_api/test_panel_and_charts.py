@@ -1,5 +1,6 @@
-"""The panel sorted by risk with latest vitals, sparklines, adherence and devices; cursor pages;
-vitals charts at raw, hourly and daily resolution with ETags."""
+"""The panel sorted by risk with latest vitals, adherence and devices; cursor pages; the panel
+page's sparklines, served apart for several patients at once; vitals charts at raw, hourly and
+daily resolution with ETags."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from tests.clinician_api.world import T0, add_alert, add_readings, sign_in
+from tests.clinician_api.world import T0, add_alert, add_readings, audit_head, sign_in
 
 pytestmark = pytest.mark.asyncio
 API = "/api/v1"
@@ -93,15 +94,66 @@ async def test_each_panel_entry_has_latest_vitals_sparklines_adherence_and_devic
     await sign_in(client, world["c1"], T0)
     p1 = next(p for p in (await client.get(f"{API}/patients")).json()["items"] if p["patient_id"] == "p1")
     assert [(v["metric"], v["value"], v["unit"]) for v in p1["latest"]] == [("spo2", 96.0, "%")]
-    # readings at 05:00 and 07:00 every other day: two 6-hour buckets on each of 4 days of the last 7
-    spark = next(s for s in p1["sparklines"] if s["metric"] == "spo2")["points"]
-    assert len(spark) == 8
-    assert all(T0 - timedelta(days=7) <= _dt(p["t"]) < T0 for p in spark)
+    assert "sparklines" not in p1  # served apart: GET /sparklines
     assert p1["adherence_days"] == 15  # every other day, the last 30 days
     assert {(d["kind"], d["id"], d["battery_pct"]) for d in p1["devices"]} == {
         ("agent", "agent-1", None),
         ("device", "dev-1", 42),
     }
+
+
+async def test_sparklines_of_a_page_of_patients_in_one_call(client, world) -> None:
+    points = [(T0 - timedelta(days=d, hours=h), 95.0 + h) for d in range(0, 40, 2) for h in (1, 3)]
+    add_readings(world.url, "o1", "p1", "spo2", points)
+    add_readings(world.url, "o1", "p2", "heart_rate", [(T0 - timedelta(hours=h), 60.0 + h) for h in (1, 2, 30)])
+    await sign_in(client, world["c1"], T0)
+    before = audit_head(world.url)
+    r = await client.get(f"{API}/sparklines", params={"patient": ["p2", "p1", "p2"]})
+    assert r.status_code == 200
+    items = r.json()["items"]
+    assert [p["patient_id"] for p in items] == ["p2", "p1"]  # as asked, each once
+    # 7 days before T0 (08:00) in 6-hour slots: from 06:00 seven days ago to the slot of T0
+    body = r.json()
+    start, slot = _dt(body["start"]), timedelta(seconds=body["slot_s"])
+    assert (start, slot) == (T0 - timedelta(days=7, hours=2), timedelta(hours=6))
+    # readings at 05:00 and 07:00 every other day: two slots on each of 4 days of the last 7
+    spark = next(s for s in items[1]["sparklines"] if s["metric"] == "spo2")["values"]
+    assert len(spark) == 29
+    filled = {start + i * slot: v for i, v in enumerate(spark) if v is not None}
+    assert len(filled) == 8
+    assert filled[T0 - timedelta(days=2, hours=2)] == 96.0  # 07:00 two days ago, alone in its slot
+    assert [s["metric"] for s in items[0]["sparklines"]] == ["heart_rate"]
+    assert [v for v in items[0]["sparklines"][0]["values"] if v is not None] == [
+        90.0,
+        61.5,
+    ]  # 02:00 yesterday; 06:00 and 07:00
+    with psycopg.connect(world.url) as conn:
+        rows = conn.execute(
+            "SELECT action, outcome, basis, subjects FROM audit_log WHERE audit_id > %s", (before,)
+        ).fetchall()
+    assert rows == [("sparklines.read", "success", "panel", ["p2", "p1"])]
+    again = await client.get(
+        f"{API}/sparklines", params={"patient": ["p2", "p1"]}, headers={"If-None-Match": r.headers["etag"]}
+    )
+    assert again.status_code == 304
+
+
+async def test_sparklines_of_a_hidden_patient_refuse_the_whole_call_with_one_denied_row(client, world) -> None:
+    await sign_in(client, world["c1"], T0)
+    missing = await client.get(f"{API}/sparklines", params={"patient": ["p1", "nobody"]})
+    before = audit_head(world.url)
+    r = await client.get(f"{API}/sparklines", params={"patient": ["p1", "p3", "q1"]})  # p3: team t2; q1: org o2
+    assert r.status_code == missing.status_code == 404
+    assert {k: v for k, v in r.json().items() if k != "instance"} == {
+        k: v for k, v in missing.json().items() if k != "instance"
+    }
+    with psycopg.connect(world.url) as conn:
+        rows = conn.execute(
+            "SELECT action, outcome, patient_id, subjects FROM audit_log WHERE audit_id > %s", (before,)
+        ).fetchall()
+    assert rows == [("sparklines.read", "denied", "p3", ["p3", "q1"])]
+    assert (await client.get(f"{API}/sparklines", params={"patient": ["p1"] * 0})).status_code == 422
+    assert (await client.get(f"{API}/sparklines", params={"patient": [f"p{i}" for i in range(201)]})).status_code == 422
 
 
 def _dt(text: str):

@@ -148,3 +148,48 @@ def test_reads_are_exact_whether_or_not_the_watermark_has_moved(url: str) -> Non
     assert after == [("p1", "heart_rate", 80.0), ("p1", "spo2", 70.0)]
     advance(url)
     assert read() == after
+
+
+def days(url: str) -> dict[tuple[str, str, object], datetime]:
+    """reading_days itself (what advance has counted)."""
+    with psycopg.connect(url) as c:
+        rows = c.execute("SELECT org_id, patient_id, day, first_at FROM reading_days").fetchall()
+    return {(r[0], r[1], r[2]): r[3] for r in rows}
+
+
+def test_adherence_counts_days_with_a_reading_before_now_whether_or_not_counted(url: str) -> None:
+    now = T0  # 07:30 UTC
+    rows = [reading(i, now - timedelta(days=2 * i, hours=1), 60.0) for i in range(20)]  # every other day
+    rows += [reading(100, now - timedelta(days=30, hours=1), 60.0)]  # outside the 30 days
+    rows += [reading(101, now + timedelta(hours=2), 60.0, metric="spo2")]  # later today: not yet
+    rows += [reading(1, now - timedelta(days=1), 60.0, patient="q1", org="o2", agent="b1")]  # another org
+
+    def read(at: datetime = now) -> dict[str, int]:
+        with psycopg.connect(url) as c:
+            return summaries.adherence(c, org="o1", patients=["p1", "p2", "q1"], now=at)
+
+    store(url, rows)
+    before = read()  # nothing counted yet: all from the readings themselves
+    assert before == {"p1": 15}
+    advance(url)
+    assert read() == before
+    assert read(now + timedelta(hours=3)) == {"p1": 15}  # today was counted already (06:30)
+    store(url, [reading(200, now - timedelta(days=1, hours=3), 61.0)])  # a missing day arrives late
+    assert read() == {"p1": 16}  # half counted, half not
+    advance(url)
+    assert read() == {"p1": 16}
+    with psycopg.connect(url) as c:
+        assert summaries.adherence(c, org="o1", patients=["p1"], now=now + timedelta(days=10)) == {"p1": 11}
+
+
+def test_reading_days_keep_the_earliest_reading_of_each_day_and_equal_a_rebuild(url: str) -> None:
+    store(url, [reading(1, T0, 60.0)])
+    advance(url)
+    store(url, [reading(2, T0 - timedelta(hours=5), 60.0), reading(3, T0 + timedelta(hours=5), 60.0)])
+    advance(url)
+    incremental = days(url)
+    assert incremental == {("o1", "p1", T0.date()): T0 - timedelta(hours=5)}
+    with psycopg.connect(url) as c:
+        summaries.rebuild(c)
+        c.commit()
+    assert days(url) == incremental

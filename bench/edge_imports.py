@@ -1,7 +1,7 @@
 """What the edge agent's imports cost in resident memory. Prints JSON.
 
 In a fresh interpreter (this process: run it as ``python -m bench.edge_imports``), imports what
-``vigil edge run`` imports (``edge_agent.cli`` and ``edge_agent.agent``) with a hook on
+``vigil edge run`` imports (the console script's ``vigil_cli.main`` and ``edge_agent.run``) with a hook on
 ``__import__`` that reads the resident set (``/proc/self/statm``) before and after each module's
 first import. ``modules`` lists the ``--top`` heaviest, each with ``mb``: the growth of the resident
 set while it and everything it imported for the first time were loaded (so a package's figure
@@ -33,7 +33,7 @@ def rss_mb() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="resident memory of the edge agent's imports")
-    ap.add_argument("--modules", default="edge_agent.cli,edge_agent.agent", help="comma-separated, imported in order")
+    ap.add_argument("--modules", default="vigil_cli.main,edge_agent.run", help="comma-separated, imported in order")
     ap.add_argument("--top", type=int, default=30)
     args = ap.parse_args()
     original = builtins.__import__

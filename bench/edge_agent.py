@@ -48,6 +48,9 @@ leak shows);
 ``--hours 24`` for the 24-hour check). ``cpu_ms_per_reading`` is the agent's CPU per delivered
 reading (comparable across speeds; ``cpu_pct_of_core`` here is at the accelerated load).
 
+Without the emulated radio (``--radio bluez``, ``bench/edge_bluez.py``): the agent with bleak's BlueZ
+backend, as on a Pi, on this machine without BlueZ: idle, no readings.
+
 Run: ``.venv/bin/python -m bench.edge_agent`` (``--seconds 60 --offline-seconds 30`` for a quick look);
 ``.venv/bin/python -m bench.edge_agent --hours 24`` (about 24 minutes at the default speed)
 """
@@ -88,6 +91,7 @@ __all__ = [
     "SPO2",
     "cpu_seconds",
     "enroll_agent",
+    "measure",
     "periodic",
     "rss_mib",
     "start_secure_broker",
@@ -261,9 +265,16 @@ def main() -> None:
     ap.add_argument("--speed", type=float, default=60.0, help="with --hours: simulated seconds per real second")
     ap.add_argument("--sample-s", type=float, default=5.0, help="with --hours: RSS sampled every N real seconds")
     ap.add_argument("--periodic-min-s", type=float, default=10.0, help="with --hours: a BLE connection at most per N s")
+    ap.add_argument(
+        "--radio", choices=("emulated", "bluez"), default="emulated", help="bluez: the Pi's radio modules, idle"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="vigil-bench-edge-") as tmp:
-        if args.hours is not None:
+        if args.radio == "bluez":
+            from bench.edge_bluez import run_bluez
+
+            result = asyncio.run(run_bluez(args, Path(tmp)))
+        elif args.hours is not None:
             from bench.edge_hours import run_hours
 
             result = asyncio.run(run_hours(args, Path(tmp)))

@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--emulated-hci", default=None)
     args = ap.parse_args(argv)
 
-    import edge_agent.cli  # noqa: F401 - the modules `vigil edge run` loads, so the RSS compares
+    import edge_agent.run  # noqa: F401 - with vigil_cli.main, what `vigil edge run` loads, so the RSS compares
+    import vigil_cli.main  # noqa: F401
     from edge_agent.agent import Agent
     from edge_agent.identity import AgentIdentity
     from edge_agent.settings import load_edge_settings

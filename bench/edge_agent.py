@@ -3,9 +3,10 @@
 Set-up, all on this machine: a Mosquitto with the project's TLS + dynamic security configuration; the
 six emulated devices in a separate process (``DeviceProcess``: bumble peripherals whose radio is
 reached over HCI on TCP, so their work is not billed to the agent); the agent as its own process
-(``vigil edge run`` with ``--ble emulated --emulated-hci``, started through the ``edge`` app only,
-as on a Pi where the server extras are not installed) after a real ``vigil edge enroll``; and a
-receipting server stand-in (the test harness's) that opens every envelope and signs receipts.
+(``vigil edge run`` with ``--ble emulated --emulated-hci``, through the console script's entry
+point as the systemd unit starts it: only the ``edge`` group, none of the server's) after a real
+``vigil edge enroll``; and a receipting server stand-in (the test harness's) that opens every
+envelope and signs receipts.
 
 Load: the heart-rate strap (HR + one RR interval) and the oximeter's continuous measurement
 (SpO2 + pulse) notify at 1 Hz, i.e. 4 readings/s; every minute the cuff stores a measurement and
@@ -16,7 +17,8 @@ Phases:
 
 1. ``online`` (``--seconds``, default 300): steady state. ``cpu_pct_of_core`` is the agent's
    user + system CPU over the phase (100 = one core) from ``/proc``; ``rss_mb`` its peak resident
-   set (MiB), sampled every second. With emulation the agent process also runs the central's
+   set (MiB), sampled every second, and ``rss_anon_mb`` the peak of its anonymous part (heap and
+   stacks; the rest is mapped code). With emulation the agent process also runs the central's
    bumble host stack, work that ``bluetoothd`` does on a Pi: the figures are pessimistic.
 2. ``offline`` (``--offline-seconds``, default 60): the broker is stopped, devices keep measuring,
    the outbox buffers. ``outbox_mb_per_day`` (MB = 10^6 bytes) is the growth of the bytes the
@@ -39,10 +41,15 @@ slow receipt is not taken for a lost one. The agent's RSS is sampled every ``--s
 seconds against hours of readings delivered; ``rss_mb_start`` is the median of the samples
 between 10 % and 20 % of the run (after warm-up: caches and the SQLite page cache filled),
 ``rss_mb_end`` the median of the last 10 %, ``rss_growth_mb`` their difference and
-``rss_slope_mb_per_24h`` the least-squares slope after warm-up (per 24 hours of readings);
+``rss_slope_mb_per_24h`` the least-squares slope after warm-up (per 24 hours of readings), and the
+same four for the anonymous part of the resident set (``rss_anon_*``: heap and stacks, where a
+leak shows);
 ``within_bound`` says whether the growth stays at or below ``RSS_GROWTH_BOUND_MB`` (run
 ``--hours 24`` for the 24-hour check). ``cpu_ms_per_reading`` is the agent's CPU per delivered
 reading (comparable across speeds; ``cpu_pct_of_core`` here is at the accelerated load).
+
+Without the emulated radio (``--radio bluez``, ``bench/edge_bluez.py``): the agent with bleak's BlueZ
+backend, as on a Pi, on this machine without BlueZ: idle, no readings.
 
 Run: ``.venv/bin/python -m bench.edge_agent`` (``--seconds 60 --offline-seconds 30`` for a quick look);
 ``.venv/bin/python -m bench.edge_agent --hours 24`` (about 24 minutes at the default speed)
@@ -84,6 +91,7 @@ __all__ = [
     "SPO2",
     "cpu_seconds",
     "enroll_agent",
+    "measure",
     "periodic",
     "rss_mib",
     "start_secure_broker",
@@ -114,9 +122,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """A resident-set figure of ``/proc/PID/status`` in MiB: ``VmRSS`` (all), ``RssAnon`` (heap, stacks:
+    memory only the process holds) or ``RssFile`` (mapped files: code of the interpreter and the
+    extension modules, which the kernel may drop and read again under memory pressure)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -153,13 +164,18 @@ async def periodic(devices: DeviceProcess, every_s: float = 60.0) -> None:
 
 
 async def measure(pid: int, seconds: float) -> dict[str, float]:
-    cpu0, t0, peak = cpu_seconds(pid), time.monotonic(), 0.0
+    cpu0, t0, peak, anon = cpu_seconds(pid), time.monotonic(), 0.0, 0.0
     end = t0 + seconds
     while time.monotonic() < end:
-        peak = max(peak, rss_mib(pid))
+        peak, anon = max(peak, rss_mib(pid)), max(anon, rss_mib(pid, "RssAnon"))
         await asyncio.sleep(1.0)
     cpu = cpu_seconds(pid) - cpu0
-    return {"cpu_pct_of_core": 100 * cpu / (time.monotonic() - t0), "rss_mb": peak, "rss_mb_end": rss_mib(pid)}
+    return {
+        "cpu_pct_of_core": 100 * cpu / (time.monotonic() - t0),
+        "rss_mb": peak,
+        "rss_anon_mb": anon,
+        "rss_mb_end": rss_mib(pid),
+    }
 
 
 async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -176,14 +192,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         token = enrolled.bundle.enrollment_token.get_secret_value()
         receipts = ReceiptServer(broker, server, {enrolled.bundle.agent_id: token}).start()
         log = (work / "agent.log").open("wb")
-        command = [
-            sys.executable,
-            "-c",
-            "from edge_agent.cli import app; app()",
-            "run",
-            "--config",
-            str(enrolled.config),
-        ]
+        # `vigil edge run`, as the systemd unit starts it (the console script's main: vigil_cli.main)
+        command = [sys.executable, "-m", "vigil_cli", "edge", "run", "--config", str(enrolled.config)]
         agent = subprocess.Popen(command, stdout=log, stderr=log)  # noqa: ASYNC220 - started once, not awaited
 
         def connected() -> bool:
@@ -217,6 +227,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "devices": len(SPECS),
             "rss_mb": round(online["rss_mb"], 1),
             "rss_mb_end": round(online["rss_mb_end"], 1),
+            "rss_anon_mb": round(online["rss_anon_mb"], 1),
             "cpu_pct_of_core": round(online["cpu_pct_of_core"], 2),
             "readings_delivered_online": delivered,
             "offline_readings_per_s": round(readings / elapsed, 2),
@@ -254,9 +265,16 @@ def main() -> None:
     ap.add_argument("--speed", type=float, default=60.0, help="with --hours: simulated seconds per real second")
     ap.add_argument("--sample-s", type=float, default=5.0, help="with --hours: RSS sampled every N real seconds")
     ap.add_argument("--periodic-min-s", type=float, default=10.0, help="with --hours: a BLE connection at most per N s")
+    ap.add_argument(
+        "--radio", choices=("emulated", "bluez"), default="emulated", help="bluez: the Pi's radio modules, idle"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="vigil-bench-edge-") as tmp:
-        if args.hours is not None:
+        if args.radio == "bluez":
+            from bench.edge_bluez import run_bluez
+
+            result = asyncio.run(run_bluez(args, Path(tmp)))
+        elif args.hours is not None:
             from bench.edge_hours import run_hours
 
             result = asyncio.run(run_hours(args, Path(tmp)))

@@ -101,6 +101,7 @@ async def run_hours(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         wanted = hours * 3600 * STREAMED_READINGS_PER_SIM_S
         samples: list[tuple[float, float]] = []  # (hours of readings delivered, RSS)
+        anon: list[tuple[float, float]] = []  # (hours of readings delivered, RssAnon: heap and stacks)
 
         def delivered() -> int:
             tally = receipts.tally(agent_id) if receipts else None
@@ -108,7 +109,9 @@ async def run_hours(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
         while True:
             done = delivered()
-            samples.append((done / (3600 * STREAMED_READINGS_PER_SIM_S), rss_mib(pid)))
+            hours_done = done / (3600 * STREAMED_READINGS_PER_SIM_S)
+            samples.append((hours_done, rss_mib(pid)))
+            anon.append((hours_done, rss_mib(pid, "RssAnon")))
             if done >= wanted and time.monotonic() - t0 >= run_s:
                 break
             if agent.poll() is not None:
@@ -130,6 +133,7 @@ async def run_hours(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "rss_mb": round(max(r for _, r in samples), 1),
             "rss_mb_end": round(samples[-1][1], 1),
             **figures,
+            **{k.replace("rss_", "rss_anon_", 1): v for k, v in rss_figures(anon).items()},
             "rss_growth_bound_mb": RSS_GROWTH_BOUND_MB,
             "within_bound": growth is not None and growth <= RSS_GROWTH_BOUND_MB,
             "cpu_pct_of_core": round(100 * cpu / elapsed, 2),

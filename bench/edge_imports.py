@@ -1,11 +1,14 @@
 """What the edge agent's imports cost in resident memory. Prints JSON.
 
 In a fresh interpreter (this process: run it as ``python -m bench.edge_imports``), imports what
-``vigil edge run`` imports (``edge_agent.cli`` and ``edge_agent.agent``) with a hook on
+``vigil edge run`` imports (the console script's ``vigil_cli.main`` and ``edge_agent.run``) with a hook on
 ``__import__`` that reads the resident set (``/proc/self/statm``) before and after each module's
 first import. ``modules`` lists the ``--top`` heaviest, each with ``mb``: the growth of the resident
 set while it and everything it imported for the first time were loaded (so a package's figure
 includes its dependencies that nothing loaded before it), and ``depth`` in the import tree.
+``packages`` splits the same growth by top-level package, each import counted once, without what it
+imported from other packages (a module's submodules loaded by ``from package import module`` or
+relative imports count as its own): what dropping a package would save, roughly.
 ``rss_mb_before`` is the bare interpreter, ``rss_mb_after`` after the imports. The agent's running
 figure (with the emulated radio and its traffic) is ``bench.edge_agent``'s ``rss_mb``.
 
@@ -33,12 +36,14 @@ def rss_mb() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="resident memory of the edge agent's imports")
-    ap.add_argument("--modules", default="edge_agent.cli,edge_agent.agent", help="comma-separated, imported in order")
+    ap.add_argument("--modules", default="vigil_cli.main,edge_agent.run", help="comma-separated, imported in order")
     ap.add_argument("--top", type=int, default=30)
     args = ap.parse_args()
     original = builtins.__import__
     rows: list[tuple[float, int, str]] = []
     depth = 0
+    children = [0.0]  # per open import: the inclusive growth of the imports it made
+    own: dict[str, float] = {}  # top-level package -> growth while its own modules ran
 
     def hook(
         name: str,
@@ -52,11 +57,16 @@ def main() -> None:
             return original(name, globals, locals, fromlist, level)
         before = rss_mb()
         depth += 1
+        children.append(0.0)
         try:
             return original(name, globals, locals, fromlist, level)
         finally:
             depth -= 1
-            rows.append((rss_mb() - before, depth, name))
+            grown = rss_mb() - before
+            rows.append((grown, depth, name))
+            package = name.partition(".")[0]
+            own[package] = own.get(package, 0.0) + grown - children.pop()
+            children[-1] += grown
 
     start = rss_mb()
     builtins.__import__ = hook
@@ -73,6 +83,7 @@ def main() -> None:
                 "rss_mb_before": round(start, 1),
                 "rss_mb_after": round(end, 1),
                 "loaded_modules": len(sys.modules),
+                "packages": {p: round(mb, 2) for p, mb in sorted(own.items(), key=lambda kv: -kv[1])[: args.top]},
                 "modules": [{"module": n, "mb": round(mb, 2), "depth": d} for mb, d, n in rows[: args.top]],
             },
             indent=1,

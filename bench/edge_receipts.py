@@ -27,7 +27,7 @@ from rpm_core.errors import MalformedEnvelope, VigilError
 from rpm_core.ids import AgentId, OrgId
 from rpm_core.keys import AgentPublicKeys, ServerKey
 from rpm_core.status import AgentStatus
-from rpm_core.topics import Kind, Topic
+from rpm_core.topics import Kind, Topic, ingest_subscription
 
 __all__ = ["AgentTally", "CountingReceipts"]
 
@@ -85,7 +85,9 @@ class CountingReceipts:
         self.client.loop_stop()
 
     def _on_connect(self, client: mqtt.Client, *_a: Any) -> None:
-        client.subscribe("vigil/v1/+/+/up/#", qos=1)
+        # The ingest account may subscribe only as a member of ingest's shared group (the broker's
+        # grants): a plain subscription to every uplink is refused, and nothing would arrive.
+        client.subscribe(ingest_subscription(), qos=1)
         self._connected.set()
 
     def tally(self, agent: str) -> AgentTally | None:

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import os
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +18,6 @@ from typing import Annotated, Any
 
 import typer
 
-from edge_agent.agent import Agent
 from edge_agent.ble.radio import open_radio
 from edge_agent.config_file import add_device
 from edge_agent.enroll import SERVICE_USER, enroll, system_time_zone
@@ -31,10 +27,10 @@ from edge_agent.install import InstallPlan, allow_broker, install, uninstall
 from edge_agent.outbox import SqliteOutbox, inspect_outbox
 from edge_agent.pairing import scan_candidates
 from edge_agent.retired import adopt_retired, describe_all
-from edge_agent.settings import CONFIG_NAME, DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR, EdgeSettings, load_edge_settings
+from edge_agent.run import NotEnrolled, RunArgs, config_path, run_agent
+from edge_agent.settings import DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR, EdgeSettings, load_edge_settings
 from rpm_core.clock import SystemClock
 from rpm_core.errors import VigilError
-from rpm_core.settings import CONFIG_ENV
 
 __all__ = ["register"]
 
@@ -53,17 +49,8 @@ def _failing_cleanly() -> Iterator[None]:
         raise typer.Exit(EXIT_FAILED) from exc
 
 
-def _config_path(option: Path | None) -> Path | None:
-    if option is not None:
-        return option
-    if os.environ.get(CONFIG_ENV):
-        return Path(os.environ[CONFIG_ENV])
-    default = DEFAULT_CONFIG_DIR / CONFIG_NAME
-    return default if default.is_file() else None
-
-
 def _settings(config: Path | None, **overrides: Any) -> EdgeSettings:
-    return load_edge_settings(_config_path(config), **overrides)
+    return load_edge_settings(config_path(config), **overrides)
 
 
 def enroll_command(
@@ -164,7 +151,7 @@ def pair_command(
 ) -> None:
     """Scan for health devices and add one to the agent's allow-list."""
     with _failing_cleanly():
-        path = _config_path(config)
+        path = config_path(config)
         if path is None:
             raise typer.BadParameter("no agent config: enroll first or pass --config")
         settings = _settings(path, ble_backend=ble, emulated_hci=emulated_hci)
@@ -203,31 +190,13 @@ def run_command(
     log_level: Annotated[str | None, typer.Option("--log-level")] = None,
 ) -> None:
     """Run the agent until SIGTERM/SIGINT."""
-    with _failing_cleanly():
-        settings = _settings(config, ble_backend=ble, emulated_hci=emulated_hci, log_level=log_level)
-        logging.basicConfig(
-            level=logging.WARNING,  # libraries (bumble, paho, bleak) stay quiet
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-            force=True,
-        )
-        logging.getLogger("edge_agent").setLevel(settings.log_level.upper())
-        if not settings.enrolled:
-            raise typer.BadParameter("this agent is not enrolled: vigil edge enroll --bundle FILE")
-        if settings.ble_backend == "emulated" and settings.emulated_hci is None and not settings.devices:
-            from edge_agent.emulation.demo import demo_devices  # the built-in demo devices, paired implicitly
-
-            settings = settings.model_copy(update={"devices": demo_devices(settings.demo_seed)})
-        identity = AgentIdentity.load(settings.enrollment_dir, org=settings.org_id, agent=settings.agent)
-        asyncio.run(_run(Agent(settings, identity)))
-
-
-async def _run(agent: Agent) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await agent.run(stop)
+    try:
+        run_agent(RunArgs(config=config, ble=ble, emulated_hci=emulated_hci, log_level=log_level))
+    except NotEnrolled as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    except VigilError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from exc
 
 
 def status_command(

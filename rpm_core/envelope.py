@@ -1,6 +1,6 @@
 """The envelope: how a batch of readings travels from an agent to the server (format v1).
 
-Standard COSE (RFC 9052/9053) through ``cwt``, sign-then-encrypt::
+Standard COSE (RFC 9052/9053), sign-then-encrypt::
 
     COSE_Encrypt (tag 96)
       protected   {alg: ChaCha20/Poly1305 (24), vigil-v (-65537): 1}
@@ -32,22 +32,29 @@ up forward secrecy against a later theft of the agent's X25519 key; the Ed25519 
 depend on it. See docs/envelope.md for the body layout and test vectors.
 
 This module is what both sides need: the format's constants and the sealing that agents (and
-tests) do. Opening an envelope is the server's alone and lives in ``ingest.opener``, which reads
-the labels and algorithm ids below; it raises :class:`rpm_core.errors.EnvelopeError` subclasses
-only.
+tests) do. Sealing writes the COSE structures itself with ``cbor2`` and ``cryptography`` (Ed25519,
+X25519, HKDF-SHA256 from ``hmac``, ChaCha20/Poly1305): the agent does not load ``cwt``, a COSE
+library of 2.5 MB resident on a Pi for two fixed structures. The v1 format was first produced with
+cwt, and its output is the reference: the published vectors match byte for byte, and
+``tests/rpm_core/test_envelope_cwt.py`` seals random bodies, keys and nonces both ways and compares
+the bytes, and opens ours with cwt's decoder. Opening an envelope is the server's alone and lives
+in ``ingest.opener``, which reads the labels and algorithm ids below; it raises
+:class:`rpm_core.errors.EnvelopeError` subclasses only.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 import cbor2
-from cryptography.hazmat.primitives import serialization as ser
-from cwt import COSE, COSEKey, Recipient
-from cwt.cose_key_interface import COSEKeyInterface
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from rpm_core.ids import AgentId, OrgId
 from rpm_core.keys import AgentKeys, ServerPublicKey
@@ -73,8 +80,10 @@ __all__ = [
     "VERSION_LABEL",
     "X25519",
     "ReadingBatch",
+    "content_key",
     "encode_batch",
     "external_aad",
+    "kdf_context",
     "micros",
     "seal_batch",
     "seal_envelope",
@@ -97,14 +106,18 @@ ECDH_SS_HKDF_256: Final = -27
 EDDSA: Final = -8
 OKP: Final = 1  # COSE_Key kty
 X25519: Final = 4  # COSE_Key crv
-_ED25519: Final = 6
 COSE_ENCRYPT_TAG: Final = 96
 COSE_SIGN1_TAG: Final = 18
-# cwt's recipient context for the content algorithm (enters the COSE_KDF_Context).
+# The content algorithm in cwt's terms (the server's opener and the tests build the COSE_KDF_Context
+# with cwt from it; the agent's sealer writes the same bytes itself: kdf_context).
 KDF_CONTEXT: Final = {"alg": "ChaCha20/Poly1305"}
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
-_cose = COSE.new()
+# The protected headers, encoded once: bstr-wrapped maps (RFC 9052 section 3).
+_SIGN_PROTECTED: Final = cbor2.dumps({ALG: EDDSA})
+_ENCRYPT_PROTECTED: Final = cbor2.dumps({ALG: CHACHA20_POLY1305, VERSION_LABEL: ENVELOPE_VERSION})
+_RECIPIENT_PROTECTED: Final = cbor2.dumps({ALG: ECDH_SS_HKDF_256})
+_ZERO_SALT: Final = bytes(32)  # RFC 5869: no salt is HashLen zero bytes
 
 
 def external_aad(topic: Topic) -> bytes:
@@ -117,16 +130,25 @@ def micros(t: datetime) -> int:
     return (t - _EPOCH) // timedelta(microseconds=1)
 
 
-def _okp(kty_crv: int, alg: int, public: bytes, private: bytes | None, kid: str) -> COSEKeyInterface:
-    params: dict[int, Any] = {1: OKP, 3: alg, -1: kty_crv, -2: public, 2: kid.encode()}
-    if private is not None:
-        params[-4] = private
-    return COSEKey.new(params)
+def _sign1(body: bytes, *, key: Ed25519PrivateKey, kid: str, aad: bytes) -> bytes:
+    """COSE_Sign1 (RFC 9052 section 4.2): Ed25519 over ``["Signature1", protected, aad, payload]``."""
+    signature = key.sign(cbor2.dumps(["Signature1", _SIGN_PROTECTED, aad, body]))
+    return cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, [_SIGN_PROTECTED, {KID: kid.encode()}, body, signature]))
 
 
-def _raw_private(key: Any) -> bytes:
-    raw: bytes = key.private_bytes(ser.Encoding.Raw, ser.PrivateFormat.Raw, ser.NoEncryption())
-    return raw
+def kdf_context(party_u_nonce: bytes) -> bytes:
+    """The COSE_KDF_Context (RFC 9053 section 5.2) of the one recipient: ``[alg, PartyUInfo [nil,
+    nonce, nil], PartyVInfo [nil, nil, nil], SuppPubInfo [key bits, recipient protected]]``."""
+    return cbor2.dumps(
+        [CHACHA20_POLY1305, [None, party_u_nonce, None], [None, None, None], [256, _RECIPIENT_PROTECTED]]
+    )
+
+
+def content_key(shared: bytes, party_u_nonce: bytes) -> bytes:
+    """HKDF-SHA256 (RFC 5869) of the ECDH-SS shared secret, no salt, the KDF context as info: 32 bytes
+    are one block, so T(1) = HMAC(PRK, info || 0x01)."""
+    prk = hmac.digest(_ZERO_SALT, shared, hashlib.sha256)
+    return hmac.digest(prk, kdf_context(party_u_nonce) + b"\x01", hashlib.sha256)
 
 
 def seal_envelope(
@@ -145,32 +167,17 @@ def seal_envelope(
     """
     aad = external_aad(topic)
     pub = agent.public()
-    sign_key = _okp(_ED25519, EDDSA, pub.sign, _raw_private(agent.sign), pub.sign_kid)
-    signed = _cose.encode_and_sign(
-        body, sign_key, protected={ALG: EDDSA}, unprotected={KID: pub.sign_kid.encode()}, external_aad=aad
+    signed = _sign1(body, key=agent.sign, kid=pub.sign_kid, aad=aad)
+    pu_nonce = secrets.token_bytes(32) if party_u_nonce is None else party_u_nonce
+    iv = secrets.token_bytes(12) if nonce is None else nonce
+    shared = agent.kex.exchange(X25519PublicKey.from_public_bytes(server.kex))
+    ciphertext = ChaCha20Poly1305(content_key(shared, pu_nonce)).encrypt(
+        iv, signed, cbor2.dumps(["Encrypt", _ENCRYPT_PROTECTED, aad])
     )
-    sender = _okp(X25519, ECDH_SS_HKDF_256, pub.kex, _raw_private(agent.kex), pub.kex_kid)
-    recipient_pub = _okp(X25519, ECDH_SS_HKDF_256, server.kex, None, server.kid)
-    r_unprotected: dict[int, Any] = {
-        KID: server.kid.encode(),
-        PARTY_U_NONCE: secrets.token_bytes(32) if party_u_nonce is None else party_u_nonce,
-    }
-    recipient = Recipient.new(
-        protected={ALG: ECDH_SS_HKDF_256},
-        unprotected=r_unprotected,
-        sender_key=sender,
-        recipient_key=recipient_pub,
-        context=KDF_CONTEXT,
-    )
-    unprotected: dict[int, Any] = {} if nonce is None else {IV: nonce}
-    sealed: bytes = _cose.encode_and_encrypt(
-        bytes(signed),
-        protected={ALG: CHACHA20_POLY1305, VERSION_LABEL: ENVELOPE_VERSION},
-        unprotected=unprotected,
-        recipients=[recipient],
-        external_aad=aad,
-    )
-    return sealed
+    static_key = {1: OKP, -1: X25519, -2: pub.kex}  # COSE_Key: kty, crv, x (the public key only)
+    recipient = [_RECIPIENT_PROTECTED, {KID: server.kid.encode(), PARTY_U_NONCE: pu_nonce, STATIC_KEY: static_key}, b""]
+    message = [_ENCRYPT_PROTECTED, {IV: iv}, ciphertext, [recipient]]
+    return cbor2.dumps(cbor2.CBORTag(COSE_ENCRYPT_TAG, message))
 
 
 # -- the readings body ----------------------------------------------------------------------------

@@ -19,9 +19,10 @@ import importlib
 import logging
 import sys
 import traceback
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import typer
+if TYPE_CHECKING:
+    import typer
 
 __all__ = ["GROUPS", "OPTIONAL_MODULES", "BrokenCommandGroup", "build_app", "groups_for", "main", "missing_extra"]
 
@@ -100,6 +101,8 @@ def _root() -> None:
 def build_app(groups: tuple[tuple[str, str, str], ...] | None = None) -> typer.Typer:
     """The ``vigil`` app with every group of ``groups`` (default :data:`GROUPS`) whose module imports,
     leaving out those of an extra not installed here; :class:`BrokenCommandGroup` for any other failure."""
+    import typer  # not at module level: `vigil edge run` starts without it (main)
+
     app = typer.Typer(
         name="vigil",
         help="Vigil remote patient monitoring.",
@@ -139,8 +142,26 @@ def groups_for(argv: list[str]) -> tuple[tuple[str, str, str], ...]:
     return named or GROUPS
 
 
+def _fast_edge_run(argv: list[str]) -> int | None:
+    """``vigil edge run`` without typer; None when typer must handle it, including when the edge extra
+    is not installed here (build_app then leaves the group out, as for any command)."""
+    try:
+        from edge_agent.run import fast_run
+    except ModuleNotFoundError as exc:
+        if missing_extra(exc) is None:
+            raise  # our own code is broken: fail loudly
+        return None
+    return fast_run(argv)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if sys.argv[1:3] == ["edge", "run"]:
+        # The agent on a Pi runs for months: start it without typer (edge_agent.run.fast_run), which
+        # hands back anything but plain options (--help, a typo) to the typer command below.
+        status = _fast_edge_run(sys.argv[3:])
+        if status is not None:
+            sys.exit(status)
     try:
         app = build_app(groups_for(sys.argv[1:]))
     except BrokenCommandGroup as exc:

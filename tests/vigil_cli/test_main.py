@@ -19,6 +19,7 @@ import pytest
 import typer
 from packaging.requirements import Requirement
 
+from edge_agent.config_file import write_config
 from vigil_cli.main import GROUPS, OPTIONAL_MODULES, BrokenCommandGroup, build_app
 
 EDGE_MODULES = frozenset({"bleak", "bleak_retry_connector", "paho"})
@@ -223,3 +224,40 @@ def test_the_demo_options_reach_the_demo_when_it_is_the_only_group_mounted() -> 
     assert done.returncode == 2
     assert "--duration" in done.stderr, done.stderr
     assert "extra argument" not in done.stderr, done.stderr
+
+
+# What the agent process holds once `vigil edge run` has started it (printed at exit).
+LOADED_AT_EXIT = """
+import atexit, json, sys
+atexit.register(lambda: print("LOADED " + json.dumps(sorted(sys.modules)), file=sys.stderr))
+"""
+
+
+def test_vigil_edge_run_starts_the_agent_without_typer(tmp_path: Path) -> None:
+    # An unenrolled config stops the agent after its settings are built and its modules imported.
+    config = tmp_path / "agent.toml"
+    write_config(config, {"time_zone": "UTC"}, [])
+    done = run_vigil("edge", "run", "--config", str(config), "--log-level", "info", prelude=LOADED_AT_EXIT)
+    assert done.returncode == 2, done.stderr
+    assert "error: this agent is not enrolled: vigil edge enroll --bundle FILE" in done.stderr
+    loaded = set(json.loads(done.stderr.rsplit("LOADED ", 1)[1]))
+    assert {"edge_agent.run", "edge_agent.agent", "edge_agent.settings"} <= loaded
+    assert not {m.partition(".")[0] for m in loaded} & {"typer", "click", "cwt", "edge_agent.cli"}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--config"], ["--no-such-option"]])
+def test_vigil_edge_run_leaves_help_and_bad_options_to_typer(args: list[str]) -> None:
+    done = run_vigil("edge", "run", *args)
+    if args == ["--help"]:
+        assert done.returncode == 0, done.stderr
+        assert "--emulated-hci" in done.stdout
+    else:
+        assert done.returncode == 2, done.stderr
+        assert "Error" in done.stderr  # typer's box
+        assert "not enrolled" not in done.stderr
+
+
+def test_vigil_edge_run_without_the_edge_extra_says_there_is_no_edge_command() -> None:
+    done = run_vigil("edge", "run", prelude=EDGE_ONLY.format(blocked=["bleak"]))
+    assert done.returncode == 2, done.stderr
+    assert "No such command 'edge'" in done.stderr

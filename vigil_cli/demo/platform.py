@@ -34,7 +34,7 @@ from store.admin import create_database
 from vigil_cli.demo.consults import ConsultLinks, ensure_patient_contact, open_consult
 from vigil_cli.demo.database import EmbeddedPostgres, EmbeddedPostgresError
 from vigil_cli.demo.mailbox import Mailbox
-from vigil_cli.demo.supervisor import Supervisor
+from vigil_cli.demo.supervisor import Child, Supervisor
 
 __all__ = [
     "DETERIORATING",
@@ -373,9 +373,20 @@ class DemoPlatform:
             name=dict(self.patients).get(DETERIORATING, DETERIORATING),
         ):
             self.say(f"{DETERIORATING} has an account that receives email (it cannot sign in)")
-        self._child("api", [sys.executable, "-m", "vigil_cli", "api"])
+        for _attempt in range(3):
+            log_path = self.layout.logs / "api.log"
+            offset = log_path.stat().st_size if log_path.exists() else 0
+            child = self.supervisor.start("api", [sys.executable, "-m", "vigil_cli", "api"], log_path=log_path)
+            if _api_bound(child, offset, timeout_s=60.0):
+                break
+            # Another program took the port between the demo's probe and uvicorn's bind: move.
+            self.supervisor.children.remove(child)
+            self._state["api_port"] = _free_port()
+            self._write_server_config()
+            self._save_state()
+        else:
+            raise DemoError(f"the API could not bind a port three times (whole log: {log_path})")
         port = int(self._state["api_port"])
-        _wait_port("127.0.0.1", port, self.supervisor, "api", timeout_s=60.0)
         self.api_url = f"http://127.0.0.1:{port}/"
 
     def start_notify(self) -> None:
@@ -486,6 +497,33 @@ def _port_or_free(preferred: int) -> int:
         except OSError:
             return _free_port()
     return preferred
+
+
+_BOUND: Final = b"Uvicorn running on"  # uvicorn logs it once its own socket listens
+_PORT_TAKEN: Final = b"address already in use"
+
+
+def _api_bound(child: Child, offset: int, *, timeout_s: float) -> bool:
+    """Wait until ``vigil api`` says it listens (True) or exits because its port was taken (False).
+
+    A port that answers is not proof: another program (another demo) may hold it while our
+    server fails to bind, so the signal is the server's own log line after ``offset``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with child.log_path.open("rb") as f:
+            f.seek(offset)
+            text = f.read()
+        if _BOUND in text:
+            return True
+        if not child.running():
+            if _PORT_TAKEN in text:
+                return False
+            raise DemoError(
+                f"api exited at start with status {child.exit_code()}: {_log_tail(child.log_path)} "
+                f"(whole log: {child.log_path})"
+            )
+        time.sleep(0.1)
+    raise DemoError(f"api did not start listening within {timeout_s:.0f} s (whole log: {child.log_path})")
 
 
 def _wait_port(host: str, port: int, supervisor: Supervisor, name: str, timeout_s: float = 20.0) -> None:

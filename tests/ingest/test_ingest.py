@@ -80,13 +80,18 @@ def test_coalesced_pubacks_reach_the_broker(db: str, start_ingest, agents) -> No
     for i in range(30):
         a.send(readings("agt-1", 1 + 20 * i, 20))
     a.wait_receipt(600)
-    assert first.metrics.registry.get_sample_value("vigil_ingest_batch_messages_count") < 30  # batched
+    counted = first.metrics.registry  # counted right after the receipts are published: wait for it
+    wait_until(lambda: counted.get_sample_value("vigil_ingest_messages_total", {"kind": "readings"}) == 30, 10, "30")
+    assert counted.get_sample_value("vigil_ingest_batch_messages_count") < 30  # batched
     wait_until(lambda: first.unacknowledged == 0, 10, "all acknowledged")
     first.stop()
     second = start_ingest(mqtt_client_id="worker-a")
     assert second.last_session_present is True
     a.send(readings("agt-1", 601, 20))
     a.wait_receipt(620)
-    assert second.metrics.registry.get_sample_value("vigil_ingest_duplicates_total") == 0
-    assert second.metrics.registry.get_sample_value("vigil_ingest_messages_total", {"kind": "readings"}) == 1
+    # The worker counts a batch right after publishing its receipts: wait for the count, then check it.
+    registry = second.metrics.registry
+    wait_until(lambda: registry.get_sample_value("vigil_ingest_messages_total", {"kind": "readings"}), 10, "counted")
+    assert registry.get_sample_value("vigil_ingest_duplicates_total") == 0
+    assert registry.get_sample_value("vigil_ingest_messages_total", {"kind": "readings"}) == 1
     assert scalar(db, "SELECT count(*) FROM readings") == 620

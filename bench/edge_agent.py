@@ -243,18 +243,28 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             },
         }
     except BaseException:
-        if (work / "agent.log").exists():
-            sys.stderr.write((work / "agent.log").read_text(errors="replace")[-4000:])
+        show_agent_log(work)
         raise
     finally:
-        if agent is not None and agent.poll() is None:
-            agent.terminate()
-            try:
-                agent.wait(20)
-            except subprocess.TimeoutExpired:
-                agent.kill()
+        stop_agent(agent)
         await devices.aclose()
         await asyncio.to_thread(broker.stop)
+
+
+def show_agent_log(work: Path) -> None:
+    """The end of the agent's log on stderr, when a benchmark run fails."""
+    if (work / "agent.log").exists():
+        sys.stderr.write((work / "agent.log").read_text(errors="replace")[-4000:])
+
+
+def stop_agent(agent: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM the agent if it still runs; SIGKILL it after 20 s."""
+    if agent is not None and agent.poll() is None:
+        agent.terminate()
+        try:
+            agent.wait(20)
+        except subprocess.TimeoutExpired:
+            agent.kill()
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.edge_agent import SPECS, enroll_agent, measure, start_secure_broker, wait_sync
+from bench.edge_agent import SPECS, enroll_agent, measure, show_agent_log, start_secure_broker, stop_agent, wait_sync
 from edge_agent.settings import PairedDevice
 from rpm_core.keys import ServerKey
 from vigil_testkit.agent_harness import ReceiptServer
@@ -68,14 +68,8 @@ async def run_bluez(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "statuses_received": len(record.statuses) if record else 0,
         }
     except BaseException:
-        if (work / "agent.log").exists():
-            sys.stderr.write((work / "agent.log").read_text(errors="replace")[-4000:])
+        show_agent_log(work)
         raise
     finally:
-        if agent is not None and agent.poll() is None:
-            agent.terminate()
-            try:
-                agent.wait(20)
-            except subprocess.TimeoutExpired:
-                agent.kill()
+        stop_agent(agent)
         await asyncio.to_thread(broker.stop)

@@ -26,7 +26,9 @@ from bench.edge_agent import (  # the test harness pieces come through bench.edg
     enroll_agent,
     periodic,
     rss_mib,
+    show_agent_log,
     start_secure_broker,
+    stop_agent,
     wait_sync,
 )
 from bench.edge_receipts import CountingReceipts
@@ -147,16 +149,10 @@ async def run_hours(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "rss_samples": [[round(h, 3), round(r, 1)] for h, r in samples[:: max(1, len(samples) // 48)]],
         }
     except BaseException:
-        if (work / "agent.log").exists():
-            sys.stderr.write((work / "agent.log").read_text(errors="replace")[-4000:])
+        show_agent_log(work)
         raise
     finally:
-        if agent is not None and agent.poll() is None:
-            agent.terminate()
-            try:
-                agent.wait(20)
-            except subprocess.TimeoutExpired:
-                agent.kill()
+        stop_agent(agent)
         if receipts is not None:
             receipts.stop()
         await devices.aclose()

@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from store.connection import Connection, translate_errors
+from store.connection import Connection, session_options, translate_errors
 from store.errors import DatabaseUnavailable
 
 __all__ = ["AppPool", "PoolOptions", "open_app_pool"]
@@ -72,6 +72,7 @@ def open_app_pool(options: PoolOptions) -> AppPool:
             "autocommit": True,
             "application_name": options.application_name,
             "connect_timeout": max(1, int(options.connect_timeout_s)),
+            "options": session_options(options.url),
         },
         configure=configure,
         name="vigil-api",

@@ -31,7 +31,7 @@ from typing import Final
 import psycopg
 from psycopg import sql
 
-from store.connection import Connection
+from store.connection import Connection, session_options
 from store.errors import DatabaseUnavailable
 
 __all__ = [
@@ -106,7 +106,9 @@ async def alert_notices(
     """Notices as they arrive. With ``ready``, first yields None once the LISTEN is in place (the
     moment from which no notice is missed)."""
     try:
-        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, application_name="vigil-api-listen")
+        conn = await psycopg.AsyncConnection.connect(
+            url, autocommit=True, application_name="vigil-api-listen", options=session_options(url)
+        )
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
     try:
@@ -165,7 +167,9 @@ def parse_message_notice(payload: str) -> MessageNotice | None:
 async def message_notices(url: str) -> AsyncIterator[MessageNotice | None]:
     """Notices as they arrive; first None once the LISTEN is in place (nothing after it is missed)."""
     try:
-        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, application_name="vigil-api-messages")
+        conn = await psycopg.AsyncConnection.connect(
+            url, autocommit=True, application_name="vigil-api-messages", options=session_options(url)
+        )
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
     try:

@@ -24,7 +24,7 @@ from typing import Final
 
 import psycopg
 
-from store.connection import Connection, translate_error
+from store.connection import Connection, session_options, translate_error
 from store.errors import DatabaseUnavailable, Rejected, StoreError
 
 __all__ = ["Transaction", "transaction", "translate_all"]
@@ -73,7 +73,11 @@ def transaction(url: str, *, application_name: str = "vigil", connect_timeout_s:
     """A new connection holding one transaction for the block (see the module docstring)."""
     try:
         conn = psycopg.connect(
-            url, autocommit=False, application_name=application_name, connect_timeout=max(1, int(connect_timeout_s))
+            url,
+            autocommit=False,
+            application_name=application_name,
+            connect_timeout=max(1, int(connect_timeout_s)),
+            options=session_options(url),
         )
     except psycopg.Error as exc:
         raise DatabaseUnavailable(

@@ -104,3 +104,40 @@ def test_a_read_only_database_is_unavailable_to_ingest_not_a_bad_batch(db: str) 
         assert not isinstance(refused.value, DatabaseUnavailable | TransientConflict)
     finally:
         writable.close()
+
+
+# Every session is in UTC whatever the server's or the URL's time zone: a day bucket is a UTC day.
+# (The URL's own ``options`` stand for a server configured in another zone, and are kept otherwise.)
+NEW_YORK = "-c TimeZone=America/New_York -c statement_timeout=4321"
+
+
+def _session_facts(conn: psycopg.Connection[object]) -> tuple[str, str, datetime]:
+    row = conn.execute(
+        "SELECT current_setting('TimeZone'), current_setting('statement_timeout'), "
+        "date_trunc('day', timestamptz '2026-03-15 03:30:00+00')"
+    ).fetchone()
+    assert row is not None
+    return str(row[0]), str(row[1]), row[2]
+
+
+def test_every_session_is_in_utc_and_keeps_the_urls_own_options(db: str) -> None:
+    from store.app_pool import PoolOptions, open_app_pool
+    from store.connection import connect
+    from store.transaction import transaction
+
+    url = make_conninfo(db, options=NEW_YORK)
+    midnight = datetime(2026, 3, 15, tzinfo=UTC)
+    with connect(url) as conn:
+        zone, timeout, day = _session_facts(conn)
+        assert (zone, timeout, day) == ("UTC", "4321ms", midnight)
+        assert day.tzinfo is UTC  # psycopg's fast path for a UTC session
+    with transaction(url) as tx:
+        assert _session_facts(tx.conn) == ("UTC", "4321ms", midnight)
+    pool = open_app_pool(PoolOptions(url=url, min_size=1, max_size=1, role=None))
+    try:
+        with pool.connection() as conn:
+            assert _session_facts(conn) == ("UTC", "4321ms", midnight)
+    finally:
+        pool.close()
+    with psycopg.connect(url) as plain:  # without Vigil's options, the URL's zone would apply
+        assert _session_facts(plain)[0] == "America/New_York"

@@ -4,10 +4,11 @@ break-glass access. Every call writes one audit row in the transaction of its re
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_json
 
 from clinician_api.access import Resolved, guard
 from clinician_api.audit import recorded
@@ -20,8 +21,10 @@ from clinician_api.routes.patient_data import (
     DeviceOut,
     VitalOut,
     breakglass,
+    device_dicts,
     devices,
     floor_to,
+    latest_vital_dicts,
     latest_vitals,
     panel_page,
 )
@@ -121,40 +124,47 @@ def panel(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
-    page = panel_of(who, conn, svc, info, limit=limit, cursor=cursor)
-    # Serialised once, straight from the models (FastAPI's response validation would build the
-    # page a second time); response_model still documents it.
-    return Response(page.model_dump_json().encode(), media_type="application/json")
+    # Serialised once, from plain data (see ``patient_data.latest_vital_dicts``); response_model
+    # documents it, and the tests hold the body to it.
+    body = panel_data(who, conn, svc, info, limit=limit, cursor=cursor)
+    return Response(to_json(body), media_type="application/json")
 
 
 def panel_of(who: Principal, conn: Db, svc: Svc, info: Info, *, limit: int, cursor: str | None) -> Page[PanelPatient]:
-    """One page of the caller's panel, audited (``panel.read`` listing the page's patients)."""
+    """One page of the caller's panel as models (the HTML page), audited like the API's."""
+    return Page[PanelPatient].model_validate(panel_data(who, conn, svc, info, limit=limit, cursor=cursor))
+
+
+def panel_data(who: Principal, conn: Db, svc: Svc, info: Info, *, limit: int, cursor: str | None) -> dict[str, Any]:
+    """One page of the caller's panel, audited (``panel.read`` listing the page's patients), as the
+    plain data of a ``Page[PanelPatient]``."""
     limit = min(limit, svc.settings.api_page_max)
     with recorded(conn, who, info, svc.clock, action="panel.read", object_type="panel") as rec:
         rows, more = panel_page(conn, svc, who, limit=limit, cursor=cursor)
         rec.subjects = [r.patient_id for r in rows]
         items = _panel_items(conn, svc, who.org_id, rows)
     next_cursor = svc.cursors.encode("panel", who.user_id, rows[-1].key) if more else None
-    return Page[PanelPatient](items=items, next_cursor=next_cursor)
+    return {"items": items, "next_cursor": next_cursor}
 
 
-def _panel_items(conn: Db, svc: Svc, org_id: str, rows: list[views.PanelRow]) -> list[PanelPatient]:
+def _panel_items(conn: Db, svc: Svc, org_id: str, rows: list[views.PanelRow]) -> list[dict[str, Any]]:
+    """The fields of :class:`PanelPatient`, in its order."""
     ids = [r.patient_id for r in rows]
-    latest = latest_vitals(conn, org_id, ids)  # brings the summaries up to date first
+    latest = latest_vital_dicts(conn, org_id, ids)  # brings the summaries up to date first
     adherence = summaries.adherence(conn, org=org_id, patients=ids, now=svc.clock.now()) if ids else {}
-    devs = devices(conn, ids)
+    devs = device_dicts(conn, ids)
     return [
-        PanelPatient(
-            patient_id=r.patient_id,
-            display_name=r.display_name,
-            open_alerts=r.open_alerts,
-            max_severity=r.max_severity,
-            oldest_unacknowledged_at=r.oldest_unacknowledged_at,
-            news2=r.news2,
-            latest=latest.get(r.patient_id, []),
-            adherence_days=adherence.get(r.patient_id, 0),
-            devices=devs.get(r.patient_id, []),
-        )
+        {
+            "patient_id": r.patient_id,
+            "display_name": r.display_name,
+            "open_alerts": r.open_alerts,
+            "max_severity": r.max_severity,
+            "oldest_unacknowledged_at": r.oldest_unacknowledged_at,
+            "news2": r.news2,
+            "latest": latest.get(r.patient_id, []),
+            "adherence_days": adherence.get(r.patient_id, 0),
+            "devices": devs.get(r.patient_id, []),
+        }
         for r in rows
     ]
 

@@ -9,6 +9,8 @@ from datetime import timedelta
 import psycopg
 import pytest
 
+from clinician_api.pagination import Page
+from clinician_api.routes.patients import PanelPatient
 from tests.clinician_api.world import T0, add_alert, add_readings, audit_head, sign_in
 
 pytestmark = pytest.mark.asyncio
@@ -100,6 +102,22 @@ async def test_each_panel_entry_has_latest_vitals_sparklines_adherence_and_devic
         ("agent", "agent-1", None),
         ("device", "dev-1", 42),
     }
+
+
+async def test_the_panel_body_is_exactly_its_documented_model(client, busy_panel) -> None:
+    """The route serialises plain data, not models: the body must still be what ``Page[PanelPatient]``
+    says, field for field and in its order (the model re-serialises it byte for byte)."""
+    points = [(T0 - timedelta(hours=h), 70.0 + h) for h in range(1, 6)]
+    add_readings(busy_panel.url, "o1", "p1", "heart_rate", points)
+    add_readings(busy_panel.url, "o1", "p2", "spo2", points)
+    await sign_in(client, busy_panel["c1"], T0)
+    for params in ({}, {"limit": 2}):
+        r = await client.get(f"{API}/patients", params=params)
+        assert r.status_code == 200
+        page = Page[PanelPatient].model_validate_json(r.content, strict=False)
+        assert page.model_dump_json().encode() == r.content
+        assert any(item.latest for item in page.items)
+        assert r.headers["content-type"] == "application/json"
 
 
 async def test_sparklines_of_a_page_of_patients_in_one_call(client, world) -> None:

@@ -368,9 +368,23 @@ def drive_wrk(base: str, cookies: httpx.Cookies, path: Scenario, clients: int, s
     }
 
 
+def settle(server: Server, *, quiet_s: float = 0.3, limit_s: float = 60.0) -> None:
+    """Wait until the API has finished the requests wrk abandoned at the end of a run (the server
+    still answers them), so that they are not counted in the next run's CPU."""
+    deadline = time.monotonic() + limit_s
+    last = sum(c for pid in descendants(server.pid) if (c := cpu_seconds(pid)) is not None)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = sum(c for pid in descendants(server.pid) if (c := cpu_seconds(pid)) is not None)
+        if now - last < 0.02:  # two clock ticks: idle but for the odd timer
+            return
+        last = now
+
+
 def drive(
     server: Server, url: str, cookies: httpx.Cookies, path: Scenario, clients: int, seconds: float, load: str
 ) -> dict[str, Any]:
+    settle(server)
     before, machine0 = cpu_sample(url, server)
     run = (drive_wrk if load == "wrk" else drive_python)(server.base, cookies, path, clients, seconds)
     after, machine1 = cpu_sample(url, server)
@@ -399,7 +413,8 @@ def bound(runs: dict[str, dict[str, Any]]) -> None:
 
     With one client at most one request is in flight when the run stops, so its CPU per request is
     the cleanest (wrk abandons the requests in flight at the end of a run; the server still spends
-    CPU on them, which inflates a 32-client run of a slow route by up to 32 requests' worth).
+    CPU on them before the sample, which inflates a 32-client run of a slow route by up to 32
+    requests' worth; ``settle`` keeps them out of the next run).
     ``cpus`` cores serve at most ``cpus * 1000 / server_cpu_ms`` requests/s, and N clients sending
     back to back then wait at least ``N / max_requests_per_s`` each (Little's law)."""
     one = runs.get("c1")
@@ -423,7 +438,7 @@ def run_all(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, path in scenarios(panel, end).items():
-        drive(server, url, cookies, path, max(clients), 1.0, load)  # warm the caches and the pool
+        drive(server, url, cookies, path, 1, 1.0, load)  # warm the caches
         out[name] = {f"c{n}": drive(server, url, cookies, path, n, seconds, load) for n in clients}
         bound(out[name])
         log(f"{name}: {json.dumps(out[name])}")

@@ -9,9 +9,10 @@ off, Session Expiry, Receive Maximum ``--receive-maximum``), leaves, a separate 
 comes back in its own process and drains its session the way ingest does:
 
 * messages go to a batch (``--batch`` messages, or ``--batch-wait-ms`` after its first one);
-* the batch is "committed" (``--commit-ms`` of sleep, default 0: this measures the client, not the
-  database), and only then are its messages acknowledged, in arrival order, with
-  :class:`ingest.acks.AckTracker` doing the bookkeeping for the paho-based clients.
+* the batch is "committed" (``--commit-ms`` of sleep and ``--commit-cpu-us`` of CPU per message
+  burnt in Python, both 0 by default: this measures the client, not the database), and only then
+  are its messages acknowledged, in arrival order, with :class:`ingest.acks.AckTracker` doing the
+  bookkeeping for the paho-based clients.
 
 Clients:
 
@@ -28,13 +29,14 @@ Clients:
 
 Per client: ``cpu_us_per_message`` (the consumer process's CPU time, every thread, from the first
 message's arrival to the last acknowledgement handed to the client (``paho``, ``aiomqtt``) or sent
-(``gmqtt``), over the messages), ``messages_per_s`` over the same window, ``ack_in_order`` (the
-acknowledged packet ids equal the arrival order), ``redelivered`` (messages the broker still had
-for the session when it was opened again afterwards: 0 means every PUBACK reached the broker), and
-what the client's API allows (``manual_ack``, ``ack_order``), and ``broker_cpu_us_per_message``:
-Mosquitto's CPU over the consumer's whole connection (its session sent from the queue, the
-PUBACKs taken; ticks of 10 ms), per message. A client that is not installed is
-skipped with a note. The load average is printed before and after: the machine is shared.
+(``gmqtt``), over the messages); ``client_cpu_us_per_message``, the same less ``--commit-cpu-us``
+(the client and the batching, GIL hand-offs included); ``messages_per_s`` over the same window;
+``ack_in_order`` (the acknowledged packet ids equal the arrival order); ``redelivered`` (messages
+the broker still had for the session when it was opened again afterwards: 0 means every PUBACK
+reached the broker); ``broker_cpu_us_per_message`` (Mosquitto's CPU over the consumer's whole
+connection: its session sent from the queue, the PUBACKs taken; ticks of 10 ms); and what the
+client's API allows (``manual_ack``, ``ack_order``). A client that is not installed is skipped with
+a note. The load average is printed before and after: the machine is shared.
 
 Run: ``.venv/bin/python -m bench.mqtt_clients`` (needs ``mosquitto``; ``pip install aiomqtt gmqtt``
 or the ``bench`` extra for the other two clients). The last line printed is one JSON object.
@@ -102,6 +104,7 @@ class Conf:
     batch: int
     batch_wait_s: float
     commit_s: float
+    commit_cpu_us: float
     receive_maximum: int
     timeout_s: float
 
@@ -129,7 +132,7 @@ class Window:
             return True
         return False
 
-    def result(self, n: int) -> dict[str, Any]:
+    def result(self, n: int, burned_us: float = 0.0) -> dict[str, Any]:
         dt, cpu = self.t1 - self.t0, self.cpu1 - self.cpu0
         done = bool(self.t1)
         return {
@@ -141,9 +144,17 @@ class Window:
             "window_s": round(dt, 3) if done else None,
             "messages_per_s": round(n / dt, 1) if done and dt > 0 else None,
             "cpu_us_per_message": round(1e6 * cpu / n, 1) if done else None,
+            "client_cpu_us_per_message": round(1e6 * cpu / n - burned_us, 1) if done else None,
             "cpu_pct": round(100 * cpu / dt, 1) if done and dt > 0 else None,
             "ack_in_order": self.acked == self.arrived[: len(self.acked)],
         }
+
+
+def burn(us: float) -> None:
+    """The COMMIT's CPU: ``us`` microseconds of this thread's CPU in Python (holding the GIL)."""
+    end = time.thread_time() + us / 1e6
+    while time.thread_time() < end:
+        pass
 
 
 def _puback_bytes(mids: list[int]) -> bytes:
@@ -208,6 +219,7 @@ def consume_paho(c: Conf) -> dict[str, Any]:
                 batch = [queue.popleft()[0] for _ in range(min(len(queue), c.batch))]
             if not batch:
                 continue
+            burn(c.commit_cpu_us * len(batch))
             if c.commit_s:
                 time.sleep(c.commit_s)  # the COMMIT
             with cond:
@@ -219,7 +231,7 @@ def consume_paho(c: Conf) -> dict[str, Any]:
         time.sleep(0.5)  # let the last PUBACKs leave
     finally:
         consumer.stop()
-    return w.result(c.messages)
+    return w.result(c.messages, c.commit_cpu_us)
 
 
 # -- asyncio batching shared by aiomqtt and gmqtt -----------------------------------------------
@@ -300,6 +312,7 @@ async def _aiomqtt(c: Conf) -> dict[str, Any]:
     async def commit_loop() -> None:
         while not w.t1:
             batch: list[AckToken] = await batcher.take()
+            burn(c.commit_cpu_us * len(batch))
             if c.commit_s:
                 await asyncio.sleep(c.commit_s)
             mids = tracker.done(batch)
@@ -330,7 +343,7 @@ async def _aiomqtt(c: Conf) -> dict[str, Any]:
         finally:
             reader.cancel()
             committer.cancel()
-    return w.result(c.messages)
+    return w.result(c.messages, c.commit_cpu_us)
 
 
 def consume_aiomqtt(c: Conf) -> dict[str, Any]:
@@ -392,6 +405,7 @@ async def _gmqtt(c: Conf) -> dict[str, Any]:
     async def commit_loop() -> None:
         while True:
             batch: list[asyncio.Future[None]] = await batcher.take()
+            burn(c.commit_cpu_us * len(batch))
             if c.commit_s:
                 await asyncio.sleep(c.commit_s)
             for fut in dict.fromkeys(batch):  # the futures of the batch (usually one)
@@ -412,7 +426,7 @@ async def _gmqtt(c: Conf) -> dict[str, Any]:
     finally:
         committer.cancel()
         await client.disconnect()
-    return w.result(c.messages)
+    return w.result(c.messages, c.commit_cpu_us)
 
 
 def consume_gmqtt(c: Conf) -> dict[str, Any]:
@@ -574,6 +588,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500, help="ingest's batch_max_messages")
     ap.add_argument("--batch-wait-ms", type=float, default=50, help="ingest's batch_max_wait_ms")
     ap.add_argument("--commit-ms", type=float, default=0, help="simulated COMMIT time per batch")
+    ap.add_argument(
+        "--commit-cpu-us",
+        type=float,
+        default=0,
+        help="CPU burnt in Python per message at the COMMIT (paho: in the batch thread, holding the GIL; "
+        "asyncio clients: in the event loop), as ingest's opening and verifying would",
+    )
     ap.add_argument("--receive-maximum", type=int, default=2000, help="ingest's mqtt_receive_maximum")
     ap.add_argument("--timeout", type=float, default=300)
     args = ap.parse_args()
@@ -594,6 +615,7 @@ def main() -> None:
         "batch": args.batch,
         "batch_wait_ms": args.batch_wait_ms,
         "commit_ms": args.commit_ms,
+        "commit_cpu_us": args.commit_cpu_us,
         "receive_maximum": args.receive_maximum,
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
         "clients": {},
@@ -617,6 +639,7 @@ def main() -> None:
                     batch=args.batch,
                     batch_wait_s=args.batch_wait_ms / 1000,
                     commit_s=args.commit_ms / 1000,
+                    commit_cpu_us=args.commit_cpu_us,
                     receive_maximum=args.receive_maximum,
                     timeout_s=args.timeout,
                 )

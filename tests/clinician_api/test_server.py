@@ -41,7 +41,7 @@ def _env(url: str) -> dict[str, str]:
     }
 
 
-def _wait_ready(base: str, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+def _wait_ready(base: str, proc: subprocess.Popen[str], timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -9,6 +9,7 @@ nesting thousands deep; and, for the configuration files, TOML with the real key
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any
@@ -102,7 +103,7 @@ def _cbor_edits(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
     return seed[:1] + cbor2.dumps(edited)
 
 
-_KEYS = sorted(set(EdgeSettings.model_fields) | set(IngestSettings.model_fields))
+_KEYS = sorted({f.name for f in dataclasses.fields(EdgeSettings)} | set(IngestSettings.model_fields))
 
 
 def _toml_value(value: Any) -> str:

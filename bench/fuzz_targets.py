@@ -23,16 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import cbor2
-from pydantic import SecretStr
 
 from edge_agent.config_file import read_config, render_config
 from edge_agent.devices import REGISTRY, DecodeError, decode
 from edge_agent.devices.racp import RacpRequest, parse_racp_response
 from edge_agent.errors import EnrollmentError
-from edge_agent.settings import EdgeSettings, PairedDevice
+from edge_agent.settings import PairedDevice, load_edge_settings
 from ingest.opener import EnvelopeOpener
 from ingest.rows import declared_sequences
 from ingest.settings import IngestSettings
@@ -149,7 +147,7 @@ def _batch() -> ReadingBatch:
 
 def _status_body() -> bytes:
     status = AgentStatus(org=ORG, agent=AGENT, online=True, sent_at=T0, outbox_depth=3, alarms=frozenset())
-    return cbor2.dumps({"v": 1, **status.model_dump(mode="json")}, canonical=True)
+    return cbor2.dumps({"v": 1, **status.to_doc()}, canonical=True)
 
 
 def _bundle() -> EnrollmentBundle:
@@ -158,8 +156,8 @@ def _bundle() -> EnrollmentBundle:
         agent_id=AGENT,
         broker=BrokerEndpoint(host="127.0.0.1", port=8883, server_name="broker.vigil", ca_pem="-----BEGIN..."),
         mqtt_username=AGENT,
-        mqtt_password=SecretStr("pw-secret"),
-        enrollment_token=SecretStr(new_token()),
+        mqtt_password="pw-secret",  # noqa: S106 - a fuzz seed, not a credential
+        enrollment_token=new_token(),
         server_keys=(ServerKeyInfo.of(_keys().server.public()),),
         expires_at=T0 + timedelta(days=7),
     )
@@ -269,14 +267,15 @@ def check_config(data: bytes) -> None:
         except ConfigError:
             return
         return
-    settings: Any = EdgeSettings if kind == 0 else IngestSettings
     with tempfile.NamedTemporaryFile(dir=_TMP, suffix=".toml") as f:
         f.write(text)
         f.flush()
         try:
             if kind == 0:
                 read_config(Path(f.name))  # what `vigil edge enroll` and the installer read
-            load_settings(settings, config_file=Path(f.name))
+                load_edge_settings(Path(f.name))
+            else:
+                load_settings(IngestSettings, config_file=Path(f.name))
         except (ConfigError, EnrollmentError):
             return
 

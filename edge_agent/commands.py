@@ -223,7 +223,7 @@ def status_command(
             "schema_version": local.schema_version,
         },
         "last_receipt": {"through": s.last_receipt, "at": _iso(s.last_receipt_at)},
-        "devices": [d.model_dump(mode="json", exclude_none=True) for d in local.devices],
+        "devices": [{k: v for k, v in d.to_doc().items() if v is not None} for d in local.devices],
         "retired": retired,
         **local.state,
     }

@@ -42,7 +42,7 @@ def render_config(values: Mapping[str, Any], devices: Sequence[PairedDevice]) ->
             lines.append(f"{key} = {_value(value)}")
     for device in devices:
         lines += ["", "[[devices]]"]
-        lines += [f"{k} = {_value(v)}" for k, v in device.model_dump().items() if v is not None]
+        lines += [f"{k} = {_value(v)}" for k, v in device.to_doc().items()]
     return "\n".join(lines) + "\n"
 
 
@@ -79,7 +79,7 @@ def write_config(path: Path, values: Mapping[str, Any], devices: Sequence[Paired
 def add_device(path: Path, device: PairedDevice) -> bool:
     """Add ``device`` to the allow-list in ``path``; False if its address is already there."""
     config = read_config(path)
-    devices = [PairedDevice.model_validate(d) for d in config.get("devices", [])]
+    devices = [PairedDevice.from_doc(d, at=f"devices.{i}.") for i, d in enumerate(config.get("devices", []))]
     if any(d.address == device.address for d in devices):
         return False
     write_config(path, config, [*devices, device])

@@ -19,10 +19,9 @@ from datetime import datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError
-
 from edge_agent.devices.reading import DecodedReading
 from edge_agent.timefix import CLOCK_SKEW_FLAG, DeviceClock, measured_at
+from rpm_core.errors import ContractError
 from rpm_core.ids import AgentId, DeviceId
 from rpm_core.metrics import CATALOGUE
 from rpm_core.reading import MAX_FLAGS, Reading
@@ -68,6 +67,6 @@ def to_readings(
                     flags=frozenset(flags[:MAX_FLAGS]),
                 )
             )
-        except ValidationError:
+        except ContractError:
             dropped.append("invalid")
     return readings, dropped

@@ -129,7 +129,7 @@ def enroll(
         "time_zone": previous.get("time_zone", time_zone),
     }
     keep = {k: v for k, v in previous.items() if k not in values and k != "devices"}
-    devices = [PairedDevice.model_validate(d) for d in previous.get("devices", [])]
+    devices = [PairedDevice.from_doc(d, at=f"devices.{i}.") for i, d in enumerate(previous.get("devices", []))]
     write_config(config, {**values, **keep}, devices)
     if ids is not None:
         os.chown(config, *ids)

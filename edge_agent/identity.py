@@ -29,10 +29,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from pydantic import SecretStr, ValidationError
-
 from edge_agent.errors import EnrollmentError
-from rpm_core.enrollment import BrokerEndpoint, EnrollmentBundle, ServerKeyInfo
+from rpm_core.enrollment import BrokerEndpoint, EnrollmentBundle, Secret, ServerKeyInfo
 from rpm_core.errors import ConfigError
 from rpm_core.ids import AgentId, OrgId
 from rpm_core.keys import AgentKeys, ServerPublicKey
@@ -111,8 +109,8 @@ class AgentIdentity:
             agent_id=self.agent,
             broker=BrokerEndpoint(host=host, port=port, server_name=server_name, ca_pem=self.ca_pem),
             mqtt_username=self.mqtt_username,
-            mqtt_password=SecretStr(self.mqtt_password),
-            enrollment_token=SecretStr(token),
+            mqtt_password=Secret(self.mqtt_password),
+            enrollment_token=Secret(token),
             server_keys=self.server_keys,
             expires_at=self.bundle_expires_at,
         )
@@ -126,7 +124,7 @@ class AgentIdentity:
             raise EnrollmentError("identity files are damaged; enroll again", path=directory)
         try:
             keys = AgentKeys.from_pem(_read(files.sign_key), _read(files.kex_key))
-            server_keys = tuple(ServerKeyInfo.model_validate(s) for s in servers)
+            server_keys = tuple(ServerKeyInfo.from_doc(s) for s in servers)
             for key in server_keys:
                 key.public()
             identity = cls(
@@ -141,7 +139,7 @@ class AgentIdentity:
                 ca_pem=_read(files.ca).decode(),
                 server_keys=server_keys,
             )
-        except (ConfigError, ValidationError, KeyError, TypeError, ValueError) as exc:
+        except (ConfigError, KeyError, TypeError, ValueError) as exc:  # ContractError is a ValueError
             raise EnrollmentError("identity files are damaged; enroll again", path=directory) from exc
         if len(identity.outbox_key) != OUTBOX_KEY_BYTES or not identity.server_keys:
             raise EnrollmentError("outbox key or server keys missing; enroll again", path=directory)
@@ -184,7 +182,7 @@ def write_identity(
     write_private(files.sign_key, keys.sign_pem())
     write_private(files.kex_key, keys.kex_pem())
     write_private(files.outbox_key, outbox_key)
-    servers = [k.model_dump(mode="json") for k in bundle.server_keys]
+    servers = [k.to_doc() for k in bundle.server_keys]
     write_private(files.server_keys, json.dumps(servers, indent=2).encode())
     write_private(files.ca, bundle.broker.ca_pem.encode())
     files.server_keys.chmod(0o644)

@@ -11,6 +11,7 @@ leaves to the typer command by returning None, so usage messages and help stay t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -23,7 +24,7 @@ from edge_agent.agent import Agent
 from edge_agent.identity import AgentIdentity
 from edge_agent.settings import CONFIG_NAME, DEFAULT_CONFIG_DIR, load_edge_settings
 from rpm_core.errors import ConfigError, VigilError
-from rpm_core.settings import CONFIG_ENV
+from rpm_core.plainsettings import CONFIG_ENV
 
 __all__ = [
     "EXIT_FAILED",
@@ -102,7 +103,7 @@ def run_agent(args: RunArgs) -> None:
     if settings.ble_backend == "emulated" and settings.emulated_hci is None and not settings.devices:
         from edge_agent.emulation.demo import demo_devices  # the built-in demo devices, paired implicitly
 
-        settings = settings.model_copy(update={"devices": demo_devices(settings.demo_seed)})
+        settings = dataclasses.replace(settings, devices=demo_devices(settings.demo_seed))
     identity = AgentIdentity.load(settings.enrollment_dir, org=settings.org_id, agent=settings.agent)
     asyncio.run(_run(Agent(settings, identity)))
 

@@ -10,6 +10,7 @@ alone does not (it is reported periodically).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -59,14 +60,14 @@ class AgentState:
 
     def update_device(self, address: str, **changes: Any) -> None:
         current = self._devices[address]
-        updated = current.model_copy(update=changes)
+        updated = dataclasses.replace(current, **changes)  # checked again, as any DeviceStatus
         if updated != current:
-            self._devices[address] = DeviceStatus.model_validate(updated.model_dump())
+            self._devices[address] = updated
             self._touch()
 
     def seen(self, address: str, at: datetime) -> None:
         if address in self._devices:
-            self._devices[address] = self._devices[address].model_copy(update={"last_seen": at})
+            self._devices[address] = dataclasses.replace(self._devices[address], last_seen=at)
 
     # -- alarms and counters ------------------------------------------------------------------
 

@@ -50,7 +50,6 @@ from cwt.utils import to_recipient_context
 from nacl.exceptions import BadSignatureError
 from nacl.exceptions import ValueError as NaclValueError
 from nacl.signing import VerifyKey
-from pydantic import ValidationError
 
 from ingest import untrusted
 from ingest.rows import BodyValues, RowsValidator, decode_batch
@@ -78,6 +77,7 @@ from rpm_core.envelope import (
 from rpm_core.errors import (
     BindingMismatch,
     ConfigError,
+    ContractError,
     DecryptionFailed,
     MalformedEnvelope,
     SignatureInvalid,
@@ -170,8 +170,8 @@ class EnvelopeOpener:
         if doc.get("org") != topic.org or doc.get("agent") != topic.agent:
             raise BindingMismatch("agent")
         try:
-            return AgentStatus.model_validate(doc)
-        except ValidationError as exc:
+            return AgentStatus.from_doc(doc)
+        except ContractError as exc:
             raise MalformedEnvelope("invalid status") from exc
 
     def open_registration(self, data: bytes, *, topic: Topic) -> Registration:

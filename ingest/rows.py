@@ -5,9 +5,9 @@ The server's side of ``rpm_core.envelope.encode_batch`` (the Pi never opens an e
 
 :func:`decode_batch` builds a :class:`~rpm_core.envelope.ReadingBatch` of readings;
 :func:`reading_from_row` validates exactly what :class:`~rpm_core.reading.Reading` validates. For
-canonical wire types it takes a fast path that skips pydantic; anything else goes through the
-model. tests/ingest/test_rows.py checks with hypothesis that both paths accept and reject the same
-rows and build equal readings.
+canonical wire types it takes a fast path that builds the reading without running its checks a
+second time; anything else goes through the dataclass's own checks. tests/ingest/test_rows.py
+checks with hypothesis that both paths accept and reject the same rows and build equal readings.
 
 :class:`RowsValidator` is the same validation for a whole body without building ``Reading``
 objects at all: ingest stores plain values, so per reading it does the fast path's checks (the
@@ -21,16 +21,15 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeAlias
 
 import cbor2
-from pydantic import ValidationError
 
 from ingest import untrusted
 from rpm_core.envelope import ENVELOPE_VERSION, MAX_READINGS, ReadingBatch
-from rpm_core.errors import BindingMismatch, MalformedEnvelope, UnsupportedVersion, describe
+from rpm_core.errors import BindingMismatch, ContractError, InvalidField, MalformedEnvelope, UnsupportedVersion
 from rpm_core.ids import AgentId
 from rpm_core.metrics import CATALOGUE
 from rpm_core.reading import MAX_FLAGS, MAX_SEQ, Reading, SeqRange
@@ -109,12 +108,12 @@ def _fast_reading(
     device_time: object,
     flags: list[Any],
 ) -> Reading | None:
-    """The validated fast path: the same checks as :class:`Reading`'s validators, without pydantic.
+    """The validated fast path: the same checks as :class:`Reading`'s ``__post_init__``, inline.
 
     It handles only the canonical wire types (exact ``int``/``str``, at most ``MAX_FLAGS`` flags) and
-    returns None for anything else, which then goes through the pydantic model; a hypothesis test
-    (tests/rpm_core/test_envelope_fastpath.py) checks both paths accept and reject the same rows and
-    build equal readings. When a check fails it also returns None, so the model raises the error.
+    returns None for anything else, which then goes through the dataclass's checks; a hypothesis test
+    (tests/ingest/test_rows.py) checks both paths accept and reject the same rows and build equal
+    readings. When a check fails it also returns None, so the dataclass raises the error.
     """
     if type(seq) is not int or type(device) is not str or type(metric) is not str:
         return None
@@ -194,7 +193,7 @@ class RowsValidator:
         try:
             values = self.rows_values(topic.agent, rows)
             gap_ranges = tuple(gap_from_row(g) for g in gaps[:MAX_READINGS])
-        except ValidationError as exc:
+        except ContractError as exc:
             raise MalformedEnvelope(f"invalid reading ({first_error(exc)})") from exc
         return BodyValues(from_micros(doc.get("sent")), values, gap_ranges)
 
@@ -202,8 +201,8 @@ class RowsValidator:
         """Validate every row of a readings body as :func:`reading_from_row` does; return plain values.
 
         The fast path accepts only canonical wire types and exactly what ``_fast_reading`` accepts;
-        for anything else the row goes through :func:`reading_from_row` (and so through the pydantic
-        model when needed), which raises its error or returns the reading whose values are used.
+        for anything else the row goes through :func:`reading_from_row` (and so through the dataclass's
+        checks when needed), which raises its error or returns the reading whose values are used.
         """
         fast_agent = _AGENT_RE.fullmatch(agent) is not None
         catalogue, devices, flags_memo, limit = CATALOGUE, self._devices, self._flags, self._memo_max
@@ -276,22 +275,21 @@ def decode_batch(body: bytes, *, topic: Topic) -> ReadingBatch:
     try:
         readings = tuple(reading_from_row(topic.agent, row) for row in rows)
         gap_ranges = tuple(gap_from_row(g) for g in gaps[:MAX_READINGS])
-    except ValidationError as exc:
+    except ContractError as exc:
         raise MalformedEnvelope(f"invalid reading ({first_error(exc)})") from exc
     return ReadingBatch(topic.org, topic.agent, from_micros(doc.get("sent")), readings, gap_ranges)
 
 
-_READING_FIELDS: Final = frozenset(Reading.model_fields)
+_READING_FIELDS: Final = tuple(f.name for f in fields(Reading))
+_SET: Final = object.__setattr__
 
 
 def _new_reading(values: dict[str, Any]) -> Reading:
-    """A :class:`Reading` from already validated values: what ``model_construct`` does, at a third of
-    its cost (it is called for every reading at ingest). The equality of both paths is tested."""
-    reading = Reading.__new__(Reading)
-    object.__setattr__(reading, "__dict__", values)
-    object.__setattr__(reading, "__pydantic_fields_set__", set(_READING_FIELDS))
-    object.__setattr__(reading, "__pydantic_extra__", None)
-    object.__setattr__(reading, "__pydantic_private__", None)
+    """A :class:`Reading` from already validated values, without running ``__post_init__``'s checks a
+    second time (it is called for every reading at ingest). The equality of both paths is tested."""
+    reading = object.__new__(Reading)
+    for name in _READING_FIELDS:
+        _SET(reading, name, values[name])
     return reading
 
 
@@ -332,8 +330,8 @@ def gap_from_row(g: object) -> SeqRange:
     return SeqRange(first=g[0], last=g[1], reason=g[2] if len(g) == 3 else None)
 
 
-def first_error(exc: ValidationError) -> str:
-    """Where the first validation error is and what kind it is; never the input value (PHI)."""
-    err = exc.errors(include_input=False, include_url=False)[0]
-    loc = ".".join(p if isinstance(p, str) else describe(p) for p in err["loc"][:4]) or "reading"
-    return f"{loc[:80]}: {str(err['type'])[:40]}"
+def first_error(exc: ContractError) -> str:
+    """Where the validation error is and what kind it is; never the input value (PHI)."""
+    if isinstance(exc, InvalidField):
+        return f"{exc.field[:80]}: {exc.code[:40]}"
+    return f"reading: {exc.reason[:40]}"

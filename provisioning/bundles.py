@@ -15,8 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from pydantic import SecretStr
-
 from broker_config.accounts import BrokerAccount, agent_account, check_agent_name
 from broker_config.errors import AccountError
 from broker_config.passwords import hash_password, new_password
@@ -24,7 +22,7 @@ from provisioning.errors import InvalidRequest, translating
 from provisioning.keys import ca_of, keyring
 from provisioning.settings import ProvisioningSettings
 from rpm_core import ids
-from rpm_core.enrollment import BrokerEndpoint, EnrollmentBundle, ServerKeyInfo, new_token, token_digest
+from rpm_core.enrollment import BrokerEndpoint, EnrollmentBundle, Secret, ServerKeyInfo, new_token, token_digest
 from rpm_core.ids import AgentId, OrgId, PatientId
 
 __all__ = ["MAX_SERVER_KEYS", "Enrollment", "new_enrollment"]
@@ -95,8 +93,8 @@ def new_enrollment(
                 ca_pem=ca_of(settings, now=now).cert_pem().decode(),
             ),
             mqtt_username=aid,
-            mqtt_password=SecretStr(password),
-            enrollment_token=SecretStr(token),
+            mqtt_password=Secret(password),
+            enrollment_token=Secret(token),
             server_keys=tuple(ServerKeyInfo.of(k) for k in ring.public_keys()[:MAX_SERVER_KEYS]),
             expires_at=now + timedelta(hours=settings.enrollment_ttl_hours),
         )

@@ -22,17 +22,17 @@ import hashlib
 import hmac
 import json
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Any, Final, Literal
 
 import cbor2
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from rpm_core.clock import ensure_utc
+from rpm_core.checks import aware, fail, integer, iso_datetime, known_fields, text
 from rpm_core.envelope import ENVELOPE_VERSION, seal_envelope
-from rpm_core.errors import ConfigError
+from rpm_core.errors import ConfigError, ContractError, InvalidField
 from rpm_core.ids import AgentId, OrgId, agent_id, org_id
 from rpm_core.keys import AgentKeys, AgentPublicKeys, ServerPublicKey
 from rpm_core.topics import Topic
@@ -41,11 +41,14 @@ __all__ = [
     "BrokerEndpoint",
     "EnrollmentBundle",
     "Registration",
+    "Secret",
     "ServerKeyInfo",
     "new_token",
     "seal_registration",
     "token_digest",
 ]
+
+_SET = object.__setattr__
 
 
 def _b64(data: bytes) -> str:
@@ -65,26 +68,95 @@ def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-class BrokerEndpoint(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class Secret:
+    """A text that never shows in ``repr`` or ``str`` (a password, a token): ``get_secret_value()``
+    is the only way to it. Equal when the texts are equal."""
 
-    host: Annotated[str, Field(min_length=1, max_length=253)]
-    port: Annotated[int, Field(gt=0, lt=65536)] = 8883
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError("a Secret holds a text")
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _secret(field: str, v: object) -> Secret:
+    if isinstance(v, Secret):
+        return v
+    if not isinstance(v, str):
+        fail(field, "string_type", "must be a text")
+    return Secret(v)
+
+
+def _from_doc(cls: type[Any], doc: object, where: str, convert: Mapping[str, Any] | None = None) -> Any:
+    """``cls(**doc)`` for a document read from a file: unknown keys and missing fields named."""
+    values = dict(known_fields(where, doc, [f.name for f in fields(cls)]))
+    for name, make in (convert or {}).items():
+        if name in values:
+            values[name] = make(values[name])
+    missing = [
+        f.name for f in fields(cls) if f.name not in values and f.default is MISSING and f.default_factory is MISSING
+    ]
+    if missing:
+        fail(f"{where}.{missing[0]}" if where else missing[0], "missing", "is required")
+    return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerEndpoint:
+    host: str
     # The TLS name the broker's certificate carries (may differ from the address dialled).
-    server_name: Annotated[str, Field(min_length=1, max_length=253)]
-    ca_pem: Annotated[str, Field(min_length=1, max_length=20_000)]
+    server_name: str
+    ca_pem: str
+    port: int = 8883
+
+    def __post_init__(self) -> None:
+        text("broker.host", self.host, min_length=1, max_length=253)
+        integer("broker.port", self.port, gt=0, lt=65536)
+        text("broker.server_name", self.server_name, min_length=1, max_length=253)
+        text("broker.ca_pem", self.ca_pem, min_length=1, max_length=20_000)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"host": self.host, "port": self.port, "server_name": self.server_name, "ca_pem": self.ca_pem}
 
 
-class ServerKeyInfo(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+@dataclass(frozen=True, slots=True)
+class ServerKeyInfo:
     kid: str
     kex: str  # base64url raw X25519 public key
     sign: str  # base64url raw Ed25519 public key
 
+    def __post_init__(self) -> None:
+        text("server_keys.kid", self.kid)
+        text("server_keys.kex", self.kex)
+        text("server_keys.sign", self.sign)
+
     @classmethod
     def of(cls, key: ServerPublicKey) -> ServerKeyInfo:
         return cls(kid=key.kid, kex=_b64(key.kex), sign=_b64(key.sign))
+
+    @classmethod
+    def from_doc(cls, doc: object) -> ServerKeyInfo:
+        info: ServerKeyInfo = _from_doc(cls, doc, "server_keys")
+        return info
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"kid": self.kid, "kex": self.kex, "sign": self.sign}
 
     def public(self) -> ServerPublicKey:
         try:
@@ -96,56 +168,86 @@ class ServerKeyInfo(BaseModel):
         return key
 
 
-class EnrollmentBundle(BaseModel):
+_MAX_SERVER_KEYS: Final = 4
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentBundle:
     """The file an operator carries from ``vigil agents create`` to ``vigil edge enroll``.
 
     It holds credentials (MQTT password, enrollment token): treat it like a password, mode 0600,
-    delete it after enrollment. It holds no private key.
+    delete it after enrollment. It holds no private key. The secrets may be given as text; they are
+    kept as :class:`Secret`.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    v: Literal[1] = 1
     org: OrgId
     agent_id: AgentId
     broker: BrokerEndpoint
-    mqtt_username: Annotated[str, Field(min_length=1, max_length=128)]
-    mqtt_password: SecretStr
-    enrollment_token: SecretStr
-    server_keys: Annotated[tuple[ServerKeyInfo, ...], Field(min_length=1, max_length=4)]
+    mqtt_username: str
+    mqtt_password: Secret
+    enrollment_token: Secret
+    server_keys: tuple[ServerKeyInfo, ...]
     expires_at: datetime
+    v: Literal[1] = 1
 
-    @field_validator("org")
-    @classmethod
-    def _org(cls, v: str) -> str:
-        return org_id(v)
-
-    @field_validator("agent_id")
-    @classmethod
-    def _agent(cls, v: str) -> str:
-        return agent_id(v)
-
-    @field_validator("expires_at")
-    @classmethod
-    def _utc(cls, v: datetime) -> datetime:
-        return ensure_utc(v)
+    def __post_init__(self) -> None:
+        if type(self.v) is not int or self.v != 1:
+            fail("v", "literal_error", "must be 1")
+        _SET(self, "org", org_id(self.org))
+        _SET(self, "agent_id", agent_id(self.agent_id))
+        if not isinstance(self.broker, BrokerEndpoint):
+            fail("broker", "model_type", "must be a broker endpoint")
+        text("mqtt_username", self.mqtt_username, min_length=1, max_length=128)
+        _SET(self, "mqtt_password", _secret("mqtt_password", self.mqtt_password))
+        _SET(self, "enrollment_token", _secret("enrollment_token", self.enrollment_token))
+        keys = self.server_keys
+        if not isinstance(keys, tuple | list):
+            fail("server_keys", "tuple_type", "must be an array of keys")
+        if not 1 <= len(keys) <= _MAX_SERVER_KEYS:
+            fail("server_keys", "too_long" if keys else "too_short", f"must hold 1 to {_MAX_SERVER_KEYS} keys")
+        if not all(isinstance(k, ServerKeyInfo) for k in keys):
+            fail("server_keys", "model_type", "must be server keys")
+        _SET(self, "server_keys", tuple(keys))
+        _SET(self, "expires_at", aware("expires_at", self.expires_at))
 
     def current_server_key(self) -> ServerPublicKey:
         return self.server_keys[0].public()
 
     def to_json(self) -> str:
-        doc = self.model_dump(mode="json")
-        doc["mqtt_password"] = self.mqtt_password.get_secret_value()
-        doc["enrollment_token"] = self.enrollment_token.get_secret_value()
+        doc = {
+            "v": self.v,
+            "org": self.org,
+            "agent_id": self.agent_id,
+            "broker": self.broker.to_doc(),
+            "mqtt_username": self.mqtt_username,
+            "mqtt_password": self.mqtt_password.get_secret_value(),
+            "enrollment_token": self.enrollment_token.get_secret_value(),
+            "server_keys": [k.to_doc() for k in self.server_keys],
+            "expires_at": self.expires_at.isoformat().replace("+00:00", "Z"),
+        }
         return json.dumps(doc, indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> EnrollmentBundle:
+    def from_json(cls, text_: str) -> EnrollmentBundle:
         try:
-            return cls.model_validate_json(text)
-        except ValidationError as exc:
-            fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
-            raise ConfigError(f"not a valid enrollment bundle ({fields})") from exc
+            doc = json.loads(text_)
+            bundle: EnrollmentBundle = _from_doc(
+                cls,
+                doc,
+                "",
+                {
+                    "broker": lambda d: _from_doc(BrokerEndpoint, d, "broker"),
+                    "server_keys": _server_keys,
+                    "expires_at": lambda v: iso_datetime("expires_at", v),
+                },
+            )
+        except InvalidField as exc:
+            raise ConfigError(f"not a valid enrollment bundle ({exc.field})") from exc
+        except ContractError as exc:  # an organisation or agent id that is not one
+            raise ConfigError(f"not a valid enrollment bundle ({exc.reason})") from exc
+        except (ValueError, RecursionError) as exc:  # not JSON
+            raise ConfigError("not a valid enrollment bundle (not JSON)") from exc
+        return bundle
 
     @classmethod
     def read(cls, path: Path) -> EnrollmentBundle:
@@ -153,6 +255,14 @@ class EnrollmentBundle(BaseModel):
             return cls.from_json(path.read_text())
         except OSError as exc:
             raise ConfigError(f"cannot read enrollment bundle {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError("not a valid enrollment bundle (not UTF-8)") from exc
+
+
+def _server_keys(v: object) -> tuple[ServerKeyInfo, ...]:
+    if not isinstance(v, list):
+        fail("server_keys", "tuple_type", "must be an array of keys")
+    return tuple(ServerKeyInfo.from_doc(k) for k in v[: _MAX_SERVER_KEYS + 1])
 
 
 @dataclass(frozen=True, slots=True)

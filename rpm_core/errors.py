@@ -7,6 +7,7 @@
     │   ├── UnknownMetric             .metric
     │   ├── ImplausibleValue          .metric .value .low .high
     │   ├── InvalidIdentifier         .kind .value
+    │   ├── InvalidField              .field .code  (a field of a contract type: which, and why)
     │   └── TopicError                .topic .reason
     ├── EnvelopeError                 an envelope that must not be accepted (.reason)
     │   ├── MalformedEnvelope         not CBOR/COSE of the expected shape, or too large
@@ -46,6 +47,7 @@ __all__ = [
     "DecryptionFailed",
     "EnvelopeError",
     "ImplausibleValue",
+    "InvalidField",
     "InvalidIdentifier",
     "MalformedEnvelope",
     "SignatureInvalid",
@@ -98,7 +100,7 @@ class VigilError(Exception):
 
 
 class ContractError(VigilError, ValueError):
-    """Also a ``ValueError`` so that pydantic validators report it as a validation error."""
+    """Also a ``ValueError``: callers that catch ``ValueError`` for bad input keep working."""
 
     reason = "contract"
 
@@ -130,6 +132,23 @@ class InvalidIdentifier(ContractError):
         super().__init__(f"invalid {kind} id {describe(value, limit=80)}")
         self.kind = kind
         self.value = value
+
+
+class InvalidField(ContractError):
+    """A field of a contract type (a reading, a status, a bundle, a setting) that is refused.
+
+    ``field`` is where (``seq``, ``devices.0.battery_pct``), ``code`` a short stable kind (the names
+    pydantic used: ``int_type``, ``greater_than_equal``, ``string_too_long``, ``extra_forbidden``
+    ...) and ``why`` a sentence; none of them carries the value (it may be PHI).
+    """
+
+    reason = "invalid_field"
+
+    def __init__(self, field: str, code: str, why: str) -> None:
+        super().__init__(f"{field[:80]}: {why[:200]}")
+        self.field = field
+        self.code = code
+        self.why = why
 
 
 class TopicError(ContractError):

@@ -10,57 +10,69 @@ The ``(agent_id, seq, measured_at)`` triple identifies a reading everywhere (the
 
 from __future__ import annotations
 
-import math
+import re
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Final
+from typing import Final
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from rpm_core.clock import ensure_utc
+from rpm_core.checks import aware, fail, integer, number, text
+from rpm_core.errors import UnknownMetric
 from rpm_core.ids import AgentId, DeviceId, agent_id, device_id
 from rpm_core.metrics import CATALOGUE, check_value
 
-__all__ = ["GAP_REASONS", "MAX_FLAGS", "MAX_SEQ", "Flag", "Reading", "SeqRange"]
+__all__ = ["FLAG_PATTERN", "GAP_REASONS", "MAX_FLAGS", "MAX_SEQ", "Reading", "SeqRange"]
 
 MAX_SEQ: Final = 2**63 - 1
 MAX_FLAGS: Final = 16
 GAP_REASONS: Final = frozenset({"outbox_overflow", "disk_full", "quarantined"})
+# A flag: 1 to 48 characters of this alphabet.
+FLAG_PATTERN: Final = re.compile(r"[a-z0-9_:.-]{1,48}")
+_REASON: Final = re.compile(r"[a-z_]+")
+_SET = object.__setattr__
 
-Flag = Annotated[str, Field(min_length=1, max_length=48, pattern=r"^[a-z0-9_:.-]+$")]
+
+def _flags(v: object) -> frozenset[str]:
+    if not isinstance(v, frozenset | set | list | tuple):
+        fail("flags", "frozen_set_type", "must be a set of flags")
+    out = frozenset(v)
+    if len(out) > MAX_FLAGS:
+        fail("flags", "too_long", f"must have at most {MAX_FLAGS} flags")
+    for flag in out:
+        if not isinstance(flag, str) or FLAG_PATTERN.fullmatch(flag) is None:
+            fail("flags", "string_pattern_mismatch", f"each flag must match {FLAG_PATTERN.pattern}")
+    return out
 
 
-class Reading(BaseModel):
-    # hide_input_in_errors: a ValidationError's text must never carry a value (PHI) into a log.
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """Checked on construction; a refused field raises a :class:`~rpm_core.errors.ContractError`
+    (``InvalidField``, ``InvalidIdentifier``, ``UnknownMetric``, ``ImplausibleValue``) whose message
+    never carries the value (PHI)."""
 
-    agent_id: Annotated[AgentId, AfterValidator(agent_id)]
-    device_id: Annotated[DeviceId, AfterValidator(device_id)]
-    seq: Annotated[int, Field(ge=0, le=MAX_SEQ)]
+    agent_id: AgentId
+    device_id: DeviceId
+    seq: int
     metric: str
     value: float
     measured_at: datetime
     # The timestamp exactly as the device reported it (ISO 8601, no offset), when it sent one.
-    device_time: Annotated[str | None, Field(max_length=40)] = None
-    flags: Annotated[frozenset[Flag], Field(max_length=MAX_FLAGS)] = frozenset()
+    device_time: str | None = None
+    flags: frozenset[str] = frozenset()
 
-    @field_validator("metric")
-    @classmethod
-    def _known_metric(cls, v: str) -> str:
-        if v not in CATALOGUE:
-            raise ValueError(f"unknown metric {v[:40]!r}")
-        return v
-
-    @field_validator("measured_at")
-    @classmethod
-    def _utc(cls, v: datetime) -> datetime:
-        return ensure_utc(v)
-
-    @model_validator(mode="after")
-    def _plausible(self) -> Reading:
-        if not math.isfinite(self.value):
-            raise ValueError("value must be a finite number")
-        check_value(self.metric, self.value)
-        return self
+    def __post_init__(self) -> None:
+        _SET(self, "agent_id", agent_id(self.agent_id))
+        _SET(self, "device_id", device_id(self.device_id))
+        integer("seq", self.seq, ge=0, le=MAX_SEQ)
+        metric = text("metric", self.metric)
+        if metric not in CATALOGUE:
+            raise UnknownMetric(metric)
+        value = number("value", self.value)
+        _SET(self, "value", value)
+        _SET(self, "measured_at", aware("measured_at", self.measured_at))
+        if self.device_time is not None:
+            text("device_time", self.device_time, max_length=40)
+        _SET(self, "flags", _flags(self.flags))
+        check_value(metric, value)
 
     @property
     def unit(self) -> str:
@@ -72,7 +84,8 @@ class Reading(BaseModel):
         return (self.agent_id, self.seq, self.measured_at)
 
 
-class SeqRange(BaseModel):
+@dataclass(frozen=True, slots=True)
+class SeqRange:
     """An inclusive range of sequence numbers the agent will never deliver, and why when it says.
 
     Reasons the agent gives today (:data:`GAP_REASONS`): ``outbox_overflow`` (the outbox held its
@@ -81,14 +94,14 @@ class SeqRange(BaseModel):
     server keeps any reason of the right shape, so a newer agent's reason is not an error.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    first: int
+    last: int
+    reason: str | None = None
 
-    first: Annotated[int, Field(ge=0, le=MAX_SEQ)]
-    last: Annotated[int, Field(ge=0, le=MAX_SEQ)]
-    reason: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z_]+$")] | None = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> SeqRange:
+    def __post_init__(self) -> None:
+        integer("first", self.first, ge=0, le=MAX_SEQ)
+        integer("last", self.last, ge=0, le=MAX_SEQ)
+        if self.reason is not None:
+            text("reason", self.reason, min_length=1, max_length=32, pattern=_REASON)
         if self.last < self.first:
-            raise ValueError("gap range must have first <= last")
-        return self
+            fail("last", "value_error", "gap range must have first <= last")

@@ -9,6 +9,7 @@ after changing a settings class.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import sys
 import textwrap
@@ -44,11 +45,18 @@ and each demo agent's `agent.toml`.
 """
 
 
-def _comments(cls: type[BaseModel]) -> dict[str, str]:
+def _is_settings_class(klass: type) -> bool:
+    """A pydantic model of ours, or a plain settings dataclass (the edge agent's)."""
+    if issubclass(klass, BaseModel):
+        return not klass.__module__.startswith("pydantic")
+    return dataclasses.is_dataclass(klass)
+
+
+def _comments(cls: type) -> dict[str, str]:
     """Field name -> the comment lines directly above it in the class body."""
     found: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
-        if not (isinstance(klass, type) and issubclass(klass, BaseModel)) or klass.__module__.startswith("pydantic"):
+        if not _is_settings_class(klass):
             continue
         try:
             lines, _ = inspect.getsourcelines(klass)
@@ -82,8 +90,8 @@ def _type(annotation: Any) -> str:
 
 
 def _default(info: Any) -> str:
-    if info.default is PydanticUndefined:
-        return "(required)" if info.default_factory is None else "(computed)"
+    if info.default is PydanticUndefined or info.default is dataclasses.MISSING:
+        return "(required)" if info.default_factory in (None, dataclasses.MISSING) else "(computed)"
     value = info.default
     if isinstance(value, BaseModel):
         return "(see below)"
@@ -92,6 +100,16 @@ def _default(info: Any) -> str:
     if isinstance(value, Path):
         value = str(value)
     return f"`{value!r}`" if not isinstance(value, str) else f'`"{value}"`'
+
+
+def _fields(cls: type) -> list[tuple[str, Any, Any, str]]:
+    """(name, annotation, field, description) of each setting of a pydantic or a dataclass class."""
+    if dataclasses.is_dataclass(cls):
+        hints = typing.get_type_hints(cls)
+        return [(f.name, hints[f.name], f, "") for f in dataclasses.fields(cls)]
+    if not issubclass(cls, BaseModel):
+        raise TypeError(f"{cls.__name__} is neither a pydantic model nor a dataclass")
+    return [(name, info.annotation, info, info.description or "") for name, info in cls.model_fields.items()]
 
 
 def render() -> str:
@@ -104,11 +122,9 @@ def render() -> str:
         comments = _comments(cls)
         parts.append(f"\n## {heading}\n\nRead by {readers} (`{target.replace(':', '.')}`).\n")
         parts.append("| setting | environment | type | default | meaning |\n|---|---|---|---|---|")
-        for name, info in cls.model_fields.items():
-            meaning = comments.get(name, info.description or "").replace("|", "\\|")
-            parts.append(
-                f"| `{name}` | `VIGIL_{name.upper()}` | {_type(info.annotation)} | {_default(info)} | {meaning} |"
-            )
+        for name, annotation, info, description in _fields(cls):
+            meaning = comments.get(name, description).replace("|", "\\|")
+            parts.append(f"| `{name}` | `VIGIL_{name.upper()}` | {_type(annotation)} | {_default(info)} | {meaning} |")
     return "\n".join(parts) + "\n"
 
 

@@ -391,7 +391,7 @@ _FLAGS: dict[str, FlagEffect] = {
 }
 FLAG_EFFECTS: Final = MappingProxyType(_FLAGS)
 
-_WIRE_FLAG: Final = re.compile(r"[a-z0-9_:.-]{1,48}")  # rpm_core.reading.Flag
+_WIRE_FLAG: Final = re.compile(r"[a-z0-9_:.-]{1,48}")  # rpm_core.reading.FLAG_PATTERN
 _SITE_TEXT: Final = {
     "site:": "Measurement site: ",
     "location:": "Sample site: ",

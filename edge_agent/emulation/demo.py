@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -68,7 +69,7 @@ def demo_devices(seed: int = 0) -> tuple[PairedDevice, ...]:
     """
     high, low = (seed >> 8) & 0xFF, seed & 0xFF
     return tuple(
-        d.model_copy(update={"address": f"E0:00:{high:02X}:{low:02X}:" + d.address.split(":", 4)[4]})
+        dataclasses.replace(d, address=f"E0:00:{high:02X}:{low:02X}:" + d.address.split(":", 4)[4])
         for d in DEMO_DEVICES
     )
 

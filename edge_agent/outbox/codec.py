@@ -30,7 +30,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from edge_agent.errors import OutboxCorrupt
-from rpm_core.ids import AgentId
+from rpm_core.ids import AgentId, DeviceId
 from rpm_core.reading import Reading
 
 __all__ = ["RowCipher", "decode_reading", "encode_reading"]
@@ -102,7 +102,7 @@ def decode_reading(
         device, metric, value, delta, device_time, flags = cbor2.loads(plaintext)
         reading = Reading(
             agent_id=agent,
-            device_id=text(device),
+            device_id=DeviceId(text(device)),
             seq=seq,
             metric=text(metric),
             value=value,
@@ -111,6 +111,6 @@ def decode_reading(
             flags=frozenset(text(f) for f in flags),
         )
     except (cbor2.CBORDecodeError, ValueError, TypeError, KeyError, OverflowError) as exc:
-        # pydantic's ValidationError is a ValueError; hide_input_in_errors keeps values out of it.
+        # Reading's ContractError is a ValueError, and its message never carries a value.
         raise OutboxCorrupt("row does not decode", seq=seq) from exc
     return reading

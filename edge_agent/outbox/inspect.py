@@ -59,7 +59,7 @@ def inspect_outbox(path: Path) -> LocalState:
         db.close()
     return LocalState(
         stats=stats_from(meta, first, oldest, gaps, holes=holes, quarantined=total),
-        devices=tuple(DeviceStatus.model_validate_json(d) for d in docs),
+        devices=tuple(DeviceStatus.from_json(d) for d in docs),
         state={k.removeprefix("state."): json.loads(v) for k, v in meta.items() if k.startswith("state.")},
         schema_version=version,
         quarantined=quarantined,

@@ -584,7 +584,7 @@ class SqliteOutbox:
         with self._transaction() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO devices (device_id, doc, updated_at) VALUES (?, ?, ?)",
-                [(d.device_id, d.model_dump_json(), now_ms) for d in devices],
+                [(d.device_id, d.to_json(), now_ms) for d in devices],
             )
 
     def integrity_check(self) -> list[str]:

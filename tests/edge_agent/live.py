@@ -10,6 +10,7 @@ devices: readings are put in its outbox the way a device session does), and poll
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import getpass
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -116,7 +117,7 @@ def add_readings(directory: Path, values: list[float], *, start: datetime) -> li
             for i, v in enumerate(values)
         ]  # fmt: skip
         seqs = outbox.append(readings)
-        return [r.model_copy(update={"seq": seq}) for r, seq in zip(readings, seqs, strict=True)]
+        return [dataclasses.replace(r, seq=seq) for r, seq in zip(readings, seqs, strict=True)]
     finally:
         outbox.close()
 

@@ -7,6 +7,7 @@ tests/security/test_reenroll_keeps_outbox.py; here the pieces around it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -89,7 +90,7 @@ class Pi:
                 for i in range(n)
             ]  # fmt: skip
             seqs = box.append(readings)
-            return [r.model_copy(update={"seq": s}) for r, s in zip(readings, seqs, strict=True)]
+            return [dataclasses.replace(r, seq=s) for r, s in zip(readings, seqs, strict=True)]
         finally:
             box.close()
 
@@ -145,7 +146,7 @@ def test_adoption_is_exactly_once_even_after_an_interruption(tmp_path: Path) -> 
     try:
         # An adoption cut short after its first batch committed in the current outbox, before the
         # retired outbox let go of those rows: exactly the state a crash at that point leaves.
-        first = [r.model_copy(update={"agent_id": "agt-new-1"}) for r in measured[:2]]
+        first = [dataclasses.replace(r, agent_id="agt-new-1") for r in measured[:2]]
         current.append(first, cursor=Cursor("agt-old-1", ADOPTED_CURSOR, 2))
         result = adopt_retired(retired, current=current, identity=pi.identity(), clock=pi.clock, batch=2)
         assert (result.agent, result.adopted) == ("agt-old-1", 3)

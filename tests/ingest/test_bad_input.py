@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import cbor2
 import psycopg
 import pytest
-from pydantic import SecretStr
 
 from rpm_core.enrollment import seal_registration
 from rpm_core.envelope import ReadingBatch, seal_batch
@@ -169,7 +169,7 @@ def test_hostile_agents_cannot_fill_the_workers_key_caches(db: str, start_ingest
     a.wait_receipt(3)
     opener = svc._opener
     assert (len(opener._secrets), len(opener._agent_keys)) == (1, 1)  # agt-a's own
-    wrong = p.bundle().model_copy(update={"enrollment_token": SecretStr("not-the-token")})
+    wrong = dataclasses.replace(p.bundle(), enrollment_token="not-the-token")
     for i in range(20):
         stranger = AgentKeys.generate()
         p.publish_raw(*seal_registration(wrong, stranger, agent_version="x"), wait=False)

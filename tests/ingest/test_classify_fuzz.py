@@ -170,7 +170,7 @@ def status_body() -> dict[str, Any]:
         devices=(DeviceStatus(device_id="F0:12:34:56:78:9A", profile="heart_rate", battery_pct=50, last_seen=T),),
         alarms=frozenset({"disk_full"}),
     )
-    doc: dict[str, Any] = status.model_dump(mode="json")
+    doc: dict[str, Any] = status.to_doc()
     doc["v"] = 1
     return doc
 

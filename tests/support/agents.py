@@ -85,15 +85,13 @@ class SimAgent:
         self.client = c
 
     def bundle(self) -> EnrollmentBundle:
-        from pydantic import SecretStr
-
         return EnrollmentBundle(
             org=self.org,
             agent_id=self.agent,
             broker=BrokerEndpoint(host="localhost", server_name="localhost", ca_pem=self.broker.ca.cert_pem().decode()),
             mqtt_username=self.agent,
-            mqtt_password=SecretStr(self.password),
-            enrollment_token=SecretStr(self.token),
+            mqtt_password=self.password,
+            enrollment_token=self.token,
             server_keys=(ServerKeyInfo.of(self.server.public()),),
             expires_at=T0 + timedelta(days=3650),
         )

@@ -233,7 +233,7 @@ atexit.register(lambda: print("LOADED " + json.dumps(sorted(sys.modules)), file=
 """
 
 
-def test_vigil_edge_run_starts_the_agent_without_typer(tmp_path: Path) -> None:
+def test_vigil_edge_run_starts_the_agent_without_typer_or_pydantic(tmp_path: Path) -> None:
     # An unenrolled config stops the agent after its settings are built and its modules imported.
     config = tmp_path / "agent.toml"
     write_config(config, {"time_zone": "UTC"}, [])
@@ -243,6 +243,9 @@ def test_vigil_edge_run_starts_the_agent_without_typer(tmp_path: Path) -> None:
     loaded = set(json.loads(done.stderr.rsplit("LOADED ", 1)[1]))
     assert {"edge_agent.run", "edge_agent.agent", "edge_agent.settings"} <= loaded
     assert not {m.partition(".")[0] for m in loaded} & {"typer", "click", "cwt", "edge_agent.cli"}
+    # The agent's contract types and settings are plain dataclasses (docs/performance.md, "Edge agent").
+    assert not {m.partition(".")[0] for m in loaded} & {"pydantic", "pydantic_core", "pydantic_settings"}
+    assert "rpm_core.settings" not in loaded
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--config"], ["--no-such-option"]])

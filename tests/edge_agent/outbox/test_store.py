@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import secrets
@@ -48,7 +49,7 @@ def test_round_trip_in_sequence(outbox: SqliteOutbox) -> None:
     assert outbox.append(stored[2:]) == [3, 4, 5]
     back = outbox.fetch(0, 10)
     assert [r.seq for r in back] == [1, 2, 3, 4, 5]
-    assert back == [r.model_copy(update={"seq": i + 1}) for i, r in enumerate(stored)]
+    assert back == [dataclasses.replace(r, seq=i + 1) for i, r in enumerate(stored)]
     assert [r.seq for r in outbox.fetch(3, 10)] == [4, 5]
     assert outbox.backlog(2, 2).count == 2
     assert outbox.backlog(0, 100).oldest_queued_at == START
@@ -114,7 +115,8 @@ def test_cursor_commits_with_its_readings(outbox: SqliteOutbox) -> None:
     assert outbox.cursor("E0:00:00:00:00:06", "glucose") is None
     outbox.append([reading(1, metric="glucose", value=100)], cursor=Cursor("E0:00:00:00:00:06", "glucose", 7))
     assert outbox.cursor("E0:00:00:00:00:06", "glucose") == 7
-    bad = reading(2).model_copy(update={"device_id": "E0:00:00:00:00:06", "metric": "no_such_metric"})
+    bad = dataclasses.replace(reading(2), device_id="E0:00:00:00:00:06")
+    object.__setattr__(bad, "metric", "no_such_metric")  # a reading its checks would refuse
     with pytest.raises(KeyError):  # fails inside the transaction: neither the reading nor the cursor
         outbox._append([bad], Cursor("E0:00:00:00:00:06", "glucose", 8))
     assert outbox.cursor("E0:00:00:00:00:06", "glucose") == 7

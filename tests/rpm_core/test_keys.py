@@ -98,6 +98,17 @@ def test_pem_with_crlf_and_surrounding_blank_lines_loads() -> None:
     assert load_private_pem(pem).private_bytes_raw() == keys.sign.private_bytes_raw()
 
 
+def test_exchange_remembers_only_the_right_peer() -> None:
+    ours = X25519Key.generate()
+    theirs = CX25519.from_private_bytes(ours.private_bytes_raw())
+    peers = [CX25519.generate().public_key() for _ in range(2)]
+    for peer in (*peers, peers[0], peers[0], peers[1]):
+        assert ours.exchange(peer.public_bytes_raw()) == theirs.exchange(peer)
+    with pytest.raises(ValueError, match="no shared secret"):
+        ours.exchange(bytes(32))
+    assert ours.exchange(peers[1].public_bytes_raw()) == theirs.exchange(peers[1])
+
+
 def test_low_order_public_key_has_no_shared_secret() -> None:
     key = X25519Key.generate()
     for point in (bytes(32), (1).to_bytes(32, "little")):

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import base64
 import re
+import shutil
+import subprocess
 
 import pytest
 from cryptography.hazmat.primitives import serialization as ser
@@ -208,3 +210,21 @@ def test_keys_cryptography_writes_but_we_do_not_read_are_config_errors() -> None
     ed448 = Ed448PrivateKey.generate().private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, _NONE)
     with pytest.raises(ConfigError, match="only unencrypted PKCS#8 Ed25519 and X25519"):
         load_private_pem(ed448)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+@pytest.mark.parametrize("algorithm", ["ed25519", "x25519"])
+def test_key_files_of_the_openssl_command_both_ways(algorithm: str) -> None:
+    def openssl(*args: str, data: bytes = b"") -> bytes:
+        return subprocess.run(["openssl", *args], input=data, capture_output=True, check=True, timeout=30).stdout
+
+    theirs = openssl("genpkey", "-algorithm", algorithm)
+    key = load_private_pem(theirs)
+    assert openssl("pkey", "-pubout", "-outform", "DER", data=theirs)[-32:] == key.public_bytes_raw()
+    ours = (
+        AgentKeys(Ed25519Key(key.private_bytes_raw()), X25519Key.generate()).sign_pem()
+        if algorithm == "ed25519"
+        else AgentKeys(Ed25519Key.generate(), X25519Key(key.private_bytes_raw())).kex_pem()
+    )
+    assert ours == theirs
+    assert openssl("pkey", "-pubout", "-outform", "DER", data=ours)[-32:] == key.public_bytes_raw()

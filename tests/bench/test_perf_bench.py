@@ -44,3 +44,4 @@ def test_edge_seal_compares_every_stage_after_checking_both_sealers_agree() -> N
         for via in ("pynacl", "cryptography"):
             assert out[f"{stage}_{via}_cpu_us_min"] > 0
             assert out[f"{stage}_{via}_cpu_us_median"] >= out[f"{stage}_{via}_cpu_us_min"]
+    assert out["seal_pynacl_uncached_cpu_us_min"] > 0

@@ -149,7 +149,7 @@ RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
 # No IP peer but loopback; {BROKER_DROPIN} (written at enrollment) allows the broker and name servers.
 IPAddressDeny=any
 IPAddressAllow=localhost
-# No writable-and-executable memory: CPython 3.11, cryptography, SQLite and dbus-fast need none.
+# No writable-and-executable memory: CPython 3.11, libsodium (PyNaCl), SQLite and dbus-fast need none.
 MemoryDenyWriteExecute=yes
 # Own user namespace (only root and {plan.user} mapped): D-Bus still sees the real uid and groups
 # (kernel credentials), so BlueZ's bus policy applies as without it; see docs/edge-agent.md.

@@ -44,7 +44,6 @@ from typing import Any, Final, TypeVar
 
 import cbor2
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cwt.utils import to_recipient_context
 from nacl.exceptions import BadSignatureError
@@ -270,7 +269,7 @@ class EnvelopeOpener:
 
 def _exchange(server: ServerKey, sender_kex: bytes) -> bytes:
     try:
-        return server.kex.exchange(X25519PublicKey.from_public_bytes(sender_kex))
+        return server.kex.exchange(sender_kex)
     except ValueError as exc:  # e.g. a low-order point: no shared secret
         raise DecryptionFailed from exc
 

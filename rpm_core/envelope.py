@@ -32,9 +32,10 @@ up forward secrecy against a later theft of the agent's X25519 key; the Ed25519 
 depend on it. See docs/envelope.md for the body layout and test vectors.
 
 This module is what both sides need: the format's constants and the sealing that agents (and
-tests) do. Sealing writes the COSE structures itself with ``cbor2`` and ``cryptography`` (Ed25519,
-X25519, HKDF-SHA256 from ``hmac``, ChaCha20/Poly1305): the agent does not load ``cwt``, a COSE
-library of 2.5 MB resident on a Pi for two fixed structures. The v1 format was first produced with
+tests) do. Sealing writes the COSE structures itself with ``cbor2`` and libsodium through PyNaCl's
+bindings (Ed25519, X25519, ChaCha20/Poly1305 IETF; HKDF-SHA256 from ``hmac``): the agent loads
+neither ``cwt``, a COSE library of 2.5 MB resident on a Pi for two fixed structures, nor
+``cryptography`` (8 MB, docs/performance.md). The v1 format was first produced with
 cwt, and its output is the reference: the published vectors match byte for byte, and
 ``tests/rpm_core/test_envelope_cwt.py`` seals random bodies, keys and nonces both ways and compares
 the bytes, and opens ours with cwt's decoder. Opening an envelope is the server's alone and lives
@@ -52,12 +53,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import cbor2
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from nacl.bindings import crypto_aead_chacha20poly1305_ietf_encrypt
 
 from rpm_core.ids import AgentId, OrgId
-from rpm_core.keys import AgentKeys, ServerPublicKey
+from rpm_core.keys import AgentKeys, Ed25519Key, ServerPublicKey
 from rpm_core.reading import Reading, SeqRange
 from rpm_core.topics import Topic
 
@@ -130,7 +129,7 @@ def micros(t: datetime) -> int:
     return (t - _EPOCH) // timedelta(microseconds=1)
 
 
-def _sign1(body: bytes, *, key: Ed25519PrivateKey, kid: str, aad: bytes) -> bytes:
+def _sign1(body: bytes, *, key: Ed25519Key, kid: str, aad: bytes) -> bytes:
     """COSE_Sign1 (RFC 9052 section 4.2): Ed25519 over ``["Signature1", protected, aad, payload]``."""
     signature = key.sign(cbor2.dumps(["Signature1", _SIGN_PROTECTED, aad, body]))
     return cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, [_SIGN_PROTECTED, {KID: kid.encode()}, body, signature]))
@@ -170,9 +169,9 @@ def seal_envelope(
     signed = _sign1(body, key=agent.sign, kid=pub.sign_kid, aad=aad)
     pu_nonce = secrets.token_bytes(32) if party_u_nonce is None else party_u_nonce
     iv = secrets.token_bytes(12) if nonce is None else nonce
-    shared = agent.kex.exchange(X25519PublicKey.from_public_bytes(server.kex))
-    ciphertext = ChaCha20Poly1305(content_key(shared, pu_nonce)).encrypt(
-        iv, signed, cbor2.dumps(["Encrypt", _ENCRYPT_PROTECTED, aad])
+    shared = agent.kex.exchange(server.kex)
+    ciphertext: bytes = crypto_aead_chacha20poly1305_ietf_encrypt(
+        signed, cbor2.dumps(["Encrypt", _ENCRYPT_PROTECTED, aad]), iv, content_key(shared, pu_nonce)
     )
     static_key = {1: OKP, -1: X25519, -2: pub.kex}  # COSE_Key: kty, crv, x (the public key only)
     recipient = [_RECIPIENT_PROTECTED, {KID: server.kid.encode(), PARTY_U_NONCE: pu_nonce, STATIC_KEY: static_key}, b""]

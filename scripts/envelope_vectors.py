@@ -8,12 +8,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
 from rpm_core.envelope import ReadingBatch, encode_batch, external_aad, seal_batch
 from rpm_core.ids import agent_id, org_id
-from rpm_core.keys import AgentKeys, ServerKey
+from rpm_core.keys import AgentKeys, Ed25519Key, ServerKey, X25519Key
 from rpm_core.reading import Reading, SeqRange
 
 AGENT_SIGN = bytes(range(0, 32))
@@ -23,10 +20,8 @@ SERVER_SIGN = bytes(range(96, 128))
 
 
 def keys() -> tuple[AgentKeys, ServerKey]:
-    agent = AgentKeys(Ed25519PrivateKey.from_private_bytes(AGENT_SIGN), X25519PrivateKey.from_private_bytes(AGENT_KEX))
-    server = ServerKey(
-        X25519PrivateKey.from_private_bytes(SERVER_KEX), Ed25519PrivateKey.from_private_bytes(SERVER_SIGN)
-    )
+    agent = AgentKeys(Ed25519Key(AGENT_SIGN), X25519Key(AGENT_KEX))
+    server = ServerKey(X25519Key(SERVER_KEX), Ed25519Key(SERVER_SIGN))
     return agent, server
 
 

@@ -78,3 +78,15 @@ def test_bench_speaking_sql_or_importing_tests_breaks_its_contracts(tmp_path: Pa
     assert broken.returncode != 0
     assert "only store speaks SQL BROKEN" in broken.stdout
     assert "bench never imports tests (shared workload code is in vigil_testkit) BROKEN" in broken.stdout
+
+
+def test_the_agents_run_path_reaching_cryptography_breaks_its_contract(tmp_path: Path) -> None:
+    """The agent seals with libsodium; enrolment may load cryptography, the running agent may not:
+    an outbox module importing the enrolment code (which checks certificates with cryptography) is
+    refused through the indirect chain agent -> outbox -> enroll_remote -> cryptography."""
+    tree = _copy(tmp_path)
+    module = tree / "edge_agent" / "outbox" / "aio.py"
+    module.write_text(module.read_text() + "\nimport edge_agent.enroll_remote  # noqa: E402,F401\n")
+    broken = _lint(tree)
+    assert broken.returncode != 0
+    assert "the agent's run path never imports cryptography BROKEN" in broken.stdout

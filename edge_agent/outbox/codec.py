@@ -1,5 +1,8 @@
 """How a reading is stored in the outbox: compact CBOR, sealed with ChaCha20-Poly1305 (pure, no I/O).
 
+The AEAD is RFC 8439's ChaCha20-Poly1305 (libsodium's ``_ietf`` variant through PyNaCl's bindings;
+rows written before by ``cryptography``'s ``ChaCha20Poly1305`` are the same bytes and open unchanged).
+
 A row's ``sealed`` column is ``nonce (12 random bytes) || ciphertext || tag (16)``. The associated
 data binds the row to its place: ``b"vigil-outbox/1" || agent id || 0x00 || seq (8 bytes, big
 endian)``, so a row copied to another sequence number or another agent's outbox fails to open.
@@ -26,8 +29,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import cbor2
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from nacl.bindings import crypto_aead_chacha20poly1305_ietf_decrypt, crypto_aead_chacha20poly1305_ietf_encrypt
+from nacl.exceptions import CryptoError
 
 from edge_agent.errors import OutboxCorrupt
 from rpm_core.ids import AgentId, DeviceId
@@ -36,6 +39,7 @@ from rpm_core.reading import Reading
 __all__ = ["RowCipher", "decode_reading", "encode_reading"]
 
 _NONCE: Final = 12
+_TAG: Final = 16
 _DOMAIN: Final = b"vigil-outbox/1"
 _KEY_CHECK: Final = b"vigil outbox key check"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -47,7 +51,7 @@ class RowCipher:
     def __init__(self, key: bytes, agent: AgentId) -> None:
         if len(key) != 32:
             raise ValueError("the outbox key is 32 bytes")
-        self._aead = ChaCha20Poly1305(key)
+        self._key = key
         self._tag_key = hashlib.sha256(b"vigil-outbox-symbol-tag" + key).digest()
         self._prefix = _DOMAIN + agent.encode() + b"\x00"
 
@@ -56,13 +60,19 @@ class RowCipher:
 
     def seal(self, seq: int, plaintext: bytes, *, kind: bytes = b"r") -> bytes:
         nonce = secrets.token_bytes(_NONCE)
-        return nonce + self._aead.encrypt(nonce, plaintext, self._aad(kind, seq))
+        sealed: bytes = crypto_aead_chacha20poly1305_ietf_encrypt(plaintext, self._aad(kind, seq), nonce, self._key)
+        return nonce + sealed
 
     def open(self, seq: int, sealed: bytes, *, kind: bytes = b"r") -> bytes:
+        if len(sealed) < _NONCE + _TAG:
+            raise OutboxCorrupt("row is too short", seq=seq)
         try:
-            return self._aead.decrypt(sealed[:_NONCE], sealed[_NONCE:], self._aad(kind, seq))
-        except (InvalidTag, ValueError) as exc:
+            plaintext: bytes = crypto_aead_chacha20poly1305_ietf_decrypt(
+                sealed[_NONCE:], self._aad(kind, seq), sealed[:_NONCE], self._key
+            )
+        except CryptoError as exc:
             raise OutboxCorrupt("row does not authenticate", seq=seq) from exc
+        return plaintext
 
     def tag(self, text: str) -> bytes:
         """The lookup key of a symbol: equal strings give equal tags, the tag reveals nothing."""

@@ -30,4 +30,18 @@ def test_edge_imports_lists_the_agents_imports_without_dnspython() -> None:
     names = {m["module"] for m in out["modules"]}
     assert {"edge_agent.agent", "edge_agent.mqtt", "paho.mqtt.client", "rpm_core.envelope"} <= names
     assert not {n for n in names if n == "dns" or n.startswith(("dns.", "store", "ingest", "alerts", "psycopg"))}
+    assert "nacl.bindings" in names
+    assert not {n for n in names if n.startswith("cryptography")}  # libsodium seals (issue 15 item 4)
     assert out["rss_mb_after"] > out["rss_mb_before"] > 0
+
+
+def test_edge_seal_compares_every_stage_after_checking_both_sealers_agree() -> None:
+    """bench.edge_seal asserts that the cryptography reference sealer and the agent's give the same
+    bytes (envelope and outbox row) before it times them, so a run that prints is a valid comparison."""
+    out = _run("bench.edge_seal", "--units", "10", "--repeat", "2")
+    assert (out["units"], out["readings_per_envelope"]) == (10, 1)
+    for stage in ("seal", "sign", "exchange", "aead", "row_seal", "row_open"):
+        for via in ("pynacl", "cryptography"):
+            assert out[f"{stage}_{via}_cpu_us_min"] > 0
+            assert out[f"{stage}_{via}_cpu_us_median"] >= out[f"{stage}_{via}_cpu_us_min"]
+    assert out["seal_pynacl_uncached_cpu_us_min"] > 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import cbor2
 import pytest
-from cryptography.hazmat.primitives import serialization as ser
 from cwt import COSE, COSEKey
 from cwt.exceptions import CWTError
 from hypothesis import given, settings
@@ -34,7 +33,7 @@ SENDERS = {"registered": AGENT_KEYS.public().kex, "registration": None}
 def decrypt_with_cwt(data: bytes, *, topic: Topic, server: ServerKey) -> bytes:
     """The reference decoder: cwt's own COSE_Encrypt decryption with the server's X25519 key."""
     spub = server.public()
-    private = server.kex.private_bytes(ser.Encoding.Raw, ser.PrivateFormat.Raw, ser.NoEncryption())
+    private = server.kex.private_bytes_raw()
     key = COSEKey.new({1: OKP, 3: ECDH_SS_HKDF_256, -1: X25519, -2: spub.kex, -4: private, 2: spub.kid.encode()})
     try:
         signed: bytes = COSE.new().decode(data, keys=[key], context=KDF_CONTEXT, external_aad=external_aad(topic))

@@ -1,4 +1,4 @@
-"""The agent's sealer (``rpm_core.envelope``, COSE written with cbor2 and cryptography) against cwt.
+"""The agent's sealer (``rpm_core.envelope``, COSE written with cbor2 and libsodium) against cwt.
 
 Format v1 was first sealed with cwt, and ingest's opener was checked against cwt's decoder; the
 agent no longer loads cwt. cwt stays here as the reference, a test oracle:
@@ -14,9 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import cbor2
-from cryptography.hazmat.primitives import serialization as ser
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cwt import COSE, COSEKey, Recipient
 from cwt.utils import to_recipient_context
 from hypothesis import given, settings
@@ -43,15 +40,15 @@ from rpm_core.envelope import (
     seal_envelope,
 )
 from rpm_core.ids import agent_id, org_id
-from rpm_core.keys import AgentKeys, ServerKey, ServerPublicKey
+from rpm_core.keys import AgentKeys, Ed25519Key, ServerKey, ServerPublicKey, X25519Key
 from rpm_core.topics import Topic
 from tests.rpm_core.envelope_fixtures import batch
 
 _ED25519 = 6  # COSE_Key crv
 
 
-def _raw(key: Ed25519PrivateKey | X25519PrivateKey) -> bytes:
-    return key.private_bytes(ser.Encoding.Raw, ser.PrivateFormat.Raw, ser.NoEncryption())
+def _raw(key: Ed25519Key | X25519Key) -> bytes:
+    return key.private_bytes_raw()
 
 
 def _okp(crv: int, alg: int, public: bytes, private: bytes | None, kid: str) -> Any:
@@ -116,8 +113,8 @@ _topics = st.builds(
 def test_same_bytes_as_cwt(
     body: bytes, topic: Topic, keys: tuple[bytes, bytes, bytes, bytes], nonce: bytes, party_u_nonce: bytes
 ) -> None:
-    agent = AgentKeys(Ed25519PrivateKey.from_private_bytes(keys[0]), X25519PrivateKey.from_private_bytes(keys[1]))
-    server = ServerKey(X25519PrivateKey.from_private_bytes(keys[2]), Ed25519PrivateKey.from_private_bytes(keys[3]))
+    agent = AgentKeys(Ed25519Key(keys[0]), X25519Key(keys[1]))
+    server = ServerKey(X25519Key(keys[2]), Ed25519Key(keys[3]))
     args: dict[str, Any] = {"topic": topic, "agent": agent, "server": server.public()}
     ours = seal_envelope(body, **args, nonce=nonce, party_u_nonce=party_u_nonce)
     theirs = seal_with_cwt(body, **args, nonce=nonce, party_u_nonce=party_u_nonce)

@@ -8,13 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ingest.opener import EnvelopeOpener
 from ingest.rows import decode_batch
 from rpm_core.envelope import encode_batch, external_aad, seal_envelope
-from rpm_core.keys import AgentKeys, ServerKey
+from rpm_core.keys import AgentKeys, Ed25519Key, ServerKey, X25519Key
 from rpm_core.topics import Topic
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "envelope.md"
@@ -31,12 +29,12 @@ def _keys() -> tuple[AgentKeys, ServerKey]:
         for name in ("agent Ed25519", "agent X25519", "server X25519", "server Ed25519")
     }
     agent = AgentKeys(
-        Ed25519PrivateKey.from_private_bytes(hexes["agent Ed25519"]),
-        X25519PrivateKey.from_private_bytes(hexes["agent X25519"]),
+        Ed25519Key(hexes["agent Ed25519"]),
+        X25519Key(hexes["agent X25519"]),
     )
     server = ServerKey(
-        X25519PrivateKey.from_private_bytes(hexes["server X25519"]),
-        Ed25519PrivateKey.from_private_bytes(hexes["server Ed25519"]),
+        X25519Key(hexes["server X25519"]),
+        Ed25519Key(hexes["server Ed25519"]),
     )
     return agent, server
 

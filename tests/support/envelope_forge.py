@@ -15,7 +15,6 @@ from typing import Any
 
 import cbor2
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cwt.utils import to_recipient_context
@@ -120,7 +119,7 @@ def forge(parts: Parts, *, topic: Topic, agent: AgentKeys, server: ServerPublicK
             context = cbor2.dumps(to_recipient_context(-27, header, {"alg": "ChaCha20/Poly1305"}))
         except Exception:  # noqa: BLE001 - a forged header cwt cannot build a context from: any key will do
             context = b""
-        shared = agent.kex.exchange(X25519PublicKey.from_public_bytes(server.kex))
+        shared = agent.kex.exchange(server.kex)
         cek = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=context).derive(shared)
         iv = parts.enc_unprotected.get(5) if isinstance(parts.enc_unprotected, dict) else None
         nonce = iv if isinstance(iv, bytes) and len(iv) == 12 else bytes(12)

@@ -242,10 +242,14 @@ def test_vigil_edge_run_starts_the_agent_without_typer_or_pydantic(tmp_path: Pat
     assert "error: this agent is not enrolled: vigil edge enroll --bundle FILE" in done.stderr
     loaded = set(json.loads(done.stderr.rsplit("LOADED ", 1)[1]))
     assert {"edge_agent.run", "edge_agent.agent", "edge_agent.settings"} <= loaded
-    assert not {m.partition(".")[0] for m in loaded} & {"typer", "click", "cwt", "edge_agent.cli"}
+    top = {m.partition(".")[0] for m in loaded}
+    assert not top & {"typer", "click", "cwt", "cryptography"}
+    assert "edge_agent.cli" not in loaded
     # The agent's contract types and settings are plain dataclasses (docs/performance.md, "Edge agent").
-    assert not {m.partition(".")[0] for m in loaded} & {"pydantic", "pydantic_core", "pydantic_settings"}
+    assert not top & {"pydantic", "pydantic_core", "pydantic_settings"}
     assert "rpm_core.settings" not in loaded
+    # The envelope, the outbox and the key files go through libsodium (docs/performance.md).
+    assert {"nacl.bindings", "rpm_core.envelope", "rpm_core.keys", "edge_agent.outbox.codec"} <= loaded
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--config"], ["--no-such-option"]])

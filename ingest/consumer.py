@@ -9,10 +9,11 @@
   Unix socket listener for ingest (local, file permissions; no TLS to pay), so that ingest never
   queues behind agents' TLS handshakes in their listener's accept queue. The shared subscription
   ``$share/{group}/vigil/v1/+/+/up/#`` so several workers split the load.
-* Reconnects: first retry 1 s after a drop, then every 2 s (:data:`RECONNECT_MIN_S`,
-  :data:`RECONNECT_MAX_S`): while ingest is away, Mosquitto 2.0.11 (which does not keep shared
+* Reconnects: every second after a drop (:data:`RECONNECT_MIN_S`, :data:`RECONNECT_MAX_S`; paho
+  takes whole seconds): while ingest is away, Mosquitto 2.0.11 (which does not keep shared
   subscriptions over a restart) drops every uplink with PUBACK 0x10, and waiting longer between
-  tries gains nothing: a failed try on the socket costs a refused connect.
+  tries gains nothing: a failed try on the socket costs a refused connect, over TLS one handshake
+  per worker and second.
 * The broker account is bound to the client id (``vigil-ingest-N``): no other account can take
   this worker's session. A second client with the same id (two workers given one ``--client-id``)
   still displaces us: reported through ``on_takeover``, from DISCONNECT 0x8E or, on Mosquitto
@@ -59,7 +60,7 @@ _PUBACK: Final = struct.Struct("!BBH")  # fixed header 0x40, remaining length 2,
 _PUBACK_COMMAND: Final = 0x40
 _UNSPECIFIED: Final = 0x80  # what paho reports for a connection that ended without a DISCONNECT
 RECONNECT_MIN_S: Final = 1  # paho's wait before the first reconnect after a drop (whole seconds in its API)
-RECONNECT_MAX_S: Final = 2  # ... doubling up to this
+RECONNECT_MAX_S: Final = 1  # ... and every second after that
 _UNIX_PORT: Final = 1  # paho checks the port even for a Unix socket, and then ignores it
 
 

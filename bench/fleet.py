@@ -21,7 +21,11 @@ server: at most ``window`` envelopes without a receipt (the agent's ``max_inflig
 a receipt's ``through`` releases every envelope up to it, and a dropped connection is retried
 with the agent's own backoff (``rpm_core.backoff``, base 0.5 s, factor 2, jitter up to half) and
 followed by sending every unreceipted envelope again, as is an envelope without a receipt for
-``receipt_timeout_s`` (60 s, the agent's default). Latency is from the first publish of an
+``receipt_timeout_s`` (60 s, the agent's default), and, as the agent does after a PUBACK 0x10 (no
+matching subscribers: the broker dropped it, ingest not subscribed), sooner: after
+``no_subscriber_retry_s`` (2 s, the agent's default), doubling while 0x10 answers repeat without a
+receipt in between, at most ``receipt_timeout_s``; 0 turns that off (the fleet before the agent
+learnt it). Latency is from the first publish of an
 envelope to the arrival of a receipt covering it. Receipts are decoded for ``through``; one in
 ``verify_every`` also has its signature verified against the server key (all would cost ~150 us
 each on the same cores as the server); any that fails counts in ``bad_receipts``.
@@ -74,6 +78,7 @@ class FleetSpec:
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 60.0  # the agent's mqtt_backoff_cap_s default
     receipt_timeout_s: float = 60.0  # the agent's receipt_timeout_s default
+    no_subscriber_retry_s: float = 2.0  # the agent's no_subscriber_retry_s default; 0 = wait for the receipt timeout
     nofile: int = 4096
 
 
@@ -87,7 +92,19 @@ class _Sent:
 
 
 class _Agent:
-    __slots__ = ("conn", "creds", "inflight", "keys", "next_seq", "pending", "receipts", "through", "up")
+    __slots__ = (
+        "conn",
+        "creds",
+        "inflight",
+        "keys",
+        "next_seq",
+        "nosub_at",
+        "nosub_streak",
+        "pending",
+        "receipts",
+        "through",
+        "up",
+    )
 
     def __init__(self, creds: AgentCreds, keys: Any) -> None:
         self.creds = creds
@@ -99,6 +116,8 @@ class _Agent:
         self.through = 0
         self.pending: deque[tuple[int, bytes, int]] = deque()  # released, not yet sent (window full)
         self.inflight: deque[_Sent] = deque()  # sent, no receipt yet
+        self.nosub_at: float | None = None  # resend the unreceipted then (after a PUBACK 0x10)
+        self.nosub_streak = 0  # 0x10 answers since the last receipt: the retry doubles with each
 
 
 class Fleet:
@@ -115,6 +134,7 @@ class Fleet:
         self.window = 8
         self.closing = False
         self.reconnecting: set[str] = set()
+        self.nosub: dict[str, _Agent] = {}  # agents with a 0x10 resend due
         self._tasks: set[asyncio.Task[Any]] = set()
         self.run_id = 0
         self.pubacks = PubackStats()
@@ -132,7 +152,7 @@ class Fleet:
         self.last_pub: float | None = None
         self.last_receipt: float | None = None
         self.published = self.resent = self.receipts_seen = self.verified = self.bad_receipts = 0
-        self.reconnects = self.connect_failures = self.timeouts = 0
+        self.reconnects = self.connect_failures = self.timeouts = self.nosub_resends = 0
         self.last_connected: float | None = None
         self.pubacks.pubacks = self.pubacks.refused = self.pubacks.unrouted = 0
 
@@ -140,7 +160,11 @@ class Fleet:
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
-        timers = [asyncio.create_task(self._keepalive()), asyncio.create_task(self._receipt_timer())]
+        timers = [
+            asyncio.create_task(self._keepalive()),
+            asyncio.create_task(self._receipt_timer()),
+            asyncio.create_task(self._nosub_timer()),
+        ]
         while True:
             cmd: dict[str, Any] = await loop.run_in_executor(None, self.pipe.recv)
             op = cmd.pop("op")
@@ -213,6 +237,7 @@ class Fleet:
             "refused_pubacks": self.pubacks.refused,
             "unrouted_pubacks": self.pubacks.unrouted,
             "receipt_timeouts": self.timeouts,
+            "no_subscriber_resends": self.nosub_resends,
         }
 
     async def cmd_connected(self) -> dict[str, Any]:
@@ -273,6 +298,7 @@ class Fleet:
         if through <= a.through:
             return
         a.through = through
+        a.nosub_streak = 0
         while a.inflight and a.inflight[0].last <= through:
             sent = a.inflight.popleft()
             if sent.run == self.run_id:
@@ -315,6 +341,7 @@ class Fleet:
             on_message=lambda topic, payload: self._on_message(a, topic, payload),
             on_lost=lambda exc: self._on_lost(a, made[0] if made else None, exc),
             stats=self.pubacks,
+            on_unrouted=lambda: self._on_unrouted(a),
         )
         made.append(conn)
         return conn
@@ -353,6 +380,8 @@ class Fleet:
                     error, attempt = exc, attempt + 1
                     continue
                 a.conn = conn
+                a.nosub_at = None  # everything unreceipted goes again now
+                self.nosub.pop(a.creds.agent, None)
                 self.reconnects += 1
                 self.last_connected = time.monotonic()
                 now = time.monotonic()
@@ -383,6 +412,33 @@ class Fleet:
             for a in self.agents.values():
                 if a.inflight and a.conn is not None and now - a.inflight[0].sent >= limit:
                     self.timeouts += 1
+                    for sent in a.inflight:
+                        a.conn.publish(a.up, sent.data)
+                        sent.sent = now
+                        self.resent += 1
+
+    def _on_unrouted(self, a: _Agent) -> None:
+        """As the agent (Uplink.on_no_subscribers): schedule one resend of everything unreceipted."""
+        retry = self.spec.no_subscriber_retry_s
+        if retry <= 0 or a.nosub_at is not None:
+            return
+        delay = min(self.spec.receipt_timeout_s, retry * 2 ** min(a.nosub_streak, 16))
+        a.nosub_at = time.monotonic() + delay
+        a.nosub_streak += 1
+        self.nosub[a.creds.agent] = a
+
+    async def _nosub_timer(self) -> None:
+        """Send again, at its time, what the broker dropped for want of a subscriber (PUBACK 0x10)."""
+        while True:
+            await asyncio.sleep(0.1)
+            now = time.monotonic()
+            for name, a in list(self.nosub.items()):
+                if a.nosub_at is None:
+                    del self.nosub[name]
+                elif now >= a.nosub_at and a.conn is not None:
+                    a.nosub_at = None
+                    del self.nosub[name]
+                    self.nosub_resends += 1
                     for sent in a.inflight:
                         a.conn.publish(a.up, sent.data)
                         sent.sent = now

@@ -195,6 +195,7 @@ def common(ctx: Ctx, phase: Phase, per_envelope: int) -> dict[str, Any]:
         "refused_pubacks": sum(p["refused_pubacks"] for p in phase.pub),
         "unrouted_pubacks": sum(p["unrouted_pubacks"] for p in phase.pub),
         "receipt_timeouts": sum(p["receipt_timeouts"] for p in phase.pub),
+        "no_subscriber_resends": sum(p["no_subscriber_resends"] for p in phase.pub),
         **readings_table(ctx.rig.url),
     }
 
@@ -205,6 +206,8 @@ def setup_fields(ctx: Ctx, wall: float) -> dict[str, Any]:
         "connected_agents": len(ctx.rig.agents),
         "publisher_processes": a.publishers,
         "ingest_workers": a.workers,
+        "ingest_over": a.ingest_over,
+        "no_subscriber_retry_s": a.no_subscriber_retry_s,
         "cores": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "wall_s": round(wall, 1),
@@ -401,6 +404,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--receipt-timeout-s", type=float, default=60.0, help="agents send unreceipted envelopes again after this"
     )
+    ap.add_argument(
+        "--no-subscriber-retry-s",
+        type=float,
+        default=2.0,
+        help="agents send unreceipted envelopes again this long after a PUBACK 0x10, doubling (the agent's "
+        "default); 0: only after --receipt-timeout-s, as the fleet did before",
+    )
+    ap.add_argument(
+        "--ingest-over",
+        choices=("socket", "tls"),
+        default="socket",
+        help="ingest workers connect over the broker's Unix socket listener for ingest (default), or TLS as agents",
+    )
     ap.add_argument("--verify-every", type=int, default=50, help="publishers verify the signature of 1 receipt in N")
     ap.add_argument("--timeout", type=float, default=900, help="per scenario")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, broker config) and say where")
@@ -430,7 +446,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"RLIMIT_NOFILE is {nofile}, {args.agents} agents need {needed}: raise the hard limit")
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     n_baseline = args.baseline_agents if "flood" in chosen and not args.no_baseline else 0
-    rig = Rig(work, args.agents, n_baseline, nofile=nofile)
+    rig = Rig(work, args.agents, n_baseline, nofile=nofile, ingest_socket=args.ingest_over == "socket")
     try:
         pubs = Publishers(
             rig,
@@ -438,6 +454,7 @@ def main(argv: list[str] | None = None) -> None:
             min(args.publishers, args.agents),
             verify_every=args.verify_every,
             receipt_timeout_s=args.receipt_timeout_s,
+            no_subscriber_retry_s=args.no_subscriber_retry_s,
         )
         ctx = Ctx(args, rig, pubs)
         try:

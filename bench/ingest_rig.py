@@ -3,8 +3,10 @@ publisher processes, and a sampler of progress, CPU and memory.
 
 * :class:`Rig`: a fresh PostgreSQL database (migrated), server keys, N provisioned and activated
   agents (the store's own functions), and Mosquitto rendered by ``broker_config`` (TLS, password
-  file, per-agent ACLs; ``max_connections`` left at Mosquitto's default, unlimited) started with
-  RLIMIT_NOFILE raised above the connection count; it can restart the broker on the same port.
+  file, per-agent ACLs; ``max_connections`` left at Mosquitto's default, unlimited; ingest's own
+  Unix socket listener unless ``ingest_socket=False``, the ingest workers then connecting there)
+  started with RLIMIT_NOFILE raised above the connection count; it can restart the broker on the
+  same port.
 * :class:`Publishers`: the publisher processes (``bench.fleet``), driven in parallel.
 * :class:`Sampler`: a thread that every ``period`` seconds reads the committed high-water marks
   (``sum(agent_receipts.through)``: readings committed contiguously) or a row count, each
@@ -106,8 +108,10 @@ def readings_table(url: str) -> dict[str, Any]:
 
 
 class Rig:
-    def __init__(self, work: Path, n_agents: int, n_baseline: int, *, nofile: int) -> None:
+    def __init__(self, work: Path, n_agents: int, n_baseline: int, *, nofile: int, ingest_socket: bool = True) -> None:
         self.work = work
+        self.ingest_socket: Path | None = None  # set in _set_up when the broker has ingest's own listener
+        self._want_socket = ingest_socket
         self.nofile = nofile
         self.broker: subprocess.Popen[bytes] | None = None
         self.db_name = f"vigil_bench_{secrets.token_hex(4)}"
@@ -135,8 +139,14 @@ class Rig:
         self.port = free_port()
         now = datetime.now(UTC)
         self.ca_path = self.layout.ca
+        if self._want_socket:
+            self.ingest_socket = self.layout.ingest_socket
         base = MosquittoSpec(
-            data_dir=self.layout.data_dir, port=self.port, user=getpass.getuser(), dynsec=dynsec_files(self.layout)
+            data_dir=self.layout.data_dir,
+            port=self.port,
+            user=getpass.getuser(),
+            dynsec=dynsec_files(self.layout),
+            ingest_socket=self.ingest_socket,
         )
         render_broker(
             self.layout,
@@ -203,8 +213,10 @@ class Rig:
     # ingest
 
     def ingest_env(self, client_id: str) -> dict[str, str]:
+        socket_env = {"VIGIL_MQTT_SOCKET": str(self.ingest_socket)} if self.ingest_socket is not None else {}
         return {
             **os.environ,
+            **socket_env,
             "VIGIL_DATABASE_URL": self.url,
             "VIGIL_KEY_DIR": str(self.key_dir),
             "VIGIL_MQTT_HOST": "localhost",
@@ -268,7 +280,14 @@ class Publishers:
     """Publisher processes, each with a slice of ``agents``; :meth:`call` runs a command on all at once."""
 
     def __init__(
-        self, rig: Rig, agents: list[AgentCreds], n: int, *, verify_every: int, receipt_timeout_s: float
+        self,
+        rig: Rig,
+        agents: list[AgentCreds],
+        n: int,
+        *,
+        verify_every: int,
+        receipt_timeout_s: float,
+        no_subscriber_retry_s: float = 2.0,
     ) -> None:
         ctx = mp.get_context("spawn")
         self.pipes = []
@@ -287,6 +306,7 @@ class Publishers:
                 agents=mine,
                 verify_every=verify_every,
                 receipt_timeout_s=receipt_timeout_s,
+                no_subscriber_retry_s=no_subscriber_retry_s,
                 nofile=len(mine) + 1024,
             )
             p = ctx.Process(target=fleet_main, args=(spec, child), daemon=True)

@@ -120,16 +120,19 @@ class PubackStats:
 
 class AgentConnection(asyncio.Protocol):
     """One agent's MQTT session. ``on_message(topic, payload)`` gets every PUBLISH the broker sends
-    (already acknowledged); ``on_lost(exc)`` is called once when the connection ends."""
+    (already acknowledged); ``on_lost(exc)`` is called once when the connection ends;
+    ``on_unrouted()`` on every PUBACK 0x10 (no matching subscribers)."""
 
     def __init__(
         self,
         on_message: Callable[[bytes, bytes], None],
         on_lost: Callable[[Exception | None], None],
         stats: PubackStats,
+        on_unrouted: Callable[[], None] | None = None,
     ) -> None:
         self._on_message = on_message
         self._on_lost = on_lost
+        self._on_unrouted = on_unrouted
         self._buf = bytearray()
         self._next_id = 0
         self.transport: asyncio.Transport | None = None
@@ -195,6 +198,8 @@ class AgentConnection(asyncio.Protocol):
             self.stats.refused += 1
         elif reason == 0x10:
             self.stats.unrouted += 1
+            if self._on_unrouted is not None:
+                self._on_unrouted()
 
     def _publish(self, first: int, body: bytes) -> None:
         qos = (first >> 1) & 0x03
@@ -277,12 +282,17 @@ async def connect_agent(
     on_message: Callable[[bytes, bytes], None],
     on_lost: Callable[[Exception | None], None],
     stats: PubackStats,
+    on_unrouted: Callable[[], None] | None = None,
 ) -> AgentConnection:
     """TCP + TLS + CONNECT + SUBSCRIBE (QoS 1); raises OSError, TimeoutError, ssl.SSLError or ConnectRefused."""
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(timeout_s):
         _, conn = await loop.create_connection(
-            lambda: AgentConnection(on_message, on_lost, stats), host, port, ssl=ctx, server_hostname=server_name
+            lambda: AgentConnection(on_message, on_lost, stats, on_unrouted),
+            host,
+            port,
+            ssl=ctx,
+            server_hostname=server_name,
         )
         try:
             assert conn.transport is not None

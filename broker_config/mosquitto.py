@@ -21,12 +21,16 @@ from pathlib import Path
 from string import Template
 from typing import Final, Literal
 
+from broker_config.errors import BrokerConfigError
+
 __all__ = [
     "TLS12_CIPHERS",
     "TLS13_SUITES",
+    "UNIX_PATH_MAX",
     "DynsecFiles",
     "MosquittoSpec",
     "TlsFiles",
+    "check_socket_path",
     "find_dynsec_plugin",
     "find_mosquitto",
     "render_mosquitto",
@@ -35,6 +39,9 @@ __all__ = [
 
 CONF_NAME: Final = "mosquitto.conf"
 PLUGIN_NAME: Final = "mosquitto_dynamic_security.so"
+# sockaddr_un.sun_path holds 108 bytes on Linux, the terminating NUL included: Mosquitto 2.0.11
+# truncates a longer path silently (strncpy), so a longer one is refused here.
+UNIX_PATH_MAX: Final = 107
 
 # TLS 1.2: forward-secret ECDHE key exchange and AEAD ciphers only (no CBC, no SHA-1 MAC, no RSA
 # key exchange). Our server key is ECDSA P-256; the RSA-signed variants serve a certificate an
@@ -100,6 +107,13 @@ class MosquittoSpec:
     user: str = "mosquitto"
     # Where Mosquitto writes its pid (after dropping privileges): how provisioning knows it runs.
     pid_file: Path | None = None
+    # Ingest's own listener: a Unix domain socket (``listener 0 PATH``), so the ingest workers
+    # never queue behind agents' TLS handshakes in the TCP listener's accept queue (a reconnect
+    # storm) and their traffic skips TLS. Local only; Mosquitto 2.0.11 creates it after dropping
+    # privileges, mode 0770 (umask 0007), owned by ``user`` and its primary group: only that user
+    # and members of its group can connect, and every connection still needs an account (the
+    # same accounts and grants as on the TLS listener, anonymous access off). None: no such listener.
+    ingest_socket: Path | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -113,6 +127,26 @@ class MosquittoSpec:
             raise ValueError("max_inflight_messages must be set (0 would mean unlimited)")
         if self.autosave_interval < 1:
             raise ValueError("autosave_interval must be at least 1 s (0 would save only at shutdown)")
+        if self.ingest_socket is not None:
+            check_socket_path(self.ingest_socket)
+
+
+def check_socket_path(path: Path) -> Path:
+    """``path`` as a Unix socket listener: absolute, one word, at most :data:`UNIX_PATH_MAX` bytes.
+
+    Refused with :class:`BrokerConfigError` (Mosquitto would cut a longer path or read a path with
+    a space as two words)."""
+    raw = os.fsencode(path)
+    if not path.is_absolute():
+        raise BrokerConfigError("the ingest socket path must be absolute (Mosquitto would resolve it from its cwd)")
+    if any(c in raw for c in b"\n\r\0 \t"):
+        raise BrokerConfigError("the ingest socket path must not contain whitespace or NUL (one configuration word)")
+    if len(raw) > UNIX_PATH_MAX:
+        raise BrokerConfigError(
+            f"the ingest socket path is {len(raw)} bytes, the limit of a Unix socket path is {UNIX_PATH_MAX}: "
+            "render into a shorter directory or turn the ingest socket off (broker_ingest_socket = false)"
+        )
+    return path
 
 
 def _tls_block(tls: TlsFiles | None) -> str:
@@ -130,6 +164,21 @@ def _tls_block(tls: TlsFiles | None) -> str:
         f"use_identity_as_username {str(tls.use_identity_as_username).lower()}",
     ]
     return "\n".join(lines)
+
+
+def _ingest_listener(path: Path | None) -> str:
+    if path is None:
+        return "# no ingest listener of its own (ingest connects over TLS like the agents)"
+    return "\n".join(
+        [
+            "# Ingest's own listener: a Unix socket, so its workers never wait in the accept queue of the TLS",
+            "# listener behind agents' handshakes (a reconnect storm). Local only; Mosquitto creates it mode 0770",
+            "# as the user it runs as: that user and its group may connect, and every client still logs in with",
+            "# an account and its grants (dynamic security, anonymous access off: the settings above are global).",
+            f"listener 0 {path}",
+            "protocol mqtt",
+        ]
+    )
 
 
 def _auth_block(dynsec: DynsecFiles | None) -> str:
@@ -163,6 +212,7 @@ def render_mosquitto(spec: MosquittoSpec) -> str:
         port=spec.port,
         bind_address=spec.bind_address,
         tls_block=_tls_block(spec.tls),
+        ingest_listener=_ingest_listener(spec.ingest_socket),
         user=spec.user,
         pid_line=f"pid_file {spec.pid_file}" if spec.pid_file else "# no pid file",
     )

@@ -11,6 +11,8 @@
                               (in place up to Mosquitto 2.0.15, FILE.new + rename from 2.0.16)
     DIR/data/                 persistence (mosquitto.db)                           <user> 0700
     DIR/run/mosquitto.pid     written by Mosquitto; how provisioning knows it runs <user> 0755
+    DIR/run/ingest.sock       ingest's own listener (a Unix socket), created by Mosquitto
+                              when the spec asks for it                            <user>:<user's group> 0770
 
 Mosquitto started as root drops to ``user`` immediately after reading its configuration and only
 then opens the pid file, the persistence file, the log, the plugin's JSON and the TLS files, and
@@ -92,6 +94,11 @@ class BrokerLayout:
     @property
     def pid_file(self) -> Path:
         return self.run_dir / "mosquitto.pid"
+
+    @property
+    def ingest_socket(self) -> Path:
+        """Ingest's own listener, when rendered (``MosquittoSpec.ingest_socket``): absolute, as Mosquitto needs."""
+        return self.run_dir.absolute() / "ingest.sock"
 
     def tls(self) -> TlsFiles:
         return TlsFiles(cafile=self.ca, certfile=self.server_cert, keyfile=self.server_key)

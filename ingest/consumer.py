@@ -5,8 +5,15 @@
   unacknowledged backlog across restarts. Every CONNACK's ``session_present`` is reported; a
   reconnect without a session (the broker lost it, or it expired) is logged as an error.
 * Receive Maximum: how many unacknowledged messages the broker may push to us (the batch bound).
-* TLS 1.2+ against the Vigil CA only, host name checked; the shared subscription
+* TLS 1.2+ against the Vigil CA only, host name checked; or, given ``socket_path``, the broker's
+  Unix socket listener for ingest (local, file permissions; no TLS to pay), so that ingest never
+  queues behind agents' TLS handshakes in their listener's accept queue. The shared subscription
   ``$share/{group}/vigil/v1/+/+/up/#`` so several workers split the load.
+* Reconnects: every second after a drop (:data:`RECONNECT_MIN_S`, :data:`RECONNECT_MAX_S`; paho
+  takes whole seconds): while ingest is away, Mosquitto 2.0.11 (which does not keep shared
+  subscriptions over a restart) drops every uplink with PUBACK 0x10, and waiting longer between
+  tries gains nothing: a failed try on the socket costs a refused connect, over TLS one handshake
+  per worker and second.
 * The broker account is bound to the client id (``vigil-ingest-N``): no other account can take
   this worker's session. A second client with the same id (two workers given one ``--client-id``)
   still displaces us: reported through ``on_takeover``, from DISCONNECT 0x8E or, on Mosquitto
@@ -41,7 +48,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from rpm_core.takeover import SESSION_TAKEN_OVER, TakeoverDetector
 
-__all__ = ["MqttConsumer", "tls_context"]
+__all__ = ["RECONNECT_MAX_S", "RECONNECT_MIN_S", "MqttConsumer", "tls_context"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,9 @@ OnTakeover = Callable[[bool], None]  # inferred (True) or said by the broker (Fa
 _PUBACK: Final = struct.Struct("!BBH")  # fixed header 0x40, remaining length 2, packet id
 _PUBACK_COMMAND: Final = 0x40
 _UNSPECIFIED: Final = 0x80  # what paho reports for a connection that ended without a DISCONNECT
+RECONNECT_MIN_S: Final = 1  # paho's wait before the first reconnect after a drop (whole seconds in its API)
+RECONNECT_MAX_S: Final = 1  # ... and every second after that
+_UNIX_PORT: Final = 1  # paho checks the port even for a Unix socket, and then ignores it
 
 
 def tls_context(ca_file: Path) -> ssl.SSLContext:
@@ -78,8 +88,11 @@ class MqttConsumer:
         on_connected: OnConnected,
         on_takeover: OnTakeover | None = None,
         takeover: TakeoverDetector | None = None,
+        socket_path: Path | None = None,
     ) -> None:
         self._host, self._port, self._keepalive = host, port, keepalive_s
+        if socket_path is not None:
+            self._host, self._port = str(socket_path), _UNIX_PORT
         self._client_id = client_id
         self._subscription = subscription
         self._on_message_cb, self._on_connected_cb = on_message, on_connected
@@ -89,10 +102,17 @@ class MqttConsumer:
         self._props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         self._props.SessionExpiryInterval = session_expiry_s
         self._props.ReceiveMaximum = receive_maximum
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True)
-        c.tls_set_context(tls_context(ca_file))
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+            transport="tcp" if socket_path is None else "unix",
+        )
+        if socket_path is None:
+            c.tls_set_context(tls_context(ca_file))
         c.username_pw_set(username, password)
-        c.reconnect_delay_set(min_delay=1, max_delay=10)
+        c.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
         c.max_inflight_messages_set(1000)  # our own outgoing receipts
         c.max_queued_messages_set(0)
         c.on_connect = self._on_connect
@@ -104,6 +124,9 @@ class MqttConsumer:
         self._client = c
 
     def start(self) -> None:
+        unix = self._client.transport == "unix"
+        where = f"the Unix socket {self._host}" if unix else f"{self._host}:{self._port} (TLS)"
+        log.info("connecting to the broker at %s as %s", where, self._client_id)
         self._client.connect_async(
             self._host, self._port, keepalive=self._keepalive, clean_start=False, properties=self._props
         )

@@ -140,6 +140,7 @@ class IngestService:
             on_message=self._arrived,
             on_connected=self._connected,
             on_takeover=self._taken_over,
+            socket_path=settings.mqtt_socket,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------

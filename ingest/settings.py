@@ -25,8 +25,13 @@ class IngestSettings(VigilSettings):
     mqtt_host: str = "localhost"
     # The broker's TLS port (broker_port of `vigil broker render`).
     mqtt_port: int = Field(default=8883, gt=0, lt=65536)
-    # The CA that signed the broker certificate; None = {key_dir}/ca/ca.pem. TLS is not optional.
+    # The CA that signed the broker certificate; None = {key_dir}/ca/ca.pem. TLS is not optional over TCP.
     mqtt_ca_file: Path | None = None
+    # The broker's Unix socket listener for ingest ({broker_dir}/run/ingest.sock, rendered by `vigil broker
+    # render` unless broker_ingest_socket = false); when set, ingest connects there instead of TLS to
+    # mqtt_host:mqtt_port (same account and grants; the socket is local, mode 0770: run ingest as the broker's
+    # user or in its group). None (the default): TLS to mqtt_host:mqtt_port, for a broker on another host.
+    mqtt_socket: Path | None = None
     # The broker account; None = the same as mqtt_client_id. `vigil broker render` creates one account per
     # worker, vigil-ingest-1 .. vigil-ingest-N (broker_ingest_workers), each usable with its own client id only.
     mqtt_username: str | None = None

@@ -114,6 +114,7 @@ def broker_spec(settings: ProvisioningSettings, layout: BrokerLayout) -> Mosquit
             user=settings.broker_user,
             tls=layout.tls(),
             dynsec=dynsec_files(layout, settings.broker_dynsec_plugin),
+            ingest_socket=layout.ingest_socket if settings.broker_ingest_socket else None,
         )
 
 

@@ -31,6 +31,12 @@ class ProvisioningSettings(VigilSettings):
     broker_port: int = Field(default=8883, gt=0, lt=65536)
     # Address the rendered Mosquitto listener binds to; 0.0.0.0 (or a LAN address) to let remote agents in.
     broker_bind: str = "127.0.0.1"
+    # Render a second listener for the ingest workers only: a Unix socket at {broker_dir}/run/ingest.sock
+    # (give ingest mqtt_socket = that path). Ingest then never waits behind agents' TLS handshakes in the
+    # agents' accept queue (after a broker restart) and its traffic skips TLS. Mosquitto creates it mode 0770
+    # as broker_user: run ingest as that user or in its primary group. Accounts and grants are the same as on
+    # the TLS listener, anonymous access stays off. false: no socket (ingest on another host uses TLS).
+    broker_ingest_socket: bool = True
     # Host names and IP addresses in the broker certificate (SAN), issued anew by every `vigil broker render`:
     # must include broker_host and the mqtt_host ingest uses, as both check the name.
     broker_server_names: tuple[str, ...] = ("localhost", "127.0.0.1")

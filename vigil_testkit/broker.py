@@ -6,12 +6,15 @@ certificate in a tmp dir), starts Mosquitto on a free port, and adds or revokes 
 runs (deleting an account disconnects its clients at once), in the plugin's JSON file while it is
 stopped. Its accounts: the ingest workers (``vigil-ingest-1``, and any client id a test asks for
 with :meth:`SecureBroker.add_ingest`, all with ``ingest_password``), ``vigil-admin`` and the agents.
-``client()`` builds a paho MQTT v5 client that trusts the test CA.
+``client()`` builds a paho MQTT v5 client that trusts the test CA; ``socket_client()`` one for
+ingest's own listener, the Unix socket ``ingest_socket`` (rendered when its path fits a socket
+address, as it does under pytest's and tempfile's directories).
 """
 
 from __future__ import annotations
 
 import getpass
+import os
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -34,7 +37,7 @@ from broker_config.accounts import (
 from broker_config.ca import CertifiedKey, create_ca, issue_server_certificate
 from broker_config.control import DynsecControl
 from broker_config.dynsec import plan_reconcile
-from broker_config.mosquitto import MosquittoSpec
+from broker_config.mosquitto import UNIX_PATH_MAX, MosquittoSpec
 from broker_config.passwords import hash_password, new_password
 from broker_config.render import BrokerLayout, dynsec_files, full_spec, render_broker, write_dynsec
 from rpm_core.topics import PREFIX
@@ -84,6 +87,13 @@ class SecureBroker:
     @property
     def port(self) -> int:
         return self.proc.port
+
+    @property
+    def ingest_socket(self) -> Path:
+        """Ingest's own listener (a Unix socket); AssertionError when this broker has none."""
+        path = self.proc.spec.ingest_socket
+        assert path is not None, "no ingest socket: the broker directory's path is too long for one"
+        return path
 
     def accounts(self) -> list[BrokerAccount]:
         return [a for a, _ in self.services.values()] + [a for a, _ in self.agents.values()]
@@ -144,6 +154,13 @@ class SecureBroker:
             c.username_pw_set(username, password)
         return c
 
+    def socket_client(self, client_id: str, username: str | None, password: str | None) -> mqtt.Client:
+        """A client for :attr:`ingest_socket` (connect it with ``connect_result(c, str(path), 1)``)."""
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, transport="unix")
+        if username is not None:
+            c.username_pw_set(username, password)
+        return c
+
     def stop(self) -> None:
         self.proc.stop()
 
@@ -170,6 +187,7 @@ def start_secure_broker(
         autosave_interval=5,
         user=getpass.getuser(),
         dynsec=dynsec_files(layout),
+        ingest_socket=layout.ingest_socket if len(os.fsencode(layout.ingest_socket)) <= UNIX_PATH_MAX else None,
     )
     render_broker(
         layout,

@@ -7,7 +7,16 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from broker_config.mosquitto import TLS12_CIPHERS, TLS13_SUITES, DynsecFiles, MosquittoSpec, TlsFiles, render_mosquitto
+from broker_config.errors import BrokerConfigError
+from broker_config.mosquitto import (
+    TLS12_CIPHERS,
+    TLS13_SUITES,
+    UNIX_PATH_MAX,
+    DynsecFiles,
+    MosquittoSpec,
+    TlsFiles,
+    render_mosquitto,
+)
 from vigil_testkit.mosquitto import MosquittoProcess
 
 
@@ -80,3 +89,30 @@ def test_fixture_broker_carries_messages_and_restarts_on_the_same_port(mosquitto
     mosquitto.start()
     assert mosquitto.port == port
     assert roundtrip(mosquitto, "vigil/v1/o/a/up/status", b"y") == b"y"
+
+
+def test_ingest_socket_is_rendered_only_when_asked_and_only_as_a_safe_path(tmp_path: Path) -> None:
+    dynsec = DynsecFiles(plugin=tmp_path / "p.so", config_file=tmp_path / "d.json")
+    plain = render_mosquitto(MosquittoSpec(data_dir=tmp_path, dynsec=dynsec))
+    assert "listener 0 " not in plain
+    sock = tmp_path / "run" / "ingest.sock"
+    tls = TlsFiles(cafile=tmp_path / "ca.pem", certfile=tmp_path / "s.pem", keyfile=tmp_path / "s.key")
+    text = render_mosquitto(MosquittoSpec(data_dir=tmp_path, dynsec=dynsec, tls=tls, ingest_socket=sock))
+    lines = text.splitlines()
+    at = lines.index(f"listener 0 {sock}")
+    assert lines[at + 1] == "protocol mqtt"
+    # It comes after the TLS listener's block, so no TLS option applies to it by mistake, and
+    # anonymous access stays off for it (a global setting: per_listener_settings false).
+    assert max(i for i, line in enumerate(lines) if line.startswith(("certfile", "require_certificate"))) < at
+    assert "per_listener_settings false" in lines
+    assert "allow_anonymous false" in lines
+    longest = Path("/" + "s" * (UNIX_PATH_MAX - 1))
+    assert MosquittoSpec(data_dir=tmp_path, dynsec=dynsec, ingest_socket=longest).ingest_socket == longest
+    for bad, why in (
+        (Path("run/ingest.sock"), "absolute"),
+        (Path("/" + "s" * UNIX_PATH_MAX), "limit of a Unix socket path"),
+        (tmp_path / "two words.sock", "whitespace"),
+        (tmp_path / "x\nallow_anonymous true", "whitespace"),
+    ):
+        with pytest.raises(BrokerConfigError, match=why):
+            MosquittoSpec(data_dir=tmp_path, dynsec=dynsec, ingest_socket=bad)

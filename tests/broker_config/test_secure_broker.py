@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import stat
 import subprocess
 import threading
 import time
@@ -69,9 +70,12 @@ def test_every_account_may_use_its_own_client_id_only(broker: SecureBroker) -> N
 class Probe:
     """A connected client that records PUBACK reason codes and received messages."""
 
-    def __init__(self, broker: SecureBroker, username: str, password: str, *, client_id: str | None = None) -> None:
-        # Every account is bound to its client id = its username.
-        self.client = broker.client(client_id or username, username, password)
+    def __init__(
+        self, broker: SecureBroker, username: str, password: str, *, client_id: str | None = None, unix: bool = False
+    ) -> None:
+        # Every account is bound to its client id = its username. ``unix``: over ingest's own listener.
+        make = broker.socket_client if unix else broker.client
+        self.client = make(client_id or username, username, password)
         self.acks: dict[int, int] = {}
         self.messages: list[mqtt.MQTTMessage] = []
         self.suback: list[int] = []
@@ -82,7 +86,8 @@ class Probe:
             self.suback.extend(c.value for c in codes),
             self.event.set(),
         )
-        assert getattr(connect_result(self.client, broker.host, broker.port, keep=True), "value", None) == 0
+        where = (str(broker.ingest_socket), 1) if unix else (broker.host, broker.port)
+        assert getattr(connect_result(self.client, *where, keep=True), "value", None) == 0
 
     def _on_publish(self, _c, _u, mid, reason, _props) -> None:
         self.acks[mid] = reason.value
@@ -163,6 +168,58 @@ def test_grants_confine_each_agent_to_its_own_topics(broker: SecureBroker) -> No
         assert ingest.subscribe("$share/other/vigil/v1/+/+/up/#") == NOT_AUTHORIZED
     finally:
         for p in (ingest, a, b):
+            p.close()
+
+
+def test_ingest_socket_admits_accounts_only_with_the_same_grants(broker: SecureBroker) -> None:
+    """Ingest's own listener, the Unix socket: local, mode 0770 for the broker's user; no anonymous
+    access, passwords and client-id bindings as on TLS; an enrolled agent that reaches it (the
+    socket's own user or group: on the broker's host) gains nothing over its TLS grants."""
+    path = broker.ingest_socket
+    st = path.stat()
+    assert stat.S_ISSOCK(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o770, oct(st.st_mode)  # no access for other users
+    assert "listener 0 " + str(path) in broker.layout.conf.read_text()
+    sock = str(path)
+    pa, pb = broker.add_agent("clinic-1", "agt-a"), broker.add_agent("clinic-1", "agt-b")
+    refused = (
+        ("anon", None, None),
+        ("agt-a", "agt-a", "wrong"),
+        ("agt-a", "nobody", pa),
+        (INGEST_USERNAME, "agt-a", pa),  # an agent may not take ingest's client id (and session) here either
+        ("agt-b", "agt-a", pa),
+        ("probe", INGEST_USERNAME, broker.ingest_password),
+    )
+    for client_id, user, password in refused:
+        rc = connect_result(broker.socket_client(client_id, user, password), sock, 1)
+        assert getattr(rc, "is_failure", False), (client_id, user, rc)
+    ingest = Probe(broker, INGEST_USERNAME, broker.ingest_password, unix=True)
+    hostile = Probe(broker, "agt-a", pa, unix=True)  # an enrolled agent on the socket
+    b = Probe(broker, "agt-b", pb)  # over TLS
+    try:
+        assert ingest.subscribe(ingest_subscription()) == 1
+        # The agent may not join ingest's group, read anyone's uplink or another agent's downlink.
+        for snoop in (ingest_subscription(), "vigil/v1/#", "$share/x/#", "vigil/v1/clinic-1/agt-b/down/#", "#"):
+            assert hostile.subscribe(snoop) == NOT_AUTHORIZED, snoop
+        # Nor publish as another agent, as the server (downlinks) or to the control API.
+        for topic in (
+            "vigil/v1/clinic-1/agt-b/up/readings",
+            "vigil/v1/clinic-1/agt-b/down/receipts",
+            "vigil/v1/clinic-1/agt-a/down/receipts",
+            "$CONTROL/dynamic-security/v1",
+        ):
+            assert hostile.publish(topic, b"forged") == NOT_AUTHORIZED, topic
+        # Its own uplink is what it could publish over TLS too; it reaches ingest on the socket once.
+        assert hostile.publish("vigil/v1/clinic-1/agt-a/up/readings", b"own") == 0
+        assert b.publish("vigil/v1/clinic-1/agt-b/up/readings", b"barrier-b") == 0
+        got = ingest.wait_for(b"barrier-b", copies=1)
+        assert Counter(m.payload for m in got) == Counter({b"own": 1, b"barrier-b": 1}), got
+        # Ingest on the socket publishes a receipt to an agent on TLS.
+        assert b.subscribe("vigil/v1/clinic-1/agt-b/down/#") == 1
+        assert ingest.publish("vigil/v1/clinic-1/agt-b/down/receipts", b"receipt-b") == 0
+        assert [m.payload for m in b.wait_for(b"receipt-b", copies=1)] == [b"receipt-b"]
+    finally:
+        for p in (ingest, hostile, b):
             p.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import subprocess
@@ -275,3 +276,28 @@ def test_missing_ca_file_is_a_clear_error(db: str, ingest_process, tmp_path: Pat
     assert proc.proc.wait(60) == 3
     assert "mqtt_ca_file" in proc.log()
     assert "Traceback" not in proc.log()
+
+
+def test_ingest_over_its_own_socket_stores_and_rides_out_a_broker_restart(
+    db: str, broker, start_ingest, agents, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Ingest's own listener (a Unix socket, no TLS): the same consumer, session and receipts as over
+    # TLS, and after a broker restart it connects and subscribes again by itself.
+    caplog.set_level(logging.INFO, logger="ingest")
+
+    def connects() -> int:
+        return sum("connected to the broker" in r.getMessage() for r in caplog.records)
+
+    svc = start_ingest(mqtt_socket=broker.ingest_socket)
+    assert any(f"the Unix socket {broker.ingest_socket}" in r.getMessage() for r in caplog.records)
+    a = agents("agt-a")  # registered: ingest received the registration and answered with a receipt
+    a.send(readings("agt-a", 1, 20))
+    a.wait_receipt(20)
+    before = connects()
+    broker.proc.stop()
+    broker.proc.start()
+    wait_until(lambda: a.client.is_connected(), 30, "agent reconnected")
+    wait_until(lambda: connects() > before and svc.connected, 30, "ingest reconnected over its socket")
+    a.send(readings("agt-a", 21, 20))
+    a.wait_receipt(40, timeout=60)
+    assert_exactly_once(db, "agt-a", 40)

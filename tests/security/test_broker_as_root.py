@@ -15,10 +15,12 @@ configuration, and provisioning through the control API works against the broker
 
 from __future__ import annotations
 
+import errno
 import grp
 import os
 import pwd
 import signal
+import socket
 import stat
 import tempfile
 import threading
@@ -36,7 +38,7 @@ from broker_config.accounts import INGEST_USERNAME
 from broker_config.render import persisted_state
 from rpm_core.topics import ingest_subscription
 from tests.support.platform import HOST, RenderedPlatform, reachable_dir, start_platform, wait_for
-from vigil_testkit.broker import tls_context
+from vigil_testkit.broker import connect_result, tls_context
 
 BROKER_USER = "mosquitto"
 BATCH = 25
@@ -198,3 +200,41 @@ def test_as_root_with_the_user_drop_queued_messages_survive_restarts(platform: R
     assert f"as {INGEST_USERNAME}" in log[before:]
     for failure in ("Unable to open", "Permission denied", "Error:", "Error saving", "Error updating"):
         assert failure not in log, log[-2000:]
+
+
+def connect_as(user: str, path: Path) -> str:
+    """Open a connection to the Unix socket ``path`` as the Unix user ``user`` (in a forked child that
+    drops to it: this Python may live where that user cannot run it): "ok" or the errno's name."""
+    entry = pwd.getpwnam(user)
+    pid = os.fork()
+    if pid == 0:  # the child: only system calls, then _exit
+        code = 0
+        try:
+            os.setgroups(os.getgrouplist(user, entry.pw_gid))
+            os.setgid(entry.pw_gid)
+            os.setuid(entry.pw_uid)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.connect(str(path))
+        except OSError as exc:
+            code = exc.errno or 255
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return "ok" if code == 0 else errno.errorcode.get(code, str(code))
+
+
+def test_ingest_socket_is_the_broker_users_and_its_groups_only(platform: RenderedPlatform) -> None:
+    """Ingest's own listener as rendered by default and created by Mosquitto after dropping to its user:
+    owned by that user and its group, mode 0770; another local user (``nobody``: any account on the
+    broker's host, an agent's credentials in hand or not) cannot even open a connection. The broker's
+    own user (and root, which runs ingest here) can, and still needs an account."""
+    path = platform.layout.ingest_socket
+    assert f"listener 0 {path}" in platform.layout.conf.read_text()
+    assert owner(path) == (BROKER_USER, grp.getgrgid(pwd.getpwnam(BROKER_USER).pw_gid).gr_name, 0o770)
+    assert connect_as("nobody", path) == "EACCES"
+    assert connect_as(BROKER_USER, path) == "ok"
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=INGEST_USERNAME, protocol=mqtt.MQTTv5, transport="unix")
+    c.username_pw_set(INGEST_USERNAME, platform.ingest_password())
+    assert getattr(connect_result(c, str(path), 1), "value", None) == 0
+    anonymous = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="anon", protocol=mqtt.MQTTv5, transport="unix")
+    assert getattr(connect_result(anonymous, str(path), 1), "is_failure", False)

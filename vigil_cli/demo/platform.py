@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from broker_config.mosquitto import find_mosquitto
+from broker_config.mosquitto import UNIX_PATH_MAX, find_mosquitto
+from broker_config.render import BrokerLayout
 from store.admin import create_database
 from vigil_cli.demo.consults import ConsultLinks, ensure_patient_contact, open_consult
 from vigil_cli.demo.database import EmbeddedPostgres, EmbeddedPostgresError
@@ -254,6 +255,7 @@ class DemoPlatform:
             "mqtt_host": host,
             "mqtt_port": port,
             "mqtt_ca_file": str(broker_dir / "ca.pem"),
+            **self._ingest_socket(broker_dir),
             # The first ingest worker's broker account (bound to this client id; `vigil broker render`
             # writes its password to {key_dir}/mqtt/vigil-ingest-1.password).
             "mqtt_client_id": "vigil-ingest-1",
@@ -277,6 +279,19 @@ class DemoPlatform:
         }
         lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
         layout.server_config.write_text("# written by vigil demo\n" + "\n".join(lines) + "\n", encoding="utf-8")
+
+    @staticmethod
+    def _ingest_socket(broker_dir: Path) -> dict[str, Any]:
+        """Ingest on the broker's own listener for it (the Unix socket `vigil broker render` writes)
+        when the demo runs the broker; over TLS to a broker the operator runs (VIGIL_BROKER_HOST),
+        which may be on another host or rendered without it, and when the path is too long for a
+        socket (then the demo renders none: broker_ingest_socket = false)."""
+        if os.environ.get("VIGIL_BROKER_HOST"):
+            return {}
+        path = BrokerLayout(broker_dir.absolute()).ingest_socket
+        if len(os.fsencode(path)) > UNIX_PATH_MAX or any(c.isspace() for c in str(path)):
+            return {"broker_ingest_socket": False}
+        return {"mqtt_socket": str(path)}
 
     def prepare(self) -> None:
         """Schema, keys, CA, organisation, patients, agents: whatever a previous run has not done."""

@@ -414,8 +414,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--ingest-over",
         choices=("socket", "tls"),
-        default="socket",
-        help="ingest workers connect over the broker's Unix socket listener for ingest (default), or TLS as agents",
+        default="tls",
+        help="ingest workers connect over TLS as agents do (default, as ingest's own default), or over the "
+        "broker's Unix socket listener for ingest (one 10,000-agent storm over it did not drain in 900 s: "
+        "docs/performance.md)",
     )
     ap.add_argument("--verify-every", type=int, default=50, help="publishers verify the signature of 1 receipt in N")
     ap.add_argument("--timeout", type=float, default=900, help="per scenario")

@@ -3,18 +3,27 @@
 Pure and in memory: the engine fills one from a windowed database query, the replay grows one as
 it reads the CSV. Every query takes the evaluation time ``at`` and never looks past it, so a rule
 evaluated "as of" a reading cannot see a later one even when the history holds it.
+
+Besides the readings, each metric keeps its times and values as plain lists (:meth:`series`), and
+per-reading facts the rules derive from them (:meth:`derived`: a reading's NEWS2 sub-score, whether a
+weighing is plausible) are computed once per reading and kept while readings are only appended:
+every evaluation of a page, or of the replay, reuses them instead of deriving them again.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import datetime
 from operator import attrgetter
+from typing import Any, TypeVar
 
 from alerts.model import Obs
 
 __all__ = ["History"]
+
+_K = TypeVar("_K", bound=Hashable)
+_T = TypeVar("_T")
 
 _TIME = attrgetter("time")
 
@@ -23,19 +32,26 @@ class History:
     def __init__(self, observations: Iterable[Obs] = ()) -> None:
         self._obs: dict[str, list[Obs]] = {}
         self._times: dict[str, list[datetime]] = {}
+        self._values: dict[str, list[float]] = {}
+        # (metric, key) -> a derived fact per reading of the metric, a prefix of the readings.
+        self._derived: dict[tuple[str, Hashable], list[Any]] = {}
         for o in sorted(observations):
             self.add(o)
 
     def add(self, o: Obs) -> None:
         obs = self._obs.setdefault(o.metric, [])
         times = self._times.setdefault(o.metric, [])
+        values = self._values.setdefault(o.metric, [])
         if not times or o.time >= times[-1]:
             obs.append(o)
             times.append(o.time)
+            values.append(o.value)
         else:  # late arrival: keep the order
             i = bisect_right(times, o.time)
             obs.insert(i, o)
             times.insert(i, o.time)
+            values.insert(i, o.value)
+            self._forget(o.metric)
 
     def extend(self, observations: Iterable[Obs]) -> None:
         """Add many readings at once: the same history as :meth:`add` of each in turn (readings with
@@ -46,9 +62,19 @@ class History:
         for o in observations:
             fresh.setdefault(o.metric, []).append(o)
         for metric, new in fresh.items():
-            merged = sorted(self._obs.get(metric, []) + new, key=_TIME)
+            new.sort(key=_TIME)
+            held = self._obs.get(metric)
+            if held and new[0].time >= held[-1].time:
+                # Only newer readings (a feed page): appended, the derived facts stay right.
+                held.extend(new)
+                self._times[metric].extend(o.time for o in new)
+                self._values[metric].extend(o.value for o in new)
+                continue
+            merged = sorted((held or []) + new, key=_TIME)
             self._obs[metric] = merged
             self._times[metric] = [o.time for o in merged]
+            self._values[metric] = [o.value for o in merged]
+            self._forget(metric)
 
     def metrics(self) -> frozenset[str]:
         return frozenset(m for m, obs in self._obs.items() if obs)
@@ -58,6 +84,35 @@ class History:
 
     def count(self) -> int:
         return sum(len(v) for v in self._obs.values())
+
+    def series(self, metric: str) -> tuple[list[datetime], list[float], list[Obs]]:
+        """The metric's times, values and readings, in time order (the lists themselves: read only)."""
+        times = self._times.get(metric)
+        if times is None:
+            return [], [], []
+        return times, self._values[metric], self._obs[metric]
+
+    def times(self, metric: str) -> Sequence[datetime]:
+        """The metric's reading times, in order (the list itself: read only)."""
+        return self._times.get(metric, ())
+
+    def derived(self, metric: str, key: _K, fact: Callable[[_K, list[datetime], list[float], int], _T]) -> list[_T]:
+        """``fact(key, times, values, i)`` for every reading ``i`` of ``metric`` (indexes and lists as
+        in :meth:`series`), kept under ``key`` until the metric's readings change other than by
+        appending. ``fact`` of a reading may look only at that reading and earlier ones (readings
+        appended later never change it)."""
+        have: list[_T] | None = self._derived.get((metric, key))
+        if have is None:
+            have = self._derived[(metric, key)] = []
+        times = self._times.get(metric)
+        if times is not None and len(have) < len(times):
+            values = self._values[metric]
+            have.extend(fact(key, times, values, i) for i in range(len(have), len(times)))
+        return have
+
+    def _forget(self, metric: str) -> None:
+        for k in [k for k in self._derived if k[0] == metric]:
+            del self._derived[k]
 
     def _upto_index(self, metric: str, at: datetime) -> int:
         return bisect_right(self._times.get(metric, []), at)
@@ -93,3 +148,5 @@ class History:
             if cut:
                 del times[:cut]
                 del self._obs[metric][:cut]
+                del self._values[metric][:cut]
+                self._forget(metric)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from alerts.model import Obs
 
@@ -24,6 +25,15 @@ __all__ = ["History"]
 
 _K = TypeVar("_K", bound=Hashable)
 _T = TypeVar("_T")
+_NO_REACH: Final = timedelta(0)
+
+
+@dataclass(slots=True)
+class _Facts:
+    facts: list[Any]
+    fact: Callable[[Any, list[datetime], list[float], int], Any]
+    reach: timedelta
+
 
 _TIME = attrgetter("time")
 
@@ -33,8 +43,8 @@ class History:
         self._obs: dict[str, list[Obs]] = {}
         self._times: dict[str, list[datetime]] = {}
         self._values: dict[str, list[float]] = {}
-        # (metric, key) -> a derived fact per reading of the metric, a prefix of the readings.
-        self._derived: dict[tuple[str, Hashable], list[Any]] = {}
+        # (metric, key) -> the facts derived for a prefix of the metric's readings (see derived).
+        self._derived: dict[tuple[str, Hashable], _Facts] = {}
         for o in sorted(observations):
             self.add(o)
 
@@ -51,7 +61,7 @@ class History:
             obs.insert(i, o)
             times.insert(i, o.time)
             values.insert(i, o.value)
-            self._forget(o.metric)
+            self._changed_from(o.metric, i)
 
     def extend(self, observations: Iterable[Obs]) -> None:
         """Add many readings at once: the same history as :meth:`add` of each in turn (readings with
@@ -70,11 +80,13 @@ class History:
                 self._times[metric].extend(o.time for o in new)
                 self._values[metric].extend(o.value for o in new)
                 continue
+            # Readings before the first new one keep their places (equal times: the held ones first).
+            first = bisect_right(self._times[metric], new[0].time) if held else 0
             merged = sorted((held or []) + new, key=_TIME)
             self._obs[metric] = merged
             self._times[metric] = [o.time for o in merged]
             self._values[metric] = [o.value for o in merged]
-            self._forget(metric)
+            self._changed_from(metric, first)
 
     def metrics(self) -> frozenset[str]:
         return frozenset(m for m, obs in self._obs.items() if obs)
@@ -96,23 +108,45 @@ class History:
         """The metric's reading times, in order (the list itself: read only)."""
         return self._times.get(metric, ())
 
-    def derived(self, metric: str, key: _K, fact: Callable[[_K, list[datetime], list[float], int], _T]) -> list[_T]:
+    def derived(
+        self,
+        metric: str,
+        key: _K,
+        fact: Callable[[_K, list[datetime], list[float], int], _T],
+        reach: timedelta = _NO_REACH,
+    ) -> list[_T]:
         """``fact(key, times, values, i)`` for every reading ``i`` of ``metric`` (indexes and lists as
-        in :meth:`series`), kept under ``key`` until the metric's readings change other than by
-        appending. ``fact`` of a reading may look only at that reading and earlier ones (readings
-        appended later never change it)."""
-        have: list[_T] | None = self._derived.get((metric, key))
-        if have is None:
-            have = self._derived[(metric, key)] = []
+        in :meth:`series`), kept under ``key``. ``fact`` of a reading may look only at that reading
+        and the earlier ones taken less than ``reach`` before it: a reading added before others
+        makes the facts of those after it be derived again, pruning those of the readings less
+        than ``reach`` after the cut."""
+        held = self._derived.get((metric, key))
+        if held is None:
+            held = self._derived[(metric, key)] = _Facts([], fact, reach)
+        have: list[_T] = held.facts
         times = self._times.get(metric)
         if times is not None and len(have) < len(times):
             values = self._values[metric]
             have.extend(fact(key, times, values, i) for i in range(len(have), len(times)))
         return have
 
-    def _forget(self, metric: str) -> None:
-        for k in [k for k in self._derived if k[0] == metric]:
-            del self._derived[k]
+    def _changed_from(self, metric: str, first: int) -> None:
+        """The readings of ``metric`` from index ``first`` on changed: their facts are stale."""
+        for (m, _), held in self._derived.items():
+            if m == metric:
+                del held.facts[first:]
+
+    def _pruned(self, metric: str, cut: int, before: datetime) -> None:
+        """The first ``cut`` readings of ``metric`` (those before ``before``) were forgotten."""
+        times, values = self._times[metric], self._values[metric]
+        for (m, key), held in self._derived.items():
+            if m != metric:
+                continue
+            facts = held.facts
+            del facts[:cut]
+            # Those within ``reach`` of the cut may have looked at a forgotten reading.
+            for k in range(min(bisect_left(times, before + held.reach), len(facts))):
+                facts[k] = held.fact(key, times, values, k)
 
     def _upto_index(self, metric: str, at: datetime) -> int:
         return bisect_right(self._times.get(metric, []), at)
@@ -149,4 +183,4 @@ class History:
                 del times[:cut]
                 del self._obs[metric][:cut]
                 del self._values[metric][:cut]
-                self._forget(metric)
+                self._pruned(metric, cut, before)

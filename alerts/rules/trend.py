@@ -82,7 +82,8 @@ def _plausible_at(key: tuple[str, float], times: list[datetime], values: list[fl
 def _plausible(history: History, cfg: TrendConfig) -> list[bool]:
     """:func:`plausible_weight` of every weighing, by index (kept by the history: a weighing is judged
     by the ones before it only)."""
-    return history.derived("body_weight", (WEIGHT_RULE, cfg.max_plausible_kg_per_day), _plausible_at)
+    key = (WEIGHT_RULE, cfg.max_plausible_kg_per_day)
+    return history.derived("body_weight", key, _plausible_at, reach=PLAUSIBILITY_SPAN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from alerts.config import PatientConfig, RulesConfig
 from alerts.evaluator import evaluate_readings
 from alerts.history import History
 from alerts.model import Obs, Outcome
+from alerts.rules import news2, trend
 from tests.alerts import reference_rules
 
 T0 = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
@@ -201,15 +202,59 @@ def test_engine_order_outcomes_equal_the_per_reading_evaluation(
 
 
 def test_a_weighing_is_judged_again_after_an_earlier_one_arrives_late() -> None:
-    """The plausibility kept for a weighing follows a late arrival before it: 80 kg after 70 and 70 is
-    implausible; with a late 80 just before it, plausible again (median of 70, 70, 80 is 70: still
-    implausible) — either way, exactly what the per-reading evaluation says."""
+    """The plausibility kept for a weighing follows late arrivals before it (80 kg after 70 and 70 is
+    implausible; two late weighings near 80 just before it change its neighbours): the outcomes stay
+    exactly those of the per-reading evaluation."""
     config = PatientConfig.resolve(RulesConfig())
     history = History()
     for day, kg in ((0, 70.0), (1, 70.0), (2, 80.0), (3, 80.5), (4, 81.0)):
         history.add(Obs(T0 + timedelta(days=day), "body_weight", kg))
         _both(history, T0 + timedelta(days=day), frozenset({"body_weight"}), config, None)
-    for day, kg in ((1.5, 80.0), (1.7, 80.2)):
-        history.add(Obs(T0 + timedelta(days=day), "body_weight", kg))
+    for when, kg in ((1.5, 80.0), (1.7, 80.2)):
+        history.add(Obs(T0 + timedelta(days=when), "body_weight", kg))
     for day in (2, 3, 4):
         _both(history, T0 + timedelta(days=day), frozenset({"body_weight"}), config, None)
+
+
+weighings = st.lists(
+    st.builds(
+        Obs,
+        time=st.integers(0, 40).map(lambda h: T0 + timedelta(hours=12 * h)),
+        metric=st.just("body_weight"),
+        value=st.integers(700, 800).map(lambda v: v / 10),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    first=weighings,
+    steps=st.lists(st.tuples(st.sampled_from(["add", "extend", "prune"]), weighings, st.integers(0, 40)), max_size=6),
+)
+def test_kept_facts_equal_facts_derived_afresh(first: list[Obs], steps: list[tuple[str, list[Obs], int]]) -> None:
+    """After every change of the History (appends, late arrivals, merges, pruning) the facts it
+    keeps equal those derived from its readings as they are now: the plausibility of every weighing
+    (which looks at the weighings of the four days before it) and every NEWS2 sub-score."""
+    cfg = RulesConfig().trend
+    history = History()
+    history.extend(first)
+    for kind, obs, hours in steps:
+        _check_facts(history, cfg)
+        if kind == "add":
+            for o in obs:
+                history.add(o)
+        elif kind == "extend":
+            history.extend(obs)
+        else:
+            history.prune(T0 + timedelta(hours=12 * hours))
+    _check_facts(history, cfg)
+
+
+def _check_facts(history: History, cfg: Any) -> None:
+    weights = history.all("body_weight")
+    assert trend._plausible(history, cfg) == [reference_rules.plausible_weight(history, o, cfg) for o in weights]
+    # A value-only fact (the NEWS2 sub-score function, asked of the weighings).
+    assert news2._subscores(history, "body_weight", scale=1, on_oxygen=False) == [
+        news2._subscore("body_weight", o.value, scale=1, on_oxygen=False) for o in weights
+    ]

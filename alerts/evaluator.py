@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 _BP: Final = frozenset({"bp_systolic", "bp_diastolic"})
+_NEWS2: Final = frozenset(NEWS2_PARAMETERS)
 
 
 def reading_lookback(config: PatientConfig) -> timedelta:
@@ -71,11 +72,11 @@ def evaluate_readings(
 ) -> Outcome:
     arrived = frozenset(metrics)
     outcomes = [evaluate_thresholds(history, at, arrived, config)]
-    if arrived & set(NEWS2_PARAMETERS):
+    if not arrived.isdisjoint(_NEWS2):
         outcomes.append(evaluate_news2(history, at, config))
     if "body_weight" in arrived:
         outcomes.append(evaluate_weight_gain(history, at, config))
-    if arrived & _BP:
+    if not arrived.isdisjoint(_BP):
         outcomes.append(evaluate_bp_goal(history, at, config))
     if model is not None and config.anomaly:
         outcomes.append(evaluate_anomaly(history, at, arrived, model, config))

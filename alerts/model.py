@@ -116,7 +116,8 @@ def merge_outcomes(outcomes: Iterable[Outcome]) -> Outcome:
     best: dict[str, Candidate] = {}
     clear: set[str] = set()
     for outcome in outcomes:
-        clear |= outcome.clear
+        if outcome.clear:
+            clear |= outcome.clear
         for c in outcome.candidates:
             if c.rule not in best or (c.severity, not c.unconfirmed) > (
                 best[c.rule].severity,

@@ -8,7 +8,7 @@ baseline and the value it judges are the same quantity (:class:`FeatureLog`).
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from statistics import median
@@ -71,10 +71,13 @@ class FeatureValue:
 
 def level(history: History, metric: str, at: datetime) -> FeatureValue | None:
     """The metric's level as of ``at``; None without three readings in the last 72 hours."""
-    recent = [o for o in history.last(metric, at, LEVEL_READINGS) if o.time > at - FEATURE_LOOKBACK]
-    if len(recent) < LEVEL_READINGS:
+    times, values, obs = history.series(metric)
+    i = bisect_right(times, at)
+    # The last LEVEL_READINGS readings, those not after ``at - FEATURE_LOOKBACK`` left out.
+    j = bisect_right(times, at - FEATURE_LOOKBACK, max(0, i - LEVEL_READINGS), i)
+    if i - j < LEVEL_READINGS:
         return None
-    return FeatureValue(metric, float(median(o.value for o in recent)), tuple(recent))
+    return FeatureValue(metric, float(median(values[j:i])), tuple(obs[j:i]))
 
 
 def current_features(history: History, at: datetime, metrics: frozenset[str] | None = None) -> dict[str, FeatureValue]:

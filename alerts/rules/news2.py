@@ -28,6 +28,7 @@ it (the confirmed score) or, all low, clears and auto-resolves it.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -166,6 +167,31 @@ def _subscore(name: str, value: float, *, scale: int, on_oxygen: bool) -> int:
     return score_temperature(value)
 
 
+def _subscore_of(key: tuple[str, str, int, bool], times: list[datetime], values: list[float], i: int) -> int:
+    _, name, scale, on_oxygen = key
+    return _subscore(name, values[i], scale=scale, on_oxygen=on_oxygen)
+
+
+def _subscores(history: History, name: str, *, scale: int, on_oxygen: bool) -> list[int]:
+    """The sub-score of every reading of parameter ``name`` (kept by the history between evaluations)."""
+    return history.derived(name, (RULE, name, scale, on_oxygen), _subscore_of)
+
+
+def _parameter(history: History, name: str, at: datetime, floor: datetime, confirm: int) -> tuple[int, int] | bool:
+    """The readings ``[j, i)`` parameter ``name`` is scored from as of ``at`` (the last ``confirm``,
+    all within ``CONFIRM_SPAN`` of the latest); False when its latest reading is not after ``floor``
+    (missing), True when it has too few confirming readings (unconfirmed)."""
+    times = history.times(name)
+    i = bisect_right(times, at)
+    if not i or times[i - 1] <= floor:
+        return False
+    # The last ``confirm`` readings, those not after ``latest - CONFIRM_SPAN`` left out.
+    j = bisect_right(times, times[i - 1] - CONFIRM_SPAN, max(0, i - confirm), i)
+    if i - j < confirm:
+        return True
+    return j, i
+
+
 def news2_score(
     history: History, at: datetime, window: timedelta, *, scale: int, on_oxygen: bool, confirm: int = 1
 ) -> News2Score:
@@ -179,18 +205,50 @@ def news2_score(
     used: list[Obs] = []
     missing: list[str] = []
     unconfirmed: list[str] = []
+    floor = at - window
     for name in PARAMETERS:
-        last = history.last(name, at, confirm)
-        if not last or last[-1].time <= at - window:
+        span = _parameter(history, name, at, floor, confirm)
+        if span is False:
             missing.append(name)
             continue
-        recent = [o for o in last if o.time > last[-1].time - CONFIRM_SPAN]
-        if len(recent) < confirm:
+        if span is True:
             unconfirmed.append(name)
             continue
-        used.extend(recent)
-        subscores[name] = min(_subscore(name, o.value, scale=scale, on_oxygen=on_oxygen) for o in recent)
+        j, i = span
+        used.extend(history.series(name)[2][j:i])
+        subscores[name] = min(_subscores(history, name, scale=scale, on_oxygen=on_oxygen)[j:i])
     return News2Score(sum(subscores.values()), subscores, tuple(missing), tuple(used), on_oxygen, tuple(unconfirmed))
+
+
+def _bands(
+    history: History, at: datetime, floor: datetime, *, scale: int, on_oxygen: bool, confirm: int
+) -> tuple[int, str, int, str]:
+    """What :func:`news2_score` would say, without building it: the latest readings' total and band,
+    the parameters measured, and the band of the score confirmed by ``confirm`` readings."""
+    total = confirmed = 2 if on_oxygen else 0
+    three = three_confirmed = False
+    measured = 0
+    for name in PARAMETERS:
+        times = history.times(name)
+        i = bisect_right(times, at)
+        if not i or times[i - 1] <= floor:
+            continue
+        measured += 1
+        scores = history.derived(name, (RULE, name, scale, on_oxygen), _subscore_of)
+        sub = scores[i - 1]
+        total += sub
+        three = three or sub == 3
+        if confirm > 1:
+            j = bisect_right(times, times[i - 1] - CONFIRM_SPAN, max(0, i - confirm), i)
+            if i - j >= confirm:
+                sub = min(scores[j:i])
+                confirmed += sub
+                three_confirmed = three_confirmed or sub == 3
+    return total, _band(total, three), measured, _band(confirmed, three_confirmed)
+
+
+def _band(total: int, three: bool) -> str:
+    return "high" if total >= 7 else "medium" if total >= 5 else "low_medium" if three else "low"
 
 
 def evaluate_news2(history: History, at: datetime, config: PatientConfig) -> Outcome:
@@ -199,22 +257,29 @@ def evaluate_news2(history: History, at: datetime, config: PatientConfig) -> Out
         return Outcome()
     window = timedelta(hours=cfg.window_h)
     scale, on_oxygen = config.spo2_scale, config.supplemental_oxygen
-    latest = news2_score(history, at, window, scale=scale, on_oxygen=on_oxygen)
-    if latest.measured < cfg.min_parameters:
+    # The decision from the totals alone; the scores (with their evidence) only for a candidate.
+    latest_total, latest_band, measured, confirmed_band = _bands(
+        history, at, at - window, scale=scale, on_oxygen=on_oxygen, confirm=cfg.confirm
+    )
+    if measured < cfg.min_parameters:
         return Outcome()
-    score = latest
-    if latest.total < cfg.immediate_score and cfg.confirm > 1:
-        score = news2_score(history, at, window, scale=scale, on_oxygen=on_oxygen, confirm=cfg.confirm)
-    if score.band != "low":
-        return Outcome((_candidate(score, latest, config),))
-    if latest.band == "low":
+    confirmed = latest_total < cfg.immediate_score and cfg.confirm > 1
+    band = confirmed_band if confirmed else latest_band
+    if band == "low" and latest_band == "low":
         # Clear only when the latest readings are low too (not while a high one awaits confirmation).
         return Outcome(clear=frozenset({RULE}))
-    if config.remeasure_unconfirmed and cfg.unconfirmed_score is not None and latest.total >= cfg.unconfirmed_score:
-        # A spot check of several parameters, each read once: act now, at the unconfirmed band,
-        # and ask for the repeat that confirms or refutes it.
-        return Outcome((_candidate(latest, latest, config, unconfirmed_from=score),))
-    return Outcome()
+    unconfirmed = cfg.unconfirmed_score
+    if band == "low" and not (config.remeasure_unconfirmed and unconfirmed is not None and latest_total >= unconfirmed):
+        return Outcome()
+    latest = news2_score(history, at, window, scale=scale, on_oxygen=on_oxygen)
+    score = latest
+    if confirmed:
+        score = news2_score(history, at, window, scale=scale, on_oxygen=on_oxygen, confirm=cfg.confirm)
+    if band != "low":
+        return Outcome((_candidate(score, latest, config),))
+    # A spot check of several parameters, each read once: act now, at the unconfirmed band, and ask
+    # for the repeat that confirms or refutes it.
+    return Outcome((_candidate(latest, latest, config, unconfirmed_from=score),))
 
 
 def _candidate(

@@ -20,7 +20,11 @@ the patient's normal is not an alert, a departure from it beyond the next line s
 
 from __future__ import annotations
 
+import math
+import weakref
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -118,27 +122,87 @@ def _evaluate_direction(
     )
 
 
-def evaluate_thresholds(history: History, at: datetime, metrics: Iterable[str], config: PatientConfig) -> Outcome:
-    """Evaluate the bands of ``metrics`` (the metrics that have a new reading at ``at``)."""
-    candidates: list[Candidate] = []
-    clear: set[str] = set()
-    for metric in sorted(set(metrics)):
-        bands = config.bands.get(metric, ())
-        latest = history.latest(metric, at)
-        if not bands or latest is None:
-            continue
+@dataclass(frozen=True, slots=True)
+class _Side:
+    """One direction of a metric's bands as they apply to a patient."""
+
+    key: str
+    bands: tuple[Band, ...]  # usable bands, worst first (stable: equal levels in configured order)
+    low: bool
+    # Some band contains v exactly when ``v < strict or v <= loose`` (low; high: ``>``, ``>=``).
+    strict: float
+    loose: float
+
+    def hit(self, v: float) -> bool:
+        if self.low:
+            return v < self.strict or v <= self.loose
+        return v > self.strict or v >= self.loose
+
+
+def _side(key: str, bands: Sequence[Band], low: bool) -> _Side:
+    # A band at NaN contains nothing (every comparison with NaN is false): it moves no edge.
+    strict = [b.value for b in bands if b.op in ("<", ">") and not math.isnan(b.value)]
+    loose = [b.value for b in bands if b.op in ("<=", ">=") and not math.isnan(b.value)]
+    pick, none = (max, -math.inf) if low else (min, math.inf)
+    ordered = tuple(sorted(bands, key=lambda b: b.level, reverse=True))
+    return _Side(key, ordered, low, pick(strict, default=none), pick(loose, default=none))
+
+
+# Per metric: its directions in evaluation order, each a _Side or the key of a direction always clear
+# (the patient's accepted baseline lies in every band of it).
+_Plan = dict[str, tuple[_Side | str, ...]]
+_PLANS: dict[int, tuple[weakref.ref[PatientConfig], _Plan]] = {}
+
+
+def _plan(config: PatientConfig) -> _Plan:
+    """The bands of ``config`` arranged for evaluation (kept per configuration object)."""
+    held = _PLANS.get(id(config))
+    if held is not None and held[0]() is config:
+        return held[1]
+    plan: _Plan = {}
+    for metric, bands in config.bands.items():
+        sides: list[_Side | str] = []
         for direction in ("low", "high"):
             key = rule_key(metric, direction)
             side = [b for b in bands if b.direction == direction]
             if not side or not config.enabled(key):
                 continue
             side = _usable(side, config.baselines.get(key))
-            if not side:  # the patient's accepted baseline lies in every band: their normal
-                clear.add(key)
+            sides.append(_side(key, side, direction == "low") if side else key)
+        if sides:
+            plan[metric] = tuple(sides)
+    if len(_PLANS) > 10_000:
+        _PLANS.clear()
+    _PLANS[id(config)] = (weakref.ref(config), plan)
+    return plan
+
+
+def evaluate_thresholds(history: History, at: datetime, metrics: Iterable[str], config: PatientConfig) -> Outcome:
+    """Evaluate the bands of ``metrics`` (the metrics that have a new reading at ``at``)."""
+    candidates: list[Candidate] = []
+    clear: set[str] = set()
+    plan = _plan(config)
+    for metric in sorted(set(metrics)):
+        sides = plan.get(metric)
+        if sides is None:
+            continue
+        times, values, obs = history.series(metric)
+        i = bisect_right(times, at)
+        if not i:
+            continue
+        v = values[i - 1]
+        for side in sides:
+            if isinstance(side, str):  # the patient's accepted baseline lies in every band: their normal
+                clear.add(side)
                 continue
-            result = _evaluate_direction(history, metric, at, side, latest, remeasure=config.remeasure_unconfirmed)
+            if not side.hit(v):
+                clear.add(side.key)
+                continue
+            result = _evaluate_direction(
+                history, metric, at, side.bands, obs[i - 1], remeasure=config.remeasure_unconfirmed
+            )
             if result is True:
-                clear.add(key)
+                clear.add(side.key)
             elif isinstance(result, Candidate):
                 candidates.append(result)
     return Outcome(tuple(candidates), frozenset(clear))

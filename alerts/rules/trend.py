@@ -51,6 +51,7 @@ WEIGHT_RULE: Final = "trend:weight_gain"
 BP_RULE: Final = "trend:bp_goal"
 _SAME_DAY: Final = timedelta(hours=12)
 _EPSILON: Final = timedelta(microseconds=1)
+_DAY: Final = timedelta(days=1)
 PLAUSIBILITY_SPAN: Final = timedelta(days=4)
 # Weighings further apart than this do not confirm each other.
 CONFIRM_SPAN: Final = timedelta(hours=72)
@@ -65,6 +66,24 @@ def plausible_weight(history: History, o: Obs, cfg: TrendConfig) -> bool:
         return True
     elapsed_days = max((o.time - before[-1].time) / timedelta(days=1), 1.0)
     return abs(o.value - median(b.value for b in before)) <= cfg.max_plausible_kg_per_day * elapsed_days
+
+
+def _plausible_at(key: tuple[str, float], times: list[datetime], values: list[float], k: int) -> bool:
+    """:func:`plausible_weight` of weighing ``k`` (``key``: the rule and the plausible kg per day)."""
+    t = times[k]
+    end = bisect_right(times, t - _EPSILON, 0, k)
+    start = max(bisect_right(times, t - PLAUSIBILITY_SPAN, 0, end), end - 5)
+    if end - start < 2:
+        return True
+    elapsed_days = max((t - times[end - 1]) / _DAY, 1.0)
+    return abs(values[k] - median(values[start:end])) <= key[1] * elapsed_days
+
+
+def _plausible(history: History, cfg: TrendConfig) -> list[bool]:
+    """:func:`plausible_weight` of every weighing, by index (kept by the history: a weighing is judged
+    by the ones before it only)."""
+    key = (WEIGHT_RULE, cfg.max_plausible_kg_per_day)
+    return history.derived("body_weight", key, _plausible_at, reach=PLAUSIBILITY_SPAN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,26 +103,29 @@ def weight_gain(history: History, at: datetime, days: int, cfg: TrendConfig, *, 
     weighing ``days`` days earlier counts), so one low weighing does not make an ordinary one look
     like a gain.
     """
-    recent = history.last("body_weight", at, confirm)
-    if len(recent) < confirm or recent[-1].time - recent[0].time > CONFIRM_SPAN:
+    times, values, obs = history.series("body_weight")
+    i = bisect_right(times, at)
+    lo = max(0, i - confirm)
+    if i - lo < confirm or times[i - 1] - times[lo] > CONFIRM_SPAN:
         return None
-    if not all(plausible_weight(history, o, cfg) for o in recent):
+    ok = _plausible(history, cfg)
+    if not all(ok[lo:i]):
         return None
-    first = recent[0]
-    end = first.time - timedelta(days=days) + _SAME_DAY
-    start = first.time - timedelta(days=days + cfg.weight_baseline_days)
-    refs = tuple(o for o in history.window("body_weight", start, end) if plausible_weight(history, o, cfg))
+    first = times[lo]
+    end = first - timedelta(days=days) + _SAME_DAY
+    start = first - timedelta(days=days + cfg.weight_baseline_days)
+    refs = [k for k in range(bisect_right(times, start), bisect_right(times, end)) if ok[k]]
     if not refs:
         return None
-    base = median(o.value for o in refs)
-    return WeightGain(min(o.value for o in recent) - base, base, refs, tuple(recent))
+    base = median([values[k] for k in refs])
+    return WeightGain(min(values[lo:i]) - base, base, tuple(obs[k] for k in refs), tuple(obs[lo:i]))
 
 
 def evaluate_weight_gain(history: History, at: datetime, config: PatientConfig) -> Outcome:
     if not config.enabled(WEIGHT_RULE):
         return Outcome()
     cfg = config.trend
-    if history.latest("body_weight", at) is None:
+    if not bisect_right(history.times("body_weight"), at):
         return Outcome()
     fired: dict[int, WeightGain] = {}
     hold = False  # a single unconfirmed gain, or a gain just below its limit (hysteresis)
@@ -112,9 +134,14 @@ def evaluate_weight_gain(history: History, at: datetime, config: PatientConfig) 
         if confirmed is not None and confirmed.gain_kg > limit:
             fired[days] = confirmed
             continue
-        latest = weight_gain(history, at, days, cfg)
+        if hold:
+            continue  # already holding: the unconfirmed gain cannot change the answer
         near = limit - cfg.weight_clear_margin_kg
-        hold = hold or any(g is not None and g.gain_kg > near for g in (confirmed, latest))
+        if confirmed is not None and confirmed.gain_kg > near:
+            hold = True
+            continue
+        latest = weight_gain(history, at, days, cfg)
+        hold = latest is not None and latest.gain_kg > near
     if not fired:
         return Outcome() if hold else Outcome(clear=frozenset({WEIGHT_RULE}))
     severity = Severity.HIGH if any(d > 1 for d in fired) else Severity.MEDIUM
@@ -146,6 +173,34 @@ def evaluate_weight_gain(history: History, at: datetime, config: PatientConfig) 
     )
 
 
+def _bp_selection(history: History, at: datetime, cfg: TrendConfig) -> tuple[int, int, int, int, int, int] | None:
+    """:func:`bp_protocol_readings` as indexes: (systolic from, to, diastolic from, to, window
+    days, readings discarded)."""
+    longest = max(cfg.bp_window_days, cfg.bp_max_window_days)
+    ts, td = history.times("bp_systolic"), history.times("bp_diastolic")
+    oldest = at - timedelta(days=longest)
+    lo_s, hi_s = bisect_right(ts, oldest), bisect_right(ts, at)
+    lo_d, hi_d = bisect_right(td, oldest), bisect_right(td, at)
+    least = cfg.bp_min_readings
+    if hi_s - lo_s < least or hi_d - lo_d < least:
+        return None
+    span = timedelta(days=cfg.bp_min_span_days)
+    for days in range(cfg.bp_window_days, longest + 1):
+        start = at - timedelta(days=days)
+        a_s, a_d = bisect_right(ts, start, lo_s, hi_s), bisect_right(td, start, lo_d, hi_d)
+        if a_s == hi_s or a_d == hi_d:
+            continue
+        discarded = 0
+        if cfg.bp_discard_first_day:
+            cut = min(ts[a_s], td[a_d]) + _DAY
+            k_s, k_d = bisect_left(ts, cut, a_s, hi_s), bisect_left(td, cut, a_d, hi_d)
+            discarded = k_s - a_s
+            a_s, a_d = k_s, k_d
+        if min(hi_s - a_s, hi_d - a_d) >= least and ts[hi_s - 1] - ts[a_s] >= span:
+            return a_s, hi_s, a_d, hi_d, days, discarded
+    return None
+
+
 def bp_protocol_readings(
     history: History, at: datetime, cfg: TrendConfig
 ) -> tuple[list[Obs], list[Obs], int, int] | None:
@@ -154,39 +209,23 @@ def bp_protocol_readings(
     least ``bp_min_readings`` left spanning ``bp_min_span_days``. A window that holds too few (a
     patient taking one reading per session instead of two) grows a day at a time up to
     ``bp_max_window_days``. Returns (systolic, diastolic, window days, readings discarded) or None."""
-    longest = max(cfg.bp_window_days, cfg.bp_max_window_days)
-    all_s = history.window("bp_systolic", at - timedelta(days=longest), at)
-    all_d = history.window("bp_diastolic", at - timedelta(days=longest), at)
-    if len(all_s) < cfg.bp_min_readings or len(all_d) < cfg.bp_min_readings:
+    selected = _bp_selection(history, at, cfg)
+    if selected is None:
         return None
-    times_s, times_d = [o.time for o in all_s], [o.time for o in all_d]
-    for days in range(cfg.bp_window_days, longest + 1):
-        start = at - timedelta(days=days)
-        systolic, diastolic = all_s[bisect_right(times_s, start) :], all_d[bisect_right(times_d, start) :]
-        if not systolic or not diastolic:
-            continue
-        discarded = 0
-        if cfg.bp_discard_first_day:
-            cut = min(systolic[0].time, diastolic[0].time) + timedelta(days=1)
-            kept_s = systolic[bisect_left([o.time for o in systolic], cut) :]
-            kept_d = diastolic[bisect_left([o.time for o in diastolic], cut) :]
-            discarded = len(systolic) - len(kept_s)
-            systolic, diastolic = kept_s, kept_d
-        enough = min(len(systolic), len(diastolic)) >= cfg.bp_min_readings
-        if enough and systolic[-1].time - systolic[0].time >= timedelta(days=cfg.bp_min_span_days):
-            return systolic, diastolic, days, discarded
-    return None
+    a_s, b_s, a_d, b_d, days, discarded = selected
+    return history.series("bp_systolic")[2][a_s:b_s], history.series("bp_diastolic")[2][a_d:b_d], days, discarded
 
 
 def evaluate_bp_goal(history: History, at: datetime, config: PatientConfig) -> Outcome:
     if not config.enabled(BP_RULE):
         return Outcome()
     cfg = config.trend
-    selected = bp_protocol_readings(history, at, cfg)
+    selected = _bp_selection(history, at, cfg)
     if selected is None:
         return Outcome()
-    systolic, diastolic, days, discarded = selected
-    mean_s, mean_d = fmean(o.value for o in systolic), fmean(o.value for o in diastolic)
+    a_s, b_s, a_d, b_d, days, discarded = selected
+    mean_s = fmean(history.series("bp_systolic")[1][a_s:b_s])
+    mean_d = fmean(history.series("bp_diastolic")[1][a_d:b_d])
     goal, stage2, margin, over = cfg.bp_goal, cfg.bp_stage2, cfg.bp_clear_margin, cfg.bp_open_margin
     above_s, above_d = mean_s >= goal.systolic + over.systolic, mean_d >= goal.diastolic + over.diastolic
     if not (above_s or above_d):
@@ -194,6 +233,7 @@ def evaluate_bp_goal(history: History, at: datetime, config: PatientConfig) -> O
         if mean_s < goal.systolic - margin.systolic and mean_d < goal.diastolic - margin.diastolic:
             return Outcome(clear=frozenset({BP_RULE}))
         return Outcome()
+    systolic, diastolic = history.series("bp_systolic")[2][a_s:b_s], history.series("bp_diastolic")[2][a_d:b_d]
     severity = Severity.MEDIUM if mean_s >= stage2.systolic or mean_d >= stage2.diastolic else Severity.LOW
     n = min(len(systolic), len(diastolic))
     return Outcome(

@@ -78,9 +78,9 @@ def test_an_outbox_sealed_by_cryptography_still_opens(tmp_path: Path) -> None:
         assert box.quarantined() == ()
         expected = [reading(0), reading(1), reading(2, metric="spo2", value=97.0, device="E0:00:00:00:00:02")]
         expected.append(reading(3))
-        assert got == [r.model_copy(update={"seq": seq}) for seq, r in enumerate(expected, start=1)]
+        assert got == [dataclasses.replace(r, seq=seq) for seq, r in enumerate(expected, start=1)]
         assert box.append([reading(4)]) == [5]  # and the symbols it holds are found again
-        assert box.fetch(4, 10) == [reading(4).model_copy(update={"seq": 5})]
+        assert box.fetch(4, 10) == [dataclasses.replace(reading(4), seq=5)]
     finally:
         box.close()
     with pytest.raises(OutboxKeyMismatch):
